@@ -1,0 +1,132 @@
+"""Decoding, validating, resizing and encoding images: bytes in, RGB PIL images out, and back."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nst_core.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
+
+# Only these decoders ever see user bytes; Pillow would otherwise try every plugin it has (EPS, PSD...).
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+DEFAULT_MAX_PIXELS = 40_000_000
+# VGG19 pools four times before conv5_1: a side under 16 px has no conv5_1 activation left; 32 keeps 2x2.
+MIN_SIDE_PX = 32
+
+OUTPUT_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF8", "GIF"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"%PDF", "PDF"), (b"%!PS", "PostScript"),
+    (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+)
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode untrusted bytes into an upright RGB image, or raise a typed `ImageError`."""
+    if not data:
+        raise UnreadableImage("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"the image has too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        raise _unidentified(data) from None
+    except Exception as exc:  # Pillow raises many kinds for malformed headers
+        raise UnreadableImage(f"the image cannot be read: {exc}") from None
+
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image is {width}x{height} = {width * height} pixels; at most {max_pixels} "
+                            "are allowed")
+    if getattr(image, "n_frames", 1) > 1:
+        raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Exception as exc:  # truncated data, broken chunks, bad EXIF
+        raise UnreadableImage(f"the image data is damaged or truncated: {exc}") from None
+    return to_rgb(image)
+
+
+def _unidentified(data: bytes) -> Exception:
+    head = data[:64].lstrip()
+    for signature, name in _FOREIGN_SIGNATURES:
+        if head.startswith(signature):
+            return UnsupportedImageFormat(f"{name} is not supported; use JPEG, PNG, WebP, BMP or TIFF")
+    return UnreadableImage("the file is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF)")
+
+
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and decode an image file (see `decode_image`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableImage(f"cannot read {path}: {exc.strerror or exc}") from None
+    return decode_image(data, max_pixels=max_pixels)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _wide_to_rgb(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def _wide_to_rgb(image: Image.Image) -> Image.Image:
+    # Pillow's convert("L") clips 16-bit values at 255 (a white picture); scale the range down instead.
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 255.0 if values.max(initial=0.0) <= 255 else 65535.0
+    gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, mode="L").convert("RGB")
+
+
+def fit_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """The size whose longest side is `max_size`, keeping the aspect ratio."""
+    scale = max_size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to exactly `size` (width, height) with a filter suited to the direction."""
+    if image.size == size:
+        return image
+    shrinking = size[0] * size[1] < image.size[0] * image.size[1]
+    return image.resize(size, Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC)
+
+
+def check_min_side(size: tuple[int, int], what: str) -> None:
+    """Raise `ImageTooSmall` when a side is too short for VGG19's deepest style layer."""
+    if min(size) < MIN_SIDE_PX:
+        raise ImageTooSmall(f"the {what} would be {size[0]}x{size[1]} px; each side needs at least "
+                            f"{MIN_SIDE_PX} px (check its aspect ratio and max_size)")
+
+
+def output_format(path: str | Path) -> str:
+    """The Pillow format for an output file name: PNG unless the suffix asks for JPEG or WebP."""
+    return OUTPUT_FORMATS.get(Path(path).suffix.lower(), "PNG")
+
+
+def encode_image(image: Image.Image, format: str = "PNG") -> bytes:
+    """Encode as PNG (lossless), or JPEG / WebP at quality 95."""
+    buffer = io.BytesIO()
+    if format.upper() in ("JPEG", "WEBP"):
+        image.save(buffer, format=format.upper(), quality=95)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()

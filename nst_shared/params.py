@@ -1,0 +1,75 @@
+"""The one set of style-transfer parameters: defaults, bounds and help text live here once.
+
+Plain standard library on purpose: the engine, the worker, the API (which has no torch) and the CLI
+all build their options from `TransferParams`, so a default or a bound is never written twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Init = Literal["content", "noise", "style"]
+INITS: tuple[str, ...] = ("content", "noise", "style")
+
+CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
+STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+def _param(default: Any, help: str, *, ge: float | None = None, le: float | None = None,
+           gt: float | None = None, api: bool = True) -> Any:
+    """A dataclass field carrying its bounds and help text for the CLI, the API and the docs."""
+    meta = {"help": help, "ge": ge, "le": le, "gt": gt, "api": api}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferParams:
+    """Everything that decides what picture a transfer makes (not where it runs)."""
+
+    max_size: int = _param(384, "Longest side of the output in pixels.", ge=64, le=2048)
+    steps: int = _param(100, "L-BFGS iterations in all, over every scale (each one is a progress step).",
+                        ge=1, le=2000)
+    content_weight: float = _param(1.0, "Weight of the content loss (MSE of conv4_2 features).", ge=0, le=1e9)
+    style_weight: float = _param(3e2, "Weight of the style loss (MSE of Gram matrices). Scale of the bundled "
+                                      "Caffe VGG19: 1e1 subtle .. 1e3 strong.", ge=0, le=1e12)
+    tv_weight: float = _param(0.0, "Weight of the total-variation loss, which smooths the image.", ge=0, le=1e6)
+    style_scale: float = _param(1.0, "Size of the style image relative to the output size.", ge=0.1, le=4.0)
+    style_blend: tuple[float, ...] | None = _param(
+        None, "Weights of the style images, one per style (normalised to sum 1); equal when unset.")
+    preserve_colors: bool = _param(False, "Keep the content image's colours: transfer on luminance only.")
+    init: Init = _param("content", "Starting image: content, noise or style.")
+    seed: int | None = _param(None, "Random seed; runs with the same seed are reproducible on the CPU.",
+                              ge=0, le=2**31 - 1)
+    scales: int = _param(3, "Number of scales, coarse to fine (1 = single scale, as in Gatys et al.).",
+                         ge=1, le=6)
+    min_scale_size: int = _param(128, "Longest side of the coarsest scale in pixels.", ge=64, le=2048)
+    early_stop_tolerance: float = _param(
+        0.0, "Stop a scale early when the loss improves by less than this fraction over 10 steps (0 = off).",
+        ge=0, le=0.5)
+    preview_every: int = _param(0, "Send a preview image every N steps (0 = none).", ge=0, le=2000)
+    content_layers: tuple[str, ...] = _param(CONTENT_LAYERS, "Layers of the content loss.", api=False)
+    style_layers: tuple[str, ...] = _param(STYLE_LAYERS, "Layers of the style loss.", api=False)
+    style_layer_weights: tuple[float, ...] | None = _param(
+        None, "Weight per style layer; equal when unset.", api=False)
+
+    def replace(self, **changes: Any) -> "TransferParams":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (tuples become lists), for job records and the queue."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TransferParams":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+
+def param_fields() -> tuple[dataclasses.Field, ...]:
+    """The fields with their metadata: what the CLI, the API form and the docs are built from."""
+    return dataclasses.fields(TransferParams)
+
+
+DEFAULTS = TransferParams()
