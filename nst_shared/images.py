@@ -1,4 +1,4 @@
-"""Decoding, validating, resizing and encoding images: bytes in, RGB PIL images out, and back."""
+"""Decoding, validating, resizing and encoding untrusted images (Pillow only, no torch: the API uses it too)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from nst_core.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
+from nst_shared.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
 
 # Only these decoders ever see user bytes; Pillow would otherwise try every plugin it has (EPS, PSD...).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")

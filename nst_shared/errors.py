@@ -1,4 +1,4 @@
-"""The engine's errors: one root, each with a stable `code` that the worker turns into a job failure."""
+"""Errors of the engine and of image decoding: one root, each with a stable `code` (a job failure code)."""
 
 
 class NstError(Exception):
