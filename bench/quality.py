@@ -1,0 +1,40 @@
+"""How painted and how faithful a picture is, measured on the bundled Caffe VGG19 (see shared FACTS.md).
+
+style ratio: mean over relu1_1..relu5_1 of Gram-MSE(output, style) / Gram-MSE(content, style), each layer
+counting equally; content ratio: relu4_2 MSE(output, content) / MSE(style stretched over the frame, content).
+Lower is more of each.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from nst_core.features import VGG19Features
+from nst_core.losses import gram_matrix
+from nst_core.tensors import image_to_tensor
+from nst_shared.images import fit_size, resize
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+
+
+@torch.no_grad()
+def quality_ratios(model: VGG19Features, output: Image.Image, content: Image.Image,
+                   style: Image.Image) -> tuple[float, float]:
+    """(style ratio, content ratio) of `output`, at the output's size."""
+    size = output.size
+    layers = (*STYLE_LAYERS, CONTENT_LAYER)
+    feats = {name: model(image_to_tensor(img), layers) for name, img in (
+        ("out", output), ("content", resize(content, size)),
+        ("style", resize(style, fit_size(*style.size, max(size)))), ("stretched", resize(style, size)))}
+    grams = {k: {n: gram_matrix(v[n]) for n in STYLE_LAYERS} for k, v in feats.items()}
+
+    def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.mean((a - b) ** 2))
+
+    style_ratio = sum(mse(grams["out"][n], grams["style"][n]) / mse(grams["content"][n], grams["style"][n])
+                      for n in STYLE_LAYERS) / len(STYLE_LAYERS)
+    content_ratio = (mse(feats["out"][CONTENT_LAYER], feats["content"][CONTENT_LAYER])
+                     / mse(feats["stretched"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]))
+    return style_ratio, content_ratio
