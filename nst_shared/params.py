@@ -29,10 +29,10 @@ class TransferParams:
     """Everything that decides what picture a transfer makes (not where it runs)."""
 
     max_size: int = _param(384, "Longest side of the output in pixels.", ge=64, le=2048)
-    steps: int = _param(100, "L-BFGS iterations in all, over every scale (each one is a progress step).",
+    steps: int = _param(120, "L-BFGS iterations in all, over every scale (each one is a progress step).",
                         ge=1, le=2000)
     content_weight: float = _param(1.0, "Weight of the content loss (MSE of conv4_2 features).", ge=0, le=1e9)
-    style_weight: float = _param(3e2, "Weight of the style loss (MSE of Gram matrices). Scale of the bundled "
+    style_weight: float = _param(2e2, "Weight of the style loss (MSE of Gram matrices). Scale of the bundled "
                                       "Caffe VGG19: 1e1 subtle .. 1e3 strong.", ge=0, le=1e12)
     tv_weight: float = _param(0.0, "Weight of the total-variation loss, which smooths the image.", ge=0, le=1e6)
     style_scale: float = _param(1.0, "Size of the style image relative to the output size.", ge=0.1, le=4.0)
@@ -44,7 +44,7 @@ class TransferParams:
                               ge=0, le=2**31 - 1)
     scales: int = _param(3, "Number of scales, coarse to fine (1 = single scale, as in Gatys et al.).",
                          ge=1, le=6)
-    min_scale_size: int = _param(128, "Longest side of the coarsest scale in pixels.", ge=64, le=2048)
+    min_scale_size: int = _param(192, "Longest side of the coarsest scale in pixels.", ge=64, le=2048)
     early_stop_tolerance: float = _param(
         0.0, "Stop a scale early when the loss improves by less than this fraction over 10 steps (0 = off).",
         ge=0, le=0.5)
