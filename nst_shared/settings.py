@@ -1,0 +1,45 @@
+"""Configuration of the API, the workers and `nst up`: environment variables prefixed NST_."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable NST_<NAME>; the README's table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="NST_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue and job records.")
+    storage_dir: Path = Field(Path("var/storage"), description="Folder for inputs, previews and results, "
+                              "shared by the API and the workers.")
+    queue_name: str = Field("nst", description="RQ queue name.")
+    device: str = Field("auto", description="Worker device: auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps.")
+    engine: str = Field("nst_core.transfer:StyleTransfer",
+                        description="Import path of the engine class a worker builds once.")
+    max_upload_bytes: int = Field(20 * 2**20, description="Largest accepted image file.")
+    max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
+    max_styles: int = Field(4, description="Most style images per job.")
+    max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
+    max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for.")
+    max_steps: int = Field(1000, description="Most steps a job may ask for.")
+    max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
+    result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")
+    job_timeout_base_s: int = Field(120, description="Fixed part of a job's time limit.")
+    job_timeout_per_mpx_step_s: float = Field(40.0, description="Time limit per megapixel-step (CPU scale).")
+    heartbeat_interval_s: float = Field(5.0, description="How often a busy worker proves it is alive.")
+    heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
+    reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
+    orphan_grace_s: float = Field(300.0, description="Age after which files without a job record are deleted.")
+    sse_keepalive_s: float = Field(15.0, description="Seconds between keep-alive comments on event streams.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (off when empty).")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
+    return Settings()

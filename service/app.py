@@ -1,0 +1,69 @@
+"""Builds the FastAPI application from explicit settings: `create_app(settings)`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+
+from nst_shared.jobs import JobStore
+from nst_shared.settings import Settings, get_settings
+from nst_shared.storage import LocalStorage
+from nst_shared.sweeper import sweep
+from service.errors import install_error_handlers
+from service.limits import BodySizeLimit
+from service.routes import health, jobs
+
+log = logging.getLogger("nst.api")
+
+
+async def _sweep_forever(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    while True:
+        await asyncio.sleep(settings.reaper_interval_s)
+        try:
+            await asyncio.to_thread(sweep, app.state.store, app.state.storage,
+                                    orphan_grace_s=settings.orphan_grace_s)
+        except Exception as exc:  # Redis restarting: next round
+            log.debug("sweep failed: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    task = asyncio.create_task(_sweep_forever(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await app.state.async_redis.aclose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API with its routes, error handlers and limits; Swagger UI assets are served locally (offline)."""
+    settings = settings or get_settings()
+    app = FastAPIOffline(
+        title="Neural style transfer", version="0.1.0", lifespan=_lifespan,
+        description="Gatys et al. (CVPR 2016) style transfer as asynchronous jobs: submit a content image and "
+                    "style images, follow progress (poll or Server-Sent Events), download the PNG.")
+    app.state.settings = settings
+    app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
+                                           health_check_interval=10)
+    app.state.async_redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3,
+                                                    health_check_interval=10)
+    app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
+    app.state.storage = LocalStorage(settings.storage_dir)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After"])
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,48 @@
+"""Dependencies: what a route may ask for, built from the app's settings (set by `create_app`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from nst_shared.jobs import JobStore
+from nst_shared.settings import Settings
+from nst_shared.storage import LocalStorage
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_redis(request: Request) -> redis.Redis:
+    return request.app.state.redis
+
+
+def get_async_redis(request: Request) -> aioredis.Redis:
+    return request.app.state.async_redis
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+def get_storage(request: Request) -> LocalStorage:
+    return request.app.state.storage
+
+
+def get_queue(request: Request) -> Queue:
+    settings: Settings = request.app.state.settings
+    return Queue(settings.queue_name, connection=request.app.state.redis, serializer=JSONSerializer)
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+QueueDep = Annotated[Queue, Depends(get_queue)]

@@ -1,0 +1,29 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from rq import Worker
+
+from service.deps import RedisDep
+from service.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The API process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Redis answers and at least one worker is alive")
+def readyz(redis: RedisDep) -> JSONResponse:
+    try:
+        redis.ping()
+        workers = Worker.count(connection=redis)
+    except Exception as exc:  # any Redis failure means not ready
+        return JSONResponse(error_body("redis_unavailable", f"Redis is not reachable: {exc}"), 503)
+    if workers == 0:
+        return JSONResponse({**error_body("no_workers", "no worker is running"), "workers": 0}, 503)
+    return JSONResponse({"status": "ready", "redis": "ok", "workers": workers})

@@ -1,0 +1,241 @@
+"""/jobs: submit, read, list, follow, download, cancel and delete style-transfer jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel
+
+from nst_shared.errors import ImageError
+from nst_shared.images import check_min_side, decode_image, fit_size
+from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, Keys, new_job_id
+from nst_shared.settings import Settings
+from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, StorageDep, StoreDep
+from service.errors import ApiError, from_image_error, not_found
+from service.events import job_event_stream
+from service.forms import JobForm, check_known_fields, to_params
+from service.schemas import JobList, JobPublic, public_job
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+ERRORS = {code: {"description": text, "content": {"application/json": {"example": {
+    "error": {"code": name, "message": "..."}}}}} for code, name, text in (
+    (404, "job_not_found", "Unknown job"), (409, "wrong_state", "The job is not in a state for this"),
+    (413, "file_too_large", "Upload too large"), (415, "unsupported_format", "Not an allowed image format"),
+    (422, "invalid_parameter", "Bad parameter or unreadable image"), (503, "redis_unavailable", "Busy or down"))}
+
+
+def _load(store: StoreDep, job_id: str) -> JobRecord:
+    record = store.get(job_id)
+    if record is None:
+        raise not_found(job_id)
+    return record
+
+
+def _queue_position(queue: QueueDep, record: JobRecord) -> int | None:
+    if record.status is not JobStatus.QUEUED or not record.rq_job_id:
+        return None
+    position = queue.get_job_position(record.rq_job_id)
+    return position + 1 if position is not None else None
+
+
+async def _read_upload(upload: UploadFile, field: str, settings: Settings) -> bytes:
+    if upload.size is not None and upload.size > settings.max_upload_bytes:
+        raise ApiError(413, "file_too_large",
+                       f"{field}: {upload.size} bytes; at most {settings.max_upload_bytes} per file", field=field)
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, "file_too_large", f"{field}: at most {settings.max_upload_bytes} bytes per file",
+                       field=field)
+    return data
+
+
+def _timeout_s(settings: Settings, steps: int, max_size: int) -> int:
+    megapixels = max_size * max_size / 1e6
+    return int(settings.job_timeout_base_s + steps * megapixels * settings.job_timeout_per_mpx_step_s)
+
+
+@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS,
+             summary="Submit a style-transfer job")
+async def create_job(
+    request: Request, response: Response, settings: SettingsDep, store: StoreDep, storage: StorageDep,
+    queue: QueueDep,
+    form: Annotated[JobForm, Form()],  # type: ignore[valid-type]
+    content: Annotated[UploadFile, File(description="The photograph to paint.")],
+    style: Annotated[list[UploadFile], File(description="One or more style images (repeat the field).")],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Validates the images and parameters, stores the images and queues the job. Answers at once."""
+    check_known_fields(set((await request.form()).keys()))
+    if len(style) > settings.max_styles:
+        raise ApiError(422, "too_many_styles", f"style: at most {settings.max_styles} style images",
+                       field="style")
+    params = to_params(form, styles=len(style), settings=settings)
+    content_bytes = await _read_upload(content, "content", settings)
+    style_bytes = [await _read_upload(s, "style", settings) for s in style]
+    _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, settings)
+
+    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
+    for data in (content_bytes, *style_bytes):
+        digest.update(hashlib.sha256(data).digest())
+    job_id = new_job_id()
+    if idempotency_key:
+        existing = _claim_idempotency_key(store, idempotency_key, job_id, digest.hexdigest(), settings)
+        if existing is not None:
+            response.headers["Location"] = f"/jobs/{existing.id}"
+            response.headers["Retry-After"] = "1"
+            return public_job(existing, queue_position=_queue_position(queue, existing))
+    if queue.count >= settings.max_queued_jobs:
+        raise ApiError(503, "queue_full", "too many jobs are waiting; try again later",
+                       headers={"Retry-After": "30"})
+
+    storage.put(job_id, "content", content_bytes)
+    for i, data in enumerate(style_bytes):
+        storage.put(job_id, f"style-{i}", data)
+    store.create(job_id, params=params.to_dict(), styles=len(style_bytes))
+    store.set_fields(job_id, rq_job_id=job_id)
+    queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=job_id,
+                       timeout=_timeout_s(settings, params.steps, params.max_size),
+                       result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s)
+    record = store.get(job_id)
+    assert record is not None
+    response.headers["Location"] = f"/jobs/{job_id}"
+    response.headers["Retry-After"] = "1"
+    return public_job(record, queue_position=_queue_position(queue, record))
+
+
+def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_scale: float,
+                     settings: Settings) -> None:
+    try:
+        image = decode_image(content, max_pixels=settings.max_image_pixels)
+        out = fit_size(*image.size, max_size)
+        check_min_side(out, "content image at this max_size")
+    except ImageError as exc:
+        raise from_image_error(exc, "content") from None
+    for data in styles:
+        try:
+            style = decode_image(data, max_pixels=settings.max_image_pixels)
+            check_min_side(fit_size(*style.size, round(max(out) * style_scale)), "style image at this style_scale")
+        except ImageError as exc:
+            raise from_image_error(exc, "style") from None
+
+
+def _claim_idempotency_key(store: StoreDep, key: str, job_id: str, body_hash: str,
+                           settings: Settings) -> JobRecord | None:
+    """None when this request owns the key; the earlier job when the same body came before."""
+    redis_key = Keys.idempotency(hashlib.sha256(key.encode()).hexdigest())
+    claim = json.dumps({"job_id": job_id, "hash": body_hash})
+    if store.redis.set(redis_key, claim, nx=True, ex=settings.result_ttl_s):
+        return None
+    earlier = json.loads(store.redis.get(redis_key) or "{}")
+    if earlier.get("hash") != body_hash:
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used with a different request", field="Idempotency-Key")
+    for _ in range(50):  # the first request may still be storing its files
+        record = store.get(earlier["job_id"])
+        if record is not None:
+            return record
+        time.sleep(0.05)
+    raise not_found(earlier["job_id"])
+
+
+@router.get("", response_model=JobList, summary="Recent jobs, newest first")
+def list_jobs(store: StoreDep, queue: QueueDep, offset: Annotated[int, Query(ge=0)] = 0,
+              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobList:
+    records, total = store.recent(offset=offset, limit=limit)
+    return JobList(items=[public_job(r, queue_position=_queue_position(queue, r)) for r in records],
+                   total=total, offset=offset, limit=limit)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS, summary="A job's status and progress")
+def get_job(job_id: str, request: Request, store: StoreDep, queue: QueueDep) -> Response:
+    """Cheap to poll: send the ETag back in If-None-Match and get 304 while nothing changed."""
+    record = _load(store, job_id)
+    body = public_job(record, queue_position=_queue_position(queue, record)).model_dump_json().encode()
+    etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@router.get("/{job_id}/events", responses=ERRORS, summary="Server-Sent Events of a job",
+            response_class=StreamingResponse)
+async def job_events(job_id: str, request: Request, store: StoreDep, queue: QueueDep,
+                     async_redis: AsyncRedisDep, settings: SettingsDep,
+                     last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+    """`snapshot` first, then `status`, `progress`, `preview`, and `completed` (the whole job) at the end.
+    Event ids come from the job's Redis stream: reconnect with Last-Event-ID to resume without loss."""
+    record = _load(store, job_id)
+    snapshot = public_job(record, queue_position=_queue_position(queue, record))
+    stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot,
+                              last_event_id=last_event_id or "0", keepalive_s=settings.sse_keepalive_s)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{job_id}/result", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+            response_class=FileResponse, summary="The finished picture (PNG)")
+def get_result(job_id: str, store: StoreDep, storage: StorageDep) -> FileResponse:
+    record = _load(store, job_id)
+    if record.status is not JobStatus.SUCCEEDED:
+        reason = {JobStatus.QUEUED: "the job is still queued", JobStatus.RUNNING: "the job is still running",
+                  JobStatus.FAILED: "the job failed", JobStatus.CANCELED: "the job was canceled"}[record.status]
+        raise ApiError(409, "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+                       else "no_result", f"no result: {reason}")
+    path = storage.path(job_id, "result.png")
+    if not path.is_file():
+        raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
+    return FileResponse(path, media_type="image/png", filename=f"nst-{job_id}.png")
+
+
+@router.get("/{job_id}/preview", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+            response_class=FileResponse, summary="The latest preview (PNG)")
+def get_preview(job_id: str, store: StoreDep, storage: StorageDep) -> FileResponse:
+    _load(store, job_id)
+    path = storage.path(job_id, "preview.png")
+    if not path.is_file():
+        raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS, status_code=202,
+             summary="Cancel a queued or running job")
+def cancel_job(job_id: str, store: StoreDep, queue: QueueDep) -> JobPublic:
+    """Queued: canceled at once. Running: stops within one iteration. Finished: 409."""
+    record = _load(store, job_id)
+    if record.status is JobStatus.QUEUED and store.transition(job_id, JobStatus.CANCELED,
+                                                              allowed={JobStatus.QUEUED}):
+        if record.rq_job_id:
+            queue.remove(record.rq_job_id)
+    else:
+        record = _load(store, job_id)
+        if record.status in TERMINAL:
+            raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
+        store.request_cancel(job_id)
+    record = _load(store, job_id)
+    return public_job(record)
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+@router.delete("/{job_id}", status_code=200, response_model=Deleted, responses=ERRORS,
+               summary="Delete a job and its files")
+def delete_job(job_id: str, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Deleted:
+    record = _load(store, job_id)
+    if record.status is JobStatus.QUEUED:
+        store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED})
+        if record.rq_job_id:
+            queue.remove(record.rq_job_id)
+    elif record.status is JobStatus.RUNNING:
+        store.request_cancel(job_id)  # the worker stops within one iteration and finds the record gone
+    store.delete(job_id)
+    storage.delete_job(job_id)
+    return Deleted(id=job_id, deleted=True)

@@ -1,0 +1,63 @@
+"""The public shapes of a job: what clients see (separate from the stored record)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from nst_shared.jobs import JobRecord, JobStatus
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    result: str
+    preview: str
+    cancel: str
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    queue_position: int | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    params: dict[str, Any]
+    styles: int
+    device: str | None = None
+    progress: dict[str, Any] | None = None
+    preview_step: int | None = None
+    attempts: int = 0
+    error: JobError | None = None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    items: list[JobPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+def _time(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=timezone.utc) if value is not None else None
+
+
+def public_job(record: JobRecord, *, queue_position: int | None = None) -> JobPublic:
+    base = f"/jobs/{record.id}"
+    return JobPublic(
+        id=record.id, status=record.status, queue_position=queue_position,
+        created_at=_time(record.created_at), started_at=_time(record.started_at),
+        finished_at=_time(record.finished_at), params=record.params, styles=record.styles,
+        device=record.device, progress=record.progress, preview_step=record.preview_step,
+        attempts=record.attempts, error=JobError(**record.error) if record.error else None,
+        links=JobLinks(self=base, events=f"{base}/events", result=f"{base}/result",
+                       preview=f"{base}/preview", cancel=f"{base}/cancel"))

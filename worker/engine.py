@@ -1,0 +1,23 @@
+"""The one engine of a worker process, built on first use and kept for the process's life."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+from nst_shared.settings import Settings
+
+_engine: Any = None
+_lock = threading.Lock()
+
+
+def get_engine(settings: Settings) -> Any:
+    """Build the engine named by `settings.engine` (an import path "module:Class") once, then reuse it."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            module_name, _, class_name = settings.engine.partition(":")
+            engine_class = getattr(importlib.import_module(module_name), class_name)
+            _engine = engine_class(device=settings.device)
+        return _engine

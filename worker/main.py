@@ -1,0 +1,67 @@
+"""`nst-worker`: a warm RQ worker that runs style-transfer jobs in its own process, one after another."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from typing import Sequence
+
+import redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from nst_shared.jobs import JobStore
+from nst_shared.settings import Settings, get_settings
+from nst_shared.storage import LocalStorage
+from nst_shared.sweeper import sweep
+from worker import tasks
+from worker.engine import get_engine
+from worker.logs import configure_logging
+
+log = logging.getLogger("nst.worker")
+
+
+class WarmWorker(SimpleWorker):
+    """Runs jobs in-process (no fork per job, so the model stays loaded and CUDA is never forked).
+
+    SIGTERM or Ctrl-C stops the running job within one iteration and puts it back in the queue.
+    """
+
+    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+        tasks.shutdown_requested.set()
+        super().request_stop(signum, frame)
+
+
+def _sweeper(store: JobStore, storage: LocalStorage, settings: Settings, stop: threading.Event) -> None:
+    # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
+    while not stop.wait(settings.reaper_interval_s):
+        try:
+            sweep(store, storage, orphan_grace_s=settings.orphan_grace_s)
+        except Exception:  # Redis restarting: try again next round
+            log.debug("sweep failed", exc_info=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nst-worker", description=__doc__)
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--name", help="worker name (default: RQ's)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+
+    configure_logging(args.log_level)
+    settings = get_settings()
+    connection = redis.Redis.from_url(settings.redis_url)
+    engine = get_engine(settings)  # load the model before taking the first job
+    log.info("engine ready on %s; queue %r at %s", engine.device_name, settings.queue_name, settings.redis_url)
+    store = JobStore(connection, ttl_s=settings.result_ttl_s)
+    stop = threading.Event()
+    threading.Thread(target=_sweeper, args=(store, LocalStorage(settings.storage_dir), settings, stop),
+                     daemon=True, name="sweeper").start()
+    worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
+                        name=args.name, log_job_description=False)
+    try:
+        worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
+    finally:
+        stop.set()
+    return 0

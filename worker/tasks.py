@@ -1,0 +1,141 @@
+"""The work RQ runs: `run_job(job_id)` takes a job from queued to a terminal state on the warm engine."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from rq import get_current_job
+from rq.timeouts import JobTimeoutException
+
+from nst_core.progress import StopTransfer
+from nst_shared.errors import NstError
+from nst_shared.images import decode_image, encode_image
+from nst_shared.jobs import JobStatus, JobStore
+from nst_shared.params import TransferParams
+from nst_shared.settings import Settings, get_settings
+from nst_shared.storage import LocalStorage
+from worker.engine import get_engine
+from worker.heartbeat import Heartbeat
+from worker.logs import current_job_id
+
+log = logging.getLogger("nst.worker")
+
+# Set by the worker's SIGTERM handler: the running job stops within one iteration and goes back to the queue.
+shutdown_requested = threading.Event()
+
+RESULT = "result.png"
+PREVIEW = "preview.png"
+
+
+def run_job(job_id: str) -> str:
+    """Run one job; every outcome is written to its record, so RQ itself always sees success."""
+    token = current_job_id.set(job_id)
+    try:
+        settings = get_settings()
+        rq_job = get_current_job()
+        store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
+        return _run(job_id, store, LocalStorage(settings.storage_dir), settings, rq_job)
+    finally:
+        current_job_id.reset(token)
+
+
+def _run(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings, rq_job: Any) -> str:
+    record = store.get(job_id)
+    if record is None or record.status is not JobStatus.QUEUED:
+        log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
+        return "skipped"
+    engine = get_engine(settings)
+    with Heartbeat(store, job_id, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s):
+        if not store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=time.time(),
+                                device=engine.device_name, worker=rq_job.worker_name or "",
+                                attempts=record.attempts + 1):
+            return "skipped"
+        log.info("started on %s", engine.device_name)
+        try:
+            return _transfer(job_id, store, storage, settings, engine, record.params, record.styles, rq_job)
+        except NstError as exc:
+            log.info("failed: %s: %s", exc.code, exc)
+            _fail(store, job_id, exc.code, str(exc))
+        except JobTimeoutException:
+            log.warning("timed out")
+            _fail(store, job_id, "timeout", "the job ran over its time limit")
+        except Exception as exc:  # a bug or a device fault: the job fails, the worker lives on
+            log.exception("crashed")
+            _fail(store, job_id, "internal_error", f"the worker failed: {type(exc).__name__}")
+        return "failed"
+
+
+def _transfer(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings, engine: Any,
+              params_data: dict[str, Any], n_styles: int, rq_job: Any) -> str:
+    params = TransferParams.from_dict(params_data)
+    content = decode_image(_input(storage, job_id, "content"), max_pixels=settings.max_image_pixels)
+    styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=settings.max_image_pixels)
+              for i in range(n_styles)]
+    reason: dict[str, str] = {}
+
+    def on_progress(progress: Any) -> None:
+        rate = progress.step / progress.elapsed_s if progress.elapsed_s > 0 else None
+        data = {
+            "step": progress.step, "steps": progress.steps, "fraction": progress.step / progress.steps,
+            "scale": progress.scale, "scales": progress.scales, "width": progress.width,
+            "height": progress.height, "elapsed_s": round(progress.elapsed_s, 3),
+            "iterations_per_s": round(rate, 4) if rate else None,
+            "eta_s": round((progress.steps - progress.step) / rate, 1) if rate else None,
+            "losses": {"content": progress.content_loss, "style": progress.style_loss,
+                       "tv": progress.tv_loss, "total": progress.total_loss},
+        }
+        store.running_event(job_id, "progress", data, progress=data)
+        if progress.preview is not None:
+            storage.put(job_id, PREVIEW, encode_image(progress.preview))
+            store.running_event(job_id, "preview", {"step": progress.step}, preview_step=progress.step)
+        if store.cancel_requested(job_id):
+            reason["stop"] = "cancel"
+        elif shutdown_requested.is_set():
+            reason["stop"] = "shutdown"
+        if reason:
+            raise StopTransfer()
+
+    result = engine.stylize(content, styles, params, callback=on_progress)
+    if reason.get("stop") == "cancel":
+        storage.put(job_id, PREVIEW, encode_image(result.image))
+        store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.RUNNING})
+        log.info("canceled after %d steps", result.steps_done)
+        return "canceled"
+    if reason.get("stop") == "shutdown":
+        return _requeue(job_id, store, settings, rq_job)
+    storage.put(job_id, RESULT, encode_image(result.image))
+    store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING})
+    log.info("succeeded: %d steps in %.1f s", result.steps_done, result.elapsed_s)
+    return "succeeded"
+
+
+def _requeue(job_id: str, store: JobStore, settings: Settings, rq_job: Any) -> str:
+    """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
+    from rq import Queue
+
+    if not store.transition(job_id, JobStatus.QUEUED, allowed={JobStatus.RUNNING}, progress=None):
+        return "skipped"
+    queue = Queue(settings.queue_name, connection=rq_job.connection, serializer=rq_job.serializer)
+    record = store.get(job_id)
+    attempt = record.attempts if record else 1
+    rq_id = f"{job_id}-{attempt}"
+    queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=rq_id, timeout=rq_job.timeout,
+                       result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s, at_front=True)
+    store.set_fields(job_id, rq_job_id=rq_id)
+    log.info("worker stopping: job requeued as %s", rq_id)
+    return "requeued"
+
+
+def _input(storage: LocalStorage, job_id: str, name: str) -> bytes:
+    data = storage.get(job_id, name)
+    if data is None:
+        raise NstError(f"the job's {name} image is missing from storage (expired or deleted)")
+    return data
+
+
+def _fail(store: JobStore, job_id: str, code: str, message: str) -> None:
+    store.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING},
+                     error={"code": code, "message": message})
