@@ -1,0 +1,142 @@
+"""`nst run`: one style transfer on this machine, with a progress bar; options come from TransferParams."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nst_shared.params import INITS, TransferParams, param_fields
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
+DEFAULT_STYLE = EXAMPLES / "swirls.jpg"
+
+# Flags with a spelling of the seed project too (--max_size, --content_weight, --style_weight).
+_SEED_SPELLINGS = {"max_size", "content_weight", "style_weight"}
+_CLI_NAMES = {"early_stop_tolerance": ["--early-stop"], "preview_every": []}  # previews are --save-every here
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="paint one picture here (no service needed)",
+        description="Neural style transfer on this machine. Without --content/--style it paints the "
+                    "project's example photo in an example style.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--content", type=Path, default=None, help="content image (default: examples/chelsea.jpg, with no --style either)")
+    parser.add_argument("--style", type=Path, action="append", default=None,
+                        help="style image; repeat for several (default: examples/swirls.jpg)")
+    parser.add_argument("--output", type=Path, default=Path("out.png"),
+                        help="output file: .png, .jpg or .webp")
+    for field in param_fields():
+        if field.name in ("style_blend", "content_layers", "style_layers", "style_layer_weights",
+                          "preview_every"):
+            continue
+        flags = _CLI_NAMES.get(field.name, [f"--{field.name.replace('_', '-')}"])
+        if field.name in _SEED_SPELLINGS:
+            flags.append(f"--{field.name}")
+        meta = field.metadata
+        bounds = ", ".join(f"{k} {meta[k]:g}" for k in ("ge", "gt", "le") if meta.get(k) is not None)
+        help_text = meta["help"] + (f" ({bounds})" if bounds else "")
+        if field.type in ("bool",):
+            parser.add_argument(*flags, dest=field.name, action="store_true", help=help_text)
+        elif field.name == "init":
+            parser.add_argument(*flags, dest=field.name, choices=INITS, default=field.default, help=help_text)
+        else:
+            kind = float if "float" in str(field.type) else int
+            parser.add_argument(*flags, dest=field.name, type=kind, default=field.default, help=help_text)
+    parser.add_argument("--style-blend", type=_floats, default=None,
+                        help="weights of the style images, e.g. 0.7,0.3 (default: equal)")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="also write the picture every N steps (out.0050.png ...)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--weights", choices=("caffe", "torchvision"), default="caffe",
+                        help="VGG19 weights: the bundled original Caffe ones, or torchvision's if cached")
+    parser.set_defaults(handler=run)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _params(args: argparse.Namespace) -> TransferParams:
+    names = {f.name for f in dataclasses.fields(TransferParams)}
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values["preview_every"] = args.save_every
+    params = TransferParams(**values)
+    for field in param_fields():
+        meta, value = field.metadata, getattr(params, field.name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if (meta.get("ge") is not None and value < meta["ge"]) or (meta.get("le") is not None and value > meta["le"]):
+            raise ValueError(f"--{field.name.replace('_', '-')} must be within {meta.get('ge')}..{meta.get('le')}")
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from nst_core.progress import StopTransfer
+    from nst_core.transfer import StyleTransfer
+    from nst_shared.errors import NstError
+    from nst_shared.images import encode_image, load_image, output_format
+
+    content_path = args.content or DEFAULT_CONTENT
+    style_paths = args.style or [DEFAULT_STYLE]
+    try:
+        params = _params(args)
+        content = load_image(content_path)
+        styles = [load_image(p) for p in style_paths]
+        engine = StyleTransfer(device=args.device, weights=args.weights)
+    except (NstError, ValueError) as exc:
+        print(f"nst run: {exc}", file=sys.stderr)
+        return 2
+
+    output: Path = args.output
+    fmt = output_format(output)
+    interrupted = False
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    task = bar.add_task("painting", total=params.steps, info="")
+
+    def on_progress(p: Any) -> None:
+        bar.update(task, completed=p.step, info=f"scale {p.scale}/{p.scales} {p.width}x{p.height} "
+                   f"content {p.content_loss:.3g} style {p.style_loss:.3g}")
+        if p.preview is not None and args.save_every and p.step % args.save_every == 0:
+            p.preview.save(output.with_name(f"{output.stem}.{p.step:04d}{output.suffix}"))
+        if interrupted:
+            raise StopTransfer()
+
+    import signal
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        interrupted = True
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    started = time.perf_counter()
+    try:
+        with bar:
+            result = engine.stylize(content, styles, params, callback=on_progress)
+    except NstError as exc:
+        print(f"nst run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nst run: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(encode_image(result.image, fmt))
+    state = "stopped early" if result.stopped else "done"
+    print(f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name}"
+          f" -> {output} ({result.image.width}x{result.image.height})")
+    return 130 if result.stopped else 0
