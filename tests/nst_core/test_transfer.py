@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nst_core.progress import StopTransfer
+from nst_core.transfer import scale_sizes, split_steps
+from nst_shared.errors import ImageTooSmall, InvalidParameter
+from nst_shared.params import TransferParams
+from tests.nst_core.conftest import picture
+
+SMALL = TransferParams(max_size=64, steps=8, scales=1)
+
+
+def test_stylize_calls_back_exactly_once_per_step(engine):
+    seen = []
+    result = engine.stylize(picture(80, 60), [picture(64, 64, 1)], SMALL, callback=seen.append)
+    assert [p.step for p in seen] == list(range(1, 9)) and all(p.steps == 8 for p in seen)
+    assert result.steps_done == 8 and not result.stopped and result.image.size == (64, 48)
+
+
+def test_stylize_multiscale_counts_steps_over_all_scales(engine):
+    seen = []
+    params = SMALL.replace(max_size=96, steps=9, scales=3, min_scale_size=64)
+    engine.stylize(picture(96, 96), [picture(64, 64, 1)], params, callback=seen.append)
+    assert [p.step for p in seen] == list(range(1, 10))
+    assert [p.scale for p in seen] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert seen[0].width < seen[-1].width == 96
+
+
+def test_stylize_loss_falls(engine):
+    seen = []
+    engine.stylize(picture(64, 64), [picture(64, 64, 2)], SMALL.replace(steps=15), callback=seen.append)
+    assert seen[-1].total_loss < 0.5 * max(p.total_loss for p in seen[:3])
+
+
+def test_stylize_stops_within_one_step_and_returns_image(engine):
+    def stop_at_three(progress):
+        if progress.step == 3:
+            raise StopTransfer()
+    result = engine.stylize(picture(64, 64), [picture(64, 64, 1)], SMALL.replace(steps=50),
+                            callback=stop_at_three)
+    assert result.stopped and result.steps_done == 3 and result.image.size == (64, 64)
+
+
+def test_stylize_same_seed_same_image(engine):
+    params = SMALL.replace(init="noise", seed=7, steps=4)
+    a = engine.stylize(picture(64, 64), [picture(64, 64, 1)], params).image
+    b = engine.stylize(picture(64, 64), [picture(64, 64, 1)], params).image
+    c = engine.stylize(picture(64, 64), [picture(64, 64, 1)], params.replace(seed=8)).image
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_stylize_keeps_style_aspect_ratio(engine):
+    engine._style_cache.clear()
+    engine.stylize(picture(64, 64), [picture(120, 40, 3)], SMALL.replace(steps=1, style_scale=1.5))
+    sizes = [key[2] for key in engine._style_cache]
+    assert sizes == [(96, 32)]  # 64 px * 1.5 on the long side, 3:1 kept (not stretched to 64x64)
+
+
+def test_stylize_caches_style_grams(engine):
+    engine._style_cache.clear()
+    style = picture(64, 64, 4)
+    engine.stylize(picture(64, 64), [style], SMALL.replace(steps=1))
+    engine.stylize(picture(64, 64, 9), [style], SMALL.replace(steps=1))
+    assert len(engine._style_cache) == 1
+
+
+def test_stylize_blend_of_one_equals_single_style(engine):
+    params = SMALL.replace(steps=3, seed=1)
+    single = engine.stylize(picture(64, 64), [picture(64, 64, 1)], params).image
+    blended = engine.stylize(picture(64, 64), [picture(64, 64, 1), picture(64, 64, 5)],
+                             params.replace(style_blend=(1.0, 0.0))).image
+    mixed = engine.stylize(picture(64, 64), [picture(64, 64, 1), picture(64, 64, 5)],
+                           params.replace(style_blend=(0.5, 0.5))).image
+    assert np.array_equal(np.asarray(single), np.asarray(blended))
+    assert not np.array_equal(np.asarray(single), np.asarray(mixed))
+
+
+def test_stylize_preserve_colors_keeps_content_chroma(engine):
+    content = picture(64, 64, 6)
+    result = engine.stylize(content, [picture(64, 64, 1)], SMALL.replace(steps=5, preserve_colors=True)).image
+    plain = engine.stylize(content, [picture(64, 64, 1)], SMALL.replace(steps=5)).image
+    chroma = lambda im: np.asarray(im.convert("YCbCr"), dtype=float)[..., 1:]  # noqa: E731
+    assert np.abs(chroma(result) - chroma(content)).mean() < 1.5
+    assert np.abs(chroma(plain) - chroma(content)).mean() > np.abs(chroma(result) - chroma(content)).mean()
+
+
+def test_stylize_refuses_bad_inputs(engine):
+    with pytest.raises(ImageTooSmall):
+        engine.stylize(picture(400, 20), [picture(64, 64)], SMALL)
+    with pytest.raises(InvalidParameter) as blend:
+        engine.stylize(picture(64, 64), [picture(64, 64)], SMALL.replace(style_blend=(0.5, 0.5)))
+    assert blend.value.field == "style_blend"
+    with pytest.raises(InvalidParameter):
+        engine.stylize(picture(64, 64), [], SMALL)
+    with pytest.raises(InvalidParameter):
+        engine.stylize(picture(64, 64), [picture(64, 64)], SMALL.replace(style_layers=("conv9_9",)))
+
+
+def test_scale_sizes_and_split_steps():
+    assert scale_sizes((384, 256), scales=3, min_size=192) == [(192, 128), (272, 181), (384, 256)]
+    assert scale_sizes((64, 64), scales=3, min_size=192) == [(64, 64)]
+    assert split_steps(10, 3) == [4, 3, 3] and sum(split_steps(120, 3)) == 120

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_shared.errors import ImageTooLarge, UnreadableImage, UnsupportedImageFormat
+from nst_shared.images import decode_image, encode_image, fit_size, output_format
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_decode_image_applies_exif_orientation():
+    image = Image.new("RGB", (60, 30), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    decoded = decode_image(encoded(image, "JPEG", exif=exif))
+    assert decoded.size == (30, 60)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "CMYK", "1", "P", "I;16", "I", "F"])
+def test_decode_image_converts_every_mode_to_rgb(mode):
+    fmt = "TIFF" if mode in ("CMYK", "F", "I") else "PNG"
+    source = Image.new(mode, (40, 40))
+    decoded = decode_image(encoded(source, fmt))
+    assert decoded.mode == "RGB" and decoded.size == (40, 40)
+
+
+def test_decode_image_scales_16_bit_instead_of_clipping():
+    wide = Image.fromarray(np.full((40, 40), 32768, dtype=np.uint16))  # mid grey in 16 bits
+    assert decode_image(encoded(wide)).getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_decode_image_composites_transparency_over_white():
+    clear = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
+    assert decode_image(encoded(clear)).getpixel((0, 0)) == (255, 255, 255)
+    palette = Image.new("P", (40, 40), 0)
+    palette.putpalette([0, 0, 0] * 256)
+    palette.info["transparency"] = 0
+    assert decode_image(encoded(palette)).getpixel((5, 5)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+def test_decode_image_allows_listed_formats(fmt):
+    assert decode_image(encoded(Image.new("RGB", (40, 40), (1, 2, 3)), fmt)).size == (40, 40)
+
+
+def test_decode_image_refuses_other_formats():
+    for data in (encoded(Image.new("RGB", (40, 40)), "GIF"), b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+                 b"%PDF-1.4 ...", encoded(Image.new("RGB", (40, 40)), "ICO")):
+        with pytest.raises(UnsupportedImageFormat):
+            decode_image(data)
+
+
+def test_decode_image_refuses_animation():
+    frames = [Image.new("RGB", (40, 40), (i * 60, 0, 0)) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:])
+    with pytest.raises(UnsupportedImageFormat, match="animated"):
+        decode_image(buffer.getvalue())
+
+
+def test_decode_image_refuses_empty_truncated_and_garbage():
+    for data in (b"", encoded(Image.new("RGB", (200, 200)), "JPEG")[:200], b"\x89PNG\r\n\x1a\n" + b"0" * 50,
+                 b"hello"):
+        with pytest.raises(UnreadableImage):
+            decode_image(data)
+
+
+def test_decode_image_refuses_decompression_bomb_without_decoding():
+    # A 1-bit PNG of 20000x20000 is a few kB on disk and 400 megapixels in memory.
+    bomb = encoded(Image.new("1", (20000, 20000)))
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageTooLarge):
+        decode_image(bomb, max_pixels=40_000_000)
+    with pytest.raises(ImageTooLarge):
+        decode_image(encoded(Image.new("RGB", (300, 300))), max_pixels=50_000)
+
+
+def test_fit_size_and_output_formats():
+    assert fit_size(1024, 768, 384) == (384, 288) and fit_size(10, 20, 40) == (20, 40)
+    assert output_format("a.JPG") == "JPEG" and output_format("a.webp") == "WEBP" and output_format("a") == "PNG"
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        assert Image.open(io.BytesIO(encode_image(Image.new("RGB", (8, 8)), fmt))).format == fmt
