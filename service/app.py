@@ -19,6 +19,7 @@ from nst_shared.storage import LocalStorage
 from nst_shared.sweeper import sweep
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
+from service import web
 from service.routes import health, jobs
 
 log = logging.getLogger("nst.api")
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(web.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After"])

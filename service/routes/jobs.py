@@ -167,13 +167,16 @@ def get_job(job_id: str, request: Request, store: StoreDep, queue: QueueDep) -> 
             response_class=StreamingResponse)
 async def job_events(job_id: str, request: Request, store: StoreDep, queue: QueueDep,
                      async_redis: AsyncRedisDep, settings: SettingsDep,
-                     last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+                     last_event_id: Annotated[str | None, Header()] = None,
+                     last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
+                     ) -> StreamingResponse:
     """`snapshot` first, then `status`, `progress`, `preview`, and `completed` (the whole job) at the end.
-    Event ids come from the job's Redis stream: reconnect with Last-Event-ID to resume without loss."""
+    Event ids come from the job's Redis stream: reconnect with Last-Event-ID (or ?last_event_id=, for
+    browsers opening a new EventSource) to resume without loss."""
     record = _load(store, job_id)
     snapshot = public_job(record, queue_position=_queue_position(queue, record))
     stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot,
-                              last_event_id=last_event_id or "0", keepalive_s=settings.sse_keepalive_s)
+                              last_event_id=last_event_id or last_event_id_query or "0", keepalive_s=settings.sse_keepalive_s)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

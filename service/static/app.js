@@ -1,0 +1,305 @@
+// The web page: pick images, set parameters, submit a job, follow its event stream, show the result.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { config: null, content: null, styles: [], job: null, source: null, lastEventId: null };
+const RECENT_KEY = "nst.recentJobs";
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    if (body.error) return body.error.field ? `${body.error.message}` : body.error.message;
+  } catch (_) { /* not JSON */ }
+  return `The server answered ${response.status}.`;
+}
+
+function checkFile(file) {
+  const cfg = state.config;
+  if (!cfg.formats.includes(file.type)) return `${file.name}: use a JPEG, PNG, WebP, BMP or TIFF image.`;
+  if (file.size > cfg.max_upload_bytes) {
+    return `${file.name}: ${(file.size / 1e6).toFixed(1)} MB is over the ${(cfg.max_upload_bytes / 1e6).toFixed(0)} MB limit.`;
+  }
+  return null;
+}
+
+function thumb(file) {
+  const img = document.createElement("img");
+  img.src = URL.createObjectURL(file);
+  img.alt = file.name;
+  img.title = file.name;
+  return img;
+}
+
+function setContent(file) {
+  const problem = checkFile(file);
+  if (problem) return showError(problem);
+  showError("");
+  state.content = file;
+  $("content-thumbs").replaceChildren(thumb(file));
+  $("content-view").src = URL.createObjectURL(file);
+}
+
+function setStyles(files) {
+  const max = state.config.max_styles;
+  const list = Array.from(files).slice(0, max);
+  for (const file of list) {
+    const problem = checkFile(file);
+    if (problem) return showError(problem);
+  }
+  showError(files.length > max ? `At most ${max} style images; the first ${max} are used.` : "");
+  state.styles = list;
+  $("style-thumbs").replaceChildren(...list.map(thumb));
+  renderBlend();
+}
+
+function renderBlend() {
+  const field = $("blend-field");
+  field.hidden = state.styles.length < 2;
+  $("blend").replaceChildren(...state.styles.map((file, i) => {
+    const row = document.createElement("div");
+    row.className = "blend-row";
+    const range = Object.assign(document.createElement("input"),
+      { type: "range", min: 0, max: 100, value: 50, className: "blend-weight", ariaLabel: `weight of ${file.name}` });
+    const out = document.createElement("output");
+    out.textContent = "50";
+    range.addEventListener("input", () => { out.textContent = range.value; });
+    row.append(thumb(file), range, out);
+    return row;
+  }));
+}
+
+function wireDrop(dropId, inputId, onFiles) {
+  const drop = $(dropId);
+  $(inputId).addEventListener("change", (e) => onFiles(e.target.files));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); onFiles(e.dataTransfer.files); });
+}
+
+async function exampleFile(name) {
+  const response = await fetch(`/examples/${name}`);
+  const blob = await response.blob();
+  return new File([blob], name, { type: "image/jpeg" });
+}
+
+function styleWeightFromSlider(value) { return Number(Math.pow(10, Number(value)).toPrecision(2)); }
+function sliderFromStyleWeight(weight) { return Math.log10(Math.max(weight, 1)); }
+
+function setupControls() {
+  const p = state.config.params;
+  const bind = (id, spec, format = (v) => v) => {
+    const input = $(id);
+    if (spec.min !== null && spec.min !== undefined) input.min = spec.min;
+    if (spec.max !== null && spec.max !== undefined) input.max = spec.max;
+    input.value = spec.default ?? "";
+    const out = $(`${id}_out`);
+    const show = () => { if (out) out.textContent = format(input.value); };
+    input.addEventListener("input", show);
+    show();
+  };
+  bind("max_size", p.max_size, (v) => `${v} px`);
+  bind("steps", p.steps);
+  bind("style_scale", p.style_scale, (v) => `× ${Number(v).toFixed(2)}`);
+  $("content_weight").value = p.content_weight.default;
+  $("content_weight").min = 0;
+  $("tv_weight").value = p.tv_weight.default;
+  $("tv_weight").min = 0;
+  const strength = $("style_strength");
+  strength.value = sliderFromStyleWeight(p.style_weight.default);
+  const showStrength = () => { $("style_strength_out").textContent = `style weight ${styleWeightFromSlider(strength.value)}`; };
+  strength.addEventListener("input", showStrength);
+  showStrength();
+  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed"]) {
+    $(id).title = p[id]?.help || "";
+  }
+}
+
+function formData() {
+  const data = new FormData();
+  data.append("content", state.content, state.content.name);
+  for (const file of state.styles) data.append("style", file, file.name);
+  data.append("max_size", $("max_size").value);
+  data.append("steps", $("steps").value);
+  data.append("style_weight", styleWeightFromSlider($("style_strength").value));
+  data.append("content_weight", $("content_weight").value || "1");
+  data.append("style_scale", $("style_scale").value);
+  data.append("tv_weight", $("tv_weight").value || "0");
+  if ($("seed").value !== "") data.append("seed", $("seed").value);
+  data.append("preserve_colors", $("preserve_colors").checked ? "true" : "false");
+  data.append("preview_every", String(Math.max(1, Math.round(Number($("steps").value) / 30))));
+  if (state.styles.length > 1) {
+    const weights = Array.from(document.querySelectorAll(".blend-weight")).map((r) => Number(r.value) / 100);
+    data.append("style_blend", weights.join(","));
+  }
+  return data;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  showError("");
+  if (!state.content) return showError("Choose a content photo first.");
+  if (state.styles.length === 0) return showError("Choose at least one style image.");
+  $("submit").disabled = true;
+  try {
+    const response = await fetch("/jobs", { method: "POST", body: formData() });
+    if (!response.ok) {
+      showError(await apiError(response));
+      $("submit").disabled = false;
+      return;
+    }
+    const job = await response.json();
+    remember(job);
+    follow(job);
+  } catch (err) {
+    showError(`Could not reach the service: ${err.message}`);
+    $("submit").disabled = false;
+  }
+}
+
+function setStatus(text) { $("status-line").textContent = text; }
+
+function formatSeconds(s) {
+  if (s === null || s === undefined) return "…";
+  s = Math.round(s);
+  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
+function showProgress(p) {
+  $("bar").style.width = `${(p.fraction * 100).toFixed(1)}%`;
+  setStatus(`Painting: step ${p.step} of ${p.steps}`);
+  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height}) · time left ${formatSeconds(p.eta_s)}`
+    + ` · content ${p.losses.content.toExponential(2)} · style ${p.losses.style.toExponential(2)}`;
+}
+
+function showJob(job) {
+  updateRecent(job);
+  if (job.status === "queued") {
+    setStatus(job.queue_position ? `Queued: position ${job.queue_position}` : "Queued");
+  }
+  if (job.progress) showProgress(job.progress);
+  if (job.status === "running" && !job.progress) setStatus("Starting…");
+}
+
+function finish(job) {
+  state.source?.close();
+  state.source = null;
+  $("cancel").hidden = true;
+  $("submit").disabled = false;
+  showJob(job);
+  if (job.status === "succeeded") {
+    $("bar").style.width = "100%";
+    setStatus("Done.");
+    const url = `/jobs/${job.id}/result`;
+    $("live-view").src = url;
+    $("live-caption").textContent = "Result";
+    const link = $("download");
+    link.href = url;
+    link.download = `nst-${job.id.slice(0, 8)}.png`;
+    link.hidden = false;
+  } else if (job.status === "failed") {
+    setStatus("Failed.");
+    showError(job.error ? `${job.error.message} (${job.error.code})` : "The job failed.");
+  } else if (job.status === "canceled") {
+    setStatus("Canceled.");
+  }
+}
+
+function follow(job) {
+  state.job = job;
+  state.source?.close();
+  $("download").hidden = true;
+  $("live-view").removeAttribute("src");
+  $("live-caption").textContent = "Preview";
+  $("bar").style.width = "0";
+  $("numbers").textContent = "";
+  $("cancel").hidden = false;
+  $("submit").disabled = true;
+  showJob(job);
+  connect(job.id);
+}
+
+// EventSource resends the last event id when it reconnects by itself; after a hard failure we open a new
+// one, which cannot set headers, so the page passes the id it saw as ?last_event_id (the server reads both).
+function connect(jobId) {
+  const url = state.lastEventId ? `/jobs/${jobId}/events?last_event_id=${encodeURIComponent(state.lastEventId)}`
+                                : `/jobs/${jobId}/events`;
+  const source = new EventSource(url);
+  state.source = source;
+  const track = (e) => { if (e.lastEventId) state.lastEventId = e.lastEventId; };
+  source.addEventListener("snapshot", (e) => showJob(JSON.parse(e.data)));
+  source.addEventListener("status", (e) => { track(e); const d = JSON.parse(e.data); if (d.status === "running") setStatus("Starting…"); });
+  source.addEventListener("progress", (e) => { track(e); showProgress(JSON.parse(e.data)); });
+  source.addEventListener("preview", (e) => { track(e); $("live-view").src = JSON.parse(e.data).url; });
+  source.addEventListener("completed", (e) => { track(e); state.lastEventId = null; finish(JSON.parse(e.data)); });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED && state.source === source) {
+      setStatus("Connection lost; reconnecting…");
+      setTimeout(() => { if (state.source === source) connect(jobId); }, 2000);
+    }
+  };
+}
+
+async function cancel() {
+  if (!state.job) return;
+  const response = await fetch(`/jobs/${state.job.id}/cancel`, { method: "POST" });
+  if (!response.ok) showError(await apiError(response));
+  else setStatus("Canceling…");
+}
+
+function loadRecent() { try { return JSON.parse(localStorage.getItem(RECENT_KEY)) || []; } catch (_) { return []; } }
+function saveRecent(list) { localStorage.setItem(RECENT_KEY, JSON.stringify(list.slice(0, 20))); }
+function remember(job) { saveRecent([{ id: job.id, status: job.status, created_at: job.created_at }, ...loadRecent().filter((j) => j.id !== job.id)]); renderRecent(); }
+function updateRecent(job) {
+  const list = loadRecent();
+  const entry = list.find((j) => j.id === job.id);
+  if (entry && entry.status !== job.status) { entry.status = job.status; saveRecent(list); renderRecent(); }
+}
+
+function renderRecent() {
+  $("recent").replaceChildren(...loadRecent().map((j) => {
+    const li = document.createElement("li");
+    const when = new Date(j.created_at).toLocaleString();
+    const open = Object.assign(document.createElement("a"), { textContent: when });
+    open.addEventListener("click", async () => {
+      const response = await fetch(`/jobs/${j.id}`);
+      if (!response.ok) { showError(await apiError(response)); return; }
+      const job = await response.json();
+      if (job.status === "queued" || job.status === "running") follow(job); else finish(job);
+    });
+    const badge = Object.assign(document.createElement("span"), { className: `badge ${j.status}`, textContent: j.status });
+    li.append(open, badge);
+    return li;
+  }));
+}
+
+async function refreshRecent() {
+  for (const j of loadRecent()) {
+    const response = await fetch(`/jobs/${j.id}`);
+    if (response.status === 404) { updateRecent({ id: j.id, status: "expired" }); continue; }
+    if (response.ok) updateRecent(await response.json());
+  }
+}
+
+async function main() {
+  state.config = await (await fetch("/api/config")).json();
+  setupControls();
+  wireDrop("content-drop", "content-input", (files) => files[0] && setContent(files[0]));
+  wireDrop("style-drop", "style-input", setStyles);
+  $("use-examples").addEventListener("click", async () => {
+    const ex = state.config.examples;
+    setContent(await exampleFile(ex.content[0]));
+    setStyles([await exampleFile(ex.style[0])]);
+  });
+  $("params").addEventListener("submit", submit);
+  $("cancel").addEventListener("click", cancel);
+  renderRecent();
+  refreshRecent();
+}
+
+main();

@@ -1,0 +1,56 @@
+"""The web page at `/`, its assets, the example images, and the limits the page needs to check uploads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from nst_shared.params import param_fields
+from service.deps import SettingsDep
+from service.errors import ApiError
+
+STATIC = Path(__file__).resolve().parent / "static"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/static/{name}")
+def asset(name: str) -> FileResponse:
+    if name not in ASSETS:
+        raise ApiError(404, "not_found", f"no asset {name!r}")
+    return FileResponse(STATIC / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/examples/{name}")
+def example(name: str) -> FileResponse:
+    allowed = {p.name: p for p in EXAMPLES.glob("*.jpg")}  # a fixed set: no path from the client is used
+    if name not in allowed:
+        raise ApiError(404, "not_found", f"no example {name!r}")
+    return FileResponse(allowed[name], media_type="image/jpeg")
+
+
+@router.get("/api/config")
+def config(settings: SettingsDep) -> dict[str, Any]:
+    """Defaults and bounds of every parameter, with this deployment's limits: the page checks against these."""
+    params = {}
+    for field in param_fields():
+        if not field.metadata.get("api"):
+            continue
+        meta = field.metadata
+        params[field.name] = {"default": field.default, "min": meta.get("ge"), "max": meta.get("le"),
+                              "help": meta["help"]}
+    params["max_size"]["max"] = min(params["max_size"]["max"], settings.max_size_px)
+    params["steps"]["max"] = min(params["steps"]["max"], settings.max_steps)
+    return {"params": params, "max_upload_bytes": settings.max_upload_bytes, "max_styles": settings.max_styles,
+            "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],
+            "examples": {"content": ["chelsea.jpg"], "style": ["swirls.jpg", "mosaic.jpg"]}}

@@ -1,0 +1,132 @@
+"""The web page in a real browser (Debian's chromium driven by Playwright) against `nst up`."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, free_port, make_image, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def stack_url(tmp_path_factory):
+    """The whole stack exactly as the README runs it: `nst up`, with its embedded Redis."""
+    storage = tmp_path_factory.mktemp("up") / "storage"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NST_")}
+    env.update(NST_STORAGE_DIR=str(storage), NST_DEVICE="cpu")
+    process = subprocess.Popen([sys.executable, "-m", "nst_cli.main", "up", "--port", str(port)], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _ready(url), timeout_s=90, what="nst up to be ready")
+    yield url
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/docs" in output
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+def images(tmp_path: Path) -> tuple[Path, Path, Path]:
+    content, style1, style2 = tmp_path / "photo.png", tmp_path / "style1.png", tmp_path / "style2.jpg"
+    content.write_bytes(make_image(96, 72, seed=1))
+    style1.write_bytes(make_image(80, 80, seed=2))
+    style2.write_bytes(make_image(64, 96, seed=3, fmt="JPEG"))
+    return content, style1, style2
+
+
+def set_range(page, selector: str, value: int) -> None:
+    page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
+
+
+def test_page_paints_and_downloads(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page.goto(stack_url)
+    page.screenshot(path=ARTIFACTS / "1-empty.png", full_page=True)
+    content, style1, style2 = images(tmp_path)
+    page.set_input_files("#content-input", str(content))
+    page.set_input_files("#style-input", [str(style1), str(style2)])
+    assert page.locator("#style-thumbs img").count() == 2 and page.locator(".blend-weight").count() == 2
+    set_range(page, "#max_size", 64)
+    set_range(page, "#steps", 40)
+    page.click("#submit")
+    page.wait_for_function("() => parseFloat(document.getElementById('bar').style.width) > 0", timeout=60_000)
+    page.wait_for_function("() => (document.getElementById('live-view').getAttribute('src') || '').includes('preview')",
+                           timeout=60_000)
+    page.screenshot(path=ARTIFACTS / "2-running.png", full_page=True)
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert "Done" in page.inner_text("#status-line")
+    page.screenshot(path=ARTIFACTS / "3-done.png", full_page=True)
+    with page.expect_download() as download_info:
+        page.click("#download")
+    saved = tmp_path / "download.png"
+    download_info.value.save_as(saved)
+    picture = Image.open(saved)
+    assert picture.format == "PNG" and picture.size == (64, 48)
+    page.reload()
+    page.wait_for_selector("#recent li .badge.succeeded")
+    page.close()
+
+
+def test_page_cancels_running_job(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(stack_url)
+    content, style1, _ = images(tmp_path)
+    page.set_input_files("#content-input", str(content))
+    page.set_input_files("#style-input", str(style1))
+    set_range(page, "#max_size", 128)
+    set_range(page, "#steps", 1000)
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
+                           timeout=60_000)
+    page.click("#cancel")
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('Canceled')",
+                           timeout=30_000)
+    page.screenshot(path=ARTIFACTS / "4-canceled.png", full_page=True)
+    page.close()
+
+
+def test_page_shows_api_error(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.goto(stack_url)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a picture")
+    _, style1, _ = images(tmp_path)
+    page.set_input_files("#content-input", str(broken))
+    page.set_input_files("#style-input", str(style1))
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "content" in page.inner_text("#error") and "not an image" in page.inner_text("#error")
+    page.screenshot(path=ARTIFACTS / "5-error-phone.png", full_page=True)
+    page.close()
