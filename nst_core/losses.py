@@ -7,11 +7,28 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class _Gram(torch.autograd.Function):
+    """G = RᵀR / norm for rows R (N, H*W, C), with a backward of one matmul instead of autograd's two:
+    dR = R (dG + dGᵀ) / norm. Working on (H*W, C) rows keeps channels_last features a view, and the
+    gradient comes back in the same layout as the convolution's, so adding the two needs no transpose."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, norm: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(rows)
+        ctx.norm = norm
+        return torch.bmm(rows.transpose(1, 2), rows) / norm
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (rows,) = ctx.saved_tensors
+        return torch.bmm(rows, grad + grad.transpose(1, 2)) / ctx.norm, None
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrix of (N, C, H, W) features, normalised by C*H*W so sizes and layers compare."""
+    """Gram matrix (N, C, C) of (N, C, H, W) features, normalised by C*H*W so sizes and layers compare."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    rows = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    return _Gram.apply(rows, float(c * h * w))
 
 
 class ContentLoss(nn.Module):

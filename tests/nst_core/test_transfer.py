@@ -103,3 +103,18 @@ def test_scale_sizes_and_split_steps():
     assert scale_sizes((384, 256), scales=3, min_size=192) == [(192, 128), (272, 181), (384, 256)]
     assert scale_sizes((64, 64), scales=3, min_size=192) == [(64, 64)]
     assert split_steps(10, 3) == [4, 3, 3] and sum(split_steps(120, 3)) == 120
+
+
+def test_gram_matrix_matches_plain_autograd():
+    import torch
+
+    from nst_core.losses import gram_matrix
+
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.rand(1, 8, 5, 7, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+        weight = torch.rand(8, 8, dtype=torch.float64)
+        (gram_matrix(x) * weight).sum().backward()
+        flat = x.detach().reshape(1, 8, 35).requires_grad_()
+        ((flat @ flat.transpose(1, 2)) / (8 * 35) * weight).sum().backward()
+        assert torch.allclose(x.grad.reshape(1, 8, 35), flat.grad)
+        assert torch.allclose(gram_matrix(x), (flat @ flat.transpose(1, 2)) / (8 * 35))
