@@ -10,7 +10,7 @@ from typing import Sequence
 # Each module has `register(subparsers)`, which adds its parsers with `set_defaults(handler=...)`;
 # a handler takes the parsed namespace and returns the exit code. Modules import lazily what they use,
 # so `nst submit` never pays for torch.
-COMMAND_MODULES: tuple[str, ...] = ("nst_cli.run", "nst_cli.up")
+COMMAND_MODULES: tuple[str, ...] = ("nst_cli.run", "nst_cli.up", "nst_cli.remote")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from nst_shared.params import INITS, TransferParams, param_fields
+from nst_cli.options import add_param_arguments, params_from_args
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
 DEFAULT_STYLE = EXAMPLES / "swirls.jpg"
-
-# Flags with a spelling of the seed project too (--max_size, --content_weight, --style_weight).
-_SEED_SPELLINGS = {"max_size", "content_weight", "style_weight"}
-_CLI_NAMES = {"early_stop_tolerance": ["--early-stop"], "preview_every": []}  # previews are --save-every here
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,58 +20,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="paint one picture here (no service needed)",
         description="Neural style transfer on this machine. Without --content/--style it paints the "
                     "project's example photo in an example style.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--content", type=Path, default=None, help="content image (default: examples/chelsea.jpg, with no --style either)")
+    )
+    parser.add_argument("--content", type=Path, default=None,
+                        help="content image (default: examples/chelsea.jpg)")
     parser.add_argument("--style", type=Path, action="append", default=None,
                         help="style image; repeat for several (default: examples/swirls.jpg)")
     parser.add_argument("--output", type=Path, default=Path("out.png"),
                         help="output file: .png, .jpg or .webp")
-    for field in param_fields():
-        if field.name in ("style_blend", "content_layers", "style_layers", "style_layer_weights",
-                          "preview_every"):
-            continue
-        flags = _CLI_NAMES.get(field.name, [f"--{field.name.replace('_', '-')}"])
-        if field.name in _SEED_SPELLINGS:
-            flags.append(f"--{field.name}")
-        meta = field.metadata
-        bounds = ", ".join(f"{k} {meta[k]:g}" for k in ("ge", "gt", "le") if meta.get(k) is not None)
-        help_text = meta["help"] + (f" ({bounds})" if bounds else "")
-        if field.type in ("bool",):
-            parser.add_argument(*flags, dest=field.name, action="store_true", help=help_text)
-        elif field.name == "init":
-            parser.add_argument(*flags, dest=field.name, choices=INITS, default=field.default, help=help_text)
-        else:
-            kind = float if "float" in str(field.type) else int
-            parser.add_argument(*flags, dest=field.name, type=kind, default=field.default, help=help_text)
-    parser.add_argument("--style-blend", type=_floats, default=None,
-                        help="weights of the style images, e.g. 0.7,0.3 (default: equal)")
+    add_param_arguments(parser)
     parser.add_argument("--save-every", type=int, default=0, metavar="N",
                         help="also write the picture every N steps (out.0050.png ...)")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
     parser.add_argument("--weights", choices=("caffe", "torchvision"), default="caffe",
                         help="VGG19 weights: the bundled original Caffe ones, or torchvision's if cached")
     parser.set_defaults(handler=run)
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _params(args: argparse.Namespace) -> TransferParams:
-    names = {f.name for f in dataclasses.fields(TransferParams)}
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    values["preview_every"] = args.save_every
-    params = TransferParams(**values)
-    for field in param_fields():
-        meta, value = field.metadata, getattr(params, field.name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        if (meta.get("ge") is not None and value < meta["ge"]) or (meta.get("le") is not None and value > meta["le"]):
-            raise ValueError(f"--{field.name.replace('_', '-')} must be within {meta.get('ge')}..{meta.get('le')}")
-    return params
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
     try:
-        params = _params(args)
+        params = params_from_args(args, preview_every=args.save_every)
         content = load_image(content_path)
         styles = [load_image(p) for p in style_paths]
         engine = StyleTransfer(device=args.device, weights=args.weights)

@@ -57,3 +57,9 @@ class DeviceOutOfMemory(NstError):
     """Raised when the device runs out of memory during a transfer; the engine stays usable."""
 
     code = "out_of_memory"
+
+
+class Diverged(NstError):
+    """Raised when the optimisation's loss stops being a finite number (weights far too large)."""
+
+    code = "diverged"

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from nst_shared import webhooks
+
 PREFIX = "nst"
 EVENTS_MAXLEN = 5000
 
@@ -177,7 +179,26 @@ class JobStore:
             keys=[Keys.job(job_id), Keys.events(job_id), Keys.running],
             args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
                   *pairs])
-        return _decode_value(result) == "OK"
+        if _decode_value(result) != "OK":
+            return False
+        self._queue_webhooks(job_id, to)
+        return True
+
+    def _queue_webhooks(self, job_id: str, status: JobStatus) -> None:
+        """Queue the deliveries the job asked for (a sender thread in the workers posts them)."""
+        extra = json.loads(_decode_value(self.redis.hget(Keys.job(job_id), "extra")) or "{}")
+        hook = extra.get("webhook")
+        if not hook:
+            return
+        record = self.get(job_id)
+        if record is None:
+            return
+        payload = {"job": {"id": job_id, "status": status.value, "error": record.error,
+                           "finished_at": record.finished_at,
+                           "links": {"self": f"/jobs/{job_id}", "result": f"/jobs/{job_id}/result"}}}
+        kinds = [k for k in hook["events"] if k == "status" or (k == "completed" and status.terminal)]
+        for kind in kinds:
+            self.redis.lpush(webhooks.PENDING, webhooks.new_delivery(hook["url"], kind, payload))
 
     def running_event(self, job_id: str, event_type: str, data: dict[str, Any], **fields: Any) -> bool:
         """Append a progress or preview event (and set `fields`) while the job runs."""

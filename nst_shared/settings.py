@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
     orphan_grace_s: float = Field(300.0, description="Age after which files without a job record are deleted.")
     sse_keepalive_s: float = Field(15.0, description="Seconds between keep-alive comments on event streams.")
+    webhook_secret: str = Field("", description="HMAC key that signs webhook deliveries; webhooks are "
+                                "refused while it is empty.")
+    webhook_allow: list[str] = Field(default_factory=list, description="Hosts or CIDRs webhooks may reach even "
+                                     "though private or loopback (JSON list, e.g. [\"127.0.0.1/32\"]).")
+    webhook_max_attempts: int = Field(5, description="Delivery attempts before a webhook is given up.")
+    webhook_backoff_s: float = Field(2.0, description="First retry delay; it doubles on each attempt.")
+    webhook_timeout_s: float = Field(10.0, description="Time limit of one delivery.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (off when empty).")
 
 

@@ -36,7 +36,7 @@ JobForm: type[BaseModel] = create_model(  # type: ignore[call-overload]
 
 def check_known_fields(names: set[str]) -> None:
     """422 for a form field the API does not know (a typo would otherwise be silently ignored)."""
-    unknown = sorted(names - set(JobForm.model_fields) - {"content", "style"})
+    unknown = sorted(names - set(JobForm.model_fields) - {"content", "style", "webhook_url", "webhook_events"})
     if unknown:
         raise ApiError(422, "unknown_parameter", f"unknown form field(s): {', '.join(unknown)}",
                        field=unknown[0])

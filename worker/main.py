@@ -18,6 +18,7 @@ from nst_shared.sweeper import sweep
 from worker import tasks
 from worker.engine import get_engine
 from worker.logs import configure_logging
+from worker.webhooks import WebhookSender
 
 log = logging.getLogger("nst.worker")
 
@@ -58,10 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     threading.Thread(target=_sweeper, args=(store, LocalStorage(settings.storage_dir), settings, stop),
                      daemon=True, name="sweeper").start()
+    sender = WebhookSender(connection, settings) if settings.webhook_secret else None
+    if sender:
+        sender.start()
     worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
                         name=args.name, log_job_description=False)
     try:
         worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
     finally:
         stop.set()
+        if sender:
+            sender.stop()
     return 0

@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, Response, Upl
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 
+from nst_shared import webhooks
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, Keys, new_job_id
@@ -69,6 +70,10 @@ async def create_job(
     content: Annotated[UploadFile, File(description="The photograph to paint.")],
     style: Annotated[list[UploadFile], File(description="One or more style images (repeat the field).")],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    webhook_url: Annotated[str | None, Form(max_length=2000, description="POSTed to when the job ends "
+                                            "(signed; see the README).")] = None,
+    webhook_events: Annotated[str, Form(description="Comma-separated: completed (the end), status (every "
+                                        "status change).")] = "completed",
 ) -> JobPublic:
     """Validates the images and parameters, stores the images and queues the job. Answers at once."""
     check_known_fields(set((await request.form()).keys()))
@@ -76,6 +81,7 @@ async def create_job(
         raise ApiError(422, "too_many_styles", f"style: at most {settings.max_styles} style images",
                        field="style")
     params = to_params(form, styles=len(style), settings=settings)
+    extra = {"webhook": _webhook(webhook_url, webhook_events, settings)} if webhook_url else {}
     content_bytes = await _read_upload(content, "content", settings)
     style_bytes = [await _read_upload(s, "style", settings) for s in style]
     _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, settings)
@@ -97,7 +103,7 @@ async def create_job(
     storage.put(job_id, "content", content_bytes)
     for i, data in enumerate(style_bytes):
         storage.put(job_id, f"style-{i}", data)
-    store.create(job_id, params=params.to_dict(), styles=len(style_bytes))
+    store.create(job_id, params=params.to_dict(), styles=len(style_bytes), extra=extra)
     store.set_fields(job_id, rq_job_id=job_id)
     queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=job_id,
                        timeout=_timeout_s(settings, params.steps, params.max_size),
@@ -123,6 +129,21 @@ def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_s
             check_min_side(fit_size(*style.size, round(max(out) * style_scale)), "style image at this style_scale")
         except ImageError as exc:
             raise from_image_error(exc, "style") from None
+
+
+def _webhook(url: str, events_text: str, settings: Settings) -> dict[str, object]:
+    if not settings.webhook_secret:
+        raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service (NST_WEBHOOK_SECRET)",
+                       field="webhook_url")
+    events = [e.strip() for e in events_text.split(",") if e.strip()]
+    if not events or any(e not in webhooks.EVENTS for e in events):
+        raise ApiError(422, "invalid_parameter", f"webhook_events: any of {', '.join(webhooks.EVENTS)}",
+                       field="webhook_events")
+    try:
+        webhooks.check_url(url, allow=settings.webhook_allow)
+    except webhooks.WebhookRefused as exc:
+        raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
+    return {"url": url, "events": events}
 
 
 def _claim_idempotency_key(store: StoreDep, key: str, job_id: str, body_hash: str,
