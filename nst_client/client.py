@@ -1,115 +1,116 @@
-"""Sync and async clients: submit, get, follow events (SSE with reconnect and Last-Event-ID), wait, download,
-cancel, delete and list jobs."""
+"""Sync and async clients of the job service: submit, get, list, follow events, wait, download, cancel,
+delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence, Union
 
 import httpx
 
-from nst_client.errors import TransportError, WaitTimeout, error_for
+from nst_client.errors import JobNotFound, TransportError, error_for
+from nst_client.events import Event, aiter_events, iter_events
+from nst_client.jobs import Job, JobPage
 
-ImageInput = str | Path | bytes
-TERMINAL = {"succeeded", "failed", "canceled"}
+if TYPE_CHECKING:
+    from nst_shared.params import TransferParams
 
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
-@dataclass(frozen=True)
-class Job:
-    """A job as the API shows it; `raw` keeps every field."""
+# A path, the file's bytes, or an open binary file.
+ImageInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
+# A form field's value: sequences (style_blend) are sent comma-separated, booleans as true/false.
+FormValue = Union[str, int, float, bool, Sequence[float], None]
 
-    id: str
-    status: str
-    progress: dict[str, Any] | None
-    error: dict[str, Any] | None
-    queue_position: int | None
-    raw: dict[str, Any] = field(repr=False)
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Job":
-        return cls(id=data["id"], status=data["status"], progress=data.get("progress"),
-                   error=data.get("error"), queue_position=data.get("queue_position"), raw=data)
+_RequestFiles = list[tuple[str, tuple[str, Any]]]
 
 
-@dataclass(frozen=True)
-class Event:
-    """One Server-Sent Event: `type` is snapshot, status, progress, preview or completed."""
-
-    id: str | None
-    type: str
-    data: dict[str, Any]
-
-
-def _file(value: ImageInput, name: str) -> tuple[str, bytes]:
+def _image(value: ImageInput, name: str) -> tuple[str, Any]:
     if isinstance(value, bytes):
         return name, value
-    path = Path(value)
-    return path.name, path.read_bytes()
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        return path.name, path.read_bytes()
+    return Path(getattr(value, "name", name)).name, value
 
 
-def _form(params: dict[str, Any]) -> dict[str, str]:
-    form = {}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            form[key] = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            form[key] = ",".join(str(v) for v in value)
-        else:
-            form[key] = str(value)
-    return form
+def _form_value(value: FormValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
-def _check(response: httpx.Response) -> httpx.Response:
+def _submission(content: ImageInput, styles: ImageInput | Sequence[ImageInput], params: "TransferParams | None",
+                fields: dict[str, FormValue], idempotency_key: str | None, webhook_url: str | None,
+                webhook_events: Sequence[str] | None) -> tuple[_RequestFiles, dict[str, str], dict[str, str]]:
+    """The multipart files, form fields and headers of `POST /jobs`."""
+    if isinstance(styles, (str, bytes, os.PathLike)) or hasattr(styles, "read"):
+        style_list: list[ImageInput] = [styles]  # type: ignore[list-item]
+    else:
+        style_list = list(styles)  # type: ignore[arg-type]
+    if not style_list:
+        raise ValueError("at least one style image is needed")
+    files = [("content", _image(content, "content"))]
+    files += [("style", _image(s, f"style-{i}")) for i, s in enumerate(style_list)]
+    values: dict[str, FormValue] = {}
+    if params is not None:
+        from nst_shared.params import param_fields  # stdlib only: no torch
+
+        values.update({f.name: getattr(params, f.name) for f in param_fields() if f.metadata.get("api")})
+    values.update(fields)
+    if webhook_url:
+        values["webhook_url"] = webhook_url
+        if webhook_events:
+            values["webhook_events"] = ",".join(webhook_events)
+    form = {k: _form_value(v) for k, v in values.items() if v is not None}
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return files, form, headers
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
         try:
             body = response.json()
         except ValueError:
             body = None
-        raise error_for(response.status_code, body)
+        raise error_for(response.status_code, body, retry_after=response.headers.get("Retry-After"))
     return response
 
 
-class _SSEParser:
-    """Feeds lines of a text/event-stream; `feed` returns an Event when a blank line completes one."""
+def _final(job_id: str, event: Event) -> Job:
+    job = event.job
+    if job is None:
+        raise JobNotFound(404, "job_not_found", f"job {job_id} was deleted while waiting for it")
+    return job
 
-    def __init__(self) -> None:
-        self._id: str | None = None
-        self._type, self._data = "message", []  # type: ignore[var-annotated]
 
-    def feed(self, line: str) -> Event | None:
-        if line == "":
-            event = Event(self._id, self._type, json.loads("\n".join(self._data))) if self._data else None
-            self._id, self._type, self._data = None, "message", []
-            return event
-        if not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "id":
-                self._id = value
-            elif name == "event":
-                self._type = value
-            elif name == "data":
-                self._data.append(value)
-        return None
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"User-Agent": "nst-client/1"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 class NstClient:
-    """Synchronous client. `transport` is httpx's, injectable for tests; `api_key` goes in X-API-Key."""
+    """Synchronous client.
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None,
-                 timeout_s: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s, transport=transport)
+    `api_key` is sent as `Authorization: Bearer ...` (for a gateway in front of the service);
+    `transport` is httpx's, injectable; `retries` is how many reconnects in a row an event stream may make."""
+
+    def __init__(self, server: str = DEFAULT_SERVER, *, api_key: str | None = None, timeout_s: float = 30.0,
+                 retries: int = 5, transport: httpx.BaseTransport | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.server, headers=_headers(api_key), timeout=timeout_s,
+                                  transport=transport)
+
+    @classmethod
+    def from_env(cls, **options: Any) -> "NstClient":
+        """A client for `NST_SERVER` with `NST_API_KEY` (the variables `nst submit` reads too)."""
+        return cls(os.environ.get("NST_SERVER", DEFAULT_SERVER), api_key=os.environ.get("NST_API_KEY"), **options)
 
     def __enter__(self) -> "NstClient":
         return self
@@ -122,160 +123,141 @@ class NstClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return _check(self._http.request(method, path, **kwargs))
+            return _checked(self._http.request(method, path, **kwargs))
         except httpx.TransportError as exc:
-            raise TransportError(f"cannot reach the service: {exc}") from exc
+            raise TransportError(f"cannot reach the service at {self.server}: {exc}") from exc
 
-    def submit(self, content: ImageInput, styles: Sequence[ImageInput] | ImageInput, *,
-               idempotency_key: str | None = None, **params: Any) -> Job:
-        """Upload the images with parameters (the API's form fields: steps=..., style_weight=...)."""
-        style_list = [styles] if isinstance(styles, (str, Path, bytes)) else list(styles)
-        files = [("content", _file(content, "content"))]
-        files += [("style", _file(s, f"style-{i}")) for i, s in enumerate(style_list)]
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return Job.from_json(self._request("POST", "/jobs", files=files, data=_form(params), headers=headers).json())
+    def submit(self, content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
+               params: "TransferParams | None" = None, idempotency_key: str | None = None,
+               webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
+               **fields: FormValue) -> Job:
+        """Upload the images and queue a job. Parameters are the API's form fields (`steps=60`,
+        `style_weight=300`, `style_blend=(0.7, 0.3)`), or a whole `TransferParams` as `params`; those not
+        given take the service's defaults. Raises `InvalidRequest` (with `field`) for a refused one."""
+        files, form, headers = _submission(content, styles, params, fields, idempotency_key, webhook_url,
+                                           webhook_events)
+        return Job.from_json(self._request("POST", "/jobs", files=files, data=form, headers=headers).json())
 
     def get(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/jobs/{job_id}").json())
 
-    def list(self, *, offset: int = 0, limit: int = 20) -> list[Job]:
+    def list_jobs(self, *, offset: int = 0, limit: int = 20) -> JobPage:
         body = self._request("GET", "/jobs", params={"offset": offset, "limit": limit}).json()
-        return [Job.from_json(item) for item in body["items"]]
+        return JobPage([Job.from_json(item) for item in body["items"]], body["total"], body["offset"], body["limit"])
 
     def cancel(self, job_id: str) -> Job:
+        """Queued: canceled at once; running: stops within one iteration. `Conflict` once finished."""
         return Job.from_json(self._request("POST", f"/jobs/{job_id}/cancel").json())
 
     def delete(self, job_id: str) -> None:
+        """Remove the job and its files (a running job is stopped first)."""
         self._request("DELETE", f"/jobs/{job_id}")
 
     def result(self, job_id: str) -> bytes:
-        """The finished PNG; `Conflict` while the job is not done."""
+        """The finished PNG. `Conflict` while the job is not done or when it did not succeed."""
         return self._request("GET", f"/jobs/{job_id}/result").content
 
-    def download(self, job_id: str, path: str | Path) -> Path:
+    def preview(self, job_id: str) -> bytes:
+        """The latest preview PNG (jobs submitted with `preview_every`); `JobNotFound` before the first."""
+        return self._request("GET", f"/jobs/{job_id}/preview").content
+
+    def download(self, job_id: str, path: str | os.PathLike[str]) -> Path:
+        """Write the finished PNG to `path` (nothing is written when there is no result)."""
         target = Path(path)
         target.write_bytes(self.result(job_id))
         return target
 
-    def events(self, job_id: str, *, last_event_id: str | None = None, retries: int = 5) -> Iterator[Event]:
-        """The job's events until `completed`; a dropped connection is resumed from the last event id."""
-        failures = 0
-        while True:
-            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-            try:
-                with self._http.stream("GET", f"/jobs/{job_id}/events", headers=headers,
-                                       timeout=httpx.Timeout(60.0, read=None)) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        _check(response)
-                    parser = _SSEParser()
-                    for line in response.iter_lines():
-                        event = parser.feed(line)
-                        if event is None:
-                            continue
-                        failures = 0
-                        if event.id:
-                            last_event_id = event.id
-                        yield event
-                        if event.type == "completed":
-                            return
-            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-                failures += 1
-                if failures > retries:
-                    raise TransportError(f"the event stream keeps failing: {exc}") from exc
-                time.sleep(min(2.0 ** failures / 4, 5.0))
+    def events(self, job_id: str, *, last_event_id: str | None = None,
+               timeout_s: float | None = None) -> Iterator[Event]:
+        """The job's events until `completed`; dropped connections are resumed with Last-Event-ID.
+        Pass an event's `id` as `last_event_id` to carry on where an earlier iteration stopped."""
+        return iter_events(self._http, job_id, last_event_id=last_event_id, timeout_s=timeout_s,
+                           retries=self.retries)
 
     def wait(self, job_id: str, *, timeout_s: float | None = None,
              on_event: Callable[[Event], None] | None = None) -> Job:
-        """Follow the job's events until it ends (or `WaitTimeout`); returns the final job."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        for event in self.events(job_id):
-            if on_event:
+        """Follow the job until it ends and return it (whatever its status); `on_event` sees every event.
+        Raises `WaitTimeout` after `timeout_s` (the job goes on)."""
+        for event in self.events(job_id, timeout_s=timeout_s):
+            if on_event is not None:
                 on_event(event)
             if event.type == "completed":
-                return Job.from_json(event.data)
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeout(f"job {job_id} not finished after {timeout_s} s")
-        return self.get(job_id)
+                return _final(job_id, event)
+        raise TransportError(f"the event stream of job {job_id} ended without its final event")
 
 
 class AsyncNstClient:
-    """The same operations for asyncio code."""
+    """The same operations for asyncio code (`async with AsyncNstClient(...) as nst: ...`)."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None,
-                 timeout_s: float = 60.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout_s, transport=transport)
+    def __init__(self, server: str = DEFAULT_SERVER, *, api_key: str | None = None, timeout_s: float = 30.0,
+                 retries: int = 5, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.retries = retries
+        self._http = httpx.AsyncClient(base_url=self.server, headers=_headers(api_key), timeout=timeout_s,
+                                       transport=transport)
+
+    @classmethod
+    def from_env(cls, **options: Any) -> "AsyncNstClient":
+        return cls(os.environ.get("NST_SERVER", DEFAULT_SERVER), api_key=os.environ.get("NST_API_KEY"), **options)
 
     async def __aenter__(self) -> "AsyncNstClient":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return _check(await self._http.request(method, path, **kwargs))
+            return _checked(await self._http.request(method, path, **kwargs))
         except httpx.TransportError as exc:
-            raise TransportError(f"cannot reach the service: {exc}") from exc
+            raise TransportError(f"cannot reach the service at {self.server}: {exc}") from exc
 
-    async def submit(self, content: ImageInput, styles: Sequence[ImageInput] | ImageInput, *,
-                     idempotency_key: str | None = None, **params: Any) -> Job:
-        style_list = [styles] if isinstance(styles, (str, Path, bytes)) else list(styles)
-        files = [("content", _file(content, "content"))]
-        files += [("style", _file(s, f"style-{i}")) for i, s in enumerate(style_list)]
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        response = await self._request("POST", "/jobs", files=files, data=_form(params), headers=headers)
+    async def submit(self, content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
+                     params: "TransferParams | None" = None, idempotency_key: str | None = None,
+                     webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
+                     **fields: FormValue) -> Job:
+        files, form, headers = _submission(content, styles, params, fields, idempotency_key, webhook_url,
+                                           webhook_events)
+        response = await self._request("POST", "/jobs", files=files, data=form, headers=headers)
         return Job.from_json(response.json())
 
     async def get(self, job_id: str) -> Job:
         return Job.from_json((await self._request("GET", f"/jobs/{job_id}")).json())
 
+    async def list_jobs(self, *, offset: int = 0, limit: int = 20) -> JobPage:
+        body = (await self._request("GET", "/jobs", params={"offset": offset, "limit": limit})).json()
+        return JobPage([Job.from_json(item) for item in body["items"]], body["total"], body["offset"], body["limit"])
+
     async def cancel(self, job_id: str) -> Job:
         return Job.from_json((await self._request("POST", f"/jobs/{job_id}/cancel")).json())
+
+    async def delete(self, job_id: str) -> None:
+        await self._request("DELETE", f"/jobs/{job_id}")
 
     async def result(self, job_id: str) -> bytes:
         return (await self._request("GET", f"/jobs/{job_id}/result")).content
 
-    async def events(self, job_id: str, *, last_event_id: str | None = None,
-                     retries: int = 5) -> AsyncIterator[Event]:
-        failures = 0
-        while True:
-            headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-            try:
-                async with self._http.stream("GET", f"/jobs/{job_id}/events", headers=headers,
-                                             timeout=httpx.Timeout(60.0, read=None)) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        _check(response)
-                    parser = _SSEParser()
-                    async for line in response.aiter_lines():
-                        event = parser.feed(line)
-                        if event is None:
-                            continue
-                        failures = 0
-                        if event.id:
-                            last_event_id = event.id
-                        yield event
-                        if event.type == "completed":
-                            return
-            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-                failures += 1
-                if failures > retries:
-                    raise TransportError(f"the event stream keeps failing: {exc}") from exc
-                await asyncio.sleep(min(2.0 ** failures / 4, 5.0))
+    async def preview(self, job_id: str) -> bytes:
+        return (await self._request("GET", f"/jobs/{job_id}/preview")).content
 
-    async def wait(self, job_id: str, *, timeout_s: float | None = None) -> Job:
-        """Poll cheaply (ETag) until the job ends, or `WaitTimeout`."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        etag = None
-        while True:
-            response = await self._http.get(f"/jobs/{job_id}", headers={"If-None-Match": etag} if etag else {})
-            if response.status_code != 304:
-                job = Job.from_json(_check(response).json())
-                etag = response.headers.get("ETag")
-                if job.done:
-                    return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeout(f"job {job_id} not finished after {timeout_s} s")
-            await asyncio.sleep(0.5)
+    async def download(self, job_id: str, path: str | os.PathLike[str]) -> Path:
+        target = Path(path)
+        target.write_bytes(await self.result(job_id))
+        return target
+
+    def events(self, job_id: str, *, last_event_id: str | None = None,
+               timeout_s: float | None = None) -> AsyncIterator[Event]:
+        return aiter_events(self._http, job_id, last_event_id=last_event_id, timeout_s=timeout_s,
+                            retries=self.retries)
+
+    async def wait(self, job_id: str, *, timeout_s: float | None = None,
+                   on_event: Callable[[Event], None] | None = None) -> Job:
+        async for event in self.events(job_id, timeout_s=timeout_s):
+            if on_event is not None:
+                on_event(event)
+            if event.type == "completed":
+                return _final(job_id, event)
+        raise TransportError(f"the event stream of job {job_id} ended without its final event")

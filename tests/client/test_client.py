@@ -1,4 +1,4 @@
-"""The Python client and `nst submit` against the real service (Redis, uvicorn, a worker)."""
+"""nst_client against the real service (Redis, the API under uvicorn, a real worker, tiny images)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ import asyncio
 import io
 import subprocess
 import sys
+import time
+from typing import Iterator
 
+import httpx
 import pytest
 from PIL import Image
 
-from nst_client import AsyncNstClient, Conflict, InvalidRequest, JobNotFound, NstClient, TransportError
+from nst_client import (AsyncNstClient, Conflict, InvalidRequest, JobNotFound, JobStatus, NstClient,
+                        TransportError, WaitTimeout)
 from tests.conftest import ROOT, free_port, make_image
+
+LONG = {"max_size": 96, "steps": 1000}  # a job that runs until it is canceled
 
 
 @pytest.fixture
@@ -22,92 +28,171 @@ def images(tmp_path):
     return content, style
 
 
-def test_client_leaves_torch_out():
-    code = "import sys, nst_client, nst_cli.remote; print('torch' in sys.modules)"
+class _CutStream(httpx.SyncByteStream):
+    """The body of an event stream that breaks (as a dropped connection does) after `progress_events`."""
+
+    def __init__(self, inner: httpx.SyncByteStream, progress_events: int) -> None:
+        self.inner, self.limit = inner, progress_events
+
+    def __iter__(self) -> Iterator[bytes]:
+        seen = 0
+        for chunk in self.inner:
+            yield chunk
+            seen += chunk.count(b"event: progress")
+            if seen >= self.limit:
+                raise httpx.ReadError("connection cut by the test")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class CutFirstEventStream(httpx.BaseTransport):
+    """A real HTTP transport whose first `/events` response breaks mid-stream; records Last-Event-ID."""
+
+    def __init__(self, progress_events: int) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.progress_events = progress_events
+        self.last_event_ids: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if not request.url.path.endswith("/events"):
+            return response
+        self.last_event_ids.append(request.headers.get("last-event-id"))
+        if len(self.last_event_ids) > 1:
+            return response
+        return httpx.Response(response.status_code, headers=response.headers, request=request,
+                              stream=_CutStream(response.stream, self.progress_events))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_import_client_leaves_torch_out():
+    code = "import sys, nst_client, nst_client.webhooks, nst_cli.main; nst_cli.main.build_parser(); " \
+           "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-def test_client_submit_wait_download(service_url, images, tmp_path):
+def test_submit_paths_files_and_bytes_then_wait_and_download(service_url, images, tmp_path):
     content, style = images
-    with NstClient(service_url) as client:
-        job = client.submit(content, [style, make_image(50, 70, seed=3)], max_size=64, steps=5,
+    with NstClient(service_url) as client, open(style, "rb") as style_file:
+        job = client.submit(content, [style_file, make_image(50, 70, seed=3)], max_size=64, steps=5,
                             style_blend=(0.7, 0.3), preview_every=2)
-        assert job.status == "queued" and job.raw["params"]["style_blend"] == [0.7, 0.3]
+        assert job.status is JobStatus.QUEUED and not job.done
+        assert job.params["style_blend"] == [0.7, 0.3] and job.styles == 2
         seen = []
         final = client.wait(job.id, timeout_s=120, on_event=seen.append)
-        assert final.status == "succeeded" and final.done
-        assert [e.data["step"] for e in seen if e.type == "progress"] == [1, 2, 3, 4, 5]
+        assert final.status == "succeeded" and final.done and final.finished_at is not None
+        assert seen[0].type == "snapshot" and seen[-1].type == "completed"
+        assert [e.progress.step for e in seen if e.progress] == [1, 2, 3, 4, 5]
+        assert all(set(e.progress.losses) >= {"content", "style"} for e in seen if e.progress)
         path = client.download(job.id, tmp_path / "out.png")
-        assert Image.open(path).size == (64, 48)
-        assert any(j.id == job.id for j in client.list(limit=50))
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size == (64, 48)
+        with Image.open(io.BytesIO(client.preview(job.id))) as preview:
+            assert preview.format == "PNG"
         assert client.get(job.id).status == "succeeded"
+        page = client.list_jobs(limit=100)
+        assert job.id in [j.id for j in page.items] and page.total >= 1
 
 
-def test_client_events_resume_after_disconnect(service_url, images):
+def test_events_reconnect_resumes_with_last_event_id(service_url, images):
+    content, style = images
+    transport = CutFirstEventStream(progress_events=3)
+    with NstClient(service_url, transport=transport) as client:
+        job = client.submit(content, style, max_size=64, steps=12)
+        events = list(client.events(job.id, timeout_s=120))
+    assert len(transport.last_event_ids) == 2, "the iterator should have reconnected once"
+    first, resumed_from = transport.last_event_ids
+    assert first is None and resumed_from is not None
+    ids = [e.id for e in events if e.id]
+    assert resumed_from in ids and len(ids) == len(set(ids)), "no event twice"
+    assert [e.progress.step for e in events if e.progress] == list(range(1, 13)), "no step lost or repeated"
+    assert [e.type for e in events].count("snapshot") == 2  # the service sends one per connection
+    assert events[-1].type == "completed" and events[-1].job.status == "succeeded"
+
+
+def test_events_resume_from_an_earlier_iteration(service_url, images):
     content, style = images
     with NstClient(service_url) as client:
-        job = client.submit(content, style, max_size=64, steps=25)
+        job = client.submit(content, style, max_size=64, steps=8)
         first = []
         for event in client.events(job.id):
             first.append(event)
-            if event.type == "progress" and event.data["step"] == 4:
+            if event.progress and event.progress.step == 3:
                 break
         rest = list(client.events(job.id, last_event_id=first[-1].id))
-        steps = [e.data["step"] for e in first + rest if e.type == "progress"]
-        assert steps == list(range(1, 26))
-        assert rest[-1].type == "completed" and rest[-1].data["status"] == "succeeded"
+    steps = [e.progress.step for e in first + rest if e.progress]
+    assert steps == list(range(1, 9))
 
 
-def test_client_typed_errors(service_url, images):
+def test_wait_timeout_then_cancel(service_url, images):
+    content, style = images
+    with NstClient(service_url) as client:
+        job = client.submit(content, style, **LONG)
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout) as timeout:
+            client.wait(job.id, timeout_s=2)
+        assert timeout.value.job_id == job.id and time.monotonic() - started < 10
+        assert client.cancel(job.id).status in ("canceled", "running")
+        final = client.wait(job.id, timeout_s=60)
+        assert final.status == "canceled" and final.done
+        with pytest.raises(Conflict) as finished:
+            client.cancel(job.id)
+        assert finished.value.status == 409 and finished.value.code == "job_finished"
+        with pytest.raises(Conflict) as no_result:
+            client.result(job.id)
+        assert no_result.value.code == "no_result"
+
+
+def test_api_errors_raise_typed_exceptions(service_url, images):
     content, style = images
     with NstClient(service_url) as client:
         with pytest.raises(JobNotFound) as missing:
-            client.get("nope")
-        assert missing.value.status == 404 and missing.value.code == "job_not_found"
+            client.get("no-such-job")
+        assert missing.value.status == 404 and missing.value.code == "job_not_found" and missing.value.message
         with pytest.raises(InvalidRequest) as bad:
             client.submit(content, style, steps=0)
-        assert bad.value.field == "steps"
-        job = client.submit(content, style, max_size=96, steps=1000)
-        with pytest.raises(Conflict):
+        assert bad.value.status == 422 and bad.value.field == "steps"
+        with pytest.raises(InvalidRequest) as unknown:
+            client.submit(content, style, stepz=3)
+        assert unknown.value.code == "unknown_parameter" and unknown.value.field == "stepz"
+        with pytest.raises(InvalidRequest) as not_image:
+            client.submit(b"not an image at all", style)
+        assert not_image.value.status in (415, 422) and not_image.value.field == "content"
+        with pytest.raises(JobNotFound):
+            list(client.events("no-such-job"))
+        job = client.submit(content, style, **LONG)
+        with pytest.raises(Conflict) as not_ready:
             client.result(job.id)
-        assert client.cancel(job.id).status in ("canceled", "running", "queued")
-        assert client.wait(job.id, timeout_s=60).status == "canceled"
+        assert not_ready.value.code == "result_not_ready"
+        client.delete(job.id)
+        with pytest.raises(JobNotFound):
+            client.get(job.id)
     with NstClient(f"http://127.0.0.1:{free_port()}") as nowhere:
         with pytest.raises(TransportError):
             nowhere.get("x")
 
 
-def test_async_client_submit_and_wait(service_url, images):
+def test_async_client_submit_events_wait_result(service_url, images):
     content, style = images
 
-    async def go():
+    async def scenario():
         async with AsyncNstClient(service_url) as client:
             job = await client.submit(content, [style], max_size=64, steps=3)
-            events = [e async for e in client.events(job.id)]
-            final = await client.wait(job.id, timeout_s=60)
-            return events, final, await client.result(job.id)
+            events = [e async for e in client.events(job.id, timeout_s=120)]
+            final = await client.wait(job.id, timeout_s=30)  # finished: the stream replays the end at once
+            png = await client.result(job.id)
+            page = await client.list_jobs(limit=100)
+            with pytest.raises(Conflict):
+                await client.cancel(job.id)
+            return job, events, final, png, page
 
-    events, final, png = asyncio.run(go())
+    job, events, final, png, page = asyncio.run(scenario())
     assert events[0].type == "snapshot" and events[-1].type == "completed"
-    assert final.status == "succeeded" and Image.open(io.BytesIO(png)).format == "PNG"
-
-
-def test_nst_submit_wait_output(service_url, images, tmp_path):
-    content, style = images
-    out = tmp_path / "result.png"
-    done = subprocess.run([sys.executable, "-m", "nst_cli.main", "submit", str(content), str(style),
-                           "--max_size", "64", "--steps", "4", "--server", service_url, "--output", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    job_id = done.stdout.strip().splitlines()[0]
-    assert Image.open(out).size == (64, 48)
-    status = subprocess.run([sys.executable, "-m", "nst_cli.main", "status", job_id, "--server", service_url],
-                            cwd=ROOT, capture_output=True, text=True)
-    assert status.returncode == 0 and "succeeded" in status.stdout
-    refused = subprocess.run([sys.executable, "-m", "nst_cli.main", "submit", str(content), str(style), "--steps",
-                              "5000", "--server", service_url], cwd=ROOT, capture_output=True, text=True)
-    assert refused.returncode == 2 and "--steps" in refused.stderr
-    down = subprocess.run([sys.executable, "-m", "nst_cli.main", "jobs", "--server",
-                           f"http://127.0.0.1:{free_port()}"], cwd=ROOT, capture_output=True, text=True)
-    assert down.returncode == 3 and "Traceback" not in down.stderr
+    assert [e.progress.step for e in events if e.progress] == [1, 2, 3]
+    assert final.status == "succeeded" and job.id in [j.id for j in page.items]
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.size == (64, 48)

@@ -1,0 +1,103 @@
+"""Jobs as the API shows them, as typed, frozen values (`raw` keeps every field of the JSON)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobStatus(str, enum.Enum):
+    """A job's status; a `str`, so `job.status == "succeeded"` works too."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job is: `step` of `steps` (all scales), losses, speed and time left."""
+
+    step: int
+    steps: int
+    fraction: float
+    losses: dict[str, float]
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    scale: int | None = None
+    scales: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Progress":
+        steps = int(data.get("steps") or 0)
+        step = int(data.get("step") or 0)
+        return cls(step=step, steps=steps, fraction=float(data.get("fraction", step / steps if steps else 0.0)),
+                   losses={k: float(v) for k, v in (data.get("losses") or {}).items() if v is not None},
+                   elapsed_s=data.get("elapsed_s"), eta_s=data.get("eta_s"), scale=data.get("scale"),
+                   scales=data.get("scales"))
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed: a stable `code` (e.g. `worker_lost`, `out_of_memory`) and a short message."""
+
+    code: str
+    message: str
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: what `submit`, `get`, `cancel`, `list_jobs` and the final event return."""
+
+    id: str
+    status: JobStatus
+    created_at: datetime | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    queue_position: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    styles: int = 0
+    device: str | None = None
+    progress: Progress | None = None
+    error: JobError | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """True once the job succeeded, failed or was canceled."""
+        return self.status.terminal
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Job":
+        error = data.get("error")
+        return cls(id=data["id"], status=JobStatus(data["status"]), created_at=_time(data.get("created_at")),
+                   started_at=_time(data.get("started_at")), finished_at=_time(data.get("finished_at")),
+                   queue_position=data.get("queue_position"), params=data.get("params") or {},
+                   styles=int(data.get("styles") or 0), device=data.get("device"),
+                   progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
+                   error=JobError(error["code"], error["message"]) if error else None, raw=data)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of `GET /jobs`, newest first."""
+
+    items: list[Job]
+    total: int
+    offset: int
+    limit: int
