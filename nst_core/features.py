@@ -91,14 +91,17 @@ class VGG19Features(nn.Module):
             if kind == "conv":
                 first = layer.endswith("_1")
                 cin, cout = channels[block]
-                conv = nn.Conv2d(cin if first else cout, cout, kernel_size=3, padding=1)
+                # skip_init: no random initialisation for weights that are overwritten at once.
+                conv = torch.nn.utils.skip_init(nn.Conv2d, cin if first else cout, cout, kernel_size=3, padding=1)
                 weight, bias = weights[layer]
                 with torch.no_grad():
                     conv.weight.copy_(weight)
                     conv.bias.copy_(bias)
                 self.layers[layer] = conv
             elif kind == "relu":
-                self.layers[layer] = nn.ReLU(inplace=False)
+                # In place: a convolution's backward needs its input, not its output, so the ReLU may
+                # overwrite it and autograd keeps one tensor where it would keep two.
+                self.layers[layer] = nn.ReLU(inplace=True)
             else:
                 self.layers[layer] = nn.MaxPool2d(kernel_size=2, stride=2)
         self.requires_grad_(False)
@@ -125,7 +128,7 @@ class VGG19Features(nn.Module):
             raise InvalidParameter(f"layers not in this extractor: {sorted(unknown)}", field="layers")
         deepest = max(self.layer_names.index(name) for name in wanted)
         x = self.preprocess(image)
-        out = {}
+        out: dict[str, torch.Tensor] = {}
         for name in self.layer_names[: deepest + 1]:
             x = self.layers[name](x)
             if name in wanted:

@@ -69,9 +69,13 @@ def activation_name(layer: str) -> str:
     return "relu" + layer[4:] if layer.startswith("conv") else layer
 
 
+HISTORY_BUDGET_BYTES = 96 * 2**20
+
+
 def history_size_for(pixels: int) -> int:
-    """L-BFGS history pairs by image size: each pair holds two image-sized vectors, so big images keep fewer."""
-    return max(10, min(100, int(100 * 256 * 256 / pixels)))
+    """L-BFGS history pairs by image size: each pair holds two RGB float32 images, and the history stays
+    within ~96 MB (100 pairs at 256 px would be 150 MB, at 512 px 630 MB), with at least 8 pairs."""
+    return max(8, min(100, HISTORY_BUDGET_BYTES // (2 * 3 * 4 * pixels)))
 
 
 def scale_sizes(full: tuple[int, int], *, scales: int, min_size: int) -> list[tuple[int, int]]:
