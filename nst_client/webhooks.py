@@ -1,5 +1,29 @@
-"""Verify a webhook delivery from the nst service (Standard Webhooks signature, replay window)."""
+"""Verify a webhook delivery from the nst service: its signature, and a timestamp recent enough that an old
+delivery replayed later is refused. Remember the `webhook-id`s you processed to drop a repeated one."""
 
-from nst_shared.webhooks import verify as verify_signature
+from __future__ import annotations
 
-__all__ = ["verify_signature"]
+import json
+from typing import Any, Mapping
+
+from nst_client.errors import InvalidSignature
+from nst_shared.webhooks import TOLERANCE_S, signature_problem  # the signing the service uses (stdlib only)
+
+__all__ = ["verify_webhook", "verify_signature", "TOLERANCE_S"]
+
+
+def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = TOLERANCE_S,
+                   now: float | None = None) -> dict[str, Any]:
+    """The delivery's JSON (`{"type": "job.completed", "job": {...}}`) once it verifies.
+
+    `body` must be the raw bytes received (not re-encoded JSON). Raises `InvalidSignature` saying why."""
+    problem = signature_problem(secret, headers, body, tolerance_s=tolerance_s, now=now)
+    if problem is not None:
+        raise InvalidSignature(problem)
+    return json.loads(body)
+
+
+def verify_signature(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = TOLERANCE_S,
+                     now: float | None = None) -> bool:
+    """True when the delivery is signed with `secret` and its timestamp is within `tolerance_s` of now."""
+    return signature_problem(secret, headers, body, tolerance_s=tolerance_s, now=now) is None

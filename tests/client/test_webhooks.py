@@ -1,24 +1,31 @@
-"""Webhooks against the real service: signed deliveries, a retry after a failure, SSRF refusals."""
+"""Webhooks: signing and verification, the SSRF checks, the sender's retries and its re-check at delivery,
+and end to end against the real service with a receiver on loopback allowed by NST_WEBHOOK_ALLOW."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import httpx
 import pytest
+import redis
 
-from nst_client.webhooks import verify_signature
-from tests.conftest import start_stack, wait_until
-from tests.service.test_jobs import submit, wait_status
+from nst_client import InvalidRequest, InvalidSignature, NstClient
+from nst_client.webhooks import verify_signature, verify_webhook
+from nst_shared.settings import Settings
+from nst_shared.webhooks import PENDING, RETRY, WebhookRefused, check_url, new_delivery, sign, signed_headers
+from tests.conftest import make_image, start_stack, wait_until
+from worker.webhooks import WebhookSender
 
 SECRET = "s3cret-for-tests"
 
 
 class Receiver:
-    """A loopback HTTP server that records deliveries and fails the first `fail_first` of them."""
+    """A loopback HTTP server that records deliveries and answers 500 to the first `fail_first`."""
 
-    def __init__(self, fail_first: int = 1) -> None:
+    def __init__(self, fail_first: int = 0) -> None:
         self.deliveries: list[tuple[dict[str, str], bytes, int]] = []
         receiver = self
 
@@ -34,12 +41,124 @@ class Receiver:
                 pass
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
+
+def resolver_to(address: str):
+    """A getaddrinfo stand-in that resolves every host to `address` (DNS we control)."""
+
+    def resolve(host, port, **_):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    return resolve
+
+
+# Signing and verification: no service needed.
+
+def test_sign_matches_the_standard_webhooks_test_vector():
+    # Published by Standard Webhooks: receivers using their libraries verify what we send.
+    signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+                     b'{"test": 2432232314}')
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_verify_refuses_tampering_other_secrets_and_replays():
+    body = b'{"type":"job.completed","job":{"id":"j1"}}'
+    headers = signed_headers(SECRET, "msg_1", body, now=1_000_000)
+    assert verify_webhook(SECRET, headers, body, now=1_000_010)["job"]["id"] == "j1"
+    assert verify_signature(SECRET, {k.upper(): v for k, v in headers.items()}, body, now=1_000_010)
+    assert not verify_signature("another", headers, body, now=1_000_010)
+    assert not verify_signature(SECRET, headers, body + b" ", now=1_000_010)
+    assert not verify_signature(SECRET, {**headers, "webhook-id": "msg_2"}, body, now=1_000_010)
+    with pytest.raises(InvalidSignature, match="too far"):
+        verify_webhook(SECRET, headers, body, now=1_000_000 + 3600)  # replayed an hour later
+    with pytest.raises(InvalidSignature, match="missing"):
+        verify_webhook(SECRET, {"webhook-id": "msg_1"}, body, now=1_000_000)
+    rotated = {**headers, "webhook-signature": "v1,bm9wZQ== " + headers["webhook-signature"]}
+    assert verify_signature(SECRET, rotated, body, now=1_000_000)
+
+
+# The SSRF check.
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/x", "http://10.1.2.3/", "http://192.168.0.10/",
+                                 "http://172.16.5.4/", "http://169.254.169.254/latest/meta-data",
+                                 "http://[::1]:8080/", "http://[::ffff:127.0.0.1]/", "http://[fd00::1]/",
+                                 "http://0.0.0.0/", "http://100.64.0.1/", "http://224.0.0.1/",
+                                 "http://240.0.0.1/", "ftp://8.8.8.8/", "http:///nohost",
+                                 "http://user:pw@8.8.8.8/"])
+def test_check_url_refuses(url):
+    with pytest.raises(WebhookRefused):
+        check_url(url)
+
+
+def test_check_url_accepts_public_and_allowed_addresses():
+    assert check_url("https://8.8.8.8/hook").addresses == ("8.8.8.8",)
+    assert check_url("http://127.0.0.1:9000/", allow=["127.0.0.1/32"]).port == 9000
+    assert check_url("http://hooks.internal/", allow=["hooks.internal"], resolver=resolver_to("10.0.0.7"))
+    with pytest.raises(WebhookRefused):  # a host name that resolves to a private address
+        check_url("http://hooks.example/", resolver=resolver_to("10.0.0.7"))
+    with pytest.raises(WebhookRefused):  # the allow-list names another network
+        check_url("http://127.0.0.1/", allow=["10.0.0.0/8", "other.host"])
+
+
+# The sender, with Redis and a receiver of its own.
+
+@pytest.fixture
+def hooks_redis(redis_server):
+    connection = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/0")  # stacks use 1..15
+    connection.delete(PENDING, RETRY)
+    yield connection
+    connection.delete(PENDING, RETRY)
+
+
+def test_sender_retries_with_doubling_delays_then_gives_up(hooks_redis):
+    now = [1000.0]
+    calls = []
+    transport = httpx.MockTransport(lambda request: calls.append(request) or httpx.Response(503))
+    settings = Settings(webhook_secret=SECRET, webhook_max_attempts=3, webhook_backoff_s=2.0)
+    sender = WebhookSender(hooks_redis, settings, clock=lambda: now[0], transport=transport)
+    delivery = json.loads(new_delivery("https://8.8.8.8/hook", "completed", {"job": {"id": "j1"}}))
+    delays = []
+    for _ in range(3):
+        assert sender.deliver(delivery) is False
+        scheduled = hooks_redis.zrange(RETRY, 0, -1, withscores=True)
+        if scheduled:
+            raw, at = scheduled[0]
+            delays.append(at - now[0])
+            hooks_redis.zrem(RETRY, raw)
+            delivery = json.loads(raw)
+    assert delays == [2.0, 4.0] and len(calls) == 3  # attempts 2 and 3, then given up
+    assert {c.headers["webhook-id"] for c in calls} == {delivery["id"]}  # one message, several attempts
+    assert verify_signature(SECRET, dict(calls[0].headers), calls[0].content, now=now[0])
+
+
+def test_sender_pins_the_checked_address_and_rechecks_at_delivery(hooks_redis):
+    receiver = Receiver()
+    try:
+        url = f"http://hooks.example:{receiver.port}/hook"
+        settings = Settings(webhook_secret=SECRET, webhook_allow=["127.0.0.1/32"])
+        delivery = json.loads(new_delivery(url, "completed", {"job": {"id": "j2"}}))
+        # DNS says loopback (allowed): the POST goes to the address the check resolved, naming the host.
+        assert WebhookSender(hooks_redis, settings, resolver=resolver_to("127.0.0.1")).deliver(delivery)
+        headers, body, _ = receiver.deliveries[0]
+        assert headers["Host"] == f"hooks.example:{receiver.port}"
+        assert verify_webhook(SECRET, headers, body)["job"]["id"] == "j2"
+        # Later the name points at a private address (DNS rebinding): refused, not sent, not retried.
+        rebound = WebhookSender(hooks_redis, settings, resolver=resolver_to("10.0.0.5"))
+        assert rebound.deliver(delivery) is False
+        assert len(receiver.deliveries) == 1 and hooks_redis.zcard(RETRY) == 0
+    finally:
+        receiver.close()
+
+
+# End to end: the API, a worker with its sender thread, a receiver on loopback.
 
 @pytest.fixture(scope="module")
 def hook_stack(tmp_path_factory, redis_server):
@@ -49,34 +168,59 @@ def hook_stack(tmp_path_factory, redis_server):
     stack.stop()
 
 
-def test_webhook_signed_and_retried(hook_stack):
+def _images() -> tuple[bytes, bytes]:
+    return make_image(80, 60, seed=7), make_image(64, 64, seed=8)
+
+
+def test_webhook_delivery_is_signed_and_retried_after_a_failure(hook_stack):
     receiver = Receiver(fail_first=1)
     try:
-        with hook_stack.client() as client:
-            job = submit(client, webhook_url=receiver.url).json()
-            wait_status(client, job["id"], {"succeeded"})
-            wait_until(lambda: len(receiver.deliveries) >= 2, timeout_s=30, what="the retried delivery")
-        (h1, b1, s1), (h2, b2, s2) = receiver.deliveries[:2]
-        assert (s1, s2) == (500, 204)
-        assert h1["webhook-id"] == h2["webhook-id"]  # the same message, retried
-        assert verify_signature(SECRET, h2, b2)
-        assert not verify_signature("wrong", h2, b2)
-        assert not verify_signature(SECRET, h2, b2 + b" ")
-        assert not verify_signature(SECRET, h2, b2, now=int(h2["webhook-timestamp"]) + 3600)  # replayed late
-        body = json.loads(b2)
-        assert body["type"] == "job.completed" and body["job"]["id"] == job["id"]
-        assert body["job"]["status"] == "succeeded"
+        with NstClient(hook_stack.url) as client:
+            job = client.submit(*_images(), max_size=64, steps=3, webhook_url=receiver.url)
+            assert client.wait(job.id, timeout_s=120).status == "succeeded"
+        wait_until(lambda: len(receiver.deliveries) >= 2, timeout_s=30, what="the retried delivery")
+        (first_headers, _, first_status), (headers, body, status) = receiver.deliveries[:2]
+        assert (first_status, status) == (500, 204)
+        assert first_headers["webhook-id"] == headers["webhook-id"]  # the same message, retried
+        delivered = verify_webhook(SECRET, headers, body)
+        assert delivered["type"] == "job.completed"
+        assert delivered["job"]["id"] == job.id and delivered["job"]["status"] == "succeeded"
+        assert not verify_signature("wrong secret", headers, body)
     finally:
         receiver.close()
 
 
-def test_webhook_ssrf_refused(hook_stack, service):
-    with service.client() as client:  # this stack has no secret: webhooks are off
-        assert submit(client, webhook_url="https://example.org/x").json()["error"]["code"] == "webhooks_disabled"
-    with hook_stack.client() as client:
-        for url in ("http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]:8080/",
-                    "ftp://example.org/x", "http://192.168.0.10/"):
-            error = submit(client, webhook_url=url).json()["error"]
-            assert error["field"] == "webhook_url" and error["code"] == "webhook_refused", (url, error)
-        error = submit(client, webhook_url="http://127.0.0.1:9/x", webhook_events="everything").json()["error"]
-        assert error["field"] == "webhook_events"
+def test_webhook_status_events_follow_every_change(hook_stack):
+    receiver = Receiver()
+    try:
+        with NstClient(hook_stack.url) as client:
+            job = client.submit(*_images(), max_size=64, steps=2, webhook_url=receiver.url,
+                                webhook_events=["status", "completed"])
+            client.wait(job.id, timeout_s=120)
+        wait_until(lambda: len(receiver.deliveries) >= 3, timeout_s=30, what="three deliveries")
+        bodies = [verify_webhook(SECRET, h, b) for h, b, _ in receiver.deliveries]
+        kinds = sorted((b["type"], b["job"]["status"]) for b in bodies)
+        assert kinds == [("job.completed", "succeeded"), ("job.status", "running"), ("job.status", "succeeded")]
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]:8080/",
+                                 "http://192.168.0.10/", "http://127.0.0.2/", "ftp://example.org/x"])
+def test_submit_refuses_webhooks_to_private_addresses(hook_stack, url):
+    with NstClient(hook_stack.url) as client:
+        with pytest.raises(InvalidRequest) as refused:
+            client.submit(*_images(), max_size=64, steps=2, webhook_url=url)
+    assert refused.value.status == 422 and refused.value.code == "webhook_refused"
+    assert refused.value.field == "webhook_url"
+
+
+def test_submit_refuses_unknown_webhook_events_and_webhooks_without_a_secret(hook_stack, service):
+    with NstClient(hook_stack.url) as client:
+        with pytest.raises(InvalidRequest) as bad_events:
+            client.submit(*_images(), webhook_url="http://127.0.0.1:9/x", webhook_events=["everything"])
+    assert bad_events.value.field == "webhook_events"
+    with NstClient(service.url) as client:  # the session's stack has no NST_WEBHOOK_SECRET
+        with pytest.raises(InvalidRequest) as disabled:
+            client.submit(*_images(), webhook_url="https://8.8.8.8/hook")
+    assert disabled.value.code == "webhooks_disabled" and disabled.value.field == "webhook_url"
