@@ -185,20 +185,17 @@ class JobStore:
         return True
 
     def _queue_webhooks(self, job_id: str, status: JobStatus) -> None:
-        """Queue the deliveries the job asked for (a sender thread in the workers posts them)."""
-        extra = json.loads(_decode_value(self.redis.hget(Keys.job(job_id), "extra")) or "{}")
-        hook = extra.get("webhook")
+        """Queue the deliveries the job asked for at submission (a thread in the workers sends them)."""
+        hook = json.loads(_decode_value(self.redis.hget(Keys.job(job_id), "extra")) or "{}").get("webhook")
         if not hook:
             return
         record = self.get(job_id)
         if record is None:
             return
-        payload = {"job": {"id": job_id, "status": status.value, "error": record.error,
-                           "finished_at": record.finished_at,
-                           "links": {"self": f"/jobs/{job_id}", "result": f"/jobs/{job_id}/result"}}}
         kinds = [k for k in hook["events"] if k == "status" or (k == "completed" and status.terminal)]
         for kind in kinds:
-            self.redis.lpush(webhooks.PENDING, webhooks.new_delivery(hook["url"], kind, payload))
+            self.redis.lpush(webhooks.PENDING, webhooks.new_delivery(
+                hook["url"], kind, webhooks.job_payload(record, status=status.value)))
 
     def running_event(self, job_id: str, event_type: str, data: dict[str, Any], **fields: Any) -> bool:
         """Append a progress or preview event (and set `fields`) while the job runs."""
