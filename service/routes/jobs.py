@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -81,7 +82,7 @@ async def create_job(
         raise ApiError(422, "too_many_styles", f"style: at most {settings.max_styles} style images",
                        field="style")
     params = to_params(form, styles=len(style), settings=settings)
-    extra = {"webhook": _webhook(webhook_url, webhook_events, settings)} if webhook_url else {}
+    extra = {"webhook": await _webhook(webhook_url, webhook_events, settings)} if webhook_url else {}
     content_bytes = await _read_upload(content, "content", settings)
     style_bytes = [await _read_upload(s, "style", settings) for s in style]
     _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, settings)
@@ -89,6 +90,7 @@ async def create_job(
     digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
     for data in (content_bytes, *style_bytes):
         digest.update(hashlib.sha256(data).digest())
+    digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
     job_id = new_job_id()
     if idempotency_key:
         existing = _claim_idempotency_key(store, idempotency_key, job_id, digest.hexdigest(), settings)
@@ -131,7 +133,8 @@ def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_s
             raise from_image_error(exc, "style") from None
 
 
-def _webhook(url: str, events_text: str, settings: Settings) -> dict[str, object]:
+async def _webhook(url: str, events_text: str, settings: Settings) -> dict[str, object]:
+    """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
     if not settings.webhook_secret:
         raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service (NST_WEBHOOK_SECRET)",
                        field="webhook_url")
@@ -140,7 +143,7 @@ def _webhook(url: str, events_text: str, settings: Settings) -> dict[str, object
         raise ApiError(422, "invalid_parameter", f"webhook_events: any of {', '.join(webhooks.EVENTS)}",
                        field="webhook_events")
     try:
-        webhooks.check_url(url, allow=settings.webhook_allow)
+        await asyncio.to_thread(webhooks.check_url, url, allow=settings.webhook_allow)  # DNS: off the loop
     except webhooks.WebhookRefused as exc:
         raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
     return {"url": url, "events": events}
