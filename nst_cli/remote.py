@@ -222,7 +222,7 @@ def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Jo
             losses = "  ".join(f"{k} {progress.losses[k]:.3g}" for k in ("content", "style")
                                if k in progress.losses)
             left = f"~{_duration(progress.eta_s)} left" if progress.eta_s is not None else ""
-            scale = f" {progress.scale}/{progress.scales}" if progress.scale and progress.scales else ""
+            scale = f" {progress.scale}/{progress.scales}" if progress.scale and (progress.scales or 0) > 1 else ""
             bar.update(task, description=f"painting{scale}", total=progress.steps, completed=progress.step,
                        losses=losses, left=left)
 
