@@ -6,16 +6,19 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
+from rq import Queue
 
 from nst_shared import webhooks
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
-from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, Keys, new_job_id
+from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_job_id
+from nst_shared.params import TransferParams
+from nst_shared.storage import LocalStorage
 from nst_shared.settings import Settings
 from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, StorageDep, StoreDep
 from service.errors import ApiError, from_image_error, not_found
@@ -32,14 +35,14 @@ ERRORS = {code: {"description": text, "content": {"application/json": {"example"
     (422, "invalid_parameter", "Bad parameter or unreadable image"), (503, "redis_unavailable", "Busy or down"))}
 
 
-def _load(store: StoreDep, job_id: str) -> JobRecord:
+def _load(store: JobStore, job_id: str) -> JobRecord:
     record = store.get(job_id)
     if record is None:
         raise not_found(job_id)
     return record
 
 
-def _queue_position(queue: QueueDep, record: JobRecord) -> int | None:
+def _queue_position(queue: Queue, record: JobRecord) -> int | None:
     if record.status is not JobStatus.QUEUED or not record.rq_job_id:
         return None
     position = queue.get_job_position(record.rq_job_id)
@@ -85,35 +88,49 @@ async def create_job(
     extra = {"webhook": await _webhook(webhook_url, webhook_events, settings)} if webhook_url else {}
     content_bytes = await _read_upload(content, "content", settings)
     style_bytes = [await _read_upload(s, "style", settings) for s in style]
-    _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, settings)
+    # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
+    # A repeated Idempotency-Key answers exactly as the first request did: 202 with the same job.
+    job = await asyncio.to_thread(_submit, store, storage, queue, settings, params, extra,
+                                  content_bytes, style_bytes, idempotency_key)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    response.headers["Retry-After"] = "1"
+    return job
 
+
+def _submit(store: JobStore, storage: LocalStorage, queue: Queue, settings: Settings, params: TransferParams,
+            extra: dict[str, Any], content_bytes: bytes, style_bytes: list[bytes],
+            idempotency_key: str | None) -> JobPublic:
+    """Validate the images, then store and queue the job (or find the earlier one of this key)."""
+    _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, settings)
     digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
     for data in (content_bytes, *style_bytes):
         digest.update(hashlib.sha256(data).digest())
     digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
-    job_id = new_job_id()
-    if idempotency_key:
-        existing = _claim_idempotency_key(store, idempotency_key, job_id, digest.hexdigest(), settings)
-        if existing is not None:
-            response.headers["Location"] = f"/jobs/{existing.id}"
-            response.headers["Retry-After"] = "1"
-            return public_job(existing, queue_position=_queue_position(queue, existing))
     if queue.count >= settings.max_queued_jobs:
         raise ApiError(503, "queue_full", "too many jobs are waiting; try again later",
                        headers={"Retry-After": "30"})
-
-    storage.put(job_id, "content", content_bytes)
-    for i, data in enumerate(style_bytes):
-        storage.put(job_id, f"style-{i}", data)
-    store.create(job_id, params=params.to_dict(), styles=len(style_bytes), extra=extra)
-    store.set_fields(job_id, rq_job_id=job_id)
-    queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=job_id,
-                       timeout=_timeout_s(settings, params.steps, params.max_size),
-                       result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s)
+    job_id = new_job_id()
+    claim = None
+    if idempotency_key:
+        claim, existing = _claim_idempotency_key(store, idempotency_key, job_id, digest.hexdigest(), settings)
+        if existing is not None:
+            return public_job(existing, queue_position=_queue_position(queue, existing))
+    try:
+        storage.put(job_id, "content", content_bytes)
+        for i, data in enumerate(style_bytes):
+            storage.put(job_id, f"style-{i}", data)
+        store.create(job_id, params=params.to_dict(), styles=len(style_bytes), extra=extra)
+        store.set_fields(job_id, rq_job_id=job_id)
+        queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=job_id,
+                           timeout=_timeout_s(settings, params.steps, params.max_size),
+                           result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s)
+    except Exception:
+        # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
+        # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
+        _undo_submission(store, storage, job_id, claim)
+        raise
     record = store.get(job_id)
     assert record is not None
-    response.headers["Location"] = f"/jobs/{job_id}"
-    response.headers["Retry-After"] = "1"
     return public_job(record, queue_position=_queue_position(queue, record))
 
 
@@ -149,13 +166,23 @@ async def _webhook(url: str, events_text: str, settings: Settings) -> dict[str, 
     return {"url": url, "events": events}
 
 
-def _claim_idempotency_key(store: StoreDep, key: str, job_id: str, body_hash: str,
-                           settings: Settings) -> JobRecord | None:
-    """None when this request owns the key; the earlier job when the same body came before."""
+def _undo_submission(store: JobStore, storage: LocalStorage, job_id: str, claim: str | None) -> None:
+    for undo in (lambda: store.delete(job_id), lambda: storage.delete_job(job_id),
+                 lambda: store.redis.delete(claim) if claim else None):
+        try:
+            undo()
+        except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files
+            pass
+
+
+def _claim_idempotency_key(store: JobStore, key: str, job_id: str, body_hash: str,
+                           settings: Settings) -> tuple[str | None, JobRecord | None]:
+    """(the claimed Redis key, None) when this request owns the key; (None, the earlier job) when the same
+    body came before; 422 when the key came with another body."""
     redis_key = Keys.idempotency(hashlib.sha256(key.encode()).hexdigest())
     claim = json.dumps({"job_id": job_id, "hash": body_hash})
     if store.redis.set(redis_key, claim, nx=True, ex=settings.result_ttl_s):
-        return None
+        return redis_key, None
     earlier = json.loads(store.redis.get(redis_key) or "{}")
     if earlier.get("hash") != body_hash:
         raise ApiError(422, "idempotency_key_reused",
@@ -163,7 +190,7 @@ def _claim_idempotency_key(store: StoreDep, key: str, job_id: str, body_hash: st
     for _ in range(50):  # the first request may still be storing its files
         record = store.get(earlier["job_id"])
         if record is not None:
-            return record
+            return None, record
         time.sleep(0.05)
     raise not_found(earlier["job_id"])
 

@@ -150,3 +150,11 @@ def test_health_and_readiness(service):
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["workers"] >= 1
+
+
+def test_submit_job_refused_keeps_idempotency_key_free(service):
+    with service.client() as client:
+        bad = submit(client, headers={"Idempotency-Key": "free-1"}, content=b"garbage")
+        assert bad.status_code == 422
+        good = submit(client, headers={"Idempotency-Key": "free-1"})
+        assert good.status_code == 202 and good.json()["status"] == "queued"
