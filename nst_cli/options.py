@@ -57,3 +57,13 @@ def params_from_args(args: argparse.Namespace, **overrides: Any) -> TransferPara
             flag = FLAG_NAMES.get(field.name, f"--{field.name.replace('_', '-')}")
             raise ValueError(f"{flag} must be within {low:g}..{high:g}, got {value:g}")
     return params
+
+
+def explicit_flags(argv: list[str]) -> frozenset[str]:
+    """The parameters whose flags appear in `argv` (so device defaults leave them alone)."""
+    given = set()
+    for field in param_fields():
+        flags = {FLAG_NAMES.get(field.name, f"--{field.name.replace('_', '-')}"), f"--{field.name}"}
+        if any(token in flags or token.split("=", 1)[0] in flags for token in argv):
+            given.add(field.name)
+    return frozenset(given)

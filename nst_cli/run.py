@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nst_cli.options import add_param_arguments, params_from_args
+from nst_cli.options import add_param_arguments, explicit_flags, params_from_args
+from nst_shared.params import for_device
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         content = load_image(content_path)
         styles = [load_image(p) for p in style_paths]
         engine = StyleTransfer(device=args.device, weights=args.weights)
+        params = for_device(params, engine.device.type, explicit=explicit_flags(sys.argv[1:]))
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from nst_core.progress import StopTransfer
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
 from nst_shared.jobs import JobStatus, JobStore
-from nst_shared.params import TransferParams
+from nst_shared.params import TransferParams, for_device
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import LocalStorage
 from worker.engine import get_engine
@@ -55,7 +55,11 @@ def _run(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings
             return "skipped"
         log.info("started on %s", engine.device_name)
         try:
-            return _transfer(job_id, store, storage, settings, engine, record.params, record.styles, rq_job)
+            params = for_device(TransferParams.from_dict(record.params), engine.device.type,
+                                explicit=frozenset(record.extra.get("explicit", record.params)))
+            if params.to_dict() != record.params:
+                store.set_fields(job_id, params=params.to_dict())  # clients see the parameters as applied
+            return _transfer(job_id, store, storage, settings, engine, params, record.styles, rq_job)
         except NstError as exc:
             log.info("failed: %s: %s", exc.code, exc)
             _fail(store, job_id, exc.code, str(exc))
@@ -69,8 +73,7 @@ def _run(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings
 
 
 def _transfer(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings, engine: Any,
-              params_data: dict[str, Any], n_styles: int, rq_job: Any) -> str:
-    params = TransferParams.from_dict(params_data)
+              params: TransferParams, n_styles: int, rq_job: Any) -> str:
     content = decode_image(_input(storage, job_id, "content"), max_pixels=settings.max_image_pixels)
     styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=settings.max_image_pixels)
               for i in range(n_styles)]

@@ -85,7 +85,10 @@ async def create_job(
         raise ApiError(422, "too_many_styles", f"style: at most {settings.max_styles} style images",
                        field="style")
     params = to_params(form, styles=len(style), settings=settings)
-    extra = {"webhook": await _webhook(webhook_url, webhook_events, settings)} if webhook_url else {}
+    # Which parameters the client chose: the worker may replace the others with its device's defaults.
+    extra: dict[str, Any] = {"explicit": sorted(form.model_fields_set)}
+    if webhook_url:
+        extra["webhook"] = await _webhook(webhook_url, webhook_events, settings)
     content_bytes = await _read_upload(content, "content", settings)
     style_bytes = [await _read_upload(s, "style", settings) for s in style]
     # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
