@@ -132,15 +132,16 @@ def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings:
                            stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)
     stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, storage_dir=storage, env=env, api=api,
                   log_dir=logs)
-    wait_until(lambda: _healthy(stack.url), timeout_s=30, what="API start")
+    wait_until(lambda: answers_ok(f"{stack.url}/healthz"), timeout_s=30, what="API start")
     for _ in range(workers):
         stack.start_worker()
     return stack
 
 
-def _healthy(url: str) -> bool:
+def answers_ok(url: str) -> bool:
+    """True when GET `url` answers 200 (False while the server is not up yet)."""
     try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, free_port, make_image, wait_until
+from tests.conftest import ROOT, answers_ok, free_port, make_image, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "web"
@@ -30,19 +29,12 @@ def stack_url(tmp_path_factory):
     process = subprocess.Popen([sys.executable, "-m", "nst_cli.main", "up", "--port", str(port)], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(url), timeout_s=90, what="nst up to be ready")
+    wait_until(lambda: answers_ok(f"{url}/readyz"), timeout_s=90, what="nst up to be ready")
     yield url
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0].decode()
     assert process.returncode == 0, output
     assert f"http://127.0.0.1:{port}/docs" in output
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
