@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, description="First retry delay; it doubles on each attempt.")
     webhook_timeout_s: float = Field(10.0, description="Time limit of one delivery.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (off when empty).")
+    api_keys: str = Field("", description="API keys, a JSON list or comma-separated; when set, every /jobs "
+                          "request needs one and sees only its own jobs (open when empty).")
+    link_secret: str = Field("", description="HMAC key of the signed links for event streams, results and "
+                             "previews (derived from the API keys when empty).")
+    link_ttl_s: int = Field(3600, description="How long a signed link stays valid.")
+    rate_limit_requests_per_min: int = Field(600, description="Requests to /jobs per key (or client IP "
+                                             "without keys) per minute; 0 = no limit.")
+    rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
+                                                "minute; 0 = no limit.")
+    max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x output megapixels at most.")
+    retry_lost_jobs: int = Field(0, description="Times a job whose worker died is queued again before it "
+                                 "fails as worker_lost.")
 
 
 @lru_cache

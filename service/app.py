@@ -18,7 +18,9 @@ from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import LocalStorage
 from nst_shared.sweeper import sweep
 from service.errors import install_error_handlers
+from service.auth import KeyRing
 from service.limits import BodySizeLimit
+from service.ratelimit import RateLimiter
 from service import web
 from service.routes import health, jobs
 
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                     health_check_interval=10)
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
     app.state.storage = LocalStorage(settings.storage_dir)
+    app.state.keys = KeyRing.from_settings(settings)
+    app.state.rate_limiter = RateLimiter(app.state.async_redis)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

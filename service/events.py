@@ -20,9 +20,10 @@ def sse(event: str, data: Any, event_id: str | None = None) -> str:
 
 
 async def job_event_stream(request: Request, redis: aioredis.Redis, store: JobStore, job_id: str, *,
-                           snapshot: JobPublic, last_event_id: str, keepalive_s: float) -> AsyncIterator[str]:
+                           snapshot: JobPublic, last_event_id: str, keepalive_s: float,
+                           token: str | None = None) -> AsyncIterator[str]:
     """`snapshot` (no id, so it never moves the client's Last-Event-ID), then the stream's events from
-    `last_event_id` on; `completed` carries the whole job and ends the stream."""
+    `last_event_id` on; `completed` carries the whole job and ends the stream. `token` signs the links."""
     yield "retry: 2000\n\n"
     yield sse("snapshot", snapshot.model_dump(mode="json"))
     last = last_event_id if _valid_id(last_event_id) else "0"
@@ -37,7 +38,7 @@ async def job_event_stream(request: Request, redis: aioredis.Redis, store: JobSt
                 yield sse("completed", {"id": job_id, "status": "deleted"})
                 return
             if record.status.terminal:  # the client resumed after the final event: repeat it
-                yield sse("completed", public_job(record).model_dump(mode="json"))
+                yield sse("completed", public_job(record, token=token).model_dump(mode="json"))
                 return
             yield ": keep-alive\n\n"
             continue
@@ -45,11 +46,12 @@ async def job_event_stream(request: Request, redis: aioredis.Redis, store: JobSt
             last = event_id
             if kind == "completed":
                 record = await asyncio.to_thread(store.get, job_id)
-                whole = public_job(record).model_dump(mode="json") if record else {"id": job_id, **data}
+                whole = public_job(record, token=token).model_dump(mode="json") if record else {"id": job_id, **data}
                 yield sse("completed", whole, event_id)
                 return
             if kind == "preview":
-                data = {**data, "url": f"/jobs/{job_id}/preview?step={data.get('step')}"}
+                signed = f"&token={token}" if token else ""
+                data = {**data, "url": f"/jobs/{job_id}/preview?step={data.get('step')}{signed}"}
             yield sse(kind, data, event_id)
 
 

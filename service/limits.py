@@ -1,4 +1,4 @@
-"""Refuses request bodies over the limit while they stream in, before the upload is read whole."""
+"""Limits checked before any work is done: request bodies while they stream in, and each job's compute budget."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from nst_shared.settings import Settings
+from service.errors import ApiError, error_body
+
+
+def check_budget(steps: int, size: tuple[int, int], settings: Settings) -> None:
+    """422 when steps x output megapixels (what a job costs, roughly) is over NST_MAX_STEP_MEGAPIXELS."""
+    megapixels = size[0] * size[1] / 1e6
+    cost = steps * megapixels
+    if cost > settings.max_step_megapixels:
+        raise ApiError(422, "over_budget", f"steps x megapixels: {steps} steps x {megapixels:.3f} MP "
+                       f"({size[0]}x{size[1]}) = {cost:.1f}, over this service's budget of "
+                       f"{settings.max_step_megapixels:g}; lower steps or max_size", field="steps")
 
 
 class BodySizeLimit:

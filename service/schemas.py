@@ -51,13 +51,15 @@ def _time(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, tz=timezone.utc) if value is not None else None
 
 
-def public_job(record: JobRecord, *, queue_position: int | None = None) -> JobPublic:
+def public_job(record: JobRecord, *, queue_position: int | None = None, token: str | None = None) -> JobPublic:
+    """`token` (a signed link, when API keys are on) is added to the links a browser opens by URL."""
     base = f"/jobs/{record.id}"
+    signed = f"?token={token}" if token else ""
     return JobPublic(
         id=record.id, status=record.status, queue_position=queue_position,
         created_at=_time(record.created_at), started_at=_time(record.started_at),
         finished_at=_time(record.finished_at), params=record.params, styles=record.styles,
         device=record.device, progress=record.progress, preview_step=record.preview_step,
         attempts=record.attempts, error=JobError(**record.error) if record.error else None,
-        links=JobLinks(self=base, events=f"{base}/events", result=f"{base}/result",
-                       preview=f"{base}/preview", cancel=f"{base}/cancel"))
+        links=JobLinks(self=base, events=f"{base}/events{signed}", result=f"{base}/result{signed}",
+                       preview=f"{base}/preview{signed}", cancel=f"{base}/cancel"))

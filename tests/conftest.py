@@ -125,7 +125,9 @@ def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings:
     logs = tmp_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NST_REDIS_URL": redis_url, "NST_STORAGE_DIR": str(storage), "NST_DEVICE": "cpu",
-           "NST_REAPER_INTERVAL_S": "1", **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}}
+           "NST_REAPER_INTERVAL_S": "1", "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0",
+           "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",  # tests that poll fast; the rate-limit tests set them
+           **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}}
     port = free_port()
     api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
                             "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,

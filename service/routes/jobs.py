@@ -8,7 +8,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 from rq import Queue
@@ -20,26 +20,42 @@ from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_
 from nst_shared.params import TransferParams
 from nst_shared.storage import LocalStorage
 from nst_shared.settings import Settings
+from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, StorageDep, StoreDep
 from service.errors import ApiError, from_image_error, not_found
+from service.limits import check_budget
+from service.ratelimit import limit_requests, limit_submissions
 from service.events import job_event_stream
 from service.forms import JobForm, check_known_fields, to_params
 from service.schemas import JobList, JobPublic, public_job
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(limit_requests)])
 
 ERRORS = {code: {"description": text, "content": {"application/json": {"example": {
     "error": {"code": name, "message": "..."}}}}} for code, name, text in (
-    (404, "job_not_found", "Unknown job"), (409, "wrong_state", "The job is not in a state for this"),
+    (401, "api_key_required", "No API key, or one not accepted (when the service has keys)"),
+    (404, "job_not_found", "Unknown job, or another key's"), (429, "rate_limited", "Too many requests"), (409, "wrong_state", "The job is not in a state for this"),
     (413, "file_too_large", "Upload too large"), (415, "unsupported_format", "Not an allowed image format"),
     (422, "invalid_parameter", "Bad parameter or unreadable image"), (503, "redis_unavailable", "Busy or down"))}
 
 
-def _load(store: JobStore, job_id: str) -> JobRecord:
+def _load(store: JobStore, job_id: str, caller: Caller, keys: KeyRing) -> JobRecord:
+    """The caller's job: 404 when it does not exist or belongs to another key (ids leak nothing)."""
     record = store.get(job_id)
     if record is None:
         raise not_found(job_id)
+    caller.may_read(record, keys)
     return record
+
+
+def _public(record: JobRecord, keys: KeyRing, queue: Queue | None = None) -> JobPublic:
+    """The job as its owner sees it; with keys on, its links are signed so a browser can open them."""
+    position = _queue_position(queue, record) if queue is not None else None
+    return public_job(record, queue_position=position, token=_token(record, keys))
+
+
+def _token(record: JobRecord, keys: KeyRing) -> str | None:
+    return keys.sign(record.id, record.owner or "") if keys.enabled else None
 
 
 def _queue_position(queue: Queue, record: JobRecord) -> int | None:
@@ -66,10 +82,10 @@ def _timeout_s(settings: Settings, steps: int, max_size: int) -> int:
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=ERRORS,
-             summary="Submit a style-transfer job")
+             summary="Submit a style-transfer job", dependencies=[Depends(limit_submissions)])
 async def create_job(
     request: Request, response: Response, settings: SettingsDep, store: StoreDep, storage: StorageDep,
-    queue: QueueDep,
+    queue: QueueDep, caller: KeyCallerDep, keys: KeysDep,
     form: Annotated[JobForm, Form()],  # type: ignore[valid-type]
     content: Annotated[UploadFile, File(description="The photograph to paint.")],
     style: Annotated[list[UploadFile], File(description="One or more style images (repeat the field).")],
@@ -94,7 +110,7 @@ async def create_job(
     # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
     # A repeated Idempotency-Key answers exactly as the first request did: 202 with the same job.
     job = await asyncio.to_thread(_submit, store, storage, queue, settings, params, extra,
-                                  content_bytes, style_bytes, idempotency_key)
+                                  content_bytes, style_bytes, idempotency_key, caller, keys)
     response.headers["Location"] = f"/jobs/{job.id}"
     response.headers["Retry-After"] = "1"
     return job
@@ -102,27 +118,29 @@ async def create_job(
 
 def _submit(store: JobStore, storage: LocalStorage, queue: Queue, settings: Settings, params: TransferParams,
             extra: dict[str, Any], content_bytes: bytes, style_bytes: list[bytes],
-            idempotency_key: str | None) -> JobPublic:
+            idempotency_key: str | None, caller: Caller, keys: KeyRing) -> JobPublic:
     """Validate the images, then store and queue the job (or find the earlier one of this key)."""
-    _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, settings)
+    _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, params.steps, settings)
     digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
     for data in (content_bytes, *style_bytes):
         digest.update(hashlib.sha256(data).digest())
     digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
     if queue.count >= settings.max_queued_jobs:
-        raise ApiError(503, "queue_full", "too many jobs are waiting; try again later",
+        raise ApiError(503, "queue_full", f"{settings.max_queued_jobs} jobs are waiting already; try again later",
                        headers={"Retry-After": "30"})
     job_id = new_job_id()
     claim = None
     if idempotency_key:
-        claim, existing = _claim_idempotency_key(store, idempotency_key, job_id, digest.hexdigest(), settings)
+        # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
+        claim, existing = _claim_idempotency_key(store, f"{caller.owner or ''}:{idempotency_key}", job_id,
+                                                 digest.hexdigest(), settings)
         if existing is not None:
-            return public_job(existing, queue_position=_queue_position(queue, existing))
+            return _public(existing, keys, queue)
     try:
         storage.put(job_id, "content", content_bytes)
         for i, data in enumerate(style_bytes):
             storage.put(job_id, f"style-{i}", data)
-        store.create(job_id, params=params.to_dict(), styles=len(style_bytes), extra=extra)
+        store.create(job_id, params=params.to_dict(), styles=len(style_bytes), owner=caller.owner, extra=extra)
         store.set_fields(job_id, rq_job_id=job_id)
         queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=job_id,
                            timeout=_timeout_s(settings, params.steps, params.max_size),
@@ -134,15 +152,16 @@ def _submit(store: JobStore, storage: LocalStorage, queue: Queue, settings: Sett
         raise
     record = store.get(job_id)
     assert record is not None
-    return public_job(record, queue_position=_queue_position(queue, record))
+    return _public(record, keys, queue)
 
 
-def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_scale: float,
+def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_scale: float, steps: int,
                      settings: Settings) -> None:
     try:
         image = decode_image(content, max_pixels=settings.max_image_pixels)
         out = fit_size(*image.size, max_size)
         check_min_side(out, "content image at this max_size")
+        check_budget(steps, out, settings)
     except ImageError as exc:
         raise from_image_error(exc, "content") from None
     for data in styles:
@@ -199,37 +218,45 @@ def _claim_idempotency_key(store: JobStore, key: str, job_id: str, body_hash: st
 
 
 @router.get("", response_model=JobList, summary="Recent jobs, newest first")
-def list_jobs(store: StoreDep, queue: QueueDep, offset: Annotated[int, Query(ge=0)] = 0,
+def list_jobs(store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep,
+              offset: Annotated[int, Query(ge=0)] = 0,
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobList:
-    records, total = store.recent(offset=offset, limit=limit)
-    return JobList(items=[public_job(r, queue_position=_queue_position(queue, r)) for r in records],
+    """With API keys on, only the caller's own jobs."""
+    records, total = store.recent(offset=offset, limit=limit, owner=caller.owner if keys.enabled else None)
+    return JobList(items=[_public(r, keys, queue) for r in records],
                    total=total, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS, summary="A job's status and progress")
-def get_job(job_id: str, request: Request, store: StoreDep, queue: QueueDep) -> Response:
+def get_job(job_id: str, request: Request, store: StoreDep, queue: QueueDep, caller: KeyCallerDep,
+            keys: KeysDep) -> Response:
     """Cheap to poll: send the ETag back in If-None-Match and get 304 while nothing changed."""
-    record = _load(store, job_id)
+    record = _load(store, job_id, caller, keys)
+    # The ETag leaves the signed links out: they change every second, the job does not.
     body = public_job(record, queue_position=_queue_position(queue, record)).model_dump_json().encode()
     etag = '"' + hashlib.sha1(body).hexdigest() + '"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
+    if keys.enabled:
+        body = _public(record, keys, queue).model_dump_json().encode()
     return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 @router.get("/{job_id}/events", responses=ERRORS, summary="Server-Sent Events of a job",
             response_class=StreamingResponse)
 async def job_events(job_id: str, request: Request, store: StoreDep, queue: QueueDep,
-                     async_redis: AsyncRedisDep, settings: SettingsDep,
+                     async_redis: AsyncRedisDep, settings: SettingsDep, caller: LinkCallerDep, keys: KeysDep,
                      last_event_id: Annotated[str | None, Header()] = None,
                      last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
                      ) -> StreamingResponse:
     """`snapshot` first, then `status`, `progress`, `preview`, and `completed` (the whole job) at the end.
     Event ids come from the job's Redis stream: reconnect with Last-Event-ID (or ?last_event_id=, for
-    browsers opening a new EventSource) to resume without loss."""
-    record = _load(store, job_id)
-    snapshot = public_job(record, queue_position=_queue_position(queue, record))
-    stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot,
+    browsers opening a new EventSource) to resume without loss. With API keys on, a browser passes the
+    signed `?token=` from the job's links instead of the key."""
+    record = await asyncio.to_thread(_load, store, job_id, caller, keys)
+    token = _token(record, keys)
+    snapshot = public_job(record, queue_position=_queue_position(queue, record), token=token)
+    stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot, token=token,
                               last_event_id=last_event_id or last_event_id_query or "0", keepalive_s=settings.sse_keepalive_s)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -237,8 +264,9 @@ async def job_events(job_id: str, request: Request, store: StoreDep, queue: Queu
 
 @router.get("/{job_id}/result", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
             response_class=FileResponse, summary="The finished picture (PNG)")
-def get_result(job_id: str, store: StoreDep, storage: StorageDep) -> FileResponse:
-    record = _load(store, job_id)
+def get_result(job_id: str, store: StoreDep, storage: StorageDep, caller: LinkCallerDep,
+               keys: KeysDep) -> FileResponse:
+    record = _load(store, job_id, caller, keys)
     if record.status is not JobStatus.SUCCEEDED:
         reason = {JobStatus.QUEUED: "the job is still queued", JobStatus.RUNNING: "the job is still running",
                   JobStatus.FAILED: "the job failed", JobStatus.CANCELED: "the job was canceled"}[record.status]
@@ -252,8 +280,9 @@ def get_result(job_id: str, store: StoreDep, storage: StorageDep) -> FileRespons
 
 @router.get("/{job_id}/preview", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
             response_class=FileResponse, summary="The latest preview (PNG)")
-def get_preview(job_id: str, store: StoreDep, storage: StorageDep) -> FileResponse:
-    _load(store, job_id)
+def get_preview(job_id: str, store: StoreDep, storage: StorageDep, caller: LinkCallerDep,
+                keys: KeysDep) -> FileResponse:
+    _load(store, job_id, caller, keys)
     path = storage.path(job_id, "preview.png")
     if not path.is_file():
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
@@ -262,20 +291,20 @@ def get_preview(job_id: str, store: StoreDep, storage: StorageDep) -> FileRespon
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS, status_code=202,
              summary="Cancel a queued or running job")
-def cancel_job(job_id: str, store: StoreDep, queue: QueueDep) -> JobPublic:
+def cancel_job(job_id: str, store: StoreDep, queue: QueueDep, caller: KeyCallerDep,
+               keys: KeysDep) -> JobPublic:
     """Queued: canceled at once. Running: stops within one iteration. Finished: 409."""
-    record = _load(store, job_id)
+    record = _load(store, job_id, caller, keys)
     if record.status is JobStatus.QUEUED and store.transition(job_id, JobStatus.CANCELED,
                                                               allowed={JobStatus.QUEUED}):
         if record.rq_job_id:
             queue.remove(record.rq_job_id)
     else:
-        record = _load(store, job_id)
+        record = _load(store, job_id, caller, keys)
         if record.status in TERMINAL:
             raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
         store.request_cancel(job_id)
-    record = _load(store, job_id)
-    return public_job(record)
+    return _public(_load(store, job_id, caller, keys), keys)
 
 
 class Deleted(BaseModel):
@@ -285,8 +314,9 @@ class Deleted(BaseModel):
 
 @router.delete("/{job_id}", status_code=200, response_model=Deleted, responses=ERRORS,
                summary="Delete a job and its files")
-def delete_job(job_id: str, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Deleted:
-    record = _load(store, job_id)
+def delete_job(job_id: str, store: StoreDep, storage: StorageDep, queue: QueueDep, caller: KeyCallerDep,
+               keys: KeysDep) -> Deleted:
+    record = _load(store, job_id, caller, keys)
     if record.status is JobStatus.QUEUED:
         store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED})
         if record.rq_job_id:

@@ -1,0 +1,159 @@
+"""API keys and signed links: who is calling, which jobs are theirs, and links a browser can open.
+
+Keys are never stored: a job record carries its owner as the SHA-256 of the key that made it. Browsers
+cannot set headers on EventSource, <img> or download links, so those three job URLs also accept
+`?token=`, an HMAC over (job id, owner, expiry) that opens that one job's read-only URLs until it expires;
+the key itself never goes into a URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from nst_shared.jobs import JobRecord
+from nst_shared.settings import Settings
+from service.errors import ApiError, not_found
+
+TOKEN_PARAM = "token"
+
+
+def parse_api_keys(raw: str) -> list[str]:
+    """`NST_API_KEYS` as a list: a JSON list, or comma-separated."""
+    raw = raw.strip()
+    if not raw:
+        return []
+    keys = json.loads(raw) if raw.startswith("[") else raw.split(",")
+    return [str(k).strip() for k in keys if str(k).strip()]
+
+
+def owner_of(key: str) -> str:
+    """What a job record stores for the key that made it."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyRing:
+    """The accepted keys, held as hashes; `owner` compares in constant time."""
+
+    def __init__(self, keys: list[str], *, link_secret: str = "", link_ttl_s: int = 3600) -> None:
+        self.owners = [owner_of(k) for k in keys]
+        # Every API process derives the same secret from the same keys, so links work across processes.
+        secret = link_secret or ("nst-links\0" + "\0".join(sorted(keys)))
+        self._secret = hashlib.sha256(secret.encode()).digest()
+        self.link_ttl_s = link_ttl_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "KeyRing":
+        return cls(parse_api_keys(settings.api_keys), link_secret=settings.link_secret,
+                   link_ttl_s=settings.link_ttl_s)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.owners)
+
+    def owner(self, key: str) -> str | None:
+        """The owner hash of an accepted key, else None; every known key is compared, always."""
+        candidate = owner_of(key)
+        found = None
+        for owner in self.owners:
+            if hmac.compare_digest(owner, candidate):
+                found = owner
+        return found
+
+    def sign(self, job_id: str, owner: str, *, now: float | None = None) -> str:
+        """A token opening this job's events, result and preview until `link_ttl_s` from now."""
+        expires = int((now if now is not None else time.time()) + self.link_ttl_s)
+        return f"{expires}.{self._mac(job_id, owner, expires)}"
+
+    def check(self, token: str, job_id: str, owner: str, *, now: float | None = None) -> bool | None:
+        """True for a valid token, False when it was valid but has expired, None when it is not ours."""
+        expires_text, _, mac = token.partition(".")
+        if not expires_text.isdigit() or len(expires_text) > 12:
+            return None
+        if not hmac.compare_digest(mac, self._mac(job_id, owner, int(expires_text))):
+            return None
+        return int(expires_text) >= (now if now is not None else time.time())
+
+    def _mac(self, job_id: str, owner: str, expires: int) -> str:
+        digest = hmac.new(self._secret, f"{job_id}\0{owner}\0{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the owner hash of their key (None when keys are off, or for a signed link), the
+    identity rate limits count against, and the link token they brought, if any."""
+
+    owner: str | None
+    identity: str
+    token: str | None = None
+
+    def may_read(self, record: JobRecord, keys: KeyRing) -> None:
+        """404 unless this caller owns the job (or brought a valid link for it); 401 for an expired link."""
+        if not keys.enabled:
+            return
+        if self.owner is not None:
+            if not hmac.compare_digest(self.owner, record.owner or ""):
+                raise not_found(record.id)
+            return
+        valid = keys.check(self.token or "", record.id, record.owner or "")
+        if valid is None:
+            raise not_found(record.id)
+        if valid is False:
+            raise ApiError(401, "link_expired", "this link has expired; get the job again for fresh links",
+                           headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'})
+
+
+def get_keys(request: Request) -> KeyRing:
+    return request.app.state.keys
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _presented_key(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _authenticate(request: Request, *, links: bool) -> Caller:
+    keys: KeyRing = request.app.state.keys
+    if not keys.enabled:
+        return Caller(owner=None, identity=f"ip:{_client_ip(request)}")
+    key = _presented_key(request)
+    if key is None:
+        token = request.query_params.get(TOKEN_PARAM) if links else None
+        if token:
+            return Caller(owner=None, identity=f"ip:{_client_ip(request)}", token=token)
+        raise ApiError(401, "api_key_required", "this service needs an API key: send Authorization: Bearer "
+                       "<key> or X-API-Key", headers={"WWW-Authenticate": 'Bearer realm="nst"'})
+    owner = keys.owner(key)
+    if owner is None:
+        raise ApiError(401, "invalid_api_key", "the API key is not accepted",
+                       headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'})
+    return Caller(owner=owner, identity=f"key:{owner[:32]}")
+
+
+def key_caller(request: Request) -> Caller:
+    """The caller of a route that needs the API key itself (when keys are on)."""
+    return _authenticate(request, links=False)
+
+
+def link_caller(request: Request) -> Caller:
+    """The caller of a read-only route a browser opens by URL: the key, or a signed link (`?token=`)."""
+    return _authenticate(request, links=True)
+
+
+KeysDep = Annotated[KeyRing, Depends(get_keys)]
+KeyCallerDep = Annotated[Caller, Depends(key_caller)]
+LinkCallerDep = Annotated[Caller, Depends(link_caller)]

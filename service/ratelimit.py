@@ -1,0 +1,57 @@
+"""Rate limits per API key (or per client IP without keys), counted in Redis so they hold across API processes."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+
+from nst_shared.jobs import PREFIX
+from service.auth import Caller, key_caller, link_caller
+from service.errors import ApiError
+
+# A fixed window per (kind, identity) that opens with the first request: KEYS[1] the counter,
+# ARGV[1] the window in ms. Returns {count so far, ms until the window closes}.
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+WINDOW_S = 60
+
+
+class RateLimiter:
+    """Counts requests of one kind per identity in a `WINDOW_S` window; over `per_window`, 429."""
+
+    def __init__(self, connection: aioredis.Redis) -> None:
+        self._hit = connection.register_script(_HIT)
+
+    async def hit(self, kind: str, identity: str, *, per_window: int) -> None:
+        """Count one request; raise 429 with Retry-After when it is over the limit (0 = no limit)."""
+        if per_window <= 0:
+            return
+        count, ttl_ms = await self._hit(keys=[f"{PREFIX}:rate:{kind}:{identity}"], args=[WINDOW_S * 1000])
+        if int(count) > per_window:
+            retry_s = max(1, math.ceil(int(ttl_ms) / 1000))
+            what = "requests" if kind == "requests" else "job submissions"
+            raise ApiError(429, "rate_limited", f"too many {what}: at most {per_window} per minute; "
+                           f"try again in {retry_s} s", headers={"Retry-After": str(retry_s)})
+
+
+async def limit_requests(request: Request, caller: Annotated[Caller, Depends(link_caller)]) -> None:
+    """Every /jobs request counts against NST_RATE_LIMIT_REQUESTS_PER_MIN."""
+    await request.app.state.rate_limiter.hit(
+        "requests", caller.identity, per_window=request.app.state.settings.rate_limit_requests_per_min)
+
+
+async def limit_submissions(request: Request, caller: Annotated[Caller, Depends(key_caller)]) -> None:
+    """POST /jobs counts against NST_RATE_LIMIT_SUBMISSIONS_PER_MIN too."""
+    await request.app.state.rate_limiter.hit(
+        "submissions", caller.identity, per_window=request.app.state.settings.rate_limit_submissions_per_min)

@@ -1,0 +1,73 @@
+"""Fake engines for tests that exercise the service, not the painting: named for what they do.
+
+A worker builds one from `NST_ENGINE` ("tests.engines:InstantEngine"); they follow the engine's contract
+(device, device_name, stylize with a progress callback that may raise StopTransfer) without torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from nst_core.progress import Progress, StopTransfer
+from nst_shared.images import fit_size, resize
+
+
+@dataclass(frozen=True)
+class _Device:
+    type: str = "cpu"
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    image: Image.Image
+    steps_done: int
+    stopped: bool
+    elapsed_s: float
+    total_loss: float
+
+
+class InstantEngine:
+    """Returns the content image resized, reporting every step at once: a job costs milliseconds."""
+
+    step_s = 0.0
+
+    def __init__(self, *, device: str = "cpu") -> None:
+        self.device = _Device()
+        self.device_name = "cpu"
+
+    def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, *,
+                callback: Callable[[Progress], None] | None = None) -> FakeResult:
+        started = time.monotonic()
+        image = resize(content, fit_size(*content.size, params.max_size))
+        done, stopped = 0, False
+        for step in range(1, params.steps + 1):
+            time.sleep(self.step_s)
+            done = step
+            preview = image if params.preview_every and step % params.preview_every == 0 else None
+            try:
+                if callback:
+                    callback(Progress(step=step, steps=params.steps, scale=1, scales=1, width=image.width,
+                                      height=image.height, content_loss=1.0, style_loss=1.0, tv_loss=0.0,
+                                      total_loss=2.0, elapsed_s=time.monotonic() - started, preview=preview))
+            except StopTransfer:
+                stopped = True
+                break
+        return FakeResult(image, done, stopped, time.monotonic() - started, 2.0)
+
+
+class SlowEngine(InstantEngine):
+    """Takes 0.1 s a step: for jobs that must still be running when the test acts."""
+
+    step_s = 0.1
+
+
+class MemoryHogEngine(InstantEngine):
+    """Asks for far more memory than the machine has, as a run too large for its device would."""
+
+    def stylize(self, *args: Any, **kwargs: Any) -> FakeResult:
+        hog = bytearray(2**44)  # 16 TiB: refused at once, raising MemoryError
+        return hog  # type: ignore[return-value]

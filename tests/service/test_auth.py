@@ -1,0 +1,134 @@
+"""API keys: 401 without one, each job visible to its key only (404 to others), signed links for browsers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+
+from nst_client import NstClient
+from nst_client.errors import AuthenticationError, JobNotFound
+from service.auth import KeyRing, parse_api_keys
+from tests.conftest import make_image, start_stack
+from tests.service.sse import read_events
+from tests.service.test_errors import error_of
+from tests.service.test_jobs import submit, wait_status
+
+ALPHA, BETA = "alpha-key-0123456789", "beta-key-9876543210"
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory, redis_server):
+    stack = start_stack(tmp_path_factory.mktemp("keyed"), redis_server.url, engine="tests.engines:InstantEngine",
+                        api_keys=f'["{ALPHA}", "{BETA}"]')
+    yield stack
+    stack.stop()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_parse_api_keys_json_or_commas():
+    assert parse_api_keys('["a", "b"]') == ["a", "b"]
+    assert parse_api_keys(" a, b ,,") == ["a", "b"]
+    assert parse_api_keys("") == []
+
+
+def test_signed_link_expires_and_binds_job_and_owner():
+    keys = KeyRing(["k"], link_ttl_s=60)
+    token = keys.sign("job1", "owner1", now=1000)
+    assert keys.check(token, "job1", "owner1", now=1059) is True
+    assert keys.check(token, "job1", "owner1", now=1061) is False
+    assert keys.check(token, "job2", "owner1", now=1000) is None
+    assert keys.check(token, "job1", "owner2", now=1000) is None
+    assert keys.check("9" * 11 + token[11:], "job1", "owner1", now=1000) is None
+    assert KeyRing(["other"]).check(token, "job1", "owner1", now=1000) is None
+
+
+def test_jobs_need_api_key_401(keyed):
+    with keyed.client() as client:
+        for method, path in (("GET", "/jobs"), ("GET", "/jobs/abc"), ("GET", "/jobs/abc/events"),
+                             ("POST", "/jobs/abc/cancel"), ("DELETE", "/jobs/abc")):
+            response = client.request(method, path)
+            assert error_of(response, 401)["code"] == "api_key_required", path
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert error_of(submit(client), 401)["code"] == "api_key_required"
+        wrong = client.get("/jobs", headers=bearer("not-a-key"))
+        assert error_of(wrong, 401)["code"] == "invalid_api_key"
+        assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
+        for open_path in ("/healthz", "/", "/docs", "/openapi.json", "/api/config"):
+            assert client.get(open_path).status_code == 200, open_path
+
+
+def test_job_of_another_key_404(keyed):
+    with keyed.client() as client:
+        job = submit(client, headers=bearer(ALPHA)).json()
+        wait_status(client_for(keyed, ALPHA), job["id"], {"succeeded"})
+        job_id = job["id"]
+        for method, path in (("GET", ""), ("GET", "/events"), ("GET", "/result"), ("GET", "/preview"),
+                             ("POST", "/cancel"), ("DELETE", "")):
+            other = client.request(method, f"/jobs/{job_id}{path}", headers=bearer(BETA))
+            assert error_of(other, 404)["code"] == "job_not_found", path
+        assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": ALPHA}).status_code == 200
+        mine = client.get("/jobs", params={"limit": 100}, headers=bearer(ALPHA)).json()
+        theirs = client.get("/jobs", params={"limit": 100}, headers=bearer(BETA)).json()
+        assert job_id in [j["id"] for j in mine["items"]]
+        assert job_id not in [j["id"] for j in theirs["items"]] and theirs["total"] == 0
+        stored = keyed_redis(keyed).hgetall(f"nst:job:{job_id}")
+        assert stored[b"owner"].decode() == hashlib.sha256(ALPHA.encode()).hexdigest()
+        assert not any(ALPHA.encode() in value for value in stored.values())
+
+
+def test_idempotency_key_is_per_api_key(keyed):
+    with keyed.client() as client:
+        first = submit(client, headers={**bearer(ALPHA), "Idempotency-Key": "same"})
+        second = submit(client, headers={**bearer(BETA), "Idempotency-Key": "same"})
+        assert first.status_code == second.status_code == 202
+        assert first.json()["id"] != second.json()["id"]
+
+
+def test_signed_links_open_events_result_and_preview(keyed):
+    with keyed.client() as client:
+        job = submit(client, headers=bearer(ALPHA)).json()
+        links = job["links"]
+        assert "token=" in links["events"] and "token=" in links["result"] and "token=" not in links["self"]
+        with client.stream("GET", links["events"]) as stream:  # no key: the link's token is enough
+            assert stream.status_code == 200
+            events = list(read_events(stream))
+        assert events[-1][1] == "completed" and events[-1][2]["status"] == "succeeded"
+        preview_urls = [d["url"] for _, kind, d in events if kind == "preview"]
+        assert preview_urls and all("token=" in url for url in preview_urls)
+        assert client.get(preview_urls[-1]).status_code == 200
+        result = client.get(events[-1][2]["links"]["result"])
+        assert result.status_code == 200 and Image.open(io.BytesIO(result.content)).format == "PNG"
+        # A link opens only its own job, and only the read-only URLs.
+        other = submit(client, headers=bearer(ALPHA)).json()
+        token = links["result"].split("token=")[1]
+        assert client.get(f"/jobs/{other['id']}/result?token={token}").status_code == 404
+        assert client.get(f"/jobs/{job['id']}/result?token={token[:-2]}xx").status_code == 404
+        assert client.get(f"/jobs/{job['id']}?token={token}").status_code == 401
+        assert client.post(f"/jobs/{job['id']}/cancel?token={token}").status_code == 401
+
+
+def test_client_sends_api_key(keyed):
+    with NstClient(keyed.url, api_key=BETA) as nst:
+        job = nst.submit(make_image(80, 60, seed=1), [make_image(64, 64, seed=2)], max_size=64, steps=3)
+        assert nst.wait(job.id, timeout_s=60).status == "succeeded"
+        assert nst.result(job.id)[:8] == b"\x89PNG\r\n\x1a\n"
+    with NstClient(keyed.url, api_key=ALPHA) as nst, pytest.raises(JobNotFound):
+        nst.get(job.id)
+    with NstClient(keyed.url) as nst, pytest.raises(AuthenticationError):
+        nst.list_jobs()
+
+
+def client_for(stack, key: str):
+    return stack.client(headers=bearer(key))
+
+
+def keyed_redis(stack):
+    import redis
+
+    return redis.Redis.from_url(stack.redis_url)
