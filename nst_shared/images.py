@@ -22,6 +22,13 @@ _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "GIF"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"%PDF", "PDF"), (b"%!PS", "PostScript"),
     (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
+# Markers of a second, active file hidden in an image (a polyglot: a picture that is also a page, a script
+# or a document). Long enough that compressed pixel data never contains one by chance.
+_POLYGLOT_MARKERS: tuple[tuple[bytes, str], ...] = (
+    (b"<script", "a script"), (b"<html", "HTML"), (b"<!doctype", "HTML"), (b"<svg", "SVG"), (b"<?php", "PHP"),
+    (b"<?xml", "XML"), (b"%pdf-", "a PDF"), (b"javascript:", "a script"),
+)
+_PNG_END = b"IEND\xaeB`\x82"
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -45,12 +52,27 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                             "are allowed")
     if getattr(image, "n_frames", 1) > 1:
         raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
+    _refuse_polyglot(data, image.format or "")
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
     except Exception as exc:  # truncated data, broken chunks, bad EXIF
         raise UnreadableImage(f"the image data is damaged or truncated: {exc}") from None
     return to_rgb(image)
+
+
+def _refuse_polyglot(data: bytes, format: str) -> None:
+    """Refuse an image that also carries markup, a script or a document, or anything after a PNG's end."""
+    lowered = data.lower()
+    for marker, what in _POLYGLOT_MARKERS:
+        if marker in lowered:
+            raise UnsupportedImageFormat(f"the {format} file also contains {what} (a polyglot file); "
+                                         "send a plain image")
+    if format == "PNG":
+        end = data.rfind(_PNG_END)
+        if end != -1 and len(data) - (end + len(_PNG_END)) > 0:
+            raise UnsupportedImageFormat(f"the PNG file has {len(data) - end - len(_PNG_END)} bytes after its "
+                                         "end (a polyglot or damaged file); send a plain image")
 
 
 def _unidentified(data: bytes) -> Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from nst_shared.params import param_fields
@@ -40,7 +40,7 @@ def example(name: str) -> FileResponse:
 
 
 @router.get("/api/config")
-def config(settings: SettingsDep) -> dict[str, Any]:
+def config(settings: SettingsDep, request: Request) -> dict[str, Any]:
     """Defaults and bounds of every parameter, with this deployment's limits: the page checks against these."""
     params = {}
     for field in param_fields():
@@ -52,5 +52,6 @@ def config(settings: SettingsDep) -> dict[str, Any]:
     params["max_size"]["max"] = min(params["max_size"]["max"], settings.max_size_px)
     params["steps"]["max"] = min(params["steps"]["max"], settings.max_steps)
     return {"params": params, "max_upload_bytes": settings.max_upload_bytes, "max_styles": settings.max_styles,
+            "api_keys": request.app.state.keys.enabled,
             "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],
             "examples": {"content": ["chelsea.jpg"], "style": ["swirls.jpg", "mosaic.jpg"]}}

@@ -4,6 +4,41 @@
 const $ = (id) => document.getElementById(id);
 const state = { config: null, content: null, styles: [], job: null, source: null, lastEventId: null };
 const RECENT_KEY = "nst.recentJobs";
+const API_KEY = "nst.apiKey";
+
+// With API keys on, fetches send the key from localStorage; EventSource, <img> and the download link cannot
+// send headers, so they use the job's links, which the server signs for that one job (the key stays out of URLs).
+function authHeaders() {
+  const key = localStorage.getItem(API_KEY);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function api(path, options = {}) {
+  return fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+}
+
+async function checkResponse(response) {
+  if (response.status === 401) {
+    $("key-box").hidden = false;
+    $("key-state").textContent = "";
+    $("api-key").focus();
+  }
+  return apiError(response);
+}
+
+function setupKey() {
+  const box = $("key-box");
+  box.hidden = !state.config.api_keys;
+  $("api-key").value = localStorage.getItem(API_KEY) || "";
+  box.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("api-key").value.trim();
+    if (key) localStorage.setItem(API_KEY, key); else localStorage.removeItem(API_KEY);
+    $("key-state").textContent = key ? "Saved in this browser." : "Removed.";
+    showError("");
+    refreshRecent();
+  });
+}
 
 function showError(message) {
   const box = $("error");
@@ -147,9 +182,9 @@ async function submit(event) {
   if (state.styles.length === 0) return showError("Choose at least one style image.");
   $("submit").disabled = true;
   try {
-    const response = await fetch("/jobs", { method: "POST", body: formData() });
+    const response = await api("/jobs", { method: "POST", body: formData() });
     if (!response.ok) {
-      showError(await apiError(response));
+      showError(await checkResponse(response));
       $("submit").disabled = false;
       return;
     }
@@ -195,7 +230,7 @@ function finish(job) {
   if (job.status === "succeeded") {
     $("bar").style.width = "100%";
     setStatus("Done.");
-    const url = `/jobs/${job.id}/result`;
+    const url = job.links.result;
     $("live-view").src = url;
     $("live-caption").textContent = "Result";
     const link = $("download");
@@ -221,14 +256,15 @@ function follow(job) {
   $("cancel").hidden = false;
   $("submit").disabled = true;
   showJob(job);
-  connect(job.id);
+  connect(job);
 }
 
 // EventSource resends the last event id when it reconnects by itself; after a hard failure we open a new
 // one, which cannot set headers, so the page passes the id it saw as ?last_event_id (the server reads both).
-function connect(jobId) {
-  const url = state.lastEventId ? `/jobs/${jobId}/events?last_event_id=${encodeURIComponent(state.lastEventId)}`
-                                : `/jobs/${jobId}/events`;
+function connect(job) {
+  const events = job.links.events;
+  const url = state.lastEventId ? `${events}${events.includes("?") ? "&" : "?"}last_event_id=${encodeURIComponent(state.lastEventId)}`
+                                : events;
   const source = new EventSource(url);
   state.source = source;
   const track = (e) => { if (e.lastEventId) state.lastEventId = e.lastEventId; };
@@ -240,15 +276,25 @@ function connect(jobId) {
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED && state.source === source) {
       setStatus("Connection lost; reconnecting…");
-      setTimeout(() => { if (state.source === source) connect(jobId); }, 2000);
+      setTimeout(() => { if (state.source === source) reconnect(job.id); }, 2000);
     }
   };
 }
 
+// A new EventSource after a hard failure: fetch the job again first, for links signed afresh.
+async function reconnect(jobId) {
+  try {
+    const response = await api(`/jobs/${jobId}`);
+    if (response.ok) { connect(await response.json()); return; }
+    if (response.status === 401 || response.status === 404) { showError(await checkResponse(response)); return; }
+  } catch (_) { /* still offline */ }
+  setTimeout(() => { if (state.source && state.job?.id === jobId) reconnect(jobId); }, 2000);
+}
+
 async function cancel() {
   if (!state.job) return;
-  const response = await fetch(`/jobs/${state.job.id}/cancel`, { method: "POST" });
-  if (!response.ok) showError(await apiError(response));
+  const response = await api(`/jobs/${state.job.id}/cancel`, { method: "POST" });
+  if (!response.ok) showError(await checkResponse(response));
   else setStatus("Canceling…");
 }
 
@@ -267,8 +313,8 @@ function renderRecent() {
     const when = new Date(j.created_at).toLocaleString();
     const open = Object.assign(document.createElement("a"), { textContent: when });
     open.addEventListener("click", async () => {
-      const response = await fetch(`/jobs/${j.id}`);
-      if (!response.ok) { showError(await apiError(response)); return; }
+      const response = await api(`/jobs/${j.id}`);
+      if (!response.ok) { showError(await checkResponse(response)); return; }
       const job = await response.json();
       if (job.status === "queued" || job.status === "running") follow(job); else finish(job);
     });
@@ -280,7 +326,8 @@ function renderRecent() {
 
 async function refreshRecent() {
   for (const j of loadRecent()) {
-    const response = await fetch(`/jobs/${j.id}`);
+    const response = await api(`/jobs/${j.id}`);
+    if (response.status === 401) { await checkResponse(response); return; }
     if (response.status === 404) { updateRecent({ id: j.id, status: "expired" }); continue; }
     if (response.ok) updateRecent(await response.json());
   }
@@ -289,6 +336,7 @@ async function refreshRecent() {
 async function main() {
   state.config = await (await fetch("/api/config")).json();
   setupControls();
+  setupKey();
   wireDrop("content-drop", "content-input", (files) => files[0] && setContent(files[0]));
   wireDrop("style-drop", "style-input", setStyles);
   $("use-examples").addEventListener("click", async () => {

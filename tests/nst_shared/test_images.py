@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import io
+import struct
+import time
+import zlib
 
 import numpy as np
 import pytest
@@ -88,3 +91,68 @@ def test_fit_size_and_output_formats():
     assert output_format("a.JPG") == "JPEG" and output_format("a.webp") == "WEBP" and output_format("a") == "PNG"
     for fmt in ("PNG", "JPEG", "WEBP"):
         assert Image.open(io.BytesIO(encode_image(Image.new("RGB", (8, 8)), fmt))).format == fmt
+
+
+def _patched_png(width: int, height: int) -> bytes:
+    data = bytearray(encoded(Image.new("RGB", (8, 8))))
+    struct.pack_into(">II", data, 16, width, height)  # IHDR's fields, then its CRC over type and data
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _patched_jpeg(width: int, height: int) -> bytes:
+    data = bytearray(encoded(Image.new("RGB", (8, 8)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def _patched_webp(width: int, height: int) -> bytes:
+    data = bytearray(encoded(Image.new("RGB", (8, 8)), "WEBP", quality=50))
+    start = data.index(b"\x9d\x01\x2a")  # the VP8 key frame's start code, then 14-bit width and height
+    struct.pack_into("<HH", data, start + 3, width, height)
+    return bytes(data)
+
+
+def _patched_bmp(width: int, height: int) -> bytes:
+    data = bytearray(encoded(Image.new("RGB", (8, 8)), "BMP"))
+    struct.pack_into("<ii", data, 18, width, height)
+    return bytes(data)
+
+
+def _patched_tiff(width: int, height: int) -> bytes:
+    data = bytearray(encoded(Image.new("RGB", (8, 8)), "TIFF"))
+    assert data[:2] == b"II"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            struct.pack_into("<I" if kind == 4 else "<H", data, entry + 8, width if tag == 256 else height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("patch, side", [(_patched_png, 100_000), (_patched_jpeg, 65_000), (_patched_webp, 16_383),
+                                         (_patched_bmp, 100_000), (_patched_tiff, 65_000)])
+def test_decode_image_refuses_tiny_file_declaring_huge_size(patch, side):
+    bomb = patch(side, side)
+    assert len(bomb) < 2_000
+    started = time.monotonic()
+    with pytest.raises(ImageTooLarge):
+        decode_image(bomb, max_pixels=40_000_000)
+    assert time.monotonic() - started < 1  # refused from the header, nothing decoded
+    # Under Pillow's own bomb limit but over ours: refused by our pixel limit, before decoding too.
+    with pytest.raises(ImageTooLarge, match="at most 1000000"):
+        decode_image(patch(2000, 1000), max_pixels=1_000_000)
+
+
+def test_decode_image_refuses_polyglots():
+    png = encoded(Image.new("RGB", (40, 40), (9, 9, 9)))
+    jpeg = encoded(Image.new("RGB", (40, 40)), "JPEG")
+    for data in (png + b"<html><script>alert(1)</script></html>",  # an image that is also a page
+                 png + b"PK\x03\x04" + b"\x00" * 40,  # ...or a zip
+                 jpeg[:2] + b"\xff\xfe\x00\x20<script>alert(1)</script>....." + jpeg[2:],  # script in a comment
+                 jpeg + b"%PDF-1.4\n1 0 obj\n"):
+        with pytest.raises(UnsupportedImageFormat, match="polyglot"):
+            decode_image(data)
+    assert decode_image(jpeg + b"\x00" * 16).size == (40, 40)  # cameras leave harmless bytes after a JPEG

@@ -157,4 +157,4 @@ def test_submit_job_refused_keeps_idempotency_key_free(service):
         bad = submit(client, headers={"Idempotency-Key": "free-1"}, content=b"garbage")
         assert bad.status_code == 422
         good = submit(client, headers={"Idempotency-Key": "free-1"})
-        assert good.status_code == 202 and good.json()["status"] == "queued"
+        assert good.status_code == 202 and good.json()["status"] in ("queued", "running")  # an idle worker may be quick

@@ -122,3 +122,34 @@ def test_page_shows_api_error(stack_url, browser, tmp_path):
     assert "content" in page.inner_text("#error") and "not an image" in page.inner_text("#error")
     page.screenshot(path=ARTIFACTS / "5-error-phone.png", full_page=True)
     page.close()
+
+
+def test_page_with_api_key_paints(browser, tmp_path, redis_server):
+    from tests.conftest import start_stack
+
+    stack = start_stack(tmp_path / "keyed", redis_server.url, engine="tests.engines:InstantEngine",
+                        api_keys="page-key-123")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(stack.url)
+        assert page.is_visible("#key-box")
+        content, style1, _ = images(tmp_path)
+        page.set_input_files("#content-input", str(content))
+        page.set_input_files("#style-input", str(style1))
+        set_range(page, "#max_size", 64)
+        set_range(page, "#steps", 30)
+        page.click("#submit")
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert "API key" in page.inner_text("#error")
+        page.fill("#api-key", "page-key-123")
+        page.click("#save-key")
+        assert page.evaluate("() => localStorage.getItem('nst.apiKey')") == "page-key-123"
+        page.click("#submit")
+        page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+        href = page.get_attribute("#download", "href")
+        assert "token=" in href and "page-key-123" not in href
+        page.wait_for_function("() => document.getElementById('live-view').naturalWidth === 64", timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "6-api-key.png", full_page=True)
+    finally:
+        page.close()
+        stack.stop()
