@@ -103,8 +103,9 @@ async def create_job(
     params = to_params(form, styles=len(style), settings=settings)
     # Which parameters the client chose: the worker may replace the others with its device's defaults.
     extra: dict[str, Any] = {"explicit": sorted(form.model_fields_set)}
+    events = _webhook_events(webhook_events)
     if webhook_url:
-        extra["webhook"] = await _webhook(webhook_url, webhook_events, settings)
+        extra["webhook"] = await _webhook(webhook_url, events, settings)
     content_bytes = await _read_upload(content, "content", settings)
     style_bytes = [await _read_upload(s, "style", settings) for s in style]
     # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
@@ -172,15 +173,20 @@ def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_s
             raise from_image_error(exc, "style") from None
 
 
-async def _webhook(url: str, events_text: str, settings: Settings) -> dict[str, object]:
-    """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
-    if not settings.webhook_secret:
-        raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service (NST_WEBHOOK_SECRET)",
-                       field="webhook_url")
+def _webhook_events(events_text: str) -> list[str]:
+    """The webhook events asked for (checked even without a webhook_url: a typo is an error)."""
     events = [e.strip() for e in events_text.split(",") if e.strip()]
     if not events or any(e not in webhooks.EVENTS for e in events):
         raise ApiError(422, "invalid_parameter", f"webhook_events: any of {', '.join(webhooks.EVENTS)}",
                        field="webhook_events")
+    return events
+
+
+async def _webhook(url: str, events: list[str], settings: Settings) -> dict[str, object]:
+    """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
+    if not settings.webhook_secret:
+        raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service (NST_WEBHOOK_SECRET)",
+                       field="webhook_url")
     try:
         await asyncio.to_thread(webhooks.check_url, url, allow=settings.webhook_allow)  # DNS: off the loop
     except webhooks.WebhookRefused as exc:

@@ -35,15 +35,15 @@ def test_submit_job_queue_full_503_with_retry_after(tmp_path, redis_server):
 
 @pytest.mark.parametrize("form, field", [
     ({"steps": "1e99"}, "steps"), ({"steps": "99999999999999999999999999"}, "steps"), ({"steps": "1.5"}, "steps"),
-    ({"steps": ""}, "steps"), ({"max_size": "nan"}, "max_size"), ({"max_size": "-64"}, "max_size"),
+    ({"steps": " "}, "steps"), ({"max_size": "nan"}, "max_size"), ({"max_size": "-64"}, "max_size"),
     ({"seed": "-1"}, "seed"), ({"seed": "1e30"}, "seed"), ({"style_weight": "inf"}, "style_weight"),
     ({"style_weight": "1e400"}, "style_weight"), ({"content_weight": "-inf"}, "content_weight"),
     ({"content_weight": "0x10"}, "content_weight"), ({"preserve_colors": "maybe"}, "preserve_colors"),
-    ({"init": ""}, "init"), ({"style_scale": "NaN"}, "style_scale"), ({"tv_weight": "[1]"}, "tv_weight"),
+    ({"init": "CONTENT"}, "init"), ({"style_scale": "NaN"}, "style_scale"), ({"tv_weight": "[1]"}, "tv_weight"),
     ({"style_blend": "nan"}, "style_blend"), ({"style_blend": "1,2,3"}, "style_blend"),
     ({"style_blend": "-1"}, "style_blend"), ({"early_stop_tolerance": "9"}, "early_stop_tolerance"),
     ({"scales": "0"}, "scales"), ({"preview_every": "-5"}, "preview_every"),
-    ({"webhook_events": "everything"}, "webhook_url"),
+    ({"webhook_events": "everything"}, "webhook_events"),
 ])
 def test_submit_job_malformed_parameter_422(service, form, field):
     with service.client() as client:
