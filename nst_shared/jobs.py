@@ -64,11 +64,14 @@ class Keys:
         return f"{PREFIX}:idempotency:{key}"
 
 
-# KEYS: job hash, events stream, running set. ARGV: new status, allowed current statuses (comma list),
-# terminal (0/1), ttl_s, maxlen, then field/value pairs to set. Returns "OK", or the current status.
+# KEYS: job hash, events stream, running set, and optionally a heartbeat key that must be absent (so a
+# sweeper never fails or requeues a job a live worker has just taken). ARGV: new status, allowed current
+# statuses (comma list), terminal (0/1), ttl_s, maxlen, then field/value pairs to set. Returns "OK", or the
+# current status ("alive" when the heartbeat exists).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then return 'alive' end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. current .. ',', 1, true) then return current end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 6))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
@@ -168,15 +171,17 @@ class JobStore:
         self.redis.hset(Keys.job(job_id), mapping={k: _encode(v) for k, v in fields.items()})
 
     def transition(self, job_id: str, to: JobStatus, *, allowed: set[JobStatus] | frozenset[JobStatus],
-                   **fields: Any) -> bool:
-        """Move the job to `to` if its status is in `allowed`; set `fields` with it. False when it was not."""
+                   only_if_lost: bool = False, **fields: Any) -> bool:
+        """Move the job to `to` if its status is in `allowed` (and, with `only_if_lost`, no worker beats for
+        it); set `fields` with it. False when it was not."""
         if to.terminal:
             fields.setdefault("finished_at", time.time())
         pairs: list[Any] = []
         for name, value in fields.items():
             pairs += [name, _encode(value)]
         result = self._transition(
-            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running],
+            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running,
+                  *([Keys.heartbeat(job_id)] if only_if_lost else [])],
             args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
                   *pairs])
         if _decode_value(result) != "OK":
@@ -232,20 +237,24 @@ class JobStore:
                 records.append(record)
         return records[offset:offset + limit], len(records)
 
-    def reap_lost(self) -> list[str]:
-        """Fail running jobs whose worker stopped beating (killed, out of memory, machine lost)."""
-        lost = []
+    def lost(self) -> list[str]:
+        """Running jobs whose worker stopped beating (killed, out of memory, machine lost)."""
+        found = []
         for raw in self.redis.smembers(Keys.running):
             job_id = _decode_value(raw)
             if self.redis.exists(Keys.heartbeat(job_id)):
                 continue
-            if self.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING}, error={
-                    "code": "worker_lost", "message": "the worker running this job stopped (killed, out of "
-                                                      "memory or its machine was lost)"}):
-                lost.append(job_id)
-            elif not self.redis.exists(Keys.job(job_id)):
+            if self.redis.exists(Keys.job(job_id)):
+                found.append(job_id)
+            else:
                 self.redis.srem(Keys.running, job_id)
-        return lost
+        return found
+
+    def fail_lost(self, job_id: str) -> bool:
+        """Fail a lost job with `worker_lost`; False when it was no longer running."""
+        return self.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING}, only_if_lost=True, error={
+            "code": "worker_lost", "message": "the worker running this job stopped (killed, out of memory or "
+                                              "its machine was lost)"})
 
     def events_after(self, job_id: str, last_id: str, *, block_ms: int | None = None,
                      count: int = 500) -> list[tuple[str, str, dict[str, Any]]]:

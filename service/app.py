@@ -32,8 +32,7 @@ async def _sweep_forever(app: FastAPI) -> None:
     while True:
         await asyncio.sleep(settings.reaper_interval_s)
         try:
-            await asyncio.to_thread(sweep, app.state.store, app.state.storage,
-                                    orphan_grace_s=settings.orphan_grace_s)
+            await asyncio.to_thread(sweep, app.state.store, app.state.storage, settings)
         except Exception as exc:  # Redis restarting: next round
             log.debug("sweep failed: %s", exc)
 

@@ -55,7 +55,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+             "--appendonly", "yes", "--save", "", "--databases", "64"], stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         wait_until(lambda: _pings(client), timeout_s=10, what="redis-server")
 
@@ -113,7 +113,7 @@ class Stack:
                 process.kill()
 
 
-_next_db = iter(range(1, 16))
+_next_db = iter(range(1, 64))
 
 
 def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings: object) -> Stack:

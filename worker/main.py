@@ -38,7 +38,7 @@ def _sweeper(store: JobStore, storage: LocalStorage, settings: Settings, stop: t
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     while not stop.wait(settings.reaper_interval_s):
         try:
-            sweep(store, storage, orphan_grace_s=settings.orphan_grace_s)
+            sweep(store, storage, settings)
         except Exception:  # Redis restarting: try again next round
             log.debug("sweep failed", exc_info=True)
 

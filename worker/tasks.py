@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from rq import get_current_job
+from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
@@ -15,6 +15,7 @@ from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
 from nst_shared.jobs import JobStatus, JobStore
 from nst_shared.params import TransferParams, for_device
+from nst_shared.queueing import requeue
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import LocalStorage
 from worker.engine import get_engine
@@ -66,6 +67,10 @@ def _run(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings
         except JobTimeoutException:
             log.warning("timed out")
             _fail(store, job_id, "timeout", "the job ran over its time limit")
+        except MemoryError:  # the host refused an allocation (CUDA's own OOM arrives as DeviceOutOfMemory)
+            log.warning("out of memory")
+            _fail(store, job_id, "out_of_memory", "the job needed more memory than the worker has; try a "
+                  "smaller max_size")
         except Exception as exc:  # a bug or a device fault: the job fails, the worker lives on
             log.exception("crashed")
             _fail(store, job_id, "internal_error", f"the worker failed: {type(exc).__name__}")
@@ -117,17 +122,10 @@ def _transfer(job_id: str, store: JobStore, storage: LocalStorage, settings: Set
 
 def _requeue(job_id: str, store: JobStore, settings: Settings, rq_job: Any) -> str:
     """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
-    from rq import Queue
-
-    if not store.transition(job_id, JobStatus.QUEUED, allowed={JobStatus.RUNNING}, progress=None):
-        return "skipped"
     queue = Queue(settings.queue_name, connection=rq_job.connection, serializer=rq_job.serializer)
-    record = store.get(job_id)
-    attempt = record.attempts if record else 1
-    rq_id = f"{job_id}-{attempt}"
-    queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=rq_id, timeout=rq_job.timeout,
-                       result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s, at_front=True)
-    store.set_fields(job_id, rq_job_id=rq_id)
+    rq_id = requeue(store, queue, job_id, settings=settings)
+    if rq_id is None:
+        return "skipped"
     log.info("worker stopping: job requeued as %s", rq_id)
     return "requeued"
 

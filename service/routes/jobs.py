@@ -18,6 +18,7 @@ from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
+from nst_shared.queueing import enqueue_job
 from nst_shared.storage import LocalStorage
 from nst_shared.settings import Settings
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
@@ -74,11 +75,6 @@ async def _read_upload(upload: UploadFile, field: str, settings: Settings) -> by
         raise ApiError(413, "file_too_large", f"{field}: at most {settings.max_upload_bytes} bytes per file",
                        field=field)
     return data
-
-
-def _timeout_s(settings: Settings, steps: int, max_size: int) -> int:
-    megapixels = max_size * max_size / 1e6
-    return int(settings.job_timeout_base_s + steps * megapixels * settings.job_timeout_per_mpx_step_s)
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=ERRORS,
@@ -143,9 +139,7 @@ def _submit(store: JobStore, storage: LocalStorage, queue: Queue, settings: Sett
             storage.put(job_id, f"style-{i}", data)
         store.create(job_id, params=params.to_dict(), styles=len(style_bytes), owner=caller.owner, extra=extra)
         store.set_fields(job_id, rq_job_id=job_id)
-        queue.enqueue_call("worker.tasks.run_job", args=(job_id,), job_id=job_id,
-                           timeout=_timeout_s(settings, params.steps, params.max_size),
-                           result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s)
+        enqueue_job(queue, job_id, settings=settings, params=params.to_dict())
     except Exception:
         # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
         # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.

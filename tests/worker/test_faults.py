@@ -1,0 +1,105 @@
+"""Faults with real processes: workers killed (as the OOM killer does) with retry, memory refused, time
+limits, and Redis restarting with queued jobs in its append-only file. No job is left running or lost."""
+
+from __future__ import annotations
+
+import signal
+
+from tests.conftest import RedisServer, start_stack, wait_until
+from tests.service.test_jobs import submit, wait_status
+
+FAST_DEATH = {"heartbeat_interval_s": 0.5, "heartbeat_ttl_s": 2}
+
+
+def test_lost_job_retried_once_then_worker_lost(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1,
+                        **FAST_DEATH)
+    try:
+        with stack.client() as client:
+            job = submit(client, steps="600", preview_every="0").json()
+            wait_status(client, job["id"], {"running"}, timeout_s=30)
+            stack.workers[0].send_signal(signal.SIGKILL)  # what the OOM killer sends
+            requeued = wait_status(client, job["id"], {"queued", "failed"}, timeout_s=30)
+            assert requeued["status"] == "queued" and requeued["attempts"] == 1
+            stack.start_worker()
+            second = wait_status(client, job["id"], {"running"}, timeout_s=30)
+            assert second["attempts"] == 2
+            stack.workers[1].send_signal(signal.SIGKILL)
+            final = wait_status(client, job["id"], {"failed", "queued"}, timeout_s=30)
+            assert final["status"] == "failed" and final["error"]["code"] == "worker_lost"
+            assert final["attempts"] == 2
+    finally:
+        stack.stop()
+
+
+def test_lost_job_retry_completes(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1,
+                        workers=2, **FAST_DEATH)
+    try:
+        with stack.client() as client:
+            job = submit(client, steps="30", preview_every="0").json()
+            wait_status(client, job["id"], {"running"}, timeout_s=30)
+            worker_running(stack, job["id"]).send_signal(signal.SIGKILL)
+            final = wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=60)
+            assert final["status"] == "succeeded" and final["attempts"] == 2
+            assert client.get(f"/jobs/{job['id']}/result").status_code == 200
+    finally:
+        stack.stop()
+
+
+def worker_running(stack, job_id: str):
+    """The worker process running `job_id`, found through RQ's registry of workers and their pids."""
+    import redis
+    from rq import Worker
+
+    pids = {w.pid for w in Worker.all(connection=redis.Redis.from_url(stack.redis_url))
+            if (w.get_current_job_id() or "").startswith(job_id)}
+    return next(p for p in stack.workers if p.pid in pids)
+
+
+def test_out_of_memory_fails_job_and_worker_lives(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:MemoryHogEngine")
+    try:
+        with stack.client() as client:
+            first, second = submit(client).json(), submit(client).json()
+            for job in (first, second):
+                final = wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=30)
+                assert final["error"]["code"] == "out_of_memory" and "max_size" in final["error"]["message"]
+            assert stack.workers[0].poll() is None
+            assert client.get("/readyz").json()["workers"] == 1
+    finally:
+        stack.stop()
+
+
+def test_job_over_timeout_fails_timeout(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", job_timeout_base_s=2,
+                        job_timeout_per_mpx_step_s=0)
+    try:
+        with stack.client() as client:
+            slow = submit(client, steps="200", preview_every="0").json()  # 20 s of work, 2 s allowed
+            final = wait_status(client, slow["id"], {"succeeded", "failed"}, timeout_s=30)
+            assert final["error"]["code"] == "timeout" and final["progress"]["step"] < 200
+            quick = submit(client, steps="5").json()  # the worker goes on with the next job
+            assert wait_status(client, quick["id"], {"succeeded", "failed"}, timeout_s=30)["status"] == "succeeded"
+    finally:
+        stack.stop()
+
+
+def test_queued_jobs_survive_redis_restart(tmp_path):
+    own = RedisServer(tmp_path / "redis")  # append-only file on
+    stack = start_stack(tmp_path, own.url, workers=0, engine="tests.engines:InstantEngine")
+    try:
+        with stack.client() as client:
+            jobs = [submit(client).json() for _ in range(3)]
+            own.stop()
+            assert client.get(f"/jobs/{jobs[0]['id']}").status_code == 503
+            own.start()
+            wait_until(lambda: client.get(f"/jobs/{jobs[0]['id']}").status_code == 200, timeout_s=20,
+                       what="the API reconnecting")
+            assert all(client.get(f"/jobs/{j['id']}").json()["status"] == "queued" for j in jobs)
+            stack.start_worker()
+            for job in jobs:
+                assert wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=60)["status"] == "succeeded"
+    finally:
+        stack.stop()
+        own.stop()
