@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
                                                 "minute; 0 = no limit.")
     max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x output megapixels at most.")
+    redis_max_connections: int = Field(1000, description="Redis connections an API process opens at most "
+                                       "(each open event stream holds one while it waits).")
     retry_lost_jobs: int = Field(0, description="Times a job whose worker died is queued again before it "
                                  "fails as worker_lost.")
 

@@ -56,9 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "style images, follow progress (poll or Server-Sent Events), download the PNG.")
     app.state.settings = settings
     app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                                           health_check_interval=10)
+                                           health_check_interval=10, max_connections=settings.redis_max_connections)
+    # Event streams block in XREAD for up to sse_keepalive_s: the read timeout must be longer than that.
     app.state.async_redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3,
-                                                    health_check_interval=10)
+                                                    socket_timeout=settings.sse_keepalive_s + 10,
+                                                    health_check_interval=10,
+                                                    max_connections=settings.redis_max_connections)
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
     app.state.storage = LocalStorage(settings.storage_dir)
     app.state.keys = KeyRing.from_settings(settings)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, AsyncIterator
 
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 from fastapi import Request
 
 from nst_shared.jobs import JobStore, Keys, parse_events
 from service.schemas import JobPublic, public_job
+
+log = logging.getLogger("nst.api")
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> str:
@@ -27,6 +31,17 @@ async def job_event_stream(request: Request, redis: aioredis.Redis, store: JobSt
     yield "retry: 2000\n\n"
     yield sse("snapshot", snapshot.model_dump(mode="json"))
     last = last_event_id if _valid_id(last_event_id) else "0"
+    try:
+        async for chunk in _follow(request, redis, store, job_id, last, keepalive_s, token):
+            yield chunk
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        # Redis restarting or out of connections: end the stream cleanly (a 503 cannot follow a 200); the
+        # client reconnects with Last-Event-ID after the retry delay and loses nothing.
+        log.warning("event stream of job %s ended: %s", job_id, exc)
+
+
+async def _follow(request: Request, redis: aioredis.Redis, store: JobStore, job_id: str, last: str,
+                  keepalive_s: float, token: str | None) -> AsyncIterator[str]:
     while True:
         reply = await redis.xread({Keys.events(job_id): last}, count=200, block=int(keepalive_s * 1000))
         events = parse_events(reply)
