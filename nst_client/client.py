@@ -97,7 +97,7 @@ def _headers(api_key: str | None) -> dict[str, str]:
 class NstClient:
     """Synchronous client.
 
-    `api_key` is sent as `Authorization: Bearer ...` (for a gateway in front of the service);
+    `api_key` is sent as `Authorization: Bearer ...` (services with NST_API_KEYS need it);
     `transport` is httpx's, injectable; `retries` is how many reconnects in a row an event stream may make."""
 
     def __init__(self, server: str = DEFAULT_SERVER, *, api_key: str | None = None, timeout_s: float = 30.0,

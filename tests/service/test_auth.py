@@ -124,6 +124,23 @@ def test_client_sends_api_key(keyed):
         nst.list_jobs()
 
 
+def test_nst_submit_sends_api_key(keyed, tmp_path):
+    from tests.client.test_cli import nst
+
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    content.write_bytes(make_image(80, 60, seed=4))
+    style.write_bytes(make_image(64, 64, seed=5))
+    out = tmp_path / "out.png"
+    done = nst("submit", str(content), str(style), "--max_size", "64", "--steps", "3", "--wait", "--output",
+               str(out), "--server", keyed.url, env={"NST_API_KEY": ALPHA})
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    refused = nst("submit", str(content), str(style), "--server", keyed.url, "--api-key", "wrong")
+    assert refused.returncode == 2 and "API key" in refused.stderr
+    job_id = done.stdout.strip().splitlines()[0]
+    assert nst("status", job_id, "--server", keyed.url, env={"NST_API_KEY": BETA}).returncode == 6
+
+
 def client_for(stack, key: str):
     return stack.client(headers=bearer(key))
 
