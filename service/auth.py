@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nst_shared.jobs import JobRecord
 from nst_shared.settings import Settings
@@ -126,7 +127,8 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def _authenticate(request: Request, *, links: bool) -> Caller:
+def authenticate(request: Request, *, links: bool) -> Caller:
+    """Who is calling (see `Caller`); 401 when keys are on and none (nor, with `links`, a token) came."""
     keys: KeyRing = request.app.state.keys
     if not keys.enabled:
         return Caller(owner=None, identity=f"ip:{_client_ip(request)}")
@@ -144,14 +146,24 @@ def _authenticate(request: Request, *, links: bool) -> Caller:
     return Caller(owner=owner, identity=f"key:{owner[:32]}")
 
 
-def key_caller(request: Request) -> Caller:
+# Declared for the OpenAPI page (its Authorize button); the key is read from the request either way.
+_BEARER = HTTPBearer(auto_error=False, description="An API key from NST_API_KEYS (when the service has keys).")
+_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")
+
+
+def key_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
+               _header: Annotated[object, Depends(_HEADER)]) -> Caller:
     """The caller of a route that needs the API key itself (when keys are on)."""
-    return _authenticate(request, links=False)
+    return authenticate(request, links=False)
 
 
-def link_caller(request: Request) -> Caller:
+def link_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
+                _header: Annotated[object, Depends(_HEADER)],
+                token: Annotated[str | None, Query(max_length=200, description="A signed link from the job's "
+                                                   "links, instead of the key (for browsers).")] = None,
+                ) -> Caller:
     """The caller of a read-only route a browser opens by URL: the key, or a signed link (`?token=`)."""
-    return _authenticate(request, links=True)
+    return authenticate(request, links=True)
 
 
 KeysDep = Annotated[KeyRing, Depends(get_keys)]

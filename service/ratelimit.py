@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 
 from nst_shared.jobs import PREFIX
-from service.auth import Caller, key_caller, link_caller
+from service.auth import Caller, authenticate, key_caller
 from service.errors import ApiError
 
 # A fixed window per (kind, identity) that opens with the first request: KEYS[1] the counter,
@@ -45,8 +45,10 @@ class RateLimiter:
                            f"try again in {retry_s} s", headers={"Retry-After": str(retry_s)})
 
 
-async def limit_requests(request: Request, caller: Annotated[Caller, Depends(link_caller)]) -> None:
-    """Every /jobs request counts against NST_RATE_LIMIT_REQUESTS_PER_MIN."""
+async def limit_requests(request: Request) -> None:
+    """Every /jobs request counts against NST_RATE_LIMIT_REQUESTS_PER_MIN (a route's own dependency then
+    decides whether a signed link is enough)."""
+    caller = authenticate(request, links=True)
     await request.app.state.rate_limiter.hit(
         "requests", caller.identity, per_window=request.app.state.settings.rate_limit_requests_per_min)
 

@@ -22,7 +22,7 @@ ALPHA, BETA = "alpha-key-0123456789", "beta-key-9876543210"
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, redis_server):
     stack = start_stack(tmp_path_factory.mktemp("keyed"), redis_server.url, engine="tests.engines:InstantEngine",
-                        api_keys=f'["{ALPHA}", "{BETA}"]')
+                        api_keys=f'["{ALPHA}", "{BETA}"]', cors_origins='["https://app.example"]')
     yield stack
     stack.stop()
 
@@ -139,6 +139,21 @@ def test_nst_submit_sends_api_key(keyed, tmp_path):
     assert refused.returncode == 2 and "API key" in refused.stderr
     job_id = done.stdout.strip().splitlines()[0]
     assert nst("status", job_id, "--server", keyed.url, env={"NST_API_KEY": BETA}).returncode == 6
+
+
+def test_cors_only_for_configured_origins(keyed, service):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    with keyed.client() as client:
+        allowed = client.options("/jobs", headers={"Origin": "https://app.example", **preflight})
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        other = client.options("/jobs", headers={"Origin": "https://evil.example", **preflight})
+        assert "access-control-allow-origin" not in other.headers
+        answer = client.get("/jobs", headers={"Origin": "https://app.example", **bearer(ALPHA)})
+        assert "Retry-After" in answer.headers["access-control-expose-headers"]
+    with service.client() as client:  # CORS is off by default
+        response = client.get("/jobs", headers={"Origin": "https://app.example"})
+        assert "access-control-allow-origin" not in response.headers
 
 
 def client_for(stack, key: str):
