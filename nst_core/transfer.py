@@ -223,6 +223,10 @@ class StyleTransfer:
             result = finish(image)
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px: {exc}") from None
+        except RuntimeError as exc:  # the CPU allocator reports a refused allocation as a plain RuntimeError
+            if "can't allocate memory" not in str(exc):
+                raise
+            raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px") from None
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # give the memory back between jobs

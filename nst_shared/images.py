@@ -26,8 +26,8 @@ _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 # or a document). Long enough that compressed pixel data never contains one by chance.
 _POLYGLOT_MARKERS: tuple[tuple[bytes, str], ...] = (
     (b"<script", "a script"), (b"<html", "HTML"), (b"<!doctype", "HTML"), (b"<svg", "SVG"), (b"<?php", "PHP"),
-    (b"<?xml", "XML"), (b"%pdf-", "a PDF"), (b"javascript:", "a script"),
-)
+    (b"%pdf-", "a PDF"), (b"javascript:", "a script"),
+)  # Not "<?xml": cameras and editors embed XMP metadata, which is XML.
 _PNG_END = b"IEND\xaeB`\x82"
 
 

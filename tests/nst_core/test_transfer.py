@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -7,6 +10,7 @@ from nst_core.progress import StopTransfer
 from nst_core.transfer import scale_sizes, split_steps
 from nst_shared.errors import ImageTooSmall, InvalidParameter
 from nst_shared.params import TransferParams
+from tests.conftest import ROOT
 from tests.nst_core.conftest import picture
 
 SMALL = TransferParams(max_size=64, steps=8, scales=1)
@@ -118,3 +122,29 @@ def test_gram_matrix_matches_plain_autograd():
         ((flat @ flat.transpose(1, 2)) / (8 * 35) * weight).sum().backward()
         assert torch.allclose(x.grad.reshape(1, 8, 35), flat.grad)
         assert torch.allclose(gram_matrix(x), (flat @ flat.transpose(1, 2)) / (8 * 35))
+
+
+def test_stylize_out_of_host_memory_raises_device_out_of_memory():
+    # A real allocation refused by the OS: the process's address space is capped after the model is built,
+    # so a 1536 px run cannot get its activations. The engine says so with its own error and stays usable.
+    code = """
+import resource
+from PIL import Image
+from nst_core.transfer import StyleTransfer
+from nst_shared.errors import DeviceOutOfMemory
+from nst_shared.params import TransferParams
+engine = StyleTransfer(device="cpu")
+size_kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1])
+limit = (size_kb + 400_000) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+picture = Image.new("RGB", (1536, 1024), (120, 80, 40))
+try:
+    engine.stylize(picture, [picture], TransferParams(max_size=1536, steps=2, scales=1))
+except DeviceOutOfMemory as exc:
+    print("out_of_memory", exc.code)
+small = Image.new("RGB", (64, 48), (120, 80, 40))
+print("after", engine.stylize(small, [small], TransferParams(max_size=64, steps=1, scales=1)).image.size)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "out_of_memory out_of_memory" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "after (64, 48)" in out.stdout, out.stderr[-2000:]

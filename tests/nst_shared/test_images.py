@@ -156,3 +156,6 @@ def test_decode_image_refuses_polyglots():
         with pytest.raises(UnsupportedImageFormat, match="polyglot"):
             decode_image(data)
     assert decode_image(jpeg + b"\x00" * 16).size == (40, 40)  # cameras leave harmless bytes after a JPEG
+    xmp = b'<?xml version="1.0"?><x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
+    with_xmp = encoded(Image.new("RGB", (40, 40)), "JPEG", xmp=xmp)
+    assert xmp in with_xmp and decode_image(with_xmp).size == (40, 40)  # metadata is not a polyglot

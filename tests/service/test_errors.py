@@ -74,7 +74,7 @@ def test_redis_down_503_and_recovery(tmp_path, redis_server):
     from tests.conftest import RedisServer
 
     own = RedisServer(tmp_path / "redis")
-    stack = start_stack(tmp_path, own.url, workers=0)
+    stack = start_stack(tmp_path, own.url, workers=0, rate_limit_requests_per_min=1000)  # the limiter too
     try:
         with stack.client() as client:
             own.stop()

@@ -91,7 +91,12 @@ def test_queued_jobs_survive_redis_restart(tmp_path):
     try:
         with stack.client() as client:
             jobs = [submit(client).json() for _ in range(3)]
-            own.stop()
+            with client.stream("GET", f"/jobs/{jobs[0]['id']}/events") as stream:
+                lines = stream.iter_lines()
+                assert next(line for line in lines if line.startswith("event:")) == "event: snapshot"
+                own.stop()
+                rest = list(lines)  # the stream ends cleanly when Redis goes (no broken response)
+            assert not any(line.startswith("event: completed") for line in rest)
             assert client.get(f"/jobs/{jobs[0]['id']}").status_code == 503
             own.start()
             wait_until(lambda: client.get(f"/jobs/{jobs[0]['id']}").status_code == 200, timeout_s=20,
