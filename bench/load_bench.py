@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import random
@@ -28,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import numpy as np
 import redis
-from PIL import Image
+
+from service_bench import pct, png  # bench/ is on the path when a bench runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # loopback only
@@ -42,20 +41,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def png(width: int, height: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def wait_for(predicate, timeout_s: float, what: str) -> None:
@@ -299,7 +284,8 @@ def main() -> None:
             print(f"\nLatency (s)           p50      p99      n")
             for name, values in (("POST /jobs", tally.post_s), ("GET /jobs/{id}", tally.get_s),
                                  ("SSE first event", tally.first_event_s), ("submit to end", tally.end_to_end_s)):
-                print(f"  {name:<18} {pct(values, 50):7.3f}  {pct(values, 99):7.3f}  {len(values):5d}")
+                if values:
+                    print(f"  {name:<18} {pct(values, 50):7.3f}  {pct(values, 99):7.3f}  {len(values):5d}")
             print(f"\nThroughput: {done} jobs ended in {wall:.1f} s = {done / wall:.2f} jobs/s; "
                   f"{tally.requests} requests = {tally.requests / wall:.0f} requests/s")
             if tally.read_refusals:

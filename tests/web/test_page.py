@@ -62,6 +62,15 @@ def set_range(page, selector: str, value: int) -> None:
     page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
 
 
+def one_style_job(page, tmp_path: Path, *, max_size: int, steps: int) -> None:
+    """Fill the form: a photo, one style, the size and the steps."""
+    content, style1, _ = images(tmp_path)
+    page.set_input_files("#content-input", str(content))
+    page.set_input_files("#style-input", str(style1))
+    set_range(page, "#max_size", max_size)
+    set_range(page, "#steps", steps)
+
+
 def test_page_paints_and_downloads(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page.goto(stack_url)
@@ -94,11 +103,7 @@ def test_page_paints_and_downloads(stack_url, browser, tmp_path):
 def test_page_cancels_running_job(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(stack_url)
-    content, style1, _ = images(tmp_path)
-    page.set_input_files("#content-input", str(content))
-    page.set_input_files("#style-input", str(style1))
-    set_range(page, "#max_size", 128)
-    set_range(page, "#steps", 1000)
+    one_style_job(page, tmp_path, max_size=128, steps=1000)
     page.click("#submit")
     page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
                            timeout=60_000)
@@ -133,11 +138,7 @@ def test_page_with_api_key_paints(browser, tmp_path, redis_server):
     try:
         page.goto(stack.url)
         assert page.is_visible("#key-box")
-        content, style1, _ = images(tmp_path)
-        page.set_input_files("#content-input", str(content))
-        page.set_input_files("#style-input", str(style1))
-        set_range(page, "#max_size", 64)
-        set_range(page, "#steps", 30)
+        one_style_job(page, tmp_path, max_size=64, steps=30)
         page.click("#submit")
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
         assert "API key" in page.inner_text("#error")
