@@ -272,7 +272,7 @@ def main() -> None:
           f"key each), {args.workers} workers, engine {args.engine} ({ENGINES[args.engine]}"
           f"{': a fake engine, 0.1 s per step, so the service is measured, not the painting' if args.engine == 'fake' else ''}"
           f"), {args.steps} steps of 64 px, every 10th job canceled, one job in three followed over SSE (signed "
-          f"link), the others polled with ETags; rate limit {args.submissions_per_min} submissions/min per key; "
+          f"link), the others polled with ETags; rate limit {args.submissions_per_min or 'off'} submissions/min per key; "
           f"deadline {args.deadline_s:.0f} s; loopback only.")
     with tempfile.TemporaryDirectory(prefix="nst-load-") as folder:
         stack = start_stack(Path(folder), workers=args.workers, engine=ENGINES[args.engine], keys=keys,
