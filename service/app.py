@@ -19,6 +19,7 @@ from nst_shared.storage import LocalStorage
 from nst_shared.sweeper import sweep
 from service.errors import install_error_handlers
 from service.auth import KeyRing
+from service.guard import AccessGuard
 from service.limits import BodySizeLimit
 from service.ratelimit import RateLimiter
 from service import web
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(web.router)
+    app.add_middleware(AccessGuard)  # inside CORS, so preflight requests never need a key
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After"])

@@ -44,6 +44,13 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": error}
 
 
+def redis_down_response(exc: Exception) -> JSONResponse:
+    """503 while Redis is unreachable (restarting): the client is told to come back shortly."""
+    log.warning("redis unavailable: %s", exc)
+    return JSONResponse(error_body("redis_unavailable", "the job store is unavailable; try again shortly"),
+                        503, headers={"Retry-After": "5"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error_handler(_: Request, exc: ApiError) -> JSONResponse:
@@ -71,9 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def redis_down_handler(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("redis unavailable: %s", exc)
-        return JSONResponse(error_body("redis_unavailable", "the job store is unavailable; try again shortly"),
-                            503, headers={"Retry-After": "5"})
+        return redis_down_response(exc)
 
     @app.exception_handler(Exception)
     async def internal_error_handler(_: Request, exc: Exception) -> JSONResponse:

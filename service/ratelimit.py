@@ -1,15 +1,13 @@
-"""Rate limits per API key (or per client IP without keys), counted in Redis so they hold across API processes."""
+"""Rate limits per API key (or per client IP without keys), counted in Redis so they hold across API processes
+(applied by `service.guard.AccessGuard`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
 
 from nst_shared.jobs import PREFIX
-from service.auth import Caller, authenticate, key_caller
 from service.errors import ApiError
 
 # A fixed window per (kind, identity) that opens with the first request: KEYS[1] the counter,
@@ -43,17 +41,3 @@ class RateLimiter:
             what = "requests" if kind == "requests" else "job submissions"
             raise ApiError(429, "rate_limited", f"too many {what}: at most {per_window} per minute; "
                            f"try again in {retry_s} s", headers={"Retry-After": str(retry_s)})
-
-
-async def limit_requests(request: Request) -> None:
-    """Every /jobs request counts against NST_RATE_LIMIT_REQUESTS_PER_MIN (a route's own dependency then
-    decides whether a signed link is enough)."""
-    caller = authenticate(request, links=True)
-    await request.app.state.rate_limiter.hit(
-        "requests", caller.identity, per_window=request.app.state.settings.rate_limit_requests_per_min)
-
-
-async def limit_submissions(request: Request, caller: Annotated[Caller, Depends(key_caller)]) -> None:
-    """POST /jobs counts against NST_RATE_LIMIT_SUBMISSIONS_PER_MIN too."""
-    await request.app.state.rate_limiter.hit(
-        "submissions", caller.identity, per_window=request.app.state.settings.rate_limit_submissions_per_min)

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 from rq import Queue
@@ -24,18 +24,19 @@ from nst_shared.settings import Settings
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, StorageDep, StoreDep
 from service.errors import ApiError, from_image_error, not_found
-from service.limits import check_budget
-from service.ratelimit import limit_requests, limit_submissions
 from service.events import job_event_stream
 from service.forms import JobForm, check_known_fields, to_params
+from service.limits import check_budget
 from service.schemas import JobList, JobPublic, public_job
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(limit_requests)])
+# Keys and rate limits are first checked by service.guard.AccessGuard, before a body is read.
+router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 ERRORS = {code: {"description": text, "content": {"application/json": {"example": {
     "error": {"code": name, "message": "..."}}}}} for code, name, text in (
     (401, "api_key_required", "No API key, or one not accepted (when the service has keys)"),
-    (404, "job_not_found", "Unknown job, or another key's"), (429, "rate_limited", "Too many requests"), (409, "wrong_state", "The job is not in a state for this"),
+    (404, "job_not_found", "Unknown job, or another key's"), (409, "wrong_state", "The job is not in a state for this"),
+    (429, "rate_limited", "Too many requests"),
     (413, "file_too_large", "Upload too large"), (415, "unsupported_format", "Not an allowed image format"),
     (422, "invalid_parameter", "Bad parameter or unreadable image"), (503, "redis_unavailable", "Busy or down"))}
 
@@ -78,7 +79,7 @@ async def _read_upload(upload: UploadFile, field: str, settings: Settings) -> by
 
 
 @router.post("", status_code=202, response_model=JobPublic, responses=ERRORS,
-             summary="Submit a style-transfer job", dependencies=[Depends(limit_submissions)])
+             summary="Submit a style-transfer job")
 async def create_job(
     request: Request, response: Response, settings: SettingsDep, store: StoreDep, storage: StorageDep,
     queue: QueueDep, caller: KeyCallerDep, keys: KeysDep,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import socket
 
 import pytest
 from PIL import Image
@@ -61,6 +62,16 @@ def test_jobs_need_api_key_401(keyed):
         assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
         for open_path in ("/healthz", "/", "/docs", "/openapi.json", "/api/config"):
             assert client.get(open_path).status_code == 200, open_path
+
+
+def test_missing_key_refused_before_the_body_is_read(keyed):
+    # Headers announcing a 10 MB upload, and no body at all: the 401 must come without waiting for it.
+    port = int(keyed.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 10000000\r\n\r\n")
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401") and b"api_key_required" in answer
 
 
 def test_job_of_another_key_404(keyed):

@@ -1,0 +1,47 @@
+"""Checks every /jobs request's API key and rate limits from its headers alone, before its body is read:
+a stranger without a key, or over the limit, never gets an upload parsed."""
+
+from __future__ import annotations
+
+import re
+
+import redis
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.auth import authenticate
+from service.errors import ApiError, error_body, redis_down_response
+
+# The read-only URLs a browser opens by link (EventSource, <img>, downloads): a signed token is enough there.
+_LINK_PATH = re.compile(r"^/jobs/[^/]+/(events|result|preview)$")
+
+
+class AccessGuard:
+    """ASGI middleware for /jobs: 401 without an accepted key (when keys are on), 429 over a rate limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/jobs" or path.startswith("/jobs/")):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        state = request.app.state
+        try:
+            caller = authenticate(request, links=request.method == "GET" and bool(_LINK_PATH.match(path)))
+            await state.rate_limiter.hit("requests", caller.identity,
+                                         per_window=state.settings.rate_limit_requests_per_min)
+            if request.method == "POST" and path == "/jobs":
+                await state.rate_limiter.hit("submissions", caller.identity,
+                                             per_window=state.settings.rate_limit_submissions_per_min)
+        except ApiError as exc:
+            response = JSONResponse(error_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
+            await response(scope, receive, send)
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            await redis_down_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
