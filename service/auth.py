@@ -76,7 +76,7 @@ class KeyRing:
     def check(self, token: str, job_id: str, owner: str, *, now: float | None = None) -> bool | None:
         """True for a valid token, False when it was valid but has expired, None when it is not ours."""
         expires_text, _, mac = token.partition(".")
-        if not expires_text.isdigit() or len(expires_text) > 12:
+        if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
             return None
         if not hmac.compare_digest(mac, self._mac(job_id, owner, int(expires_text))):
             return None

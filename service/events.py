@@ -72,4 +72,4 @@ async def _follow(request: Request, redis: aioredis.Redis, store: JobStore, job_
 
 def _valid_id(value: str) -> bool:
     left, _, right = value.partition("-")
-    return left.isdigit() and (right == "" or right.isdigit())
+    return value.isascii() and left.isdigit() and (right == "" or right.isdigit())

@@ -80,7 +80,7 @@ def test_submit_paths_files_and_bytes_then_wait_and_download(service_url, images
     with NstClient(service_url) as client, open(style, "rb") as style_file:
         job = client.submit(content, [style_file, make_image(50, 70, seed=3)], max_size=64, steps=5,
                             style_blend=(0.7, 0.3), preview_every=2)
-        assert job.status is JobStatus.QUEUED and not job.done
+        assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not job.done  # an idle worker is quick
         assert job.params["style_blend"] == [0.7, 0.3] and job.styles == 2
         seen = []
         final = client.wait(job.id, timeout_s=120, on_event=seen.append)

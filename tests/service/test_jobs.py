@@ -43,7 +43,7 @@ def test_submit_job_streams_events_and_result(service):
         job = response.json()
         assert response.headers["Location"] == f"/jobs/{job['id']}"
         assert "Retry-After" in response.headers
-        assert job["status"] == "queued" and job["params"]["steps"] == 6
+        assert job["status"] in ("queued", "running") and job["params"]["steps"] == 6  # an idle worker is quick
         with client.stream("GET", f"/jobs/{job['id']}/events") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             events = list(read_events(stream))
@@ -157,4 +157,4 @@ def test_submit_job_refused_keeps_idempotency_key_free(service):
         bad = submit(client, headers={"Idempotency-Key": "free-1"}, content=b"garbage")
         assert bad.status_code == 422
         good = submit(client, headers={"Idempotency-Key": "free-1"})
-        assert good.status_code == 202 and good.json()["status"] in ("queued", "running")  # an idle worker may be quick
+        assert good.status_code == 202 and good.json()["status"] in ("queued", "running")
