@@ -42,6 +42,11 @@ class Keys:
 
     jobs_index = f"{PREFIX}:jobs"  # sorted set: job id -> created_at
     running = f"{PREFIX}:running"  # set of job ids a worker is running
+    # Metrics (nst_shared/metrics.py): hashes every API process reads at scrape time.
+    job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
+    job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
+    queue_wait = f"{PREFIX}:metrics:queue_wait"  # histogram "<le>", "sum", "count"
+    iterations = f"{PREFIX}:metrics:iterations"  # "<device>|seconds", "<device>|count", "<device>|last"
 
     @staticmethod
     def job(job_id: str) -> str:
@@ -64,7 +69,7 @@ class Keys:
         return f"{PREFIX}:idempotency:{key}"
 
 
-# KEYS: job hash, events stream, running set. ARGV: new status, allowed current statuses (comma list),
+# KEYS: job hash, events stream, running set, job counts. ARGV: new status, allowed current statuses (comma list),
 # terminal (0/1), ttl_s, maxlen, then field/value pairs to set. Returns "OK", or the current status.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -76,6 +81,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
 if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], string.match(KEYS[1], '[^:]+$'))
 else redis.call('SREM', KEYS[3], string.match(KEYS[1], '[^:]+$')) end
 if ARGV[3] == '1' then
+  redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'completed',
              'data', cjson.encode({status = ARGV[1]}))
   redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -157,6 +163,7 @@ class JobStore:
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.zadd(Keys.jobs_index, {job_id: created})
+        pipe.hincrby(Keys.job_counts, "submitted", 1)
         pipe.execute()
         return self.get(job_id)  # type: ignore[return-value]
 
@@ -176,7 +183,7 @@ class JobStore:
         for name, value in fields.items():
             pairs += [name, _encode(value)]
         result = self._transition(
-            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running],
+            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts],
             args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
                   *pairs])
         if _decode_value(result) != "OK":
