@@ -13,8 +13,10 @@ current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cur
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_request_id",
                                                                                    default=None)
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and goes into the JSON.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has; anything else on a record came from `extra=` and goes into the JSON
+# (but uvicorn's color_message, a copy of the message with ANSI colours).
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                   "color_message"}
 
 
 class ContextFilter(logging.Filter):
