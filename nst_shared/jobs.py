@@ -69,8 +69,9 @@ class Keys:
         return f"{PREFIX}:idempotency:{key}"
 
 
-# KEYS: job hash, events stream, running set, job counts. ARGV: new status, allowed current statuses (comma list),
-# terminal (0/1), ttl_s, maxlen, then field/value pairs to set. Returns "OK", or the current status.
+# KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here). ARGV: new
+# status, allowed current statuses (comma list), terminal (0/1), ttl_s, maxlen, then field/value pairs to set.
+# Returns "OK", or the current status.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end

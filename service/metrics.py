@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from rq import Queue, Worker
 
 from nst_shared import metrics
-from nst_shared.metrics import FINISHED
+
 
 class JobCollector(Collector):
     """Reads the job metrics from Redis on every scrape; `nst_redis_up` 0 when Redis does not answer."""
@@ -36,7 +36,7 @@ class JobCollector(Collector):
                                   value=snapshot.counts.get("submitted", 0))
         finished = CounterMetricFamily("nst_jobs_finished", "Jobs that ended, by final status.",
                                        labels=["status"])
-        for status in FINISHED:
+        for status in metrics.FINISHED:
             finished.add_metric([status], snapshot.counts.get(status, 0))
         yield finished
         yield GaugeMetricFamily("nst_jobs_running", "Jobs a worker is running now.", value=snapshot.running)

@@ -96,16 +96,19 @@ def test_storage_volume_is_shared_by_api_and_workers():
         mounts = dict(volume.split(":", 1) for volume in SERVICES[name]["volumes"])
         assert "storage" in mounts and "storage" in volumes
         target = mounts["storage"]
-        assert environment(SERVICES[name])["NST_STORAGE_DIR"] == target == DOCKERFILES[name].env()["NST_STORAGE_DIR"]
+        image_dir = DOCKERFILES[name].env()["NST_STORAGE_DIR"]
+        assert environment(SERVICES[name])["NST_STORAGE_DIR"] == target == image_dir
         # the mount point exists in the image, owned by the user the process runs as, so the volume is writable
         user = DOCKERFILES[name].args("USER")[-1].split(":")[0]
-        assert any(f"mkdir -p {target}" in run and f"chown -R {user}:" in run for run in DOCKERFILES[name].args("RUN"))
+        assert any(f"mkdir -p {target}" in run and f"chown -R {user}:" in run
+                   for run in DOCKERFILES[name].args("RUN"))
 
 
 def test_redis_is_private_persistent_and_healthchecked():
     redis = SERVICES["redis"]
     assert "ports" not in redis
-    assert "--appendonly" in redis["command"] and redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    command = redis["command"]
+    assert "--appendonly" in command and command[command.index("--appendonly") + 1] == "yes"
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
     for name in ("api", "worker"):
@@ -158,7 +161,8 @@ def test_images_run_as_non_root_under_an_init(name):
 
 
 def test_api_image_has_no_torch_and_worker_image_pins_it():
-    installs = {name: " ".join(run for run in d.args("RUN") if "pip install" in run) for name, d in DOCKERFILES.items()}
+    installs = {name: " ".join(run for run in dockerfile.args("RUN") if "pip install" in run)
+                for name, dockerfile in DOCKERFILES.items()}
     assert "engine" not in installs["api"] and "torch" not in installs["api"]
     assert '".[engine,s3]"' in installs["worker"]
     pins = {Requirement(spec).name: str(Requirement(spec).specifier)

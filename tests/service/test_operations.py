@@ -48,7 +48,8 @@ def test_metrics_follow_jobs(stack):
             value(before, "nst_job_duration_seconds_count", status="succeeded") + 1
         assert value(after, "nst_job_duration_seconds_bucket", status="succeeded", le="+Inf") == \
             value(after, "nst_job_duration_seconds_count", status="succeeded")
-        assert value(after, "nst_job_queue_wait_seconds_count") == value(before, "nst_job_queue_wait_seconds_count") + 1
+        assert value(after, "nst_job_queue_wait_seconds_count") == \
+            value(before, "nst_job_queue_wait_seconds_count") + 1
         assert value(after, "nst_iteration_seconds_count", device="cpu") == \
             value(before, "nst_iteration_seconds_count", device="cpu") + 5
         assert value(after, "nst_iteration_seconds_sum", device="cpu") > value(before, "nst_iteration_seconds_sum",
@@ -104,7 +105,8 @@ def test_logs_are_json_with_job_and_request_ids(stack):
                        what="the API's access line")
     submitted = lines["submit-req-1"]
     assert (submitted["method"], submitted["path"], submitted["status"]) == ("POST", "/jobs", 202)
-    assert submitted["job_id"] == job["id"] and submitted["level"] == "INFO" and submitted["logger"] == "nst.access"
+    assert submitted["job_id"] == job["id"]
+    assert (submitted["level"], submitted["logger"]) == ("INFO", "nst.access")
     assert lines["poll-req-1"]["job_id"] == job["id"] and "time" in lines["poll-req-1"]
     worker = json_lines(stack.log_dir / "worker-0.log")
     about_job = [line for line in worker if line["job_id"] == job["id"]]
