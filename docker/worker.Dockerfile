@@ -1,8 +1,9 @@
 # The worker image: CUDA PyTorch, the engine, and the VGG19 weights installed (and loaded once) at build time,
 # so nothing is downloaded at run time. Build from the repository root: docker build -f docker/worker.Dockerfile .
 #
-# torch 2.14.1 from PyPI is, on Linux x86_64, the CUDA 12 build: it brings the CUDA runtime, cuBLAS and cuDNN
-# as nvidia-* wheels, so a slim Python base is enough; the host needs only the NVIDIA driver and the NVIDIA
+# torch 2.14.1 from PyPI is, on Linux x86_64, a CUDA build: it brings the CUDA runtime, cuBLAS and cuDNN as
+# nvidia-* wheels, so a slim Python base is enough; the host needs only an NVIDIA driver new enough for that
+# CUDA (`python -c "import torch; print(torch.version.cuda)"` in the image says which) and the NVIDIA
 # Container Toolkit. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu makes a much smaller CPU-only image
 # (docker-compose.cpu.yml does).
 FROM python:3.11-slim-bookworm
