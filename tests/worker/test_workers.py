@@ -30,7 +30,8 @@ def test_sigterm_requeues_running_job(tmp_path, redis_server):
     stack = start_stack(tmp_path, redis_server.url)
     try:
         with stack.client() as client:
-            job = submit(client, steps="400", max_size="96", preview_every="0").json()
+            # 150 steps: long enough to be stopped mid-run, short enough for its time limit on a busy CPU.
+            job = submit(client, steps="150", max_size="96", preview_every="0").json()
             wait_status(client, job["id"], {"running"}, timeout_s=60)
             stack.workers[0].send_signal(signal.SIGTERM)
             assert stack.workers[0].wait(30) == 0
