@@ -6,6 +6,7 @@ and reads everything back for `/metrics`."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import redis
 
 from nst_shared.jobs import Keys
+
+log = logging.getLogger("nst.metrics")
 
 # Seconds. A job runs for seconds (GPU, small) to many minutes (CPU, large); queue waits likewise.
 DURATION_BUCKETS_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
@@ -29,18 +32,26 @@ def _observe(pipe: Any, key: str, buckets: tuple[float, ...], value: float, labe
     pipe.hincrbyfloat(key, f"{prefix}sum", value)
 
 
+def _record(pipe: Any) -> None:
+    # Metrics never fail a job: with Redis away, the observation is dropped (the job's own writes will fail).
+    try:
+        pipe.execute()
+    except redis.exceptions.RedisError as exc:
+        log.warning("metrics not recorded: %s", exc)
+
+
 def observe_queue_wait(connection: redis.Redis, wait_s: float) -> None:
     """A job was taken by a worker `wait_s` after it was submitted."""
     pipe = connection.pipeline(transaction=True)
     _observe(pipe, Keys.queue_wait, QUEUE_WAIT_BUCKETS_S, max(wait_s, 0.0))
-    pipe.execute()
+    _record(pipe)
 
 
 def observe_job_duration(connection: redis.Redis, status: str, duration_s: float) -> None:
     """A job a worker ran ended with `status` after `duration_s` of running."""
     pipe = connection.pipeline(transaction=True)
     _observe(pipe, Keys.job_duration, DURATION_BUCKETS_S, max(duration_s, 0.0), label=status)
-    pipe.execute()
+    _record(pipe)
 
 
 def observe_iterations(connection: redis.Redis, device: str, iterations: int, elapsed_s: float) -> None:
@@ -51,7 +62,7 @@ def observe_iterations(connection: redis.Redis, device: str, iterations: int, el
     pipe.hincrbyfloat(Keys.iterations, f"{device}|seconds", elapsed_s)
     pipe.hincrby(Keys.iterations, f"{device}|count", iterations)
     pipe.hset(Keys.iterations, f"{device}|last", repr(elapsed_s / iterations))
-    pipe.execute()
+    _record(pipe)
 
 
 @dataclass

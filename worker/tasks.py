@@ -16,12 +16,12 @@ from nst_shared import metrics
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
 from nst_shared.jobs import JobStatus, JobStore
+from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, for_device
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
-from nst_shared.logs import current_job_id
 
 log = logging.getLogger("nst.worker")
 
@@ -147,7 +147,11 @@ def _requeue(job_id: str, store: JobStore, settings: Settings, rq_job: Any) -> s
 
 
 def _observe_duration(store: JobStore, job_id: str) -> None:
-    record = store.get(job_id)
+    try:
+        record = store.get(job_id)
+    except Exception as exc:  # Redis away: the job has ended all the same
+        log.warning("metrics not recorded: %s", exc)
+        return
     if record is not None and record.status.terminal and record.started_at and record.finished_at:
         metrics.observe_job_duration(store.redis, record.status.value, record.finished_at - record.started_at)
 
