@@ -73,6 +73,7 @@ def run_up(args: argparse.Namespace) -> int:
     storage = settings.storage_dir.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NST_STORAGE_DIR": str(storage)}
+    env.setdefault("NST_LOG_FORMAT", "text")  # a person reads this terminal; containers log JSON
     redis_process = None
     if "NST_REDIS_URL" not in os.environ:
         redis_process, env["NST_REDIS_URL"] = start_redis(storage.parent / "redis")

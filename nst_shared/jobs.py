@@ -42,6 +42,11 @@ class Keys:
 
     jobs_index = f"{PREFIX}:jobs"  # sorted set: job id -> created_at
     running = f"{PREFIX}:running"  # set of job ids a worker is running
+    # Metrics (nst_shared/metrics.py): hashes every API process reads at scrape time.
+    job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
+    job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
+    queue_wait = f"{PREFIX}:metrics:queue_wait"  # histogram "<le>", "sum", "count"
+    iterations = f"{PREFIX}:metrics:iterations"  # "<device>|seconds", "<device>|count", "<device>|last"
 
     @staticmethod
     def job(job_id: str) -> str:
@@ -64,14 +69,14 @@ class Keys:
         return f"{PREFIX}:idempotency:{key}"
 
 
-# KEYS: job hash, events stream, running set, and optionally a heartbeat key that must be absent (so a
-# sweeper never fails or requeues a job a live worker has just taken). ARGV: new status, allowed current
-# statuses (comma list), terminal (0/1), ttl_s, maxlen, then field/value pairs to set. Returns "OK", or the
-# current status ("alive" when the heartbeat exists).
+# KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), and optionally
+# a heartbeat key that must be absent (so a sweeper never fails or requeues a job a live worker has just
+# taken). ARGV: new status, allowed current statuses (comma list), terminal (0/1), ttl_s, maxlen, then
+# field/value pairs to set. Returns "OK", or the current status ("alive" when the heartbeat exists).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
-if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then return 'alive' end
+if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 'alive' end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. current .. ',', 1, true) then return current end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 6))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
@@ -79,6 +84,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
 if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], string.match(KEYS[1], '[^:]+$'))
 else redis.call('SREM', KEYS[3], string.match(KEYS[1], '[^:]+$')) end
 if ARGV[3] == '1' then
+  redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'completed',
              'data', cjson.encode({status = ARGV[1]}))
   redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -160,6 +166,7 @@ class JobStore:
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.zadd(Keys.jobs_index, {job_id: created})
+        pipe.hincrby(Keys.job_counts, "submitted", 1)
         pipe.execute()
         return self.get(job_id)  # type: ignore[return-value]
 
@@ -180,7 +187,7 @@ class JobStore:
         for name, value in fields.items():
             pairs += [name, _encode(value)]
         result = self._transition(
-            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running,
+            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts,
                   *([Keys.heartbeat(job_id)] if only_if_lost else [])],
             args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
                   *pairs])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,11 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue and job records.")
     storage_dir: Path = Field(Path("var/storage"), description="Folder for inputs, previews and results, "
                               "shared by the API and the workers.")
+    storage_url: str = Field("", description="s3://bucket/prefix to keep job files in an S3-compatible bucket "
+                             "(workers on other machines need only Redis and the bucket); empty: NST_STORAGE_DIR.")
+    s3_endpoint_url: str = Field("", description="S3 endpoint, e.g. http://minio:9000 for MinIO (empty: AWS). "
+                                 "Credentials: the standard AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+    s3_region: str = Field("", description="S3 region (empty: boto3's default, AWS_DEFAULT_REGION).")
     queue_name: str = Field("nst", description="RQ queue name.")
     device: str = Field("auto", description="Worker device: auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps.")
     engine: str = Field("nst_core.transfer:StyleTransfer",
@@ -58,6 +64,9 @@ class Settings(BaseSettings):
                                        "(each open event stream holds one while it waits).")
     retry_lost_jobs: int = Field(0, description="Times a job whose worker died is queued again before it "
                                  "fails as worker_lost.")
+    log_format: Literal["json", "text"] = Field("json", description="Log lines of the API and the workers: json "
+                                                "(one object a line, with job_id and request_id) or text.")
+    log_level: str = Field("INFO", description="Level of the API's and the workers' logs.")
 
 
 @lru_cache

@@ -11,12 +11,12 @@ from rq.serializers import JSONSerializer
 from nst_shared.jobs import JobStore, Keys
 from nst_shared.queueing import requeue
 from nst_shared.settings import Settings
-from nst_shared.storage import LocalStorage
+from nst_shared.storage import Storage
 
 log = logging.getLogger("nst.sweeper")
 
 
-def sweep(store: JobStore, storage: LocalStorage, settings: Settings, *, now: float | None = None) -> None:
+def sweep(store: JobStore, storage: Storage, settings: Settings, *, now: float | None = None) -> None:
     """One round: lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost;
     folders of expired or deleted jobs go."""
     queue = Queue(settings.queue_name, connection=store.redis, serializer=JSONSerializer)
@@ -34,11 +34,8 @@ def sweep(store: JobStore, storage: LocalStorage, settings: Settings, *, now: fl
     for job_id in storage.job_ids():
         if store.redis.exists(Keys.job(job_id)):
             continue
-        folder = storage.root / job_id
-        try:
-            # A job's folder is written before its record exists: young folders are left alone.
-            if current - folder.stat().st_mtime > settings.orphan_grace_s:
-                storage.delete_job(job_id)
-                log.info("job %s: files deleted (expired)", job_id)
-        except FileNotFoundError:
-            pass
+        # A job's files are written before its record exists: young files are left alone.
+        modified_at = storage.modified_at(job_id)
+        if modified_at is not None and current - modified_at > settings.orphan_grace_s:
+            storage.delete_job(job_id)
+            log.info("job %s: files deleted (expired)", job_id)

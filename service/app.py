@@ -14,16 +14,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from nst_shared.jobs import JobStore
+from nst_shared.logs import configure_logging
 from nst_shared.settings import Settings, get_settings
-from nst_shared.storage import LocalStorage
+from nst_shared.storage import open_storage
 from nst_shared.sweeper import sweep
 from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
 from service.limits import BodySizeLimit
 from service.ratelimit import RateLimiter
+from service.metrics import build_registry
+from service.request_ids import RequestIds
 from service import web
-from service.routes import health, jobs
+from service.routes import health, jobs, metrics
 
 log = logging.getLogger("nst.api")
 
@@ -51,6 +54,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API with its routes, error handlers and limits; Swagger UI assets are served locally (offline)."""
     settings = settings or get_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
     app = FastAPIOffline(
         title="Neural style transfer", version="0.1.0", lifespan=_lifespan,
         description="Gatys et al. (CVPR 2016) style transfer as asynchronous jobs: submit a content image and "
@@ -64,16 +68,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                     health_check_interval=10,
                                                     max_connections=settings.redis_max_connections)
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
-    app.state.storage = LocalStorage(settings.storage_dir)
+    app.state.storage = open_storage(settings)
     app.state.keys = KeyRing.from_settings(settings)
     app.state.rate_limiter = RateLimiter(app.state.async_redis)
+    app.state.metrics_registry = build_registry(app.state.redis, settings.queue_name)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(web.router)
+    app.include_router(metrics.router)
     app.add_middleware(AccessGuard)  # inside CORS, so preflight requests never need a key
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After"])
+                           allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIds)  # outermost: every answer, even a refused body, carries X-Request-ID
     return app

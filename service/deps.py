@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 
 from nst_shared.jobs import JobStore
 from nst_shared.settings import Settings
-from nst_shared.storage import LocalStorage
+from nst_shared.storage import Storage
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -31,7 +31,7 @@ def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-def get_storage(request: Request) -> LocalStorage:
+def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
@@ -44,5 +44,5 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
-StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[Queue, Depends(get_queue)]

@@ -12,12 +12,12 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from nst_shared.jobs import JobStore
+from nst_shared.logs import configure_logging, current_job_id
 from nst_shared.settings import Settings, get_settings
-from nst_shared.storage import LocalStorage
+from nst_shared.storage import Storage
 from nst_shared.sweeper import sweep
 from worker import tasks
 from worker.engine import get_engine
-from worker.logs import configure_logging
 from worker.webhooks import WebhookSender
 
 log = logging.getLogger("nst.worker")
@@ -29,12 +29,20 @@ class WarmWorker(SimpleWorker):
     SIGTERM or Ctrl-C stops the running job within one iteration and puts it back in the queue.
     """
 
+    def execute_job(self, job, queue):  # type: ignore[no-untyped-def]
+        # RQ's own lines about the job carry its id too (RQ's id is ours, or ours-<attempt> after a requeue).
+        token = current_job_id.set(str(job.args[0]) if job.args else job.id)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            current_job_id.reset(token)
+
     def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
         tasks.shutdown_requested.set()
         super().request_stop(signum, frame)
 
 
-def _sweeper(store: JobStore, storage: LocalStorage, settings: Settings, stop: threading.Event) -> None:
+def _sweeper(store: JobStore, storage: Storage, settings: Settings, stop: threading.Event) -> None:
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     while not stop.wait(settings.reaper_interval_s):
         try:
@@ -47,17 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nst-worker", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", help="default: NST_LOG_LEVEL")
     args = parser.parse_args(argv)
 
-    configure_logging(args.log_level)
     settings = get_settings()
+    level = (args.log_level or settings.log_level).upper()
+    configure_logging(level=level, fmt=settings.log_format)
     connection = redis.Redis.from_url(settings.redis_url)
     engine = get_engine(settings)  # load the model before taking the first job
     log.info("engine ready on %s; queue %r at %s", engine.device_name, settings.queue_name, settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     stop = threading.Event()
-    threading.Thread(target=_sweeper, args=(store, LocalStorage(settings.storage_dir), settings, stop),
+    threading.Thread(target=_sweeper, args=(store, tasks.job_storage(), settings, stop),
                      daemon=True, name="sweeper").start()
     sender = WebhookSender(connection, settings) if settings.webhook_secret else None
     if sender:
@@ -65,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
                         name=args.name, log_job_description=False)
     try:
-        worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
+        worker.work(burst=args.burst, logging_level=level, with_scheduler=False)
     finally:
         stop.set()
         if sender:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -11,16 +12,17 @@ from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
+from nst_shared import metrics
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
 from nst_shared.jobs import JobStatus, JobStore
+from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, for_device
 from nst_shared.queueing import requeue
 from nst_shared.settings import Settings, get_settings
-from nst_shared.storage import LocalStorage
+from nst_shared.storage import Storage, open_storage
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
-from worker.logs import current_job_id
 
 log = logging.getLogger("nst.worker")
 
@@ -38,22 +40,33 @@ def run_job(job_id: str) -> str:
         settings = get_settings()
         rq_job = get_current_job()
         store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
-        return _run(job_id, store, LocalStorage(settings.storage_dir), settings, rq_job)
+        outcome = _run(job_id, store, job_storage(), settings, rq_job)
+        if outcome in metrics.FINISHED:
+            _observe_duration(store, job_id)
+        return outcome
     finally:
         current_job_id.reset(token)
 
 
-def _run(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings, rq_job: Any) -> str:
+@functools.cache
+def job_storage() -> Storage:
+    """This process's storage, built once (an S3 client is reused across jobs)."""
+    return open_storage(get_settings())
+
+
+def _run(job_id: str, store: JobStore, storage: Storage, settings: Settings, rq_job: Any) -> str:
     record = store.get(job_id)
     if record is None or record.status is not JobStatus.QUEUED:
         log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
         return "skipped"
     engine = get_engine(settings)
     with Heartbeat(store, job_id, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s):
-        if not store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=time.time(),
+        started_at = time.time()
+        if not store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=started_at,
                                 device=engine.device_name, worker=rq_job.worker_name or "",
                                 attempts=record.attempts + 1):
             return "skipped"
+        metrics.observe_queue_wait(store.redis, started_at - record.created_at)
         log.info("started on %s", engine.device_name)
         try:
             params = for_device(TransferParams.from_dict(record.params), engine.device.type,
@@ -77,7 +90,7 @@ def _run(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings
         return "failed"
 
 
-def _transfer(job_id: str, store: JobStore, storage: LocalStorage, settings: Settings, engine: Any,
+def _transfer(job_id: str, store: JobStore, storage: Storage, settings: Settings, engine: Any,
               params: TransferParams, n_styles: int, rq_job: Any) -> str:
     content = decode_image(_input(storage, job_id, "content"), max_pixels=settings.max_image_pixels)
     styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=settings.max_image_pixels)
@@ -107,6 +120,7 @@ def _transfer(job_id: str, store: JobStore, storage: LocalStorage, settings: Set
             raise StopTransfer()
 
     result = engine.stylize(content, styles, params, callback=on_progress)
+    metrics.observe_iterations(store.redis, engine.device_name, result.steps_done, result.elapsed_s)
     if reason.get("stop") == "cancel":
         storage.put(job_id, PREVIEW, encode_image(result.image))
         store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.RUNNING})
@@ -130,7 +144,17 @@ def _requeue(job_id: str, store: JobStore, settings: Settings, rq_job: Any) -> s
     return "requeued"
 
 
-def _input(storage: LocalStorage, job_id: str, name: str) -> bytes:
+def _observe_duration(store: JobStore, job_id: str) -> None:
+    try:
+        record = store.get(job_id)
+    except Exception as exc:  # Redis away: the job has ended all the same
+        log.warning("metrics not recorded: %s", exc)
+        return
+    if record is not None and record.status.terminal and record.started_at and record.finished_at:
+        metrics.observe_job_duration(store.redis, record.status.value, record.finished_at - record.started_at)
+
+
+def _input(storage: Storage, job_id: str, name: str) -> bytes:
     data = storage.get(job_id, name)
     if data is None:
         raise NstError(f"the job's {name} image is missing from storage (expired or deleted)")

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import httpx
 import redis
 
+from nst_shared.logs import current_job_id
 from nst_shared.settings import Settings
 from nst_shared.webhooks import PENDING, RETRY, Resolver, Target, WebhookRefused, check_url, signed_headers
 
@@ -61,7 +62,12 @@ class WebhookSender:
                 self.promote_due_retries()
                 item = self._redis.brpop([PENDING], timeout=1)
                 if item:
-                    self.deliver(json.loads(item[1]))
+                    delivery = json.loads(item[1])
+                    token = current_job_id.set((delivery["body"].get("job") or {}).get("id"))
+                    try:
+                        self.deliver(delivery)
+                    finally:
+                        current_job_id.reset(token)
             except redis.exceptions.ConnectionError:
                 self._stop.wait(1)
             except Exception:  # one bad delivery must not end the thread

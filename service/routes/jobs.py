@@ -9,7 +9,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from rq import Queue
 
@@ -19,7 +19,7 @@ from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
-from nst_shared.storage import LocalStorage
+from nst_shared.storage import Storage
 from nst_shared.settings import Settings
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, StorageDep, StoreDep
@@ -114,7 +114,7 @@ async def create_job(
     return job
 
 
-def _submit(store: JobStore, storage: LocalStorage, queue: Queue, settings: Settings, params: TransferParams,
+def _submit(store: JobStore, storage: Storage, queue: Queue, settings: Settings, params: TransferParams,
             extra: dict[str, Any], content_bytes: bytes, style_bytes: list[bytes],
             idempotency_key: str | None, caller: Caller, keys: KeyRing) -> JobPublic:
     """Validate the images, then store and queue the job (or find the earlier one of this key)."""
@@ -189,7 +189,7 @@ async def _webhook(url: str, events: list[str], settings: Settings) -> dict[str,
     return {"url": url, "events": events}
 
 
-def _undo_submission(store: JobStore, storage: LocalStorage, job_id: str, claim: str | None) -> None:
+def _undo_submission(store: JobStore, storage: Storage, job_id: str, claim: str | None) -> None:
     for undo in (lambda: store.delete(job_id), lambda: storage.delete_job(job_id),
                  lambda: store.redis.delete(claim) if claim else None):
         try:
@@ -264,30 +264,31 @@ async def job_events(job_id: str, request: Request, store: StoreDep, queue: Queu
 
 
 @router.get("/{job_id}/result", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
-            response_class=FileResponse, summary="The finished picture (PNG)")
+            response_class=Response, summary="The finished picture (PNG)")
 def get_result(job_id: str, store: StoreDep, storage: StorageDep, caller: LinkCallerDep,
-               keys: KeysDep) -> FileResponse:
+               keys: KeysDep) -> Response:
     record = _load(store, job_id, caller, keys)
     if record.status is not JobStatus.SUCCEEDED:
         reason = {JobStatus.QUEUED: "the job is still queued", JobStatus.RUNNING: "the job is still running",
                   JobStatus.FAILED: "the job failed", JobStatus.CANCELED: "the job was canceled"}[record.status]
         raise ApiError(409, "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING)
                        else "no_result", f"no result: {reason}")
-    path = storage.path(job_id, "result.png")
-    if not path.is_file():
+    data = storage.get(job_id, "result.png")
+    if data is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
-    return FileResponse(path, media_type="image/png", filename=f"nst-{job_id}.png")
+    return Response(data, media_type="image/png",
+                    headers={"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
 
 
 @router.get("/{job_id}/preview", responses={**ERRORS, 200: {"content": {"image/png": {}}}},
-            response_class=FileResponse, summary="The latest preview (PNG)")
+            response_class=Response, summary="The latest preview (PNG)")
 def get_preview(job_id: str, store: StoreDep, storage: StorageDep, caller: LinkCallerDep,
-                keys: KeysDep) -> FileResponse:
+                keys: KeysDep) -> Response:
     _load(store, job_id, caller, keys)
-    path = storage.path(job_id, "preview.png")
-    if not path.is_file():
+    data = storage.get(job_id, "preview.png")
+    if data is None:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS, status_code=202,
