@@ -44,3 +44,29 @@ def test_torchvision_weights_absent_from_cache_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsUnavailable, match="not in the local cache"):
         build_vgg19("torchvision")
+
+
+def test_fused_relu_pool_matches_layer_by_layer_network():
+    model = build_vgg19().to(memory_format=torch.channels_last)
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+    def layer_by_layer(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, y = {}, model.preprocess(x)
+        for name in model.layer_names:
+            y = model.layers[name](y)
+            if name in layers:
+                out[name] = y
+        return out
+
+    def loss_and_grad(forward) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        x = torch.rand(1, 3, 48, 80, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        feats = forward(x.contiguous(memory_format=torch.channels_last))
+        loss = sum(f.pow(2).mean() for f in feats.values())
+        return {k: v.detach() for k, v in feats.items()}, torch.autograd.grad(loss, x)[0]
+
+    fused_feats, fused_grad = loss_and_grad(lambda x: model(x, layers))
+    plain_feats, plain_grad = loss_and_grad(layer_by_layer)
+    assert all(torch.equal(fused_feats[n], plain_feats[n]) for n in layers)
+    assert torch.allclose(fused_grad, plain_grad, rtol=1e-5, atol=1e-8) and plain_grad.abs().max() > 0
+    # A ReLU asked for by name is computed on its own, before its pool.
+    assert set(model(torch.rand(1, 3, 32, 32), ["relu1_2", "pool1"])) == {"relu1_2", "pool1"}
