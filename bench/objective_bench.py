@@ -77,7 +77,8 @@ def main() -> None:
             image.save(args.save / f"{name}.png")
         return elapsed, seed_objective(engine, image, content, style, style_weight=args.style_weight), image
 
-    base = TransferParams(max_size=args.size, style_weight=args.style_weight)
+    # Equal layer weights: the seed's objective (our default balances the layers differently).
+    base = TransferParams(max_size=args.size, style_weight=args.style_weight, style_layer_weights=None)
     start_j = seed_objective(engine, resize(content, size), content, style, style_weight=args.style_weight)
     seed_s, seed_j, seed_img = run(base.replace(scales=1, steps=args.seed_steps), "seed")
     print(f"size {size[0]}x{size[1]}, style weight {args.style_weight:g}; objective of the content image: "

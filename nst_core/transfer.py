@@ -257,8 +257,8 @@ class StyleTransfer:
         if weights is None:
             return [1.0 / n] * n
         if len(weights) != n:
-            raise InvalidParameter(f"style_layer_weights has {len(weights)} values for {n} style layers",
-                                   field="style_layer_weights")
+            raise InvalidParameter(f"style_layer_weights has {len(weights)} values for {n} style layers; give "
+                                   "one weight per style layer", field="style_layer_weights")
         return list(weights)
 
     def _style_grams(self, styles: Sequence[Image.Image], blend: Sequence[float], longest_px: float,
