@@ -1,8 +1,11 @@
 """Engine speed on this machine: seconds per warm L-BFGS iteration, GFLOP/s against the same run's fp32
 matmul peak, peak RSS, and the ratio against a straightforward baseline, at 256 and 512 px.
 
-Each configuration runs in a subprocess of its own so peak RSS is its own. Usage:
-    .venv/bin/python bench/engine_bench.py [--sizes 256 512] [--iterations 6]
+Then the time to the seed's objective: the seed's algorithm as the seed ran it (the plain implementation, 300
+L-BFGS iterations at 512 px, style weight 300, equal layer weights) on tiger + The Starry Night, and our engine
+on the same objective, single scale and coarse to fine, stopped when its full-size loss reaches the seed's final
+objective. Each configuration runs in a subprocess of its own so peak RSS is its own. Usage:
+    .venv/bin/python bench/engine_bench.py [--sizes 256 512] [--iterations 6] [--objective-size 512]
 """
 
 from __future__ import annotations
@@ -17,17 +20,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "images"  # the shared pictures beside the project (never copied into it)
 
 
 def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
+    """The best fp32 matmul rate of this run: torch.mm (MKL, which takes a slower path on AMD processors) or
+    the same product as a 1x1 convolution through oneDNN (AVX-512 here), whichever is faster."""
     import torch
+    from torch.nn import functional as F
+
+    def rate(fn, flop: float) -> float:
+        fn()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return flop * repeats / (time.perf_counter() - started) / 1e9
 
     a, b = torch.rand(n, n), torch.rand(n, n)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+    x = torch.rand(1, n // 2, 64, 64).contiguous(memory_format=torch.channels_last)
+    w = torch.rand(n // 2, n // 2, 1, 1).contiguous(memory_format=torch.channels_last)
+    return max(rate(lambda: a @ b, 2 * n**3), rate(lambda: F.conv2d(x, w), 2 * (n // 2) ** 2 * 64 * 64))
 
 
 def picture(size: int, seed: int):
@@ -64,10 +76,11 @@ def ours(size: int, iterations: int) -> dict:
     return {"s_per_iter": per_iteration, "flops_per_iter": counter.get_total_flops()}
 
 
-def baseline(size: int, iterations: int) -> dict:
+def baseline(size: int, iterations: int, pictures: tuple | None = None) -> dict:
     """A plain implementation: torchvision's vgg19() built per run (classifier included), the same Caffe
     weights loaded into it, contiguous tensors, autograd Grams, the seed's L-BFGS loop of 20 inner iterations
-    per step; time per closure call."""
+    per step; time per closure call. With `pictures` (content, style at the output size) it is the seed's
+    whole run, and its final picture is kept."""
     import torch
     import torchvision
 
@@ -101,12 +114,14 @@ def baseline(size: int, iterations: int) -> dict:
         m = f.view(c, h * w)
         return m @ m.t() / (c * h * w)
 
+    content_img, style_img = pictures or (picture(size, 0), picture(size, 1))
+    started = time.perf_counter()
     with torch.no_grad():
-        cf = feats(prep(picture(size, 0)))
-        sf = feats(prep(picture(size, 1)))
+        cf = feats(prep(content_img))
+        sf = feats(prep(style_img))
         content_t = cf[content_idx]
         style_t = [gram(sf[i]) for i in style_idx]
-    image = prep(picture(size, 0)).contiguous().requires_grad_(True)
+    image = prep(content_img).contiguous().requires_grad_(True)
     optimizer = torch.optim.LBFGS([image], max_iter=20)
     stamps: list[float] = []
 
@@ -121,21 +136,87 @@ def baseline(size: int, iterations: int) -> dict:
 
     while len(stamps) < iterations + 2:
         optimizer.step(closure)
-    return {"s_per_iter": (stamps[iterations + 1] - stamps[1]) / iterations}
+    result = {"s_per_iter": (stamps[iterations + 1] - stamps[1]) / iterations, "time_s": stamps[-1] - started}
+    if pictures:
+        with torch.no_grad():  # back to RGB 0..1, as the seed saved it
+            rgb = ((image + mean).flip(1) / 255).clamp(0, 1)
+        result["image"] = rgb
+    return result
 
 
 _WEIGHTS: dict = {}
 
+SEED_STEPS = 300
+SEED_STYLE_WEIGHT = 300.0
 
-def run_one(kind: str, size: int, iterations: int) -> dict:
+
+def objective_pictures(size: int, content_path: str, style_path: str):
+    """The content at `size` and the style centre-cropped to its aspect, at the same size (the seed stretched
+    its style over the frame; cropping first makes that the same picture as our aspect-keeping style)."""
+    from bench.objective_bench import crop_to_aspect
+    from nst_shared.images import fit_size, load_image, resize
+
+    content = load_image(content_path)
+    style = crop_to_aspect(load_image(style_path), content.width / content.height)
+    frame = fit_size(*content.size, size)
+    return content, style, resize(content, frame), resize(style, frame)
+
+
+def seed_run(size: int, content_path: str, style_path: str) -> dict:
+    """The seed's algorithm as the seed ran it (the plain implementation, 300 L-BFGS iterations, style weight
+    300, equal layer weights): its time, and its final picture's objective."""
+    from bench.objective_bench import seed_objective
+    from nst_core.tensors import tensor_to_image
+    from nst_core.transfer import StyleTransfer
+
+    content, style, content_px, style_px = objective_pictures(size, content_path, style_path)
+    run = baseline(size, SEED_STEPS - 2, (content_px, style_px))
+    judge = StyleTransfer(device="cpu")
+    objective = seed_objective(judge, tensor_to_image(run["image"]), content, style, style_weight=SEED_STYLE_WEIGHT)
+    return {"time_s": run["time_s"], "objective": objective}
+
+
+def ours_run(size: int, content_path: str, style_path: str, target: float, scales: int) -> dict:
+    """Our engine on the seed's objective (equal layer weights, style weight 300): the time at which the full-size
+    loss first reaches `target` (the run stops there), else the whole run's time and its final objective."""
+    from bench.objective_bench import seed_objective
+    from nst_core.progress import StopTransfer
+    from nst_core.transfer import StyleTransfer
+    from nst_shared.params import TransferParams
+
+    content, style, _, _ = objective_pictures(size, content_path, style_path)
+    engine = StyleTransfer(device="cpu")
+    params = TransferParams(max_size=size, steps=SEED_STEPS, scales=scales, style_weight=SEED_STYLE_WEIGHT,
+                            style_layer_weights=None)
+    curve: list[tuple[float, float]] = []  # (elapsed s, loss) at the full size
+
+    def watch(progress) -> None:
+        if progress.scale == progress.scales:
+            curve.append((progress.elapsed_s, progress.total_loss))
+            if progress.total_loss <= target:
+                raise StopTransfer
+
+    started = time.perf_counter()
+    result = engine.stylize(content, [style], params, callback=watch)
+    elapsed = time.perf_counter() - started
+    objective = seed_objective(engine, result.image, content, style, style_weight=SEED_STYLE_WEIGHT)
+    return {"time_s": elapsed, "objective": objective, "reached": objective <= target * 1.001, "curve": curve}
+
+
+def run_one(kind: str, size: int, iterations: int, extra: list[str]) -> dict:
     import torch
 
     global _WEIGHTS
-    if kind == "baseline":
+    if kind in ("baseline", "seed"):
         from nst_core.features import load_caffe_weights
 
         _WEIGHTS = load_caffe_weights()
-    result = {"ours": ours, "baseline": baseline}[kind](size, iterations)
+    if kind == "seed":
+        result = seed_run(size, *extra)
+    elif kind.startswith("ours-"):
+        result = ours_run(size, extra[0], extra[1], float(extra[2]), scales=int(kind.split("-")[1]))
+    else:
+        result = {"ours": ours, "baseline": baseline}[kind](size, iterations)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["threads"] = torch.get_num_threads()
     return result
@@ -145,29 +226,52 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--objective-size", type=int, default=512,
+                        help="size of the time-to-objective runs (0: skip them; they take ~25 min at 512)")
+    parser.add_argument("--content", default=str(SHARED / "content" / "tiger.jpg"))
+    parser.add_argument("--style", default=str(SHARED / "style" / "starry.jpg"))
+    parser.add_argument("--one", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.iterations)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.iterations, args.one[2:])))
         return
 
-    def child(kind: str, size: int) -> dict:
-        out = subprocess.run([sys.executable, __file__, "--one", kind, str(size), "--iterations",
-                              str(args.iterations)], capture_output=True, text=True, check=True)
+    def child(kind: str, size: int, *extra: object) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations), "--one", kind,
+                              str(size), *map(str, extra)], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     peak = matmul_gflops()
-    print(f"fp32 matmul peak (4096^3, this run): {peak:.0f} GFLOP/s")
-    print(f"{'size':>5} {'impl':>9} {'s/iter':>7} {'GFLOP/iter':>10} {'GFLOP/s':>8} {'% peak':>7} "
-          f"{'peak RSS MB':>11} {'speed-up':>8}")
+    print(f"fp32 matmul peak (this run, best of torch.mm and a oneDNN 1x1 convolution): {peak:.0f} GFLOP/s",
+          flush=True)
+    rows = []
     for size in args.sizes:
         mine, base = child("ours", size), child("baseline", size)
         gflop = mine["flops_per_iter"] / 1e9
         for name, r in (("baseline", base), ("ours", mine)):
             rate = gflop / r["s_per_iter"]
-            ratio = base["s_per_iter"] / r["s_per_iter"]
-            print(f"{size:>5} {name:>9} {r['s_per_iter']:>7.3f} {gflop:>10.0f} {rate:>8.0f} {100 * rate / peak:>6.0f}% "
-                  f"{r['peak_rss_mb']:>11.0f} {ratio:>7.2f}x")
+            rows.append([f"{size}", name, f"{r['s_per_iter']:.3f}", f"{gflop:.0f}", f"{rate:.0f}",
+                         f"{100 * rate / peak:.0f}%", f"{r['peak_rss_mb']:.0f}", f"{base['s_per_iter'] / r['s_per_iter']:.2f}x",
+                         ""])
+    if args.objective_size:
+        size = args.objective_size
+        seed = child("seed", size, args.content, args.style)
+        rows.append([f"{size}", "seed", "", "", "", "", f"{seed['peak_rss_mb']:.0f}", "",
+                     f"{seed['time_s']:.0f} s (objective {seed['objective']:.4g})"])
+        for scales in (1, 3):
+            r = child(f"ours-{scales}", size, args.content, args.style, seed["objective"])
+            # The loss at a quarter of the seed's time, from the full-size part of the run.
+            quarter = [loss for t, loss in r["curve"] if t <= seed["time_s"] / 4]
+            at_quarter = f", at 1/4 of its time {quarter[-1] / seed['objective']:.2f}x" if quarter else ""
+            reached = (f"{r['time_s']:.0f} s = {r['time_s'] / seed['time_s']:.2f} of the seed's" if r["reached"]
+                       else f"not in {SEED_STEPS} steps ({r['objective'] / seed['objective']:.2f}x)")
+            rows.append([f"{size}", f"ours x{scales}", "", "", "", "", f"{r['peak_rss_mb']:.0f}", "",
+                         reached + at_quarter])
+    header = ["size", "impl", "s/iter", "GFLOP/iter", "GFLOP/s", "% peak", "peak RSS MB", "speed-up",
+              f"time to the seed's {SEED_STEPS}-step objective"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for line in [header, *rows]:
+        print("  ".join(cell.rjust(w) if i < len(header) - 1 else cell for i, (cell, w) in enumerate(zip(line, widths))))
     print(f"(matmul peak again after the runs: {matmul_gflops():.0f} GFLOP/s)")
 
 
