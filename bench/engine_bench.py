@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -236,9 +237,15 @@ def main() -> None:
         print(json.dumps(run_one(args.one[0], int(args.one[1]), args.iterations, args.one[2:])))
         return
 
+    from nst_shared.allocator import ENGINE_MALLOC_ENV, with_engine_malloc
+
+    plain_env = {k: v for k, v in os.environ.items() if k not in ENGINE_MALLOC_ENV}
+
     def child(kind: str, size: int, *extra: object) -> dict:
+        # Ours runs with the malloc settings a worker and `nst run` start with; the baseline with glibc's own.
+        env = with_engine_malloc(plain_env) if kind.startswith("ours") else plain_env
         out = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations), "--one", kind,
-                              str(size), *map(str, extra)], capture_output=True, text=True, check=True)
+                              str(size), *map(str, extra)], capture_output=True, text=True, check=True, env=env)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     peak = matmul_gflops()

@@ -7,6 +7,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from nst_shared.allocator import restart_with_engine_malloc
+
 # Each module has `register(subparsers)`, which adds its parsers with `set_defaults(handler=...)`;
 # a handler takes the parsed namespace and returns the exit code. Modules import lazily what they use,
 # so `nst submit` never pays for torch.
@@ -23,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and args.command == "run":  # the program itself, not a test calling main()
+        restart_with_engine_malloc()
     return int(args.handler(args) or 0)
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from nst_shared.allocator import with_engine_malloc
 from nst_shared.settings import Settings
 
 STOP_GRACE_S = 20.0
@@ -85,7 +86,8 @@ def run_up(args: argparse.Namespace) -> int:
                "--port", str(args.port), "--log-level", "warning"]
     worker_cmd = [sys.executable, "-m", "worker"]
     api = subprocess.Popen(api_cmd, env=env)
-    workers = [subprocess.Popen(worker_cmd, env=env) for _ in range(args.workers)]
+    worker_env = with_engine_malloc(env)
+    workers = [subprocess.Popen(worker_cmd, env=worker_env) for _ in range(args.workers)]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Web:     http://{shown}:{args.port}/\nAPI:     http://{shown}:{args.port}/docs\n"
           f"Workers: {args.workers}. Ctrl-C stops everything.", flush=True)
@@ -110,7 +112,7 @@ def run_up(args: argparse.Namespace) -> int:
                 if worker.poll() is not None:  # its job is failed as worker_lost; keep the pool full
                     print(f"nst up: worker {worker.pid} exited with {worker.returncode}; restarting",
                           file=sys.stderr)
-                    workers[i] = subprocess.Popen(worker_cmd, env=env)
+                    workers[i] = subprocess.Popen(worker_cmd, env=worker_env)
     finally:
         _stop_all([*workers, api])
         if redis_process is not None:

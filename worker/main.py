@@ -11,6 +11,7 @@ import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
+from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
 from nst_shared.settings import Settings, get_settings
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", help="worker name (default: RQ's)")
     parser.add_argument("--log-level", help="default: NST_LOG_LEVEL")
     args = parser.parse_args(argv)
+    if argv is None:  # the program itself, not a test calling main()
+        restart_with_engine_malloc()
 
     settings = get_settings()
     level = (args.log_level or settings.log_level).upper()
