@@ -107,6 +107,7 @@ class VGG19Features(nn.Module):
                 self.layers[layer] = nn.MaxPool2d(kernel_size=2, stride=2)
         self.requires_grad_(False)
         self.eval()
+        self.compute_dtype = torch.float32
         if name == "caffe":
             # RGB 0..1 -> BGR 0..255 minus the mean: one per-channel affine, folded into buffers.
             self.register_buffer("scale", torch.full((1, 3, 1, 1), 255.0))
@@ -118,6 +119,15 @@ class VGG19Features(nn.Module):
                                            torch.tensor(TORCHVISION_STD_RGB)).view(1, 3, 1, 1))
             self.bgr = False
 
+    def set_compute_dtype(self, dtype: torch.dtype) -> "VGG19Features":
+        """Run the convolutions (and so every activation) in `dtype`; the input stays float32 up to the first
+        convolution, and the features come out in `dtype` (the losses take them back to float32)."""
+        for module in self.layers.values():
+            if isinstance(module, nn.Conv2d):
+                module.to(dtype)
+        self.compute_dtype = dtype
+        return self
+
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         x = image * self.scale - self.shift
         return x.flip(1) if self.bgr else x
@@ -128,7 +138,7 @@ class VGG19Features(nn.Module):
         if unknown:
             raise InvalidParameter(f"layers not in this extractor: {sorted(unknown)}", field="layers")
         deepest = max(self.layer_names.index(name) for name in wanted)
-        x = self.preprocess(image)
+        x = self.preprocess(image).to(self.compute_dtype)
         out: dict[str, torch.Tensor] = {}
         names = self.layer_names[: deepest + 1]
         skip = False

@@ -7,21 +7,31 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def widen(tensor: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision tensors (bf16 features); float32 and float64 stay as they are."""
+    return tensor.float() if tensor.element_size() < 4 else tensor
+
+
 class _Gram(torch.autograd.Function):
     """G = RᵀR / norm for rows R (N, H*W, C), with a backward of one matmul instead of autograd's two:
     dR = R (dG + dGᵀ) / norm. Working on (H*W, C) rows keeps channels_last features a view, and the
-    gradient comes back in the same layout as the convolution's, so adding the two needs no transpose."""
+    gradient comes back in the same layout as the convolution's, so adding the two needs no transpose.
+
+    With bf16 features the products run in bf16 (accumulating in float32) and G comes out float32, so the
+    target and the loss are float32. A float32 Gram from widened features was 25% slower per 512 px iteration and
+    reached the same objective (tiger + The Starry Night, 200 steps: 2.90e5 against 2.89e5).
+    """
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor, norm: float) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(rows)
         ctx.norm = norm
-        return torch.bmm(rows.transpose(1, 2), rows) / norm
+        return widen(torch.bmm(rows.transpose(1, 2), rows)) / norm
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (rows,) = ctx.saved_tensors
-        return torch.bmm(rows, grad + grad.transpose(1, 2)) / ctx.norm, None
+        return torch.bmm(rows, ((grad + grad.transpose(1, 2)) / ctx.norm).to(rows.dtype)), None
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -32,14 +42,14 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 class ContentLoss(nn.Module):
-    """MSE between features and the content image's features at the same layer."""
+    """MSE between features and the content image's features at the same layer, in float32."""
 
     def __init__(self, target: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("target", target.detach())
+        self.register_buffer("target", widen(target.detach()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(features, self.target)
+        return F.mse_loss(widen(features), self.target)
 
 
 class StyleLoss(nn.Module):
