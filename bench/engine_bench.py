@@ -1,10 +1,12 @@
-"""Engine speed on this machine: seconds per warm L-BFGS iteration, GFLOP/s against the same run's fp32
-matmul peak, peak RSS, and the ratio against a straightforward baseline, at 256 and 512 px.
+"""Engine speed on this machine: seconds per warm L-BFGS iteration, GFLOP/s against the same run's fp32 (and
+bf16) matmul peak, peak RSS, and the ratio against a straightforward baseline, at 256 and 512 px; ours in float32
+and in the precision the engine picks here ('auto': bf16 where the CPU multiplies it much faster).
 
 Then the time to the seed's objective: the seed's algorithm as the seed ran it (the plain implementation, 300
 L-BFGS iterations at 512 px, style weight 300, equal layer weights) on tiger + The Starry Night, and our engine
-on the same objective, single scale and coarse to fine, stopped when its full-size loss reaches the seed's final
-objective. Each configuration runs in a subprocess of its own so peak RSS is its own. Usage:
+on the same objective, single scale and coarse to fine, stopped as soon as its full-size image, scored on the
+float32 network, reaches the seed's final objective (the scoring time is not counted). Each configuration runs
+in a subprocess of its own so peak RSS is its own. Usage:
     .venv/bin/python bench/engine_bench.py [--sizes 256 512] [--iterations 6] [--objective-size 512]
 """
 
@@ -24,11 +26,13 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "images"  # the shared pictures beside the project (never copied into it)
 
 
-def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
-    """The best fp32 matmul rate of this run: torch.mm (MKL, which takes a slower path on AMD processors) or
-    the same product as a 1x1 convolution through oneDNN (AVX-512 here), whichever is faster."""
+def matmul_gflops(dtype: str = "fp32", n: int = 4096, repeats: int = 3) -> float:
+    """The best matmul rate of this run in `dtype`: torch.mm (MKL, which takes a slower path on AMD processors)
+    or the same product as a 1x1 convolution through oneDNN (AVX-512 or AMX here), whichever is faster."""
     import torch
     from torch.nn import functional as F
+
+    from nst_core.precision import DTYPES
 
     def rate(fn, flop: float) -> float:
         fn()
@@ -37,9 +41,10 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
             fn()
         return flop * repeats / (time.perf_counter() - started) / 1e9
 
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    x = torch.rand(1, n // 2, 64, 64).contiguous(memory_format=torch.channels_last)
-    w = torch.rand(n // 2, n // 2, 1, 1).contiguous(memory_format=torch.channels_last)
+    kind = DTYPES[dtype]
+    a, b = torch.rand(n, n, dtype=kind), torch.rand(n, n, dtype=kind)
+    x = torch.rand(1, n // 2, 64, 64, dtype=kind).contiguous(memory_format=torch.channels_last)
+    w = torch.rand(n // 2, n // 2, 1, 1, dtype=kind).contiguous(memory_format=torch.channels_last)
     return max(rate(lambda: a @ b, 2 * n**3), rate(lambda: F.conv2d(x, w), 2 * (n // 2) ** 2 * 64 * 64))
 
 
@@ -51,14 +56,14 @@ def picture(size: int, seed: int):
     return Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
 
 
-def ours(size: int, iterations: int) -> dict:
+def ours(size: int, iterations: int, precision: str) -> dict:
     """The engine as a worker runs it: built once, one transfer, time per iteration after warm-up."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from nst_core.transfer import StyleTransfer
     from nst_shared.params import TransferParams
 
-    engine = StyleTransfer(device="cpu")
+    engine = StyleTransfer(device="cpu", precision=precision)
     stamps: list[float] = []
     params = TransferParams(max_size=size, steps=iterations + 2, scales=1)
     engine.stylize(picture(size, 0), [picture(size, 1)], params, callback=lambda p: stamps.append(time.perf_counter()))
@@ -74,7 +79,7 @@ def ours(size: int, iterations: int) -> dict:
         feats = engine.model(x.contiguous(memory_format=torch.channels_last), layers)
         loss = sum(gram_matrix(feats[n]).sum() for n in layers if n != "relu4_2") + feats["relu4_2"].sum()
         loss.backward()
-    return {"s_per_iter": per_iteration, "flops_per_iter": counter.get_total_flops()}
+    return {"s_per_iter": per_iteration, "flops_per_iter": counter.get_total_flops(), "precision": engine.precision}
 
 
 def baseline(size: int, iterations: int, pictures: tuple | None = None) -> dict:
@@ -168,40 +173,49 @@ def seed_run(size: int, content_path: str, style_path: str) -> dict:
     300, equal layer weights): its time, and its final picture's objective."""
     from bench.objective_bench import seed_objective
     from nst_core.tensors import tensor_to_image
-    from nst_core.transfer import StyleTransfer
 
     content, style, content_px, style_px = objective_pictures(size, content_path, style_path)
     run = baseline(size, SEED_STEPS - 2, (content_px, style_px))
-    judge = StyleTransfer(device="cpu")
-    objective = seed_objective(judge, tensor_to_image(run["image"]), content, style, style_weight=SEED_STYLE_WEIGHT)
+    objective = seed_objective(tensor_to_image(run["image"]), content, style, style_weight=SEED_STYLE_WEIGHT)
     return {"time_s": run["time_s"], "objective": objective}
 
 
-def ours_run(size: int, content_path: str, style_path: str, target: float, scales: int) -> dict:
+def ours_run(size: int, content_path: str, style_path: str, target: float, scales: int, precision: str) -> dict:
     """Our engine on the seed's objective (equal layer weights, style weight 300): the time at which the full-size
-    loss first reaches `target` (the run stops there), else the whole run's time and its final objective."""
+    image first scores `target` or better on the float32 network (the run stops there), else the whole run's time
+    and its final objective. The engine's own loss (bf16 features, maybe) only says when to start scoring."""
     from bench.objective_bench import seed_objective
     from nst_core.progress import StopTransfer
     from nst_core.transfer import StyleTransfer
     from nst_shared.params import TransferParams
 
     content, style, _, _ = objective_pictures(size, content_path, style_path)
-    engine = StyleTransfer(device="cpu")
+    engine = StyleTransfer(device="cpu", precision=precision)
     params = TransferParams(max_size=size, steps=SEED_STEPS, scales=scales, style_weight=SEED_STYLE_WEIGHT,
-                            style_layer_weights=None)
-    curve: list[tuple[float, float]] = []  # (elapsed s, loss) at the full size
+                            style_layer_weights=None, preview_every=1)
+    curve: list[tuple[float, float]] = []  # (elapsed s, engine loss) at the full size
+    scoring = 0.0  # seconds spent scoring, taken out of the times
+    objective = float("inf")
 
     def watch(progress) -> None:
-        if progress.scale == progress.scales:
-            curve.append((progress.elapsed_s, progress.total_loss))
-            if progress.total_loss <= target:
+        nonlocal scoring, objective
+        if progress.scale != progress.scales:
+            return
+        curve.append((progress.elapsed_s - scoring, progress.total_loss))
+        if progress.total_loss <= target * 1.05:
+            started = time.perf_counter()
+            objective = seed_objective(progress.preview, content, style, style_weight=SEED_STYLE_WEIGHT)
+            scoring += time.perf_counter() - started
+            if objective <= target:
                 raise StopTransfer
 
     started = time.perf_counter()
     result = engine.stylize(content, [style], params, callback=watch)
-    elapsed = time.perf_counter() - started
-    objective = seed_objective(engine, result.image, content, style, style_weight=SEED_STYLE_WEIGHT)
-    return {"time_s": elapsed, "objective": objective, "reached": objective <= target * 1.001, "curve": curve}
+    elapsed = time.perf_counter() - started - scoring
+    if objective > target:
+        objective = seed_objective(result.image, content, style, style_weight=SEED_STYLE_WEIGHT)
+    return {"time_s": elapsed, "objective": objective, "reached": objective <= target, "curve": curve,
+            "precision": engine.precision}
 
 
 def run_one(kind: str, size: int, iterations: int, extra: list[str]) -> dict:
@@ -214,10 +228,13 @@ def run_one(kind: str, size: int, iterations: int, extra: list[str]) -> dict:
         _WEIGHTS = load_caffe_weights()
     if kind == "seed":
         result = seed_run(size, *extra)
-    elif kind.startswith("ours-"):
-        result = ours_run(size, extra[0], extra[1], float(extra[2]), scales=int(kind.split("-")[1]))
+    elif kind.startswith("ours-"):  # ours-<scales>-<precision>
+        _, scales, precision = kind.split("-")
+        result = ours_run(size, extra[0], extra[1], float(extra[2]), scales=int(scales), precision=precision)
+    elif kind.startswith("ours"):  # ours:<precision>
+        result = ours(size, iterations, kind.partition(":")[2])
     else:
-        result = {"ours": ours, "baseline": baseline}[kind](size, iterations)
+        result = baseline(size, iterations)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["threads"] = torch.get_num_threads()
     return result
@@ -228,7 +245,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--objective-size", type=int, default=512,
-                        help="size of the time-to-objective runs (0: skip them; they take ~25 min at 512)")
+                        help="size of the time-to-objective runs (0: skip them; they take ~20 min at 512)")
     parser.add_argument("--content", default=str(SHARED / "content" / "tiger.jpg"))
     parser.add_argument("--style", default=str(SHARED / "style" / "starry.jpg"))
     parser.add_argument("--one", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
@@ -248,38 +265,42 @@ def main() -> None:
                               str(size), *map(str, extra)], capture_output=True, text=True, check=True, env=env)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    peak = matmul_gflops()
-    print(f"fp32 matmul peak (this run, best of torch.mm and a oneDNN 1x1 convolution): {peak:.0f} GFLOP/s",
-          flush=True)
+    peaks = {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
+    print(f"matmul peak (this run, best of torch.mm and a oneDNN 1x1 convolution): fp32 {peaks['fp32']:.0f}, "
+          f"bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
     rows = []
     for size in args.sizes:
-        mine, base = child("ours", size), child("baseline", size)
-        gflop = mine["flops_per_iter"] / 1e9
-        for name, r in (("baseline", base), ("ours", mine)):
+        base, mine = child("baseline", size), {p: child(f"ours:{p}", size) for p in ("fp32", "auto")}
+        gflop = mine["fp32"]["flops_per_iter"] / 1e9
+        runs = [("baseline", "fp32", base), ("ours", "fp32", mine["fp32"])]
+        if mine["auto"]["precision"] != "fp32":  # 'auto' picked bf16 here
+            runs.append(("ours", mine["auto"]["precision"], mine["auto"]))
+        for name, precision, r in runs:
             rate = gflop / r["s_per_iter"]
-            rows.append([f"{size}", name, f"{r['s_per_iter']:.3f}", f"{gflop:.0f}", f"{rate:.0f}",
-                         f"{100 * rate / peak:.0f}%", f"{r['peak_rss_mb']:.0f}", f"{base['s_per_iter'] / r['s_per_iter']:.2f}x",
-                         ""])
+            rows.append([f"{size}", f"{name} {precision}", f"{r['s_per_iter']:.3f}", f"{gflop:.0f}", f"{rate:.0f}",
+                         f"{100 * rate / peaks['fp32']:.0f}%", f"{100 * rate / peaks[precision]:.0f}%",
+                         f"{r['peak_rss_mb']:.0f}", f"{base['s_per_iter'] / r['s_per_iter']:.2f}x", ""])
     if args.objective_size:
         size = args.objective_size
         seed = child("seed", size, args.content, args.style)
-        rows.append([f"{size}", "seed", "", "", "", "", f"{seed['peak_rss_mb']:.0f}", "",
+        rows.append([f"{size}", "seed fp32", "", "", "", "", "", f"{seed['peak_rss_mb']:.0f}", "",
                      f"{seed['time_s']:.0f} s (objective {seed['objective']:.4g})"])
-        for scales in (1, 3):
-            r = child(f"ours-{scales}", size, args.content, args.style, seed["objective"])
-            # The loss at a quarter of the seed's time, from the full-size part of the run.
+        for scales, precision in ((1, "fp32"), (1, "auto"), (3, "auto")):
+            r = child(f"ours-{scales}-{precision}", size, args.content, args.style, seed["objective"])
+            # The engine's loss at a quarter of the seed's time, from the full-size part of the run.
             quarter = [loss for t, loss in r["curve"] if t <= seed["time_s"] / 4]
             at_quarter = f", at 1/4 of its time {quarter[-1] / seed['objective']:.2f}x" if quarter else ""
             reached = (f"{r['time_s']:.0f} s = {r['time_s'] / seed['time_s']:.2f} of the seed's" if r["reached"]
                        else f"not in {SEED_STEPS} steps ({r['objective'] / seed['objective']:.2f}x)")
-            rows.append([f"{size}", f"ours x{scales}", "", "", "", "", f"{r['peak_rss_mb']:.0f}", "",
-                         reached + at_quarter])
-    header = ["size", "impl", "s/iter", "GFLOP/iter", "GFLOP/s", "% peak", "peak RSS MB", "speed-up",
-              f"time to the seed's {SEED_STEPS}-step objective"]
+            rows.append([f"{size}", f"ours x{scales} {r['precision']}", "", "", "", "", "", f"{r['peak_rss_mb']:.0f}",
+                         "", reached + at_quarter])
+    header = ["size", "impl", "s/iter", "GFLOP/iter", "GFLOP/s", "% fp32 peak", "% own peak", "peak RSS MB",
+              "speed-up", f"time to the seed's {SEED_STEPS}-step objective"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for line in [header, *rows]:
         print("  ".join(cell.rjust(w) if i < len(header) - 1 else cell for i, (cell, w) in enumerate(zip(line, widths))))
-    print(f"(matmul peak again after the runs: {matmul_gflops():.0f} GFLOP/s)")
+    print(f"(matmul peak again after the runs: fp32 {matmul_gflops('fp32'):.0f}, bf16 {matmul_gflops('bf16'):.0f} "
+          "GFLOP/s; '% own peak' is against the peak of the row's precision)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.quality import quality_ratios  # noqa: E402
+from bench.quality import judge_model, quality_ratios  # noqa: E402
 from nst_core.losses import gram_matrix  # noqa: E402
 from nst_core.tensors import image_to_tensor  # noqa: E402
 from nst_core.transfer import StyleTransfer  # noqa: E402
@@ -40,11 +40,11 @@ def crop_to_aspect(image: Image.Image, aspect: float) -> Image.Image:
 
 
 @torch.no_grad()
-def seed_objective(engine: StyleTransfer, image: Image.Image, content: Image.Image, style: Image.Image,
-                   *, style_weight: float) -> float:
-    """content MSE at relu4_2 + style_weight * mean over the five layers of Gram MSE, at the image's size."""
+def seed_objective(image: Image.Image, content: Image.Image, style: Image.Image, *, style_weight: float) -> float:
+    """content MSE at relu4_2 + style_weight * mean over the five layers of Gram MSE, at the image's size, on
+    the float32 network."""
     size = image.size
-    model = engine.model
+    model = judge_model()
     out = model(image_to_tensor(image), [*STYLE, "relu4_2"])
     c = model(image_to_tensor(resize(content, size)), ["relu4_2"])
     s = model(image_to_tensor(resize(style, size)), STYLE)
@@ -75,23 +75,23 @@ def main() -> None:
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             image.save(args.save / f"{name}.png")
-        return elapsed, seed_objective(engine, image, content, style, style_weight=args.style_weight), image
+        return elapsed, seed_objective(image, content, style, style_weight=args.style_weight), image
 
     # Equal layer weights: the seed's objective (our default balances the layers differently).
     base = TransferParams(max_size=args.size, style_weight=args.style_weight, style_layer_weights=None)
-    start_j = seed_objective(engine, resize(content, size), content, style, style_weight=args.style_weight)
+    start_j = seed_objective(resize(content, size), content, style, style_weight=args.style_weight)
     seed_s, seed_j, seed_img = run(base.replace(scales=1, steps=args.seed_steps), "seed")
     print(f"size {size[0]}x{size[1]}, style weight {args.style_weight:g}; objective of the content image: "
           f"{start_j:.4g}", flush=True)
     print(f"{'run':>28} {'time s':>8} {'objective':>11} {'vs seed':>8} {'time ratio':>10} {'style/content ratio':>20}")
-    sr, cr = quality_ratios(engine.model, seed_img, content, style)
+    sr, cr = quality_ratios(seed_img, content, style)
     print(f"{'seed: 1 scale, ' + str(args.seed_steps) + ' steps':>28} {seed_s:>8.1f} {seed_j:>11.4g} {1:>8.3f} "
           f"{1:>10.2f} {sr:>10.3f} / {cr:.3f}", flush=True)
     for steps in args.ours:
         for tolerance in (0.0,):
             params = base.replace(steps=steps, early_stop_tolerance=tolerance)
             s, j, img = run(params, f"ours-{steps}")
-            sr, cr = quality_ratios(engine.model, img, content, style)
+            sr, cr = quality_ratios(img, content, style)
             print(f"{'ours: 3 scales, ' + str(steps) + ' steps':>28} {s:>8.1f} {j:>11.4g} {j / seed_j:>8.3f} "
                   f"{s / seed_s:>10.2f} {sr:>10.3f} / {cr:.3f}", flush=True)
 

@@ -7,10 +7,12 @@ Lower is more of each.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from PIL import Image
 
-from nst_core.features import VGG19Features
+from nst_core.features import VGG19Features, build_vgg19
 from nst_core.losses import gram_matrix
 from nst_core.tensors import image_to_tensor
 from nst_shared.images import fit_size, resize
@@ -19,10 +21,16 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 
 
+@functools.cache
+def judge_model() -> VGG19Features:
+    """The float32 network that scores pictures, whatever precision the engine under test ran in."""
+    return build_vgg19("caffe")
+
+
 @torch.no_grad()
-def quality_ratios(model: VGG19Features, output: Image.Image, content: Image.Image,
-                   style: Image.Image) -> tuple[float, float]:
+def quality_ratios(output: Image.Image, content: Image.Image, style: Image.Image) -> tuple[float, float]:
     """(style ratio, content ratio) of `output`, at the output's size."""
+    model = judge_model()
     size = output.size
     layers = (*STYLE_LAYERS, CONTENT_LAYER)
     feats = {name: model(image_to_tensor(img), layers) for name, img in (
