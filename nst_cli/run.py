@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_cli.options import add_param_arguments, explicit_flags, params_from_args
-from nst_shared.params import for_device
+from nst_shared.params import PRECISIONS, for_device
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-every", type=int, default=0, metavar="N",
                         help="also write the picture every N steps (out.0050.png ...)")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="number format of the network: auto (bf16 where the device runs it much faster, "
+                             "e.g. a CPU with AMX or an Ampere GPU; fp32 elsewhere), fp32, bf16")
     parser.add_argument("--weights", choices=("caffe", "torchvision"), default="caffe",
                         help="VGG19 weights: the bundled original Caffe ones, or torchvision's if cached")
     parser.set_defaults(handler=run)
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         params = params_from_args(args, preview_every=args.save_every)
         content = load_image(content_path)
         styles = [load_image(p) for p in style_paths]
-        engine = StyleTransfer(device=args.device, weights=args.weights)
+        engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision)
         params = for_device(params, engine.device.type, explicit=explicit_flags(sys.argv[1:]))
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(encode_image(result.image, fmt))
     state = "stopped early" if result.stopped else "done"
-    print(f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name}"
+    print(f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name} "
+          f"({engine.precision})"
           f" -> {output} ({result.image.width}x{result.image.height})")
     return 130 if result.stopped else 0

@@ -1,24 +1,23 @@
 """The number format the network runs in: float32, or bfloat16 where the device multiplies it much faster.
 
-Only the VGG19 convolutions run in the chosen format. The image, the L-BFGS state, the Gram matrices and the
-losses stay float32, so the optimisation itself is unchanged and only the features carry bf16's ~3 significant
-digits. On tiger + The Starry Night at 512 px the bf16 network reaches the same float32 objective as the float32
-network in the same number of iterations (bench/README.md), each ~3x faster on a CPU with AMX.
+In bf16 the convolutions and the activations are bf16 (half the memory too); the image, the L-BFGS state, the
+Gram matrices (bf16 products summed in float32) and the losses are float32. The gradient then carries ~7%
+rounding noise, which torch's L-BFGS could not take (its tiny first step learns curvature from noise: nst_core/
+lbfgs.py); with our L-BFGS the bf16 network reaches the same float32 objective in the same number of iterations,
+each 4x faster on this AMX CPU (bench/README.md), and the pictures look the same.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
 from nst_shared.errors import InvalidParameter
+from nst_shared.params import PRECISIONS, Precision
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # bf16 is picked only when it is clearly faster: a CPU without bf16 matrix units (AVX-512 only, FACTS.md)
@@ -31,6 +30,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     measure at least 1.5x faster than float32 (AMX); float32 elsewhere, MPS included."""
     if name not in PRECISIONS:
         raise InvalidParameter(f"unknown precision {name!r}: use auto, fp32 or bf16", field="precision")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise InvalidParameter("bf16 was asked for but this GPU has no bf16 arithmetic (before Ampere); use fp32",
+                               field="precision")
     if name != "auto":
         return name
     if device.type == "cuda":

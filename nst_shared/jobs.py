@@ -115,6 +115,7 @@ class JobRecord:
     started_at: float | None = None
     finished_at: float | None = None
     device: str | None = None
+    precision: str | None = None  # the number format the worker's network ran in: fp32 or bf16
     worker: str | None = None
     error: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
@@ -135,7 +136,8 @@ class JobRecord:
         return cls(id=data["id"], status=JobStatus(data["status"]), created_at=float(data["created_at"]),
                    params=js("params") or {}, styles=int(data.get("styles", 1)),
                    started_at=num("started_at"), finished_at=num("finished_at"),
-                   device=data.get("device") or None, worker=data.get("worker") or None,
+                   device=data.get("device") or None, precision=data.get("precision") or None,
+                   worker=data.get("worker") or None,
                    error=js("error"), progress=js("progress"),
                    preview_step=int(data["preview_step"]) if data.get("preview_step") else None,
                    rq_job_id=data.get("rq_job_id") or None, attempts=int(data.get("attempts", 0)),

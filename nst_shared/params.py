@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 Init = Literal["content", "noise", "style"]
 INITS: tuple[str, ...] = ("content", "noise", "style")
+# The number format of the network (nst_core/precision.py): an engine setting, like the device, not a job's.
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
 STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

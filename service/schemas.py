@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from nst_shared.jobs import JobRecord, JobStatus
 
@@ -33,6 +33,7 @@ class JobPublic(BaseModel):
     params: dict[str, Any]
     styles: int
     device: str | None = None
+    precision: str | None = Field(None, description="Number format the worker's network ran in: fp32 or bf16.")
     progress: dict[str, Any] | None = None
     preview_step: int | None = None
     attempts: int = 0
@@ -59,7 +60,7 @@ def public_job(record: JobRecord, *, queue_position: int | None = None, token: s
         id=record.id, status=record.status, queue_position=queue_position,
         created_at=_time(record.created_at), started_at=_time(record.started_at),
         finished_at=_time(record.finished_at), params=record.params, styles=record.styles,
-        device=record.device, progress=record.progress, preview_step=record.preview_step,
+        device=record.device, precision=record.precision, progress=record.progress, preview_step=record.preview_step,
         attempts=record.attempts, error=JobError(**record.error) if record.error else None,
         links=JobLinks(self=base, events=f"{base}/events{signed}", result=f"{base}/result{signed}",
                        preview=f"{base}/preview{signed}", cancel=f"{base}/cancel"))

@@ -1,7 +1,7 @@
 """Fake engines for tests that exercise the service, not the painting: named for what they do.
 
 A worker builds one from `NST_ENGINE` ("tests.engines:InstantEngine"); they follow the engine's contract
-(device, device_name, stylize with a progress callback that may raise StopTransfer) without torch.
+(device, device_name, precision, stylize with a progress callback that may raise StopTransfer) without torch.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ class InstantEngine:
 
     step_s = 0.0
 
-    def __init__(self, *, device: str = "cpu") -> None:
+    def __init__(self, *, device: str = "cpu", precision: str = "auto") -> None:
         self.device = _Device()
         self.device_name = "cpu"
+        self.precision = "fp32"
 
     def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, *,
                 callback: Callable[[Progress], None] | None = None) -> FakeResult:

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level=level, fmt=settings.log_format)
     connection = redis.Redis.from_url(settings.redis_url)
     engine = get_engine(settings)  # load the model before taking the first job
-    log.info("engine ready on %s; queue %r at %s", engine.device_name, settings.queue_name, settings.redis_url)
+    log.info("engine ready on %s (%s); queue %r at %s", engine.device_name, engine.precision, settings.queue_name,
+             settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     stop = threading.Event()
     threading.Thread(target=_sweeper, args=(store, tasks.job_storage(), settings, stop),

@@ -63,11 +63,12 @@ def _run(job_id: str, store: JobStore, storage: Storage, settings: Settings, rq_
     with Heartbeat(store, job_id, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s):
         started_at = time.time()
         if not store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=started_at,
-                                device=engine.device_name, worker=rq_job.worker_name or "",
+                                device=engine.device_name, precision=engine.precision,
+                                worker=rq_job.worker_name or "",
                                 attempts=record.attempts + 1):
             return "skipped"
         metrics.observe_queue_wait(store.redis, started_at - record.created_at)
-        log.info("started on %s", engine.device_name)
+        log.info("started on %s (%s)", engine.device_name, engine.precision)
         try:
             params = for_device(TransferParams.from_dict(record.params), engine.device.type,
                                 explicit=frozenset(record.extra.get("explicit", record.params)))
