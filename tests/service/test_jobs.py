@@ -8,7 +8,10 @@ import sys
 import time
 
 import httpx
+import torch
 from PIL import Image
+
+from nst_core.precision import resolve_precision
 
 from tests.conftest import ROOT, make_image, wait_until
 from tests.service.sse import read_events
@@ -69,6 +72,8 @@ def test_poll_job_until_done_with_etag(service):
         final = wait_status(client, job["id"], {"succeeded"})
         assert final["progress"]["step"] == 6 and final["progress"]["fraction"] == 1.0
         assert final["device"] == "cpu" and final["error"] is None
+        # The worker's network ran in the precision its engine picks on this machine (NST_PRECISION=auto).
+        assert final["precision"] == resolve_precision("auto", torch.device("cpu"))
         assert set(final["links"]) == {"self", "events", "result", "preview", "cancel"}
         first = client.get(f"/jobs/{job['id']}")
         etag = first.headers["ETag"]
