@@ -73,6 +73,7 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     styles: int = 0
     device: str | None = None
+    precision: str | None = None  # the number format the worker's network ran in: fp32 or bf16
     progress: Progress | None = None
     error: JobError | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -89,7 +90,7 @@ class Job:
                    started_at=_time(data.get("started_at")), finished_at=_time(data.get("finished_at")),
                    queue_position=data.get("queue_position"), params=data.get("params") or {},
                    styles=int(data.get("styles") or 0), device=data.get("device"),
-                   progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
+                   precision=data.get("precision"), progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
                    error=JobError(error["code"], error["message"]) if error else None, raw=data)
 
 

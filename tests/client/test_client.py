@@ -85,6 +85,7 @@ def test_submit_paths_files_and_bytes_then_wait_and_download(service_url, images
         seen = []
         final = client.wait(job.id, timeout_s=120, on_event=seen.append)
         assert final.status == "succeeded" and final.done and final.finished_at is not None
+        assert final.device == "cpu" and final.precision in ("fp32", "bf16")
         assert seen[0].type == "snapshot" and seen[-1].type == "completed"
         assert [e.progress.step for e in seen if e.progress] == [1, 2, 3, 4, 5]
         assert all(set(e.progress.losses) >= {"content", "style"} for e in seen if e.progress)
