@@ -89,8 +89,8 @@ class Job:
         return cls(id=data["id"], status=JobStatus(data["status"]), created_at=_time(data.get("created_at")),
                    started_at=_time(data.get("started_at")), finished_at=_time(data.get("finished_at")),
                    queue_position=data.get("queue_position"), params=data.get("params") or {},
-                   styles=int(data.get("styles") or 0), device=data.get("device"),
-                   precision=data.get("precision"), progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
+                   styles=int(data.get("styles") or 0), device=data.get("device"), precision=data.get("precision"),
+                   progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
                    error=JobError(error["code"], error["message"]) if error else None, raw=data)
 
 
