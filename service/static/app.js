@@ -229,7 +229,10 @@ function finish(job) {
   showJob(job);
   if (job.status === "succeeded") {
     $("bar").style.width = "100%";
-    setStatus("Done.");
+    const seconds = (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000;
+    setStatus(Number.isFinite(seconds)
+      ? `Done in ${seconds.toFixed(1)} s on ${job.device}${job.precision ? ` (${job.precision})` : ""}.`
+      : "Done.");
     const url = job.links.result;
     $("live-view").src = url;
     $("live-caption").textContent = "Result";

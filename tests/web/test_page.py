@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,7 +88,8 @@ def test_page_paints_and_downloads(stack_url, browser, tmp_path):
                            timeout=60_000)
     page.screenshot(path=ARTIFACTS / "2-running.png", full_page=True)
     page.wait_for_selector("#download:not([hidden])", timeout=120_000)
-    assert "Done" in page.inner_text("#status-line")
+    # How long it took, and where: the worker's device and the number format its network ran in.
+    assert re.fullmatch(r"Done in \d+\.\d s on cpu \((fp32|bf16)\)\.", page.inner_text("#status-line"))
     page.screenshot(path=ARTIFACTS / "3-done.png", full_page=True)
     with page.expect_download() as download_info:
         page.click("#download")
