@@ -30,13 +30,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
     measure at least 1.5x faster than float32 (AMX); float32 elsewhere, MPS included."""
     if name not in PRECISIONS:
         raise InvalidParameter(f"unknown precision {name!r}: use auto, fp32 or bf16", field="precision")
-    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
-        raise InvalidParameter("bf16 was asked for but this GPU has no bf16 arithmetic (before Ampere); use fp32",
-                               field="precision")
+    if device.type == "cuda":
+        has_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        if name == "bf16" and not has_bf16:
+            raise InvalidParameter("bf16 was asked for but this GPU has no bf16 arithmetic (before Ampere); use "
+                                   "fp32", field="precision")
+        return name if name != "auto" else ("bf16" if has_bf16 else "fp32")
     if name != "auto":
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     if device.type == "cpu":
         return "bf16" if cpu_bf16_speedup() >= MIN_CPU_SPEEDUP else "fp32"
     return "fp32"

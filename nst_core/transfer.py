@@ -73,7 +73,7 @@ def activation_name(layer: str) -> str:
 
 
 # The L-BFGS history's share of a worker's memory, by the network's precision: bf16 activations take half the
-# memory, and the history gets what that frees (a warm worker's 512 px peak: 1.42 GB in fp32 with 48 MB, 1.25 GB
+# memory, and the history gets what that frees (a warm worker's 512 px peak: 1.42 GB in fp32 with 48 MB, 1.29 GB
 # in bf16 with 96 MB).
 HISTORY_BUDGET_BYTES = {"fp32": 48 * 2**20, "bf16": 96 * 2**20}
 
