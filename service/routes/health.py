@@ -4,20 +4,33 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from rq import Worker
 
 from service.deps import RedisDep
 from service.errors import error_body
+from service.openapi import error_responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The API process is up")
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    workers: int
+
+
+@router.get("/healthz", response_model=Health, operation_id="healthz", summary="The API process is up")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis answers and at least one worker is alive")
+@router.get("/readyz", response_model=Readiness, operation_id="readyz", responses=error_responses(503),
+            summary="Redis answers and at least one worker is alive")
 def readyz(redis: RedisDep) -> JSONResponse:
     try:
         redis.ping()

@@ -9,6 +9,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", summary="Prometheus metrics: jobs, queue, workers, durations, seconds per iteration",
-            response_class=Response)
+            response_class=Response, operation_id="get_metrics", responses={200: {
+                "description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def get_metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
