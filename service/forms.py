@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.datastructures import FormData, UploadFile
 
 from nst_shared import webhooks
-from nst_shared.params import TransferParams, api_fields, first_error, form_properties, form_schema
+from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first_error, form_properties, form_schema
 from service.errors import ApiError
 
 # The files of a submission, with their descriptions for the OpenAPI page.
@@ -95,6 +95,12 @@ def job_form_schema(*, caps: dict[str, int], max_styles: int) -> dict[str, Any]:
     parameters = copy.deepcopy(form_schema())
     for name, cap in caps.items():
         parameters[name]["maximum"] = min(parameters[name]["maximum"], cap)
+    # A default that depends on the worker's device is described, not declared: generated clients send every
+    # declared default, and a value sent is kept on every device.
+    for device, defaults in DEVICE_DEFAULTS.items():
+        for name, value in defaults.items():
+            default = parameters[name].pop("default")
+            parameters[name]["description"] += f" Default: {default}; {value} on a {device} worker."
     binary = {"type": "string", "format": "binary"}
     properties: dict[str, Any] = {
         "content": {**binary, "description": FILES["content"]},
