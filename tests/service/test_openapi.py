@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from PIL import Image
 
 from nst_shared.params import api_fields
 from nst_shared.settings import Settings
-from tests.conftest import make_image, start_stack
+from tests.conftest import ROOT, make_image, start_stack
 
 BIN = Path(sys.executable).parent
 OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "get_result", "get_preview",
@@ -88,28 +89,9 @@ def _generate_python_client(doc_path: Path, out: Path) -> str:
     return done.stdout + done.stderr
 
 
-# Uses the generated package exactly as generated: submit with two styles, poll to succeeded, download.
-USE_GENERATED = """
-import io, sys, time
-from nst_api import Client
-from nst_api.api.jobs import create_job, get_job, get_result
-from nst_api.models import JobPublic, JobStatus, JobSubmission
-from nst_api.types import File
-
-server, content, style_a, style_b, out = sys.argv[1:]
-files = [File(payload=open(path, "rb"), file_name=path, mime_type="image/png") for path in (content, style_a, style_b)]
-client = Client(base_url=server, raise_on_unexpected_status=True)
-job = create_job.sync(client=client, body=JobSubmission(content=files[0], style=files[1:], steps=3, max_size=64,
-                                                       style_blend="0.7,0.3"))
-assert isinstance(job, JobPublic), job
-deadline = time.monotonic() + 60
-while job.status != JobStatus.SUCCEEDED:
-    assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and time.monotonic() < deadline, job
-    time.sleep(0.2)
-    job = get_job.sync(job.id, client=client)
-open(out, "wb").write(get_result.sync(job.id, client=client).payload.read())
-print(job.id)
-"""
+# docs/openapi.md's example: submit with two styles, poll to succeeded, download, with the generated package as is.
+DOC = (ROOT / "docs" / "openapi.md").read_text()
+EXAMPLE = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)[0]
 
 
 @pytest.mark.timeout(300)
@@ -120,18 +102,17 @@ def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_ser
         doc_path.write_bytes(httpx.get(f"{stack.url}/openapi.json").content)
         output = _generate_python_client(doc_path, tmp_path / "nst_api")
         assert "warning" not in output.lower() and "error" not in output.lower(), output
-        images = []
-        for name, data in (("c.png", make_image(80, 60, seed=1)), ("a.png", make_image(64, 64, seed=2)),
-                           ("b.png", make_image(64, 64, seed=3))):
-            (tmp_path / name).write_bytes(data)
-            images.append(name)
-        done = subprocess.run([sys.executable, "-c", USE_GENERATED, stack.url, *images, "out.png"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        for name, seed in (("photo.jpg", 1), ("starry.jpg", 2), ("wave.jpg", 3)):
+            (tmp_path / name).write_bytes(make_image(80 if name == "photo.jpg" else 64, 60, seed=seed, fmt="JPEG"))
+        code = EXAMPLE.replace("http://127.0.0.1:8000", stack.url).replace("steps=60", "steps=3, max_size=64")
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
         assert done.returncode == 0, done.stderr
         with Image.open(io.BytesIO((tmp_path / "out.png").read_bytes())) as image:
             assert image.format == "PNG" and image.size == (64, 48)
-        job = httpx.get(f"{stack.url}/jobs/{done.stdout.strip()}").json()
-        assert job["styles"] == 2 and job["params"]["style_blend"] == [0.7, 0.3] and job["params"]["steps"] == 3
+        [job] = httpx.get(f"{stack.url}/jobs").json()["items"]
+        assert job["status"] == "succeeded" and job["styles"] == 2
+        assert job["params"]["style_blend"] == [0.7, 0.3] and job["params"]["steps"] == 3
     finally:
         stack.stop()
 
