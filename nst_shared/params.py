@@ -129,8 +129,13 @@ class TransferParams(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransferParams:
-        """Parameters from a job record; fields this version no longer has are left out."""
-        return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+        """Parameters from a job record (fields this version no longer has are left out); InvalidParameter
+        for a record this version refuses, so its job fails with that code."""
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+        except ValidationError as exc:
+            field, message = first_error(exc)
+            raise InvalidParameter(f"{field}: {message}" if field else message, field=field) from None
 
     def style_weights(self, styles: int) -> tuple[float, ...]:
         """The weight of each of `styles` style images, summing to 1 (raises InvalidParameter when the blend

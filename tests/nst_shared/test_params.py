@@ -16,6 +16,9 @@ def test_params_round_trip_through_plain_data():
 def test_old_record_params_load():
     old = {**DEFAULTS.to_dict(), "style_blend": [1, 1], "retired_field": 3}  # a field a later version dropped
     assert TransferParams.from_dict(old).style_blend == (1.0, 1.0)
+    with pytest.raises(InvalidParameter) as refused:  # the worker fails such a job with this code
+        TransferParams.from_dict({**old, "steps": 0})
+    assert refused.value.field == "steps"
 
 
 def test_every_field_documents_itself():
