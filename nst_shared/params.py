@@ -7,7 +7,6 @@ read `TransferParams`; the deployment's own caps (NST_MAX_SIZE_PX, ...) are appl
 from __future__ import annotations
 
 import functools
-import math
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -48,11 +47,7 @@ ENGINE_ONLY: frozenset[str] = frozenset({"content_layers", "style_layers", "styl
 
 def _comma_separated(value: Any) -> Any:
     """'0.7,0.3' (a form field, a CLI flag) as a list of numbers; anything else as it came."""
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        return [part.strip() for part in value.split(",")]
-    return value
+    return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
 
 
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -146,7 +141,7 @@ class TransferParams(BaseModel):
         if len(blend) != styles:
             raise InvalidParameter(f"style_blend: {len(blend)} weights for {styles} style images",
                                    field="style_blend")
-        return tuple(w / math.fsum(blend) for w in blend)
+        return tuple(w / sum(blend) for w in blend)
 
     def layer_weights(self) -> tuple[float, ...]:
         """The weight of each style layer (equal when unset, as in Gatys et al.)."""
