@@ -60,11 +60,12 @@ def read_job_form(form: FormData) -> JobForm:
     unknown = sorted(set(form.keys()) - FIELDS)
     if unknown:
         raise ApiError(422, "unknown_parameter", f"unknown form field(s): {', '.join(unknown)}", field=unknown[0])
-    content = form.getlist("content")
-    if len(content) != 1 or not isinstance(content[0], UploadFile):
+    contents = form.getlist("content")
+    content = contents[0] if len(contents) == 1 else None
+    if not isinstance(content, UploadFile):
         raise ApiError(422, "invalid_parameter", "content: one image file is needed", field="content")
-    styles = form.getlist("style")
-    if not styles or not all(isinstance(s, UploadFile) for s in styles):
+    styles = [s for s in form.getlist("style") if isinstance(s, UploadFile)]
+    if not styles or len(styles) != len(form.getlist("style")):
         raise ApiError(422, "invalid_parameter", "style: at least one image file is needed", field="style")
     values: dict[str, str] = {}
     for name in set(form.keys()) - set(FILES):
@@ -73,7 +74,7 @@ def read_job_form(form: FormData) -> JobForm:
             raise ApiError(422, "invalid_parameter", f"{name}: a value is expected, not a file", field=name)
         if value != "":  # an empty field is a field left blank: the default, as browsers send them
             values[name] = value
-    return JobForm(content=content[0], styles=styles,  # type: ignore[arg-type]
+    return JobForm(content=content, styles=styles,
                    params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
                    webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}))
 

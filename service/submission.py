@@ -23,7 +23,7 @@ from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 from service.caps import check_budget, check_caps
 from service.errors import ApiError, from_image_error, not_found
-from service.forms import JobForm, WebhookFields
+from service.forms import JobForm
 
 
 class Submissions:
@@ -39,7 +39,7 @@ class Submissions:
         # Which parameters the client chose: the worker may replace the others with its device's defaults.
         extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set)}
         if form.webhook.webhook_url:
-            extra["webhook"] = await self._webhook(form.webhook)
+            extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
         content = await self._read(form.content, "content")
         styles = [await self._read(style, "style") for style in form.styles]
         # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
@@ -55,16 +55,16 @@ class Submissions:
             raise ApiError(413, "file_too_large", f"{field}: at most {limit} bytes per file", field=field)
         return data
 
-    async def _webhook(self, webhook: WebhookFields) -> dict[str, object]:
+    async def _webhook(self, url: str, events: list[str]) -> dict[str, object]:
         """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
         if not self.settings.webhook_secret:
             raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service "
                            "(NST_WEBHOOK_SECRET)", field="webhook_url")
         try:  # DNS: off the loop
-            await asyncio.to_thread(webhooks.check_url, webhook.webhook_url, allow=self.settings.webhook_allow)
+            await asyncio.to_thread(webhooks.check_url, url, allow=self.settings.webhook_allow)
         except webhooks.WebhookRefused as exc:
             raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
-        return {"url": webhook.webhook_url, "events": webhook.events}
+        return {"url": url, "events": events}
 
     def _create(self, params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes],
                 owner: str | None, idempotency_key: str | None) -> JobRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -58,7 +58,8 @@ def _png(data: bytes, request: Request, headers: dict[str, str]) -> Response:
     return Response(data, media_type="application/octet-stream" if binary else "image/png", headers=headers)
 
 
-CREATED = {202: {"description": "Queued (or the earlier job of this Idempotency-Key)", "headers": {
+CREATED: dict[int | str, dict[str, Any]] = {202: {
+    "description": "Queued (or the earlier job of this Idempotency-Key)", "headers": {
     "Location": {"description": "The job's URL", "schema": {"type": "string"}},
     "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}}}}}
 
@@ -111,7 +112,7 @@ def get_job(job_id: JobIdDep, request: Request, store: StoreDep, queue: QueueDep
     return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
-EVENTS = {200: {"description": (
+EVENTS: dict[int | str, dict[str, Any]] = {200: {"description": (
     "Server-Sent Events, each `id:` (resume with Last-Event-ID), `event:` and `data:` (JSON):\n\n"
     "- `snapshot`: the job as `GET /jobs/{job_id}` answers it, first on every connection\n"
     "- `status`: `{\"status\", ...}` on every status change\n"
