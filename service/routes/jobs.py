@@ -59,9 +59,9 @@ def _png(data: bytes, request: Request, headers: dict[str, str]) -> Response:
 
 
 CREATED: dict[int | str, dict[str, Any]] = {202: {
-    "description": "Queued (or the earlier job of this Idempotency-Key)", "headers": {
-    "Location": {"description": "The job's URL", "schema": {"type": "string"}},
-    "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}}}}}
+    "description": "Queued (or the earlier job of this Idempotency-Key)",
+    "headers": {"Location": {"description": "The job's URL", "schema": {"type": "string"}},
+                "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}}}}}
 
 
 @router.post("", status_code=202, response_model=JobPublic, operation_id="create_job",

@@ -113,6 +113,11 @@ def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_ser
         [job] = httpx.get(f"{stack.url}/jobs").json()["items"]
         assert job["status"] == "succeeded" and job["styles"] == 2
         assert job["params"]["style_blend"] == [0.7, 0.3] and job["params"]["steps"] == 3
+        result = f"{stack.url}/jobs/{job['id']}/result"
+        assert httpx.get(result).headers["content-type"] == "image/png"
+        as_bytes = httpx.get(result, headers={"Accept": "application/octet-stream"})
+        assert as_bytes.headers["content-type"] == "application/octet-stream"
+        assert as_bytes.content == (tmp_path / "out.png").read_bytes()
     finally:
         stack.stop()
 
