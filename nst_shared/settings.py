@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
     reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
     orphan_grace_s: float = Field(300.0, description="Age after which files without a job record are deleted.")
+    queued_grace_s: float = Field(60.0, description="Age after which a queued job that RQ holds no job for (a "
+                                  "crash cut its submission or requeue short) is queued again.")
     sse_keepalive_s: float = Field(15.0, description="Seconds between keep-alive comments on event streams.")
     webhook_secret: str = Field("", description="HMAC key that signs webhook deliveries; webhooks are "
                                 "refused while it is empty.")

@@ -17,7 +17,7 @@ from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import open_storage
-from nst_shared.sweeper import sweep
+from nst_shared.sweeper import Sweeper
 from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
@@ -33,10 +33,11 @@ log = logging.getLogger("nst.api")
 
 async def _sweep_forever(app: FastAPI) -> None:
     settings: Settings = app.state.settings
+    sweeper = Sweeper(app.state.store, app.state.storage, settings)
     while True:
         await asyncio.sleep(settings.reaper_interval_s)
         try:
-            await asyncio.to_thread(sweep, app.state.store, app.state.storage, settings)
+            await asyncio.to_thread(sweeper.sweep)
         except Exception as exc:  # Redis restarting: next round
             log.debug("sweep failed: %s", exc)
 

@@ -55,7 +55,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--save", "", "--databases", "64"], stdout=subprocess.DEVNULL)
+             "--appendonly", "yes", "--save", "", "--databases", "256"], stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         wait_until(lambda: _pings(client), timeout_s=10, what="redis-server")
 
@@ -113,14 +113,19 @@ class Stack:
                 process.kill()
 
 
-_next_db = iter(range(1, 64))
+_next_db = iter(range(1, 256))
+
+
+def next_database_url(redis_url: str) -> str:
+    """`redis_url` with a Redis database no other test of the session uses."""
+    return redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
 
 
 def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings: object) -> Stack:
     """API (uvicorn, exactly as `nst up` runs it) plus `workers` worker processes, with NST_* overrides.
 
     Each stack gets a Redis database of its own, so stacks never take each other's jobs."""
-    redis_url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
+    redis_url = next_database_url(redis_url)
     storage = tmp_path / "storage"
     logs = tmp_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
