@@ -64,6 +64,12 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer does: only what the append-only file got (fsync every second) stays."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 

@@ -114,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     level = (args.log_level or settings.log_level).upper()
     configure_logging(level=level, fmt=settings.log_format)
-    connection = redis.Redis.from_url(settings.redis_url)
+    # A bounded connect, so a Redis out of reach fails a write instead of stalling the job's steps.
+    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     engine = get_engine(settings)  # load the model before taking the first job
     log.info("engine ready on %s (%s); queue %r at %s", engine.device_name, engine.precision, settings.queue_name,
              settings.redis_url)

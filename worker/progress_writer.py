@@ -4,6 +4,7 @@ nothing: while Redis is away only the latest event of each kind is kept, and wri
 from __future__ import annotations
 
 import enum
+import time
 from typing import Any
 
 from nst_shared.jobs import JobStore
@@ -19,15 +20,21 @@ class Written(enum.Enum):
 class ProgressWriter:
     """Writes `progress` and `preview` events of one job (events kept while Redis is away go first)."""
 
-    def __init__(self, store: JobStore, job_id: str) -> None:
+    def __init__(self, store: JobStore, job_id: str, *, retry_s: float = 1.0) -> None:
         self._store, self._job_id = store, job_id
         self._pending: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # kind -> (event data, fields)
+        # While Redis is away, try again only every `retry_s`: a step must not wait on a slow connect.
+        self._retry_s = retry_s
+        self._down_until = 0.0
 
     def write(self, kind: str, data: dict[str, Any], **fields: Any) -> Written:
         self._pending[kind] = (data, fields)  # replaces an older one of its kind that Redis never got
+        if time.monotonic() < self._down_until:
+            return Written.REDIS_DOWN
         return self.flush()
 
     def flush(self) -> Written:
+        """Write what is pending now."""
         try:
             for kind in ("progress", "preview"):
                 if kind in self._pending:
@@ -37,7 +44,9 @@ class ProgressWriter:
                     if not running:
                         return Written.NOT_RUNNING
         except REDIS_DOWN:
+            self._down_until = time.monotonic() + self._retry_s
             return Written.REDIS_DOWN
+        self._down_until = 0.0
         return Written.YES
 
     def cancel_requested(self) -> bool:

@@ -4,8 +4,10 @@ and end to end against the real service with a receiver on loopback allowed by N
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
@@ -235,3 +237,46 @@ def test_submit_refuses_unknown_webhook_events_and_webhooks_without_a_secret(hoo
         with pytest.raises(InvalidRequest) as disabled:
             client.submit(*_images(), webhook_url="https://8.8.8.8/hook")
     assert disabled.value.code == "webhooks_disabled" and disabled.value.field == "webhook_url"
+
+
+class HoldingReceiver(Receiver):
+    """Records each delivery as it arrives, then holds the first one `hold_s` before answering 204."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.arrived: list[dict[str, str]] = []
+        receiver = self
+        super().__init__()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers["content-length"]))
+                receiver.arrived.append(dict(self.headers))
+                if len(receiver.arrived) == 1:
+                    time.sleep(hold_s)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server.RequestHandlerClass = Handler
+
+
+def test_delivery_in_flight_when_its_worker_dies_is_sent_again(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, webhook_secret=SECRET, webhook_allow='["127.0.0.1/32"]',
+                        webhook_timeout_s=5, heartbeat_interval_s=0.5, heartbeat_ttl_s=2,
+                        engine="tests.engines:InstantEngine")
+    receiver = HoldingReceiver(hold_s=4)
+    try:
+        with NstClient(stack.url) as client:
+            job = client.submit(*_images(), max_size=64, steps=2, webhook_url=receiver.url)
+            wait_until(lambda: receiver.arrived, timeout_s=60, what="the first attempt")
+            stack.workers[0].send_signal(signal.SIGKILL)  # while the receiver holds the delivery
+            stack.start_worker()
+            wait_until(lambda: len(receiver.arrived) >= 2, timeout_s=30, what="the delivery sent again")
+            assert client.get(job.id).status == "succeeded"
+        first, again = receiver.arrived[:2]
+        assert first["webhook-id"] == again["webhook-id"]  # the same message: receivers drop the repeat
+    finally:
+        receiver.close()
+        stack.stop()
