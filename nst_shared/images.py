@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_shared.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
+from nst_shared.polyglots import PngTrailer, hidden_markup
 
 # Only these decoders ever see user bytes; Pillow would otherwise try every plugin it has (EPS, PSD...).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
@@ -22,13 +23,6 @@ _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "GIF"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"%PDF", "PDF"), (b"%!PS", "PostScript"),
     (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
-# Markers of a second, active file hidden in an image (a polyglot: a picture that is also a page, a script
-# or a document). Long enough that compressed pixel data never contains one by chance.
-_POLYGLOT_MARKERS: tuple[tuple[bytes, str], ...] = (
-    (b"<script", "a script"), (b"<html", "HTML"), (b"<!doctype", "HTML"), (b"<svg", "SVG"), (b"<?php", "PHP"),
-    (b"%pdf-", "a PDF"), (b"javascript:", "a script"),
-)  # Not "<?xml": cameras and editors embed XMP metadata, which is XML.
-_PNG_END = b"IEND\xaeB`\x82"
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -50,9 +44,10 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image is {width}x{height} = {width * height} pixels; at most {max_pixels} "
                             "are allowed")
-    if getattr(image, "n_frames", 1) > 1:
+    # A multi-picture JPEG (MPO: a phone's photo with its gain map or depth map) is its first picture.
+    if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
-    _refuse_polyglot(data, image.format or "")
+    _refuse_polyglot(data, image)
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -61,18 +56,15 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     return to_rgb(image)
 
 
-def _refuse_polyglot(data: bytes, format: str) -> None:
+def _refuse_polyglot(data: bytes, image: Image.Image) -> None:
     """Refuse an image that also carries markup, a script or a document, or anything after a PNG's end."""
-    lowered = data.lower()
-    for marker, what in _POLYGLOT_MARKERS:
-        if marker in lowered:
-            raise UnsupportedImageFormat(f"the {format} file also contains {what} (a polyglot file); "
-                                         "send a plain image")
-    if format == "PNG":
-        end = data.rfind(_PNG_END)
-        if end != -1 and len(data) - (end + len(_PNG_END)) > 0:
-            raise UnsupportedImageFormat(f"the PNG file has {len(data) - end - len(_PNG_END)} bytes after its "
-                                         "end (a polyglot or damaged file); send a plain image")
+    try:
+        what = hidden_markup(data, image.format or "", image)
+    except PngTrailer as exc:
+        raise UnsupportedImageFormat(str(exc)) from None
+    if what is not None:
+        raise UnsupportedImageFormat(f"the {image.format} file also contains {what} (a polyglot file); "
+                                     "send a plain image")
 
 
 def _unidentified(data: bytes) -> Exception:
