@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
     max_styles: int = Field(4, description="Most style images per job.")
     max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
+    max_decoding_pixels: int = Field(80_000_000, description="Pixels the API decodes at once at most while it "
+                                     "checks uploads (a JPEG counts 1/64: it is checked at 1/8 scale); bounds "
+                                     "its memory, other uploads wait.")
     max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for.")
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")

@@ -15,13 +15,14 @@ from rq import Queue
 
 from nst_shared import webhooks
 from nst_shared.errors import ImageError
-from nst_shared.images import check_min_side, decode_image, fit_size
+from nst_shared.images import check_min_side, fit_size
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
 from nst_shared.storage import Storage
 from nst_shared.settings import Settings
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
+from service.decoding import check_upload
 from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, StorageDep, StoreDep
 from service.errors import ApiError, from_image_error, not_found
 from service.events import job_event_stream
@@ -154,16 +155,15 @@ def _submit(store: JobStore, storage: Storage, queue: Queue, settings: Settings,
 def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_scale: float, steps: int,
                      settings: Settings) -> None:
     try:
-        image = decode_image(content, max_pixels=settings.max_image_pixels)
-        out = fit_size(*image.size, max_size)
+        out = fit_size(*check_upload(content, settings), max_size)
         check_min_side(out, "content image at this max_size")
         check_budget(steps, out, settings)
     except ImageError as exc:
         raise from_image_error(exc, "content") from None
     for data in styles:
         try:
-            style = decode_image(data, max_pixels=settings.max_image_pixels)
-            check_min_side(fit_size(*style.size, round(max(out) * style_scale)), "style image at this style_scale")
+            style_size = check_upload(data, settings)
+            check_min_side(fit_size(*style_size, round(max(out) * style_scale)), "style image at this style_scale")
         except ImageError as exc:
             raise from_image_error(exc, "style") from None
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import struct
+import threading
 import time
 import zlib
 
@@ -9,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from nst_shared.errors import ImageTooLarge, UnreadableImage, UnsupportedImageFormat
-from nst_shared.images import decode_image, encode_image, fit_size, output_format
+from nst_shared.errors import ImageError, ImageTooLarge, UnreadableImage, UnsupportedImageFormat
+from nst_shared.images import check_image, decode_image, encode_image, fit_size, output_format
+from service.decoding import PixelBudget
 from tests.pictures import photo_like
 
 
@@ -200,3 +204,63 @@ def test_decode_image_refuses_markup_where_markup_can_live():
                  encoded(photo, "TIFF") + b"<svg/onload=alert(1)>"):  # after a TIFF's strips
         with pytest.raises(UnsupportedImageFormat, match="polyglot"):
             decode_image(data)
+
+
+@functools.cache
+def _bad_inputs() -> list[bytes]:
+    photo = photo_like(240, 160, seed=6)
+    jpeg, png, webp = encoded(photo, "JPEG"), encoded(photo, "PNG"), encoded(photo, "WEBP")
+    frames = [Image.new("RGB", (40, 40), (i * 60, 0, 0)) for i in range(3)]
+    return [b"", b"hello", jpeg[: len(jpeg) * 2 // 3], png[: len(png) * 2 // 3], webp[: len(webp) * 2 // 3],
+            jpeg[:200], encoded(Image.new("1", (20000, 20000))), _patched_jpeg(65_000, 65_000),
+            _patched_webp(16_383, 16_383), encoded(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+            encoded(Image.new("RGB", (40, 40)), "GIF"), png + b"<html>", jpeg + b"%PDF-1.4"]
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_check_image_refuses_what_decode_image_refuses(index):
+    data = _bad_inputs()[index]
+    with pytest.raises(ImageError) as decoded:
+        decode_image(data, max_pixels=40_000_000)
+    with pytest.raises(type(decoded.value)) as checked:
+        check_image(data, max_pixels=40_000_000)
+    assert str(checked.value) == str(decoded.value)
+
+
+def test_check_image_sizes_like_decode_image_and_holds_fewer_pixels_for_jpeg():
+    photo = photo_like(400, 240, seed=7)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed turned a quarter
+    held: list[int] = []
+
+    def hold(pixels: int):
+        held.append(pixels)
+        return contextlib.nullcontext()
+
+    for data in (encoded(photo, "JPEG", exif=exif), encoded(photo, "PNG"), encoded(photo, "WEBP"),
+                 encoded(photo, "TIFF"), encoded(photo, "BMP")):
+        assert check_image(data, hold=hold) == decode_image(data).size
+    assert held == [400 * 240 // 64] + [400 * 240] * 4  # the JPEG is checked at 1/8 scale
+
+
+def test_pixel_budget_bounds_the_pixels_decoded_at_once():
+    budget = PixelBudget(100)
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.hold(pixels):
+            with lock:
+                in_flight[0] += pixels
+                most[0] = max(most[0], in_flight[0])
+            time.sleep(0.02)
+            with lock:
+                in_flight[0] -= pixels
+
+    threads = [threading.Thread(target=decode, args=(p,)) for p in [40, 40, 40, 30, 30, 250, 10] * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] <= 100 + 150  # the one larger than the budget runs alone (it holds all of it)
+    assert not any(thread.is_alive() for thread in threads)
