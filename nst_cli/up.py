@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_up)
 
 
+def api_command(host: str, port: int) -> list[str]:
+    """The API under uvicorn. Forwarded headers are the app's to trust (NST_TRUSTED_PROXIES), not uvicorn's
+    (it would trust them from any local peer)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", host, "--port",
+            str(port), "--log-level", "warning", "--no-proxy-headers"]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,8 +89,7 @@ def run_up(args: argparse.Namespace) -> int:
     else:
         print(f"Redis:   {settings.redis_url}", flush=True)
 
-    api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", args.host,
-               "--port", str(args.port), "--log-level", "warning"]
+    api_cmd = api_command(args.host, args.port)
     worker_cmd = [sys.executable, "-m", "worker"]
     api = subprocess.Popen(api_cmd, env=env)
     worker_env = with_engine_malloc(env)

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
                                              "without keys) per minute; 0 = no limit.")
     rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
                                                 "minute; 0 = no limit.")
+    rate_limit_auth_failures_per_min: int = Field(10, description="Requests with a wrong API key per client "
+                                                  "address per minute; past it every request from that address "
+                                                  "is answered 429 before its key is checked; 0 = no limit.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or CIDRs of reverse proxies "
+                                       "whose X-Forwarded-For names the client (JSON list); from any other peer "
+                                       "the header is ignored.")
     max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x output megapixels at most.")
     redis_max_connections: int = Field(1000, description="Redis connections an API process opens at most "
                                        "(each open event stream holds one while it waits).")

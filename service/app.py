@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging
@@ -83,5 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestIds)  # outermost: every answer, even a refused body, carries X-Request-ID
+    app.add_middleware(RequestIds)  # every answer, even a refused body, carries X-Request-ID
+    if settings.trusted_proxies:  # outermost: everything inside sees the client the proxy names
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -19,6 +19,8 @@ import pytest
 import redis
 from PIL import Image
 
+from nst_cli.up import api_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -140,9 +142,8 @@ def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings:
            "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",  # tests that poll fast; the rate-limit tests set them
            **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}}
     port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
-                            "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
-                           stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)
+    api = subprocess.Popen(api_command("127.0.0.1", port), env=env, cwd=ROOT, stdout=open(logs / "api.log", "wb"),
+                           stderr=subprocess.STDOUT)
     stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, storage_dir=storage, env=env, api=api,
                   log_dir=logs)
     wait_until(lambda: answers_ok(f"{stack.url}/healthz"), timeout_s=30, what="API start")
