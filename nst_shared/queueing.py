@@ -15,7 +15,7 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from nst_shared.jobs import JobStatus, JobStore, Keys
+from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys
 from nst_shared.settings import Settings
 
 TASK = "worker.tasks.run_job"  # the service never imports the worker: RQ finds the task by this path
@@ -42,6 +42,14 @@ def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict, 
                        result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s, at_front=at_front,
                        pipeline=pipeline)
     return rq_id
+
+
+def queue_positions(queue: Queue, records: list[JobRecord]) -> dict[str, int]:
+    """1-based queue positions of the queued `records`, from one read of the queue (not one LPOS each)."""
+    wanted = {r.rq_job_id: r.id for r in records if r.status is JobStatus.QUEUED and r.rq_job_id}
+    if not wanted:
+        return {}
+    return {wanted[rq_id]: i + 1 for i, rq_id in enumerate(queue.get_job_ids()) if rq_id in wanted}
 
 
 def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,

@@ -18,7 +18,7 @@ from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, fit_size
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
-from nst_shared.queueing import enqueue_job
+from nst_shared.queueing import enqueue_job, queue_positions
 from nst_shared.storage import Storage
 from nst_shared.settings import Settings
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
@@ -224,7 +224,8 @@ def list_jobs(store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: Keys
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobList:
     """With API keys on, only the caller's own jobs."""
     records, total = store.recent(offset=offset, limit=limit, owner=caller.owner if keys.enabled else None)
-    return JobList(items=[_public(r, keys, queue) for r in records],
+    positions = queue_positions(queue, records)
+    return JobList(items=[public_job(r, queue_position=positions.get(r.id), token=_token(r, keys)) for r in records],
                    total=total, offset=offset, limit=limit)
 
 
@@ -256,7 +257,8 @@ async def job_events(job_id: str, request: Request, store: StoreDep, queue: Queu
     signed `?token=` from the job's links instead of the key."""
     record = await asyncio.to_thread(_load, store, job_id, caller, keys)
     token = _token(record, keys)
-    snapshot = public_job(record, queue_position=_queue_position(queue, record), token=token)
+    position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
+    snapshot = public_job(record, queue_position=position, token=token)
     stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot, token=token,
                               last_event_id=last_event_id or last_event_id_query or "0", keepalive_s=settings.sse_keepalive_s)
     return StreamingResponse(stream, media_type="text/event-stream",
