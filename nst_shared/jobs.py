@@ -44,6 +44,7 @@ class Keys:
     jobs_index = f"{PREFIX}:jobs"  # sorted set: job id -> created_at
     owners = f"{PREFIX}:owners"  # set of owners (API key hashes) with an index of their own
     queued = f"{PREFIX}:queued"  # sorted set: job id -> when it was last queued (the sweeper's check of RQ)
+    queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
     # Metrics (nst_shared/metrics.py): hashes every API process reads at scrape time.

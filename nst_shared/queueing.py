@@ -20,8 +20,8 @@ from nst_shared.settings import Settings
 
 TASK = "worker.tasks.run_job"  # the service never imports the worker: RQ finds the task by this path
 MAX_REPAIRS = 3  # times a queued job found without its RQ job is queued again before it fails as queue_lost
-# RQ statuses of a job that a worker will still take (or is taking).
-_WAITING = {"queued", "deferred", "scheduled"}
+CONFIRM_S = 1.0  # a queued job must be seen without its RQ job this long apart (two sweeps) to be repaired
+_LATER = {"deferred", "scheduled"}  # RQ statuses of a job RQ will queue by itself later
 
 log = logging.getLogger("nst.queueing")
 
@@ -77,53 +77,75 @@ def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,
                 continue
 
 
-def waiting_in_rq(connection: redis.Redis, rq_id: str | None) -> bool:
-    """Whether RQ still holds job `rq_id` for a worker: queued, or started by a worker that is alive."""
-    if not rq_id:
-        return False
-    status, worker = (_text(v) for v in connection.hmget(Job.key_for(rq_id), "status", "worker_name"))
-    if status in _WAITING:
-        return True
-    # Started: a worker took it and is about to mark the record running, unless that worker has died.
-    return status == "started" and bool(worker) and bool(connection.exists(Keys.worker(worker)))
-
-
 def repair_queued(store: JobStore, queue: Queue, *, settings: Settings, grace_s: float, now: float) -> int:
     """Queue again (or, after MAX_REPAIRS times, fail as queue_lost) the jobs queued for longer than
-    `grace_s` that RQ holds no job for; returns how many were found."""
-    found = 0
-    for job_id in store.queued_since(now - grace_s):
-        with store.redis.pipeline() as pipe:
-            try:
-                pipe.watch(Keys.job(job_id))
-                status, rq_id, repairs, params = (_text(v) for v in pipe.hmget(
-                    Keys.job(job_id), "status", "rq_job_id", "repairs", "params"))
-                if status is None:  # deleted or expired: the index entry is stale
-                    store.redis.zrem(Keys.queued, job_id)
-                if status != JobStatus.QUEUED.value:
-                    continue
-                if waiting_in_rq(store.redis, rq_id):
-                    continue
-                found += 1
-                count = int(repairs or 0) + 1
-                pipe.multi()
-                if count > MAX_REPAIRS:
-                    store.transition_in(pipe, job_id, JobStatus.FAILED, allowed={JobStatus.QUEUED}, error={
-                        "code": "queue_lost", "message": "the job was lost from the queue several times (Redis "
-                        "restarting without its data, or a crash while it was queued)"})
-                    pipe.execute()
-                    log.warning("job %s: lost from the queue %d times; failed", job_id, count - 1)
-                    continue
-                new_rq_id = f"{job_id}-q{count}"
-                pipe.hset(Keys.job(job_id), mapping={"rq_job_id": new_rq_id, "repairs": count})
-                pipe.zadd(Keys.queued, {job_id: now})
-                enqueue_job(queue, job_id, settings=settings, params=_json(params), rq_id=new_rq_id, pipeline=pipe)
+    `grace_s` that RQ holds no job for, once seen so on two sweeps; returns how many were queued again."""
+    suspects = {_text(k): float(v) for k, v in store.redis.hgetall(Keys.queue_suspects).items()}
+    candidates = store.queued_since(now - grace_s)
+    missing = _without_rq_job(store.redis, queue, candidates) if candidates else []
+    stale = set(suspects) - set(missing)
+    if stale:
+        store.redis.hdel(Keys.queue_suspects, *stale)
+    repaired = 0
+    for job_id in missing:
+        # A worker moves a job from the queue to its started registry in two steps: seen between them once,
+        # a job is only suspected; seen without an RQ job again a moment later, it is queued again.
+        if job_id not in suspects:
+            store.redis.hset(Keys.queue_suspects, job_id, repr(now))
+        elif now - suspects[job_id] >= CONFIRM_S:
+            repaired += _repair(store, queue, job_id, settings=settings, now=now)
+            store.redis.hdel(Keys.queue_suspects, job_id)
+    return repaired
+
+
+def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -> list[str]:
+    """Those of the queued `job_ids` that RQ holds no job for: not in the queue, not started by a live worker."""
+    pipe = connection.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hmget(Keys.job(job_id), "status", "rq_job_id")
+    records = [(job_id, _text(status), _text(rq_id)) for job_id, (status, rq_id) in zip(job_ids, pipe.execute())]
+    records = [(job_id, rq_id) for job_id, status, rq_id in records if status == JobStatus.QUEUED.value]
+    waiting = set(queue.get_job_ids())
+    pipe = connection.pipeline(transaction=False)
+    for _, rq_id in records:
+        pipe.hmget(Job.key_for(rq_id or "-"), "status", "worker_name")
+    missing = []
+    for (job_id, rq_id), (status, worker) in zip(records, pipe.execute()):
+        status, worker = _text(status), _text(worker)
+        if rq_id in waiting or status in _LATER:
+            continue
+        if status == "started" and worker and connection.exists(Keys.worker(worker)):
+            continue  # a live worker took it and is about to mark the record running
+        missing.append(job_id)
+    return missing
+
+
+def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, now: float) -> int:
+    with store.redis.pipeline() as pipe:
+        try:
+            pipe.watch(Keys.job(job_id))
+            status, rq_id, repairs, params = (_text(v) for v in pipe.hmget(
+                Keys.job(job_id), "status", "rq_job_id", "repairs", "params"))
+            if status != JobStatus.QUEUED.value:
+                return 0
+            count = int(repairs or 0) + 1
+            pipe.multi()
+            if count > MAX_REPAIRS:
+                store.transition_in(pipe, job_id, JobStatus.FAILED, allowed={JobStatus.QUEUED}, error={
+                    "code": "queue_lost", "message": "the job was lost from the queue several times (Redis "
+                    "restarting without its data, or a crash while it was queued)"})
                 pipe.execute()
-                log.warning("job %s: queued without an RQ job (was %s); queued again as %s", job_id, rq_id,
-                            new_rq_id)
-            except redis.exceptions.WatchError:  # it changed meanwhile: the next round looks again
-                continue
-    return found
+                log.warning("job %s: lost from the queue %d times; failed", job_id, count - 1)
+                return 0
+            new_rq_id = f"{job_id}-q{count}"
+            pipe.hset(Keys.job(job_id), mapping={"rq_job_id": new_rq_id, "repairs": count})
+            pipe.zadd(Keys.queued, {job_id: now})
+            enqueue_job(queue, job_id, settings=settings, params=_json(params), rq_id=new_rq_id, pipeline=pipe)
+            pipe.execute()
+        except redis.exceptions.WatchError:  # it changed meanwhile: the next round looks again
+            return 0
+    log.warning("job %s: queued without an RQ job (was %s); queued again as %s", job_id, rq_id, new_rq_id)
+    return 1
 
 
 def _text(value: Any) -> Any:

@@ -114,7 +114,8 @@ def test_repair_queues_again_records_without_an_rq_job_then_fails_them(store, co
     store.create(in_flight, params={"steps": 1, "max_size": 64}, styles=1, now=now)
     stranded = new_job_id()  # a submission (or requeue) that crashed before its RQ job
     store.create(stranded, params={"steps": 1, "max_size": 64}, styles=1, now=now - 600)
-    assert repair_queued(store, queue, settings=Settings(), grace_s=60, now=now) == 1
+    assert repair_queued(store, queue, settings=Settings(), grace_s=60, now=now) == 0  # suspected only
+    assert repair_queued(store, queue, settings=Settings(), grace_s=60, now=now + 2) == 1  # still without one
     record = store.get(stranded)
     assert record.status is JobStatus.QUEUED and record.rq_job_id in queue.job_ids
     assert store.get(in_flight).rq_job_id is None and store.get(waiting).rq_job_id == waiting
@@ -122,7 +123,18 @@ def test_repair_queues_again_records_without_an_rq_job_then_fails_them(store, co
         for rq_id in queue.job_ids:
             connection.delete(Job.key_for(rq_id))
         queue.empty()
-        repair_queued(store, queue, settings=Settings(), grace_s=60, now=now + 120 * later)
+        for seen in (0, 2):
+            repair_queued(store, queue, settings=Settings(), grace_s=60, now=now + 120 * later + seen)
     failed = store.get(stranded)
     assert failed.status is JobStatus.FAILED and failed.error["code"] == "queue_lost"
     assert connection.zscore(Keys.queued, stranded) is None
+
+
+def test_repair_queues_again_a_job_its_worker_dequeued_and_died_with(store, connection):
+    queue = _queue(connection)
+    now = time.time()
+    job_id = _queued_job(store, queue, now=now - 600)
+    connection.lmove(queue.key, queue.intermediate_queue_key)  # RQ's dequeue, then the worker was killed
+    assert repair_queued(store, queue, settings=Settings(), grace_s=60, now=now) == 0
+    assert repair_queued(store, queue, settings=Settings(), grace_s=60, now=now + 2) == 1
+    assert store.get(job_id).rq_job_id in queue.job_ids
