@@ -31,21 +31,21 @@ class ProgressWriter:
         self._pending[kind] = (data, fields)  # replaces an older one of its kind that Redis never got
         if time.monotonic() < self._down_until:
             return Written.REDIS_DOWN
-        return self.flush()
-
-    def flush(self) -> Written:
-        """Write what is pending now."""
         try:
-            for kind in ("progress", "preview"):
-                if kind in self._pending:
-                    data, fields = self._pending[kind]
-                    running = self._store.running_event(self._job_id, kind, data, **fields)
-                    del self._pending[kind]
-                    if not running:
-                        return Written.NOT_RUNNING
+            return self.flush()
         except REDIS_DOWN:
             self._down_until = time.monotonic() + self._retry_s
             return Written.REDIS_DOWN
+
+    def flush(self) -> Written:
+        """Write what is pending now; Redis's connection errors are raised (what failed stays pending)."""
+        for kind in ("progress", "preview"):
+            if kind in self._pending:
+                data, fields = self._pending[kind]
+                running = self._store.running_event(self._job_id, kind, data, **fields)
+                del self._pending[kind]
+                if not running:
+                    return Written.NOT_RUNNING
         self._down_until = 0.0
         return Written.YES
 

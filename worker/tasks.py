@@ -138,11 +138,11 @@ class _Run:
         result = engine.stylize(content, styles, params, callback=on_progress)
         metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
         stop = reason.get("stop")
-        if stop == "gone":
-            return self.not_ours("stopped")
         if stop == "shutdown":
             return self.requeue()
-        writer.flush()  # what Redis missed of the last steps, before the final event
+        # What Redis missed of the last steps goes before the final event.
+        if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
+            return self.not_ours("stopped")
         if stop == "cancel":
             storage.put(job_id, PREVIEW, encode_image(result.image))
             if not self.finish(JobStatus.CANCELED):
