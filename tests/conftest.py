@@ -106,8 +106,11 @@ class Stack:
         rq_redis = redis.Redis.from_url(self.redis_url)
         from rq import Worker
 
+        from nst_shared.presence import live_workers
+
         expected = sum(1 for w in self.workers if w.poll() is None)
-        wait_until(lambda: Worker.count(connection=rq_redis) >= expected, timeout_s=60, what="worker start")
+        wait_until(lambda: Worker.count(connection=rq_redis) >= expected and live_workers(rq_redis) >= expected,
+                   timeout_s=60, what="worker start")
         return process
 
     def stop(self) -> None:

@@ -15,8 +15,7 @@ from nst_shared import presence
 from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
-from nst_shared.settings import Settings, get_settings
-from nst_shared.storage import Storage
+from nst_shared.settings import get_settings
 from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
@@ -120,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("engine ready on %s (%s); queue %r at %s", engine.device_name, engine.precision, settings.queue_name,
              settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
+    # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
+    until_redis_answers(connection.ping, what="connecting to Redis")
     worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
                         name=args.name, log_job_description=False)
     stop = threading.Event()
