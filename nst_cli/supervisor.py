@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable
 
-STABLE_S = 30.0  # a child that ran this long before it died is not "dying young"
+STABLE_S = 10.0  # a child that ran this long before it died had started fine: it is not "dying young"
 FIRST_PAUSE_S = 1.0
 MAX_PAUSE_S = 30.0
 

@@ -98,8 +98,10 @@ class WebhookSender:
         reclaimed_at = 0.0
         while not self._stop.is_set():
             try:
-                self._redis.sadd(SENDERS, self.id)
-                self._redis.set(sender_alive(self.id), 1, px=int(self._alive_ttl_s * 1000))
+                pipe = self._redis.pipeline()
+                pipe.sadd(SENDERS, self.id)
+                pipe.set(sender_alive(self.id), 1, px=int(self._alive_ttl_s * 1000))
+                pipe.execute()
                 if time.monotonic() - reclaimed_at > self._settings.reaper_interval_s:
                     self.reclaim()
                     reclaimed_at = time.monotonic()
@@ -117,8 +119,9 @@ class WebhookSender:
             return False
         try:
             delivery = json.loads(raw)
-        except ValueError:
-            log.error("webhook delivery dropped: not JSON: %.200r", raw)
+            delivery_body(delivery)
+        except (ValueError, KeyError, TypeError, AttributeError):  # sent again, it would fail again: dropped
+            log.error("webhook delivery dropped: not an outbox entry: %.200r", raw)
             self._redis.lrem(self._processing, 1, raw)
             return True
         token = current_job_id.set(delivery["record"].get("id"))
