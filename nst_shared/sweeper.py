@@ -29,7 +29,7 @@ class Sweeper:
         self.store, self.storage, self.settings = store, storage, settings
         self._clock = clock
         self._grace_s = settings.heartbeat_ttl_s
-        self._unreachable_until: float | None = None  # when this process last failed to reach Redis
+        self._unreachable_at: float | None = None  # when this process last failed to reach Redis
         self.queue = Queue(settings.queue_name, connection=store.redis, serializer=JSONSerializer)
 
     def sweep(self, *, now: float | None = None) -> None:
@@ -37,12 +37,12 @@ class Sweeper:
         try:
             self._sweep(now if now is not None else self._clock())
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            self._unreachable_until = self._clock()
+            self._unreachable_at = self._clock()
             raise
 
     def in_grace(self, now: float) -> bool:
         """Whether Redis came back too recently to take a missing heartbeat as a dead worker."""
-        if self._unreachable_until is not None and now - self._unreachable_until < self._grace_s:
+        if self._unreachable_at is not None and now - self._unreachable_at < self._grace_s:
             return True
         return int(self.store.redis.info("server")["uptime_in_seconds"]) < self._grace_s
 
