@@ -278,7 +278,7 @@ class JobStore:
         index = Keys.owner_jobs(owner) if owner else Keys.jobs_index
         records: list[JobRecord] = []
         start = offset
-        while len(records) < limit:
+        while len(records) < limit and start < self.redis.zcard(index):  # also keeps ZREVRANGE's range in int64
             ids = [_decode_value(i) for i in self.redis.zrevrange(index, start, start + limit - len(records) - 1)]
             if not ids:
                 break

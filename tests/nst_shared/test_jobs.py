@@ -67,6 +67,7 @@ def test_recent_reads_one_page_of_the_owners_index(store, connection):
     page, total = store.recent(offset=2, limit=5, owner="alice")
     assert [r.id for r in page] == [mine[1], mine[0]]
     assert store.recent(offset=0, limit=100, owner=None)[1] == 9
+    assert store.recent(offset=2**63, limit=5, owner="alice") == ([], 4)  # past the end: empty, not an error
     store.delete(mine[0])
     assert store.recent(offset=0, limit=100, owner="alice")[1] == 3
 
