@@ -1,4 +1,6 @@
-"""`nst up`: the whole stack on this machine without Docker: Redis, the API and N warm workers."""
+"""`nst up`: the whole stack on this machine without Docker: Redis, the API and N warm workers, each kept
+running (nst_cli/supervisor.py): the embedded Redis comes back on its port and append-only file, so queued
+jobs survive and the other children keep their URL."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from nst_cli.supervisor import Child
 from nst_shared.allocator import with_engine_malloc
 from nst_shared.settings import Settings
 
@@ -25,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.set_defaults(handler=run_up)
+
+
+def api_command(host: str, port: int) -> list[str]:
+    """The API under uvicorn. Forwarded headers are the app's to trust (NST_TRUSTED_PROXIES), not uvicorn's
+    (it would trust them from any local peer)."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", host, "--port",
+            str(port), "--log-level", "warning", "--no-proxy-headers"]
 
 
 def _free_port() -> int:
@@ -46,26 +56,23 @@ def redis_server_binary() -> str:
         return found
 
 
-def start_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    """An embedded Redis on a free loopback port, persisting (append-only) under `data_dir`."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    process = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-         "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+def redis_command(data_dir: Path, port: int) -> list[str]:
+    """An embedded Redis on loopback `port`, persisting (append-only) under `data_dir`."""
+    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--loglevel", "warning"]
+
+
+def wait_for_redis(url: str, process: subprocess.Popen | None) -> None:
     import redis
 
     for _ in range(100):
         try:
             redis.Redis.from_url(url).ping()
-            return process, url
+            return
         except redis.exceptions.ConnectionError:
-            if process.poll() is not None:
-                raise SystemExit(f"nst up: redis-server exited with {process.returncode}")
+            if process is None or process.poll() is not None:
+                raise SystemExit("nst up: the embedded Redis did not start")
             time.sleep(0.1)
-    process.kill()
     raise SystemExit("nst up: the embedded Redis did not start")
 
 
@@ -75,19 +82,24 @@ def run_up(args: argparse.Namespace) -> int:
     storage.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NST_STORAGE_DIR": str(storage)}
     env.setdefault("NST_LOG_FORMAT", "text")  # a person reads this terminal; containers log JSON
-    redis_process = None
+    redis_child = None
     if "NST_REDIS_URL" not in os.environ:
-        redis_process, env["NST_REDIS_URL"] = start_redis(storage.parent / "redis")
-        print(f"Redis:   embedded, {env['NST_REDIS_URL']} (data in {storage.parent / 'redis'})", flush=True)
+        data_dir = storage.parent / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()  # kept for the stack's life: a restarted Redis comes back where the others look
+        env["NST_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        redis_child = Child("Redis", lambda: subprocess.Popen(redis_command(data_dir, port),
+                                                              stdout=subprocess.DEVNULL))
+        wait_for_redis(env["NST_REDIS_URL"], redis_child.process)
+        print(f"Redis:   embedded, {env['NST_REDIS_URL']} (data in {data_dir})", flush=True)
     else:
         print(f"Redis:   {settings.redis_url}", flush=True)
 
-    api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", args.host,
-               "--port", str(args.port), "--log-level", "warning"]
-    worker_cmd = [sys.executable, "-m", "worker"]
-    api = subprocess.Popen(api_cmd, env=env)
     worker_env = with_engine_malloc(env)
-    workers = [subprocess.Popen(worker_cmd, env=worker_env) for _ in range(args.workers)]
+    api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port), env=env))
+    workers = [Child(f"worker {i + 1}", lambda: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_env))
+               for i in range(args.workers)]
+    children = [*([redis_child] if redis_child else []), api, *workers]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Web:     http://{shown}:{args.port}/\nAPI:     http://{shown}:{args.port}/docs\n"
           f"Workers: {args.workers}. Ctrl-C stops everything.", flush=True)
@@ -100,24 +112,16 @@ def run_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    code = 0
     try:
         while not stopping:
-            time.sleep(0.5)
-            if api.poll() is not None:
-                print(f"nst up: the API exited with {api.returncode}", file=sys.stderr)
-                code = 1
-                break
-            for i, worker in enumerate(workers):
-                if worker.poll() is not None:  # its job is failed as worker_lost; keep the pool full
-                    print(f"nst up: worker {worker.pid} exited with {worker.returncode}; restarting",
-                          file=sys.stderr)
-                    workers[i] = subprocess.Popen(worker_cmd, env=worker_env)
+            time.sleep(0.25)
+            for child in children:  # a worker's lost job is retried or failed by the sweepers
+                child.supervise()
     finally:
-        _stop_all([*workers, api])
-        if redis_process is not None:
-            _stop_all([redis_process])
-    return code
+        _stop_all([c.process for c in [api, *workers] if c.process is not None])
+        if redis_child is not None and redis_child.process is not None:
+            _stop_all([redis_child.process])
+    return 0
 
 
 def _stop_all(processes: list[subprocess.Popen]) -> None:

@@ -1,8 +1,9 @@
 """Job records in Redis, shared by the API and the workers: statuses, key layout, state changes, events.
 
 The record (a hash) is the source of truth for clients; RQ only carries the job id to a worker. Every
-state change is a compare-and-set in a Lua script that also appends to the job's event stream, so status
-and progress never overwrite each other and an SSE client replaying the stream sees every change once.
+state change is a compare-and-set in a Lua script that also appends to the job's event stream, keeps the
+indexes and writes the job's webhook deliveries to the outbox, so status and progress never overwrite each
+other, an SSE client replaying the stream sees every change once, and no change is without its delivery.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ class Keys:
     """The Redis key layout, in one place."""
 
     jobs_index = f"{PREFIX}:jobs"  # sorted set: job id -> created_at
+    owners = f"{PREFIX}:owners"  # set of owners (API key hashes) with an index of their own
+    queued = f"{PREFIX}:queued"  # sorted set: job id -> when it was last queued (the sweeper's check of RQ)
+    queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
+    workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
     # Metrics (nst_shared/metrics.py): hashes every API process reads at scrape time.
     job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
     job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
@@ -69,29 +74,62 @@ class Keys:
     def idempotency(key: str) -> str:
         return f"{PREFIX}:idempotency:{key}"
 
+    @staticmethod
+    def owner_jobs(owner: str) -> str:
+        return f"{PREFIX}:owner:{owner}:jobs"  # sorted set: job id -> created_at, one owner's jobs
 
-# KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), and optionally
-# a heartbeat key that must be absent (so a sweeper never fails or requeues a job a live worker has just
-# taken). ARGV: new status, allowed current statuses (comma list), terminal (0/1), ttl_s, maxlen, then
-# field/value pairs to set. Returns "OK", or the current status ("alive" when the heartbeat exists).
+    @staticmethod
+    def worker(name: str) -> str:
+        return f"{PREFIX}:worker:{name}"
+
+
+# KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), queued index,
+# webhook outbox, and optionally a heartbeat key that must be absent (so a sweeper never fails or requeues a
+# job a live worker has just taken). ARGV: new status, allowed current statuses (comma list), terminal (0/1),
+# ttl_s, maxlen, now, then field/value pairs to set. Returns "OK", or the current status ("alive" when the
+# heartbeat exists). Deliveries are written here, not after, so a crash cannot lose one (at least once).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
-if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then return 'alive' end
+if KEYS[7] and redis.call('EXISTS', KEYS[7]) == 1 then return 'alive' end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. current .. ',', 1, true) then return current end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 6))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
-           'data', cjson.encode({status = ARGV[1], previous = current}))
-if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], string.match(KEYS[1], '[^:]+$'))
-else redis.call('SREM', KEYS[3], string.match(KEYS[1], '[^:]+$')) end
+local id = string.match(KEYS[1], '[^:]+$')
+redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 7))
+local events = {status = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
+                                    'data', cjson.encode({status = ARGV[1], previous = current}))}
+if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], id) else redis.call('SREM', KEYS[3], id) end
+if ARGV[1] == 'queued' then redis.call('ZADD', KEYS[5], ARGV[6], id) else redis.call('ZREM', KEYS[5], id) end
 if ARGV[3] == '1' then
   redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'completed',
-             'data', cjson.encode({status = ARGV[1]}))
+  events.completed = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'completed',
+                                'data', cjson.encode({status = ARGV[1]}))
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
+local extra = redis.call('HGET', KEYS[1], 'extra')
+if extra and string.find(extra, '"webhook"', 1, true) then
+  local hook = cjson.decode(extra).webhook
+  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params'}
+  local values = redis.call('HMGET', KEYS[1], unpack(names))
+  local record = {}
+  for i, name in ipairs(names) do record[name] = values[i] or '' end
+  for _, kind in ipairs(hook.events) do
+    local event_id = events[kind]
+    if event_id then
+      redis.call('LPUSH', KEYS[6], cjson.encode({
+        id = 'msg_' .. id .. '_' .. (string.gsub(event_id, '-', '_')), url = hook.url, event = kind,
+        attempt = 0, at = ARGV[6], record = record}))
+    end
+  end
+end
 return 'OK'
+"""
+
+# KEYS: job hash. ARGV: field/value pairs. Writes only to a record that exists (never recreates a deleted one).
+_SET_FIELDS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
 """
 
 # KEYS: job hash, events stream. ARGV: event type, event json, maxlen, then field/value pairs.
@@ -165,6 +203,7 @@ class JobStore:
         self.ttl_s = ttl_s
         self._transition = connection.register_script(_TRANSITION)
         self._running_event = connection.register_script(_RUNNING_EVENT)
+        self._set_fields = connection.register_script(_SET_FIELDS)
 
     def create(self, job_id: str, *, params: dict[str, Any], styles: int, owner: str | None = None,
                extra: dict[str, Any] | None = None, now: float | None = None) -> JobRecord:
@@ -177,6 +216,10 @@ class JobStore:
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.zadd(Keys.jobs_index, {job_id: created})
+        pipe.zadd(Keys.queued, {job_id: created})
+        if owner:
+            pipe.zadd(Keys.owner_jobs(owner), {job_id: created})
+            pipe.sadd(Keys.owners, owner)
         pipe.hincrby(Keys.job_counts, "submitted", 1)
         pipe.execute()
         return self.get(job_id)  # type: ignore[return-value]
@@ -185,48 +228,37 @@ class JobStore:
         data = self.redis.hgetall(Keys.job(job_id))
         return JobRecord.from_hash(_decode(data)) if data else None
 
-    def set_fields(self, job_id: str, **fields: Any) -> None:
-        self.redis.hset(Keys.job(job_id), mapping={k: _encode(v) for k, v in fields.items()})
+    def set_fields(self, job_id: str, **fields: Any) -> bool:
+        """Set `fields` on the job's record; False (and nothing written) when the record is gone."""
+        return bool(self._set_fields(keys=[Keys.job(job_id)], args=_pairs(fields)))
 
     def transition(self, job_id: str, to: JobStatus, *, allowed: set[JobStatus] | frozenset[JobStatus],
                    only_if_lost: bool = False, **fields: Any) -> bool:
         """Move the job to `to` if its status is in `allowed` (and, with `only_if_lost`, no worker beats for
         it); set `fields` with it. False when it was not."""
-        if to.terminal:
-            fields.setdefault("finished_at", time.time())
-        pairs: list[Any] = []
-        for name, value in fields.items():
-            pairs += [name, _encode(value)]
-        result = self._transition(
-            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts,
-                  *([Keys.heartbeat(job_id)] if only_if_lost else [])],
-            args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
-                  *pairs])
-        if _decode_value(result) != "OK":
-            return False
-        self._queue_webhooks(job_id, to)
-        return True
+        return _decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK"
 
-    def _queue_webhooks(self, job_id: str, status: JobStatus) -> None:
-        """Queue the deliveries the job asked for at submission (a thread in the workers sends them)."""
-        hook = json.loads(_decode_value(self.redis.hget(Keys.job(job_id), "extra")) or "{}").get("webhook")
-        if not hook:
-            return
-        record = self.get(job_id)
-        if record is None:
-            return
-        kinds = [k for k in hook["events"] if k == "status" or (k == "completed" and status.terminal)]
-        for kind in kinds:
-            self.redis.lpush(webhooks.PENDING, webhooks.new_delivery(
-                hook["url"], kind, webhooks.job_payload(record, status=status.value)))
+    def transition_in(self, pipeline: redis.client.Pipeline, job_id: str, to: JobStatus, *,
+                      allowed: set[JobStatus] | frozenset[JobStatus], **fields: Any) -> None:
+        """Queue the same transition on `pipeline`, a transaction whose caller has checked (under WATCH)
+        that it applies, so that it commits together with the caller's other writes."""
+        self._call_transition(pipeline, job_id, to, allowed, False, fields)
+
+    def _call_transition(self, client: Any, job_id: str, to: JobStatus, allowed: frozenset[JobStatus] | set[JobStatus],
+                         only_if_lost: bool, fields: dict[str, Any]) -> Any:
+        now = time.time()
+        if to.terminal:
+            fields.setdefault("finished_at", now)
+        return self._transition(
+            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts, Keys.queued,
+                  webhooks.PENDING, *([Keys.heartbeat(job_id)] if only_if_lost else [])],
+            args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
+                  repr(now), *_pairs(fields)], client=client)
 
     def running_event(self, job_id: str, event_type: str, data: dict[str, Any], **fields: Any) -> bool:
         """Append a progress or preview event (and set `fields`) while the job runs."""
-        pairs: list[Any] = []
-        for name, value in fields.items():
-            pairs += [name, _encode(value)]
         return bool(self._running_event(keys=[Keys.job(job_id), Keys.events(job_id)],
-                                        args=[event_type, json.dumps(data), EVENTS_MAXLEN, *pairs]))
+                                        args=[event_type, json.dumps(data), EVENTS_MAXLEN, *_pairs(fields)]))
 
     def request_cancel(self, job_id: str) -> None:
         self.redis.set(Keys.cancel(job_id), 1, ex=self.ttl_s)
@@ -239,21 +271,60 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         # The cancel flag stays (it expires): a worker still running the job must see it and stop.
-        self.redis.delete(Keys.job(job_id), Keys.events(job_id), Keys.heartbeat(job_id))
-        self.redis.zrem(Keys.jobs_index, job_id)
-        self.redis.srem(Keys.running, job_id)
+        owner = _decode_value(self.redis.hget(Keys.job(job_id), "owner"))
+        pipe = self.redis.pipeline()
+        pipe.delete(Keys.job(job_id), Keys.events(job_id), Keys.heartbeat(job_id))
+        pipe.zrem(Keys.jobs_index, job_id)
+        pipe.zrem(Keys.queued, job_id)
+        pipe.srem(Keys.running, job_id)
+        if owner:
+            pipe.zrem(Keys.owner_jobs(owner), job_id)
+        pipe.execute()
 
     def recent(self, *, offset: int, limit: int, owner: str | None = None) -> tuple[list[JobRecord], int]:
-        """Newest first; records that expired are dropped from the index on the way."""
-        ids = [_decode_value(i) for i in self.redis.zrevrange(Keys.jobs_index, 0, -1)]
-        records = []
-        for job_id in ids:
-            record = self.get(job_id)
-            if record is None:
-                self.redis.zrem(Keys.jobs_index, job_id)
-            elif owner is None or record.owner == owner:
-                records.append(record)
-        return records[offset:offset + limit], len(records)
+        """One page, newest first, of every job (`owner` None) or of one owner's; reads only that page (ids
+        of records that expired are dropped from the index on the way)."""
+        index = Keys.owner_jobs(owner) if owner else Keys.jobs_index
+        records: list[JobRecord] = []
+        start = offset
+        while len(records) < limit and start < self.redis.zcard(index):  # also keeps ZREVRANGE's range in int64
+            ids = [_decode_value(i) for i in self.redis.zrevrange(index, start, start + limit - len(records) - 1)]
+            if not ids:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(Keys.job(job_id))
+            gone = []
+            for job_id, data in zip(ids, pipe.execute()):
+                if data:
+                    records.append(JobRecord.from_hash(_decode(data)))
+                else:
+                    gone.append(job_id)
+            if gone:
+                self.redis.zrem(index, *gone)
+            start += len(ids) - len(gone)
+        return records, self.redis.zcard(index)
+
+    def prune_indexes(self, *, now: float | None = None) -> int:
+        """Drop from the job indexes the ids whose records expired; returns how many went."""
+        cutoff = (now if now is not None else time.time()) - self.ttl_s  # younger records cannot have expired
+        indexes = [Keys.jobs_index, *(Keys.owner_jobs(_decode_value(o)) for o in self.redis.smembers(Keys.owners))]
+        dropped = 0
+        for index in indexes:
+            ids = [_decode_value(i) for i in self.redis.zrangebyscore(index, "-inf", cutoff)]
+            if not ids:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.exists(Keys.job(job_id))
+            gone = [job_id for job_id, exists in zip(ids, pipe.execute()) if not exists]
+            if gone:
+                dropped += self.redis.zrem(index, *gone)
+        return dropped
+
+    def queued_since(self, cutoff: float) -> list[str]:
+        """Ids of jobs queued (last) before `cutoff`, from the queued index."""
+        return [_decode_value(i) for i in self.redis.zrangebyscore(Keys.queued, "-inf", cutoff)]
 
     def lost(self) -> list[str]:
         """Running jobs whose worker stopped beating (killed, out of memory, machine lost)."""
@@ -293,6 +364,11 @@ def _events(reply: Any) -> list[tuple[str, str, dict[str, Any]]]:
             fields = _decode(fields)
             out.append((_decode_value(event_id), fields["type"], json.loads(fields["data"])))
     return out
+
+
+def _pairs(fields: dict[str, Any]) -> list[str]:
+    """Hash fields as the flat name, value list HSET and the scripts take."""
+    return [item for name, value in fields.items() for item in (name, _encode(value))]
 
 
 def _encode(value: Any) -> str:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
     max_styles: int = Field(4, description="Most style images per job.")
     max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
+    max_decoding_pixels: int = Field(80_000_000, description="Pixels the API decodes at once at most while it "
+                                     "checks uploads (a JPEG counts 1/64: it is checked at 1/8 scale); bounds "
+                                     "its memory, other uploads wait.")
     max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for.")
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
@@ -46,6 +49,8 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
     reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
     orphan_grace_s: float = Field(300.0, description="Age after which files without a job record are deleted.")
+    queued_grace_s: float = Field(60.0, description="Age after which a queued job that RQ holds no job for (a "
+                                  "crash cut its submission or requeue short) is queued again.")
     sse_keepalive_s: float = Field(15.0, description="Seconds between keep-alive comments on event streams.")
     webhook_secret: str = Field("", description="HMAC key that signs webhook deliveries; webhooks are "
                                 "refused while it is empty.")
@@ -64,6 +69,12 @@ class Settings(BaseSettings):
                                              "without keys) per minute; 0 = no limit.")
     rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
                                                 "minute; 0 = no limit.")
+    rate_limit_auth_failures_per_min: int = Field(10, description="Requests with a wrong API key per client "
+                                                  "address per minute; past it every request from that address "
+                                                  "is answered 429 before its key is checked; 0 = no limit.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or CIDRs of reverse proxies "
+                                       "whose X-Forwarded-For names the client (JSON list); from any other peer "
+                                       "the header is ignored.")
     max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x output megapixels at most.")
     redis_max_connections: int = Field(1000, description="Redis connections an API process opens at most "
                                        "(each open event stream holds one while it waits).")

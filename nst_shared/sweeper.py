@@ -1,41 +1,75 @@
-"""Housekeeping shared by the API and the workers: retry or fail jobs whose worker died, delete expired files."""
+"""Housekeeping shared by the API and the workers: retry or fail jobs whose worker died, queue again jobs that
+lost their RQ job, drop expired ids from the indexes, delete expired files."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
+import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from nst_shared.jobs import JobStore, Keys
-from nst_shared.queueing import requeue
+from nst_shared.queueing import repair_queued, requeue
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 
 log = logging.getLogger("nst.sweeper")
 
 
-def sweep(store: JobStore, storage: Storage, settings: Settings, *, now: float | None = None) -> None:
-    """One round: lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost;
-    folders of expired or deleted jobs go."""
-    queue = Queue(settings.queue_name, connection=store.redis, serializer=JSONSerializer)
-    for job_id in store.lost():
-        record = store.get(job_id)
-        if record is not None and record.attempts <= settings.retry_lost_jobs:
-            rq_id = requeue(store, queue, job_id, settings=settings, only_if_lost=True)
-            if rq_id is not None:
-                log.warning("job %s: worker lost; queued again as %s (attempt %d)", job_id, rq_id,
-                            record.attempts + 1)
+class Sweeper:
+    """One `sweep()` a round. After Redis comes back (restarted: its heartbeat keys expired or lost with it;
+    or out of this process's reach) nothing is failed or requeued for a grace period, so the workers that
+    lived through the outage beat again first."""
+
+    def __init__(self, store: JobStore, storage: Storage, settings: Settings, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.storage, self.settings = store, storage, settings
+        self._clock = clock
+        self._grace_s = settings.heartbeat_ttl_s
+        self._unreachable_at: float | None = None  # when this process last failed to reach Redis
+        self.queue = Queue(settings.queue_name, connection=store.redis, serializer=JSONSerializer)
+
+    def sweep(self, *, now: float | None = None) -> None:
+        """One round; a Redis error ends it (the next round tries again) and starts a grace period."""
+        try:
+            self._sweep(now if now is not None else self._clock())
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            self._unreachable_at = self._clock()
+            raise
+
+    def in_grace(self, now: float) -> bool:
+        """Whether Redis came back too recently to take a missing heartbeat as a dead worker."""
+        if self._unreachable_at is not None and now - self._unreachable_at < self._grace_s:
+            return True
+        return int(self.store.redis.info("server")["uptime_in_seconds"]) < self._grace_s
+
+    def _sweep(self, now: float) -> None:
+        if not self.in_grace(now):
+            self._recover_lost_jobs()
+            repair_queued(self.store, self.queue, settings=self.settings, grace_s=self.settings.queued_grace_s,
+                          now=now)
+        self.store.prune_indexes(now=now)
+        for job_id in self.storage.job_ids():
+            if self.store.redis.exists(Keys.job(job_id)):
                 continue
-        if store.fail_lost(job_id):
-            log.warning("job %s: worker lost", job_id)
-    current = now if now is not None else time.time()
-    for job_id in storage.job_ids():
-        if store.redis.exists(Keys.job(job_id)):
-            continue
-        # A job's files are written before its record exists: young files are left alone.
-        modified_at = storage.modified_at(job_id)
-        if modified_at is not None and current - modified_at > settings.orphan_grace_s:
-            storage.delete_job(job_id)
-            log.info("job %s: files deleted (expired)", job_id)
+            # A job's files are written before its record exists: young files are left alone.
+            modified_at = self.storage.modified_at(job_id)
+            if modified_at is not None and now - modified_at > self.settings.orphan_grace_s:
+                self.storage.delete_job(job_id)
+                log.info("job %s: files deleted (expired)", job_id)
+
+    def _recover_lost_jobs(self) -> None:
+        """Lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost."""
+        for job_id in self.store.lost():
+            record = self.store.get(job_id)
+            if record is not None and record.attempts <= self.settings.retry_lost_jobs:
+                rq_id = requeue(self.store, self.queue, job_id, settings=self.settings, only_if_lost=True)
+                if rq_id is not None:
+                    log.warning("job %s: worker lost; queued again as %s (attempt %d)", job_id, rq_id,
+                                record.attempts + 1)
+                    continue
+            if self.store.fail_lost(job_id):
+                log.warning("job %s: worker lost", job_id)

@@ -1,5 +1,5 @@
 """Webhooks, the torch-free shared part: which URLs a job may report to (SSRF checks), how a delivery is
-signed and verified, and the shape of a queued delivery.
+signed and verified, the outbox's keys, and the body a delivery sends.
 
 Signatures follow Standard Webhooks (https://www.standardwebhooks.com): headers `webhook-id`,
 `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`. The id is
@@ -18,15 +18,18 @@ import ipaddress
 import json
 import socket
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 EVENTS = ("completed", "status")  # completed: once, when the job ends; status: every status change
+# The outbox. A job's transition script pushes its deliveries on PENDING; a sender moves one at a time to a
+# processing list of its own and removes it there only once it is sent, given up or rescheduled on RETRY,
+# so a sender that dies mid-delivery loses nothing: its list goes back to PENDING (at least once).
 PENDING = "nst:webhooks:pending"  # Redis list of deliveries ready to send
 RETRY = "nst:webhooks:retry"  # Redis sorted set: delivery -> time of its next attempt
+SENDERS = "nst:webhooks:senders"  # set of sender ids that may hold deliveries in a processing list
 TOLERANCE_S = 300  # how far a delivery's timestamp may be from the receiver's clock
 
 Resolver = Callable[..., list[tuple[Any, ...]]]  # socket.getaddrinfo's shape
@@ -153,18 +156,30 @@ def _iso(value: float | None) -> str | None:
     return datetime.fromtimestamp(value, tz=timezone.utc).isoformat() if value is not None else None
 
 
-def job_payload(record: Any, *, status: str) -> dict[str, Any]:
-    """The `job` part of a delivery body, from a job record: enough to act on without another request
-    (the full job is at `links.self`). `status` is the one this delivery is about."""
-    base = f"/jobs/{record.id}"
-    return {"job": {"id": record.id, "status": status, "error": record.error,
-                    "created_at": _iso(record.created_at), "started_at": _iso(record.started_at),
-                    "finished_at": _iso(record.finished_at), "params": record.params,
+def processing_list(sender_id: str) -> str:
+    """The Redis list holding the delivery a sender is working on."""
+    return f"nst:webhooks:processing:{sender_id}"
+
+
+def sender_alive(sender_id: str) -> str:
+    """The key whose life (a TTL the sender refreshes) says the sender is still running."""
+    return f"nst:webhooks:sender:{sender_id}"
+
+
+def delivery_body(delivery: dict[str, Any]) -> dict[str, Any]:
+    """The JSON a delivery POSTs, from its outbox entry (the message id, URL, event, time, and the job's
+    record fields as the transition left them): enough to act on without another request (the full job is
+    at `links.self`)."""
+    record = delivery["record"]
+
+    def number(name: str) -> float | None:
+        return float(record[name]) if record.get(name) else None
+
+    base = f"/jobs/{record['id']}"
+    return {"type": f"job.{delivery['event']}", "timestamp": _iso(float(delivery["at"])),
+            "job": {"id": record["id"], "status": record["status"],
+                    "error": json.loads(record["error"]) if record.get("error") else None,
+                    "created_at": _iso(number("created_at")), "started_at": _iso(number("started_at")),
+                    "finished_at": _iso(number("finished_at")),
+                    "params": json.loads(record["params"]) if record.get("params") else {},
                     "links": {"self": base, "events": f"{base}/events", "result": f"{base}/result"}}}
-
-
-def new_delivery(url: str, event: str, payload: dict[str, Any]) -> str:
-    """A delivery as queued in Redis: JSON with its message id, URL, body and attempts so far."""
-    return json.dumps({"id": f"msg_{uuid.uuid4().hex}", "url": url, "attempt": 0,
-                       "body": {"type": f"job.{event}", "timestamp": datetime.now(timezone.utc).isoformat(),
-                                **payload}})

@@ -12,12 +12,13 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import open_storage
-from nst_shared.sweeper import sweep
+from nst_shared.sweeper import Sweeper
 from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
@@ -34,10 +35,11 @@ log = logging.getLogger("nst.api")
 
 async def _sweep_forever(app: FastAPI) -> None:
     settings: Settings = app.state.settings
+    sweeper = Sweeper(app.state.store, app.state.storage, settings)
     while True:
         await asyncio.sleep(settings.reaper_interval_s)
         try:
-            await asyncio.to_thread(sweep, app.state.store, app.state.storage, settings)
+            await asyncio.to_thread(sweeper.sweep)
         except Exception as exc:  # Redis restarting: next round
             log.debug("sweep failed: %s", exc)
 
@@ -84,5 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestIds)  # outermost: every answer, even a refused body, carries X-Request-ID
+    app.add_middleware(RequestIds)  # every answer, even a refused body, carries X-Request-ID
+    if settings.trusted_proxies:  # outermost: everything inside sees the client the proxy names
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -116,7 +116,9 @@ def get_keys(request: Request) -> KeyRing:
     return request.app.state.keys
 
 
-def _client_ip(request: Request) -> str:
+def client_ip(request: Request) -> str:
+    """The client's address: the peer's, or the one a trusted proxy names (NST_TRUSTED_PROXIES, applied by
+    uvicorn's ProxyHeadersMiddleware in create_app; uvicorn itself runs with --no-proxy-headers)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -131,12 +133,12 @@ def authenticate(request: Request, *, links: bool) -> Caller:
     """Who is calling (see `Caller`); 401 when keys are on and none (nor, with `links`, a token) came."""
     keys: KeyRing = request.app.state.keys
     if not keys.enabled:
-        return Caller(owner=None, identity=f"ip:{_client_ip(request)}")
+        return Caller(owner=None, identity=f"ip:{client_ip(request)}")
     key = _presented_key(request)
     if key is None:
         token = request.query_params.get(TOKEN_PARAM) if links else None
         if token:
-            return Caller(owner=None, identity=f"ip:{_client_ip(request)}", token=token)
+            return Caller(owner=None, identity=f"ip:{client_ip(request)}", token=token)
         raise ApiError(401, "api_key_required", "this service needs an API key: send Authorization: Bearer "
                        "<key> or X-API-Key", headers={"WWW-Authenticate": 'Bearer realm="nst"'})
     owner = keys.owner(key)

@@ -1,5 +1,7 @@
 """Checks every /jobs request's API key and rate limits from its headers alone, before its body is read:
-a stranger without a key, or over the limit, never gets an upload parsed."""
+a stranger without a key, or over the limit, never gets an upload parsed. Wrong keys are counted per client
+address, and an address past its limit is refused before its key is checked, so keys cannot be guessed at
+full speed."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.auth import authenticate
+from service.auth import authenticate, client_ip
 from service.errors import ApiError, error_body, redis_down_response
 
 # The read-only URLs a browser opens by link (EventSource, <img>, downloads): a signed token is enough there.
@@ -30,13 +32,20 @@ class AccessGuard:
             return
         request = Request(scope)
         state = request.app.state
+        limiter, settings = state.rate_limiter, state.settings
+        address, failures_per_min = f"ip:{client_ip(request)}", settings.rate_limit_auth_failures_per_min
         try:
-            caller = authenticate(request, links=request.method == "GET" and bool(_LINK_PATH.match(path)))
-            await state.rate_limiter.hit("requests", caller.identity,
-                                         per_window=state.settings.rate_limit_requests_per_min)
+            if state.keys.enabled:
+                await limiter.check("auth_failures", address, per_window=failures_per_min)
+            try:
+                caller = authenticate(request, links=request.method == "GET" and bool(_LINK_PATH.match(path)))
+            except ApiError as exc:
+                if exc.code == "invalid_api_key":
+                    await limiter.hit("auth_failures", address, per_window=failures_per_min)
+                raise
+            await limiter.hit("requests", caller.identity, per_window=settings.rate_limit_requests_per_min)
             if request.method == "POST" and path == "/jobs":
-                await state.rate_limiter.hit("submissions", caller.identity,
-                                             per_window=state.settings.rate_limit_submissions_per_min)
+                await limiter.hit("submissions", caller.identity, per_window=settings.rate_limit_submissions_per_min)
         except ApiError as exc:
             response = JSONResponse(error_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
             await response(scope, receive, send)

@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
                                     SummaryMetricFamily)
 from prometheus_client.registry import Collector
-from rq import Queue, Worker
+from rq import Queue
 
 from nst_shared import metrics
+from nst_shared.presence import live_workers
 
 
 class JobCollector(Collector):
@@ -27,7 +28,7 @@ class JobCollector(Collector):
             snapshot = metrics.read_snapshot(self._redis)
             queue = Queue(self._queue_name, connection=self._redis)
             depth = queue.count
-            workers = Worker.count(connection=self._redis)
+            workers = live_workers(self._redis)
         except redis.exceptions.RedisError:
             yield GaugeMetricFamily("nst_redis_up", "1 when Redis answered this scrape.", value=0)
             return
@@ -41,7 +42,7 @@ class JobCollector(Collector):
         yield finished
         yield GaugeMetricFamily("nst_jobs_running", "Jobs a worker is running now.", value=snapshot.running)
         yield GaugeMetricFamily("nst_queue_depth", "Jobs waiting in the queue.", value=depth)
-        yield GaugeMetricFamily("nst_workers", "Live workers (registered in Redis).", value=workers)
+        yield GaugeMetricFamily("nst_workers", "Live workers (each beat within NST_HEARTBEAT_TTL_S).", value=workers)
         duration = HistogramMetricFamily("nst_job_duration_seconds", "Running time of jobs a worker ran, by "
                                          "final status.", labels=["status"])
         for status, histogram in snapshot.durations.items():

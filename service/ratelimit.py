@@ -23,21 +23,42 @@ return {count, ttl}
 """
 
 WINDOW_S = 60
+_WHAT = {"requests": "requests", "submissions": "job submissions", "auth_failures": "requests with a wrong API key"}
 
 
 class RateLimiter:
     """Counts requests of one kind per identity in a `WINDOW_S` window; over `per_window`, 429."""
 
     def __init__(self, connection: aioredis.Redis) -> None:
+        self._redis = connection
         self._hit = connection.register_script(_HIT)
 
     async def hit(self, kind: str, identity: str, *, per_window: int) -> None:
         """Count one request; raise 429 with Retry-After when it is over the limit (0 = no limit)."""
         if per_window <= 0:
             return
-        count, ttl_ms = await self._hit(keys=[f"{PREFIX}:rate:{kind}:{identity}"], args=[WINDOW_S * 1000])
+        count, ttl_ms = await self._hit(keys=[_key(kind, identity)], args=[WINDOW_S * 1000])
         if int(count) > per_window:
-            retry_s = max(1, math.ceil(int(ttl_ms) / 1000))
-            what = "requests" if kind == "requests" else "job submissions"
-            raise ApiError(429, "rate_limited", f"too many {what}: at most {per_window} per minute; "
-                           f"try again in {retry_s} s", headers={"Retry-After": str(retry_s)})
+            raise _refusal(kind, per_window, int(ttl_ms))
+
+    async def check(self, kind: str, identity: str, *, per_window: int) -> None:
+        """429 when `identity` already used up its `per_window` of this kind (nothing counted)."""
+        if per_window <= 0:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(_key(kind, identity))
+        pipe.pttl(_key(kind, identity))
+        count, ttl_ms = await pipe.execute()
+        if count is not None and int(count) >= per_window:
+            raise _refusal(kind, per_window, int(ttl_ms))
+
+
+def _key(kind: str, identity: str) -> str:
+    return f"{PREFIX}:rate:{kind}:{identity}"
+
+
+def _refusal(kind: str, per_window: int, ttl_ms: int) -> ApiError:
+    retry_s = max(1, math.ceil(ttl_ms / 1000))
+    return ApiError(429, "auth_rate_limited" if kind == "auth_failures" else "rate_limited",
+                    f"too many {_WHAT[kind]}: at most {per_window} per minute; try again in {retry_s} s",
+                    headers={"Retry-After": str(retry_s)})

@@ -15,13 +15,14 @@ from starlette.datastructures import UploadFile
 
 from nst_shared import webhooks
 from nst_shared.errors import ImageError
-from nst_shared.images import check_min_side, decode_image, fit_size
+from nst_shared.images import check_min_side, fit_size
 from nst_shared.jobs import JobRecord, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 from service.caps import check_budget, check_caps
+from service.decoding import check_upload
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
 
@@ -101,18 +102,16 @@ class Submissions:
         return record
 
     def _check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
-        max_pixels = self.settings.max_image_pixels
         try:
-            image = decode_image(content, max_pixels=max_pixels)
-            out = fit_size(*image.size, params.max_size)
+            out = fit_size(*check_upload(content, self.settings), params.max_size)
             check_min_side(out, "content image at this max_size")
             check_budget(params.steps, out, self.settings)
         except ImageError as exc:
             raise from_image_error(exc, "content") from None
         for data in styles:
             try:
-                style = decode_image(data, max_pixels=max_pixels)
-                check_min_side(fit_size(*style.size, round(max(out) * params.style_scale)),
+                style_size = check_upload(data, self.settings)
+                check_min_side(fit_size(*style_size, round(max(out) * params.style_scale)),
                                "style image at this style_scale")
             except ImageError as exc:
                 raise from_image_error(exc, "style") from None

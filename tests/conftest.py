@@ -19,6 +19,8 @@ import pytest
 import redis
 from PIL import Image
 
+from nst_cli.up import api_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,13 +57,19 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--save", "", "--databases", "64"], stdout=subprocess.DEVNULL)
+             "--appendonly", "yes", "--save", "", "--databases", "256"], stdout=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         wait_until(lambda: _pings(client), timeout_s=10, what="redis-server")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer does: only what the append-only file got (fsync every second) stays."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(10)
 
     def client(self) -> redis.Redis:
@@ -98,8 +106,11 @@ class Stack:
         rq_redis = redis.Redis.from_url(self.redis_url)
         from rq import Worker
 
+        from nst_shared.presence import live_workers
+
         expected = sum(1 for w in self.workers if w.poll() is None)
-        wait_until(lambda: Worker.count(connection=rq_redis) >= expected, timeout_s=60, what="worker start")
+        wait_until(lambda: Worker.count(connection=rq_redis) >= expected and live_workers(rq_redis) >= expected,
+                   timeout_s=60, what="worker start")
         return process
 
     def stop(self) -> None:
@@ -113,14 +124,19 @@ class Stack:
                 process.kill()
 
 
-_next_db = iter(range(1, 64))
+_next_db = iter(range(1, 256))
+
+
+def next_database_url(redis_url: str) -> str:
+    """`redis_url` with a Redis database no other test of the session uses."""
+    return redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
 
 
 def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings: object) -> Stack:
     """API (uvicorn, exactly as `nst up` runs it) plus `workers` worker processes, with NST_* overrides.
 
     Each stack gets a Redis database of its own, so stacks never take each other's jobs."""
-    redis_url = redis_url.rsplit("/", 1)[0] + f"/{next(_next_db)}"
+    redis_url = next_database_url(redis_url)
     storage = tmp_path / "storage"
     logs = tmp_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -129,9 +145,8 @@ def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings:
            "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",  # tests that poll fast; the rate-limit tests set them
            **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}}
     port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
-                            "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
-                           stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT)
+    api = subprocess.Popen(api_command("127.0.0.1", port), env=env, cwd=ROOT, stdout=open(logs / "api.log", "wb"),
+                           stderr=subprocess.STDOUT)
     stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, storage_dir=storage, env=env, api=api,
                   log_dir=logs)
     wait_until(lambda: answers_ok(f"{stack.url}/healthz"), timeout_s=30, what="API start")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from nst_shared.jobs import JobStore, Keys
+from worker.outage import REDIS_DOWN
 
 
 class Heartbeat:
@@ -17,14 +18,20 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
     def __enter__(self) -> "Heartbeat":
-        self._store.beat(self._job_id, self._ttl_s)
+        try:
+            self._store.beat(self._job_id, self._ttl_s)
+        except REDIS_DOWN:  # the thread beats again within one interval
+            pass
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._store.redis.delete(Keys.heartbeat(self._job_id))
+        try:
+            self._store.redis.delete(Keys.heartbeat(self._job_id))
+        except REDIS_DOWN:  # it expires by itself
+            pass
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
 import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
+from nst_shared import presence
 from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
-from nst_shared.settings import Settings, get_settings
-from nst_shared.storage import Storage
-from nst_shared.sweeper import sweep
+from nst_shared.settings import get_settings
+from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
+from worker.outage import REDIS_DOWN, until_redis_answers
 from worker.webhooks import WebhookSender
 
 log = logging.getLogger("nst.worker")
@@ -27,7 +28,8 @@ log = logging.getLogger("nst.worker")
 class WarmWorker(SimpleWorker):
     """Runs jobs in-process (no fork per job, so the model stays loaded and CUDA is never forked).
 
-    SIGTERM or Ctrl-C stops the running job within one iteration and puts it back in the queue.
+    SIGTERM or Ctrl-C stops the running job within one iteration and puts it back in the queue. A Redis
+    outage neither ends the worker nor loses RQ's own record of a job: its bookkeeping waits for Redis.
     """
 
     def execute_job(self, job, queue):  # type: ignore[no-untyped-def]
@@ -42,14 +44,61 @@ class WarmWorker(SimpleWorker):
         tasks.shutdown_requested.set()
         super().request_stop(signum, frame)
 
+    # RQ's writes around a job: retried until Redis answers (RQ would otherwise quit on the first error).
+    def prepare_execution(self, job):  # type: ignore[no-untyped-def]
+        return self._until_redis_answers(super().prepare_execution, job, what="RQ: taking the job")
 
-def _sweeper(store: JobStore, storage: Storage, settings: Settings, stop: threading.Event) -> None:
-    # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
-    while not stop.wait(settings.reaper_interval_s):
+    def prepare_job_execution(self, job, remove_from_intermediate_queue=False):  # type: ignore[no-untyped-def]
+        return self._until_redis_answers(super().prepare_job_execution, job, remove_from_intermediate_queue,
+                                         what="RQ: starting the job")
+
+    def _finalize_success(self, job, queue, execution, return_value):  # type: ignore[no-untyped-def]
+        return self._until_redis_answers(super()._finalize_success, job, queue, execution, return_value,
+                                         what="RQ: recording the job's end")
+
+    def _finalize_failure(self, job, queue, execution, exc_info):  # type: ignore[no-untyped-def]
+        return self._until_redis_answers(super()._finalize_failure, job, queue, execution, exc_info,
+                                         what="RQ: recording the job's failure")
+
+    def _until_redis_answers(self, method: Any, *args: Any, what: str) -> Any:
+        return until_redis_answers(lambda: method(*args), what=what, stop=lambda: self._stop_requested)
+
+    # RQ's state and liveness writes between jobs: skipped while Redis is away (the next ones catch up).
+    def heartbeat(self, timeout=None, pipeline=None):  # type: ignore[no-untyped-def]
+        self._while_redis_answers(super().heartbeat, timeout, pipeline)
+
+    def set_state(self, state, pipeline=None):  # type: ignore[no-untyped-def]
+        self._while_redis_answers(super().set_state, state, pipeline)
+
+    def set_shutdown_requested_date(self):  # type: ignore[no-untyped-def]
+        self._while_redis_answers(super().set_shutdown_requested_date)
+
+    def check_for_suspension(self, burst):  # type: ignore[no-untyped-def]
+        self._while_redis_answers(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self):  # type: ignore[no-untyped-def]
+        self._while_redis_answers(super().run_maintenance_tasks)
+
+    def _while_redis_answers(self, method: Any, *args: Any) -> None:
         try:
-            sweep(store, storage, settings)
-        except Exception:  # Redis restarting: try again next round
-            log.debug("sweep failed", exc_info=True)
+            method(*args)
+        except REDIS_DOWN as exc:
+            log.debug("RQ bookkeeping skipped, Redis away: %s", exc)
+
+
+def _every(interval_s: float, stop: threading.Event, name: str, action: Any) -> None:
+    """Run `action` every `interval_s` on a thread until `stop`; a Redis outage skips rounds."""
+
+    def loop() -> None:
+        while True:
+            try:
+                action()
+            except Exception:  # Redis restarting: try again next round
+                log.debug("%s failed", name, exc_info=True)
+            if stop.wait(interval_s):
+                return
+
+    threading.Thread(target=loop, daemon=True, name=name).start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,23 +113,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     level = (args.log_level or settings.log_level).upper()
     configure_logging(level=level, fmt=settings.log_format)
-    connection = redis.Redis.from_url(settings.redis_url)
+    # A bounded connect, so a Redis out of reach fails a write instead of stalling the job's steps.
+    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     engine = get_engine(settings)  # load the model before taking the first job
     log.info("engine ready on %s (%s); queue %r at %s", engine.device_name, engine.precision, settings.queue_name,
              settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
+    # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
+    until_redis_answers(connection.ping, what="connecting to Redis")
+    worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
+                        name=args.name, log_job_description=False)
     stop = threading.Event()
-    threading.Thread(target=_sweeper, args=(store, tasks.job_storage(), settings, stop),
-                     daemon=True, name="sweeper").start()
+    # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
+    _every(settings.reaper_interval_s, stop, "sweeper", Sweeper(store, tasks.job_storage(), settings).sweep)
+    _every(settings.heartbeat_interval_s, stop, "presence",
+           lambda: presence.announce(connection, worker.name, ttl_s=settings.heartbeat_ttl_s))
     sender = WebhookSender(connection, settings) if settings.webhook_secret else None
     if sender:
         sender.start()
-    worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
-                        name=args.name, log_job_description=False)
     try:
         worker.work(burst=args.burst, logging_level=level, with_scheduler=False)
     finally:
         stop.set()
         if sender:
             sender.stop()
+        try:
+            presence.withdraw(connection, worker.name)
+        except REDIS_DOWN:  # its presence expires by itself
+            pass
     return 0

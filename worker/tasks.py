@@ -1,4 +1,8 @@
-"""The work RQ runs: `run_job(job_id)` takes a job from queued to a terminal state on the warm engine."""
+"""The work RQ runs: `run_job(job_id)` takes a job from queued to a terminal state on the warm engine.
+
+A Redis outage during a job costs it nothing: progress waits (worker/progress_writer.py), and the final
+transition is tried again until Redis answers or the job's time limit passes (worker/outage.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import functools
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
@@ -23,6 +27,8 @@ from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
+from worker.outage import until_redis_answers
+from worker.progress_writer import ProgressWriter, Written
 
 log = logging.getLogger("nst.worker")
 
@@ -32,6 +38,8 @@ shutdown_requested = threading.Event()
 RESULT = "result.png"
 PREVIEW = "preview.png"
 
+T = TypeVar("T")
+
 
 def run_job(job_id: str) -> str:
     """Run one job; every outcome is written to its record, so RQ itself always sees success."""
@@ -40,7 +48,8 @@ def run_job(job_id: str) -> str:
         settings = get_settings()
         rq_job = get_current_job()
         store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
-        outcome = _run(job_id, store, job_storage(), settings, rq_job)
+        run = _Run(job_id, store, job_storage(), settings, rq_job)
+        outcome = run.run()
         if outcome in metrics.FINISHED:
             _observe_duration(store, job_id)
         return outcome
@@ -54,95 +63,138 @@ def job_storage() -> Storage:
     return open_storage(get_settings())
 
 
-def _run(job_id: str, store: JobStore, storage: Storage, settings: Settings, rq_job: Any) -> str:
-    record = store.get(job_id)
-    if record is None or record.status is not JobStatus.QUEUED:
-        log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
-        return "skipped"
-    engine = get_engine(settings)
-    with Heartbeat(store, job_id, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s):
-        started_at = time.time()
-        if not store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=started_at,
-                                device=engine.device_name, precision=engine.precision,
-                                worker=rq_job.worker_name or "",
-                                attempts=record.attempts + 1):
+class _Run:
+    """One job on this worker, from taking it to its final status (or to finding it is not ours any more)."""
+
+    def __init__(self, job_id: str, store: JobStore, storage: Storage, settings: Settings, rq_job: Any) -> None:
+        self.job_id, self.store, self.storage, self.settings, self.rq_job = job_id, store, storage, settings, rq_job
+        # Writes that must land are tried until Redis answers, within the job's time limit.
+        self.deadline = time.monotonic() + (rq_job.timeout or settings.job_timeout_base_s)
+
+    def retried(self, call: Callable[[], T], what: str) -> T:
+        return until_redis_answers(call, what=what, deadline=self.deadline)
+
+    def run(self) -> str:
+        job_id, store = self.job_id, self.store
+        record = self.retried(lambda: store.get(job_id), "reading the job")
+        if record is None or record.status is not JobStatus.QUEUED:
+            log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
             return "skipped"
-        metrics.observe_queue_wait(store.redis, started_at - record.created_at)
-        log.info("started on %s (%s)", engine.device_name, engine.precision)
-        try:
-            params = for_device(TransferParams.from_dict(record.params), engine.device.type,
-                                explicit=frozenset(record.extra.get("explicit", record.params)))
-            if params.to_dict() != record.params:
-                store.set_fields(job_id, params=params.to_dict())  # clients see the parameters as applied
-            return _transfer(job_id, store, storage, settings, engine, params, record.styles, rq_job)
-        except NstError as exc:
-            log.info("failed: %s: %s", exc.code, exc)
-            _fail(store, job_id, exc.code, str(exc))
-        except JobTimeoutException:
-            log.warning("timed out")
-            _fail(store, job_id, "timeout", "the job ran over its time limit")
-        except MemoryError:  # the host refused an allocation (CUDA's own OOM arrives as DeviceOutOfMemory)
-            log.warning("out of memory")
-            _fail(store, job_id, "out_of_memory", "the job needed more memory than the worker has; try a "
-                  "smaller max_size")
-        except Exception as exc:  # a bug or a device fault: the job fails, the worker lives on
-            log.exception("crashed")
-            _fail(store, job_id, "internal_error", f"the worker failed: {type(exc).__name__}")
+        engine = get_engine(self.settings)
+        with Heartbeat(store, job_id, interval_s=self.settings.heartbeat_interval_s,
+                       ttl_s=self.settings.heartbeat_ttl_s):
+            started_at = time.time()
+            if not self.retried(lambda: store.transition(
+                    job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=started_at,
+                    device=engine.device_name, precision=engine.precision, worker=self.rq_job.worker_name or "",
+                    attempts=record.attempts + 1), "starting"):
+                return "skipped"
+            metrics.observe_queue_wait(store.redis, started_at - record.created_at)
+            log.info("started on %s (%s)", engine.device_name, engine.precision)
+            try:
+                params = for_device(TransferParams.from_dict(record.params), engine.device.type,
+                                    explicit=frozenset(record.extra.get("explicit", record.params)))
+                if params.to_dict() != record.params:  # clients see the parameters as applied
+                    self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
+                return self.transfer(engine, params, record.styles)
+            except NstError as exc:
+                log.info("failed: %s: %s", exc.code, exc)
+                return self.fail(exc.code, str(exc))
+            except JobTimeoutException:
+                log.warning("timed out")
+                return self.fail("timeout", "the job ran over its time limit")
+            except MemoryError:  # the host refused an allocation (CUDA's own OOM arrives as DeviceOutOfMemory)
+                log.warning("out of memory")
+                return self.fail("out_of_memory", "the job needed more memory than the worker has; try a "
+                                 "smaller max_size")
+            except Exception as exc:  # a bug or a device fault: the job fails, the worker lives on
+                log.exception("crashed")
+                return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
+
+    def transfer(self, engine: Any, params: TransferParams, n_styles: int) -> str:
+        job_id, storage = self.job_id, self.storage
+        max_pixels = self.settings.max_image_pixels
+        content = decode_image(_input(storage, job_id, "content"), max_pixels=max_pixels)
+        styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=max_pixels)
+                  for i in range(n_styles)]
+        writer = ProgressWriter(self.store, job_id)
+        reason: dict[str, str] = {}
+
+        def on_progress(progress: Any) -> None:
+            data = _progress_event(progress)
+            written = writer.write("progress", data, progress=data)
+            if progress.preview is not None and written is not Written.NOT_RUNNING:
+                storage.put(job_id, PREVIEW, encode_image(progress.preview))
+                written = writer.write("preview", {"step": progress.step}, preview_step=progress.step)
+            if written is Written.NOT_RUNNING:
+                reason["stop"] = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
+            elif written is Written.YES and writer.cancel_requested():
+                reason["stop"] = "cancel"
+            elif shutdown_requested.is_set():
+                reason["stop"] = "shutdown"
+            if reason:
+                raise StopTransfer()
+
+        result = engine.stylize(content, styles, params, callback=on_progress)
+        metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
+        stop = reason.get("stop")
+        if stop == "shutdown":
+            return self.requeue()
+        # What Redis missed of the last steps goes before the final event.
+        if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
+            return self.not_ours("stopped")
+        if stop == "cancel":
+            storage.put(job_id, PREVIEW, encode_image(result.image))
+            if not self.finish(JobStatus.CANCELED):
+                return self.not_ours("canceled")
+            log.info("canceled after %d steps", result.steps_done)
+            return "canceled"
+        storage.put(job_id, RESULT, encode_image(result.image))
+        if not self.finish(JobStatus.SUCCEEDED):
+            return self.not_ours("finished")
+        log.info("succeeded: %d steps in %.1f s", result.steps_done, result.elapsed_s)
+        return "succeeded"
+
+    def finish(self, status: JobStatus, **fields: Any) -> bool:
+        return self.retried(lambda: self.store.transition(self.job_id, status, allowed={JobStatus.RUNNING},
+                                                          **fields), f"marking the job {status.value}")
+
+    def fail(self, code: str, message: str) -> str:
+        if not self.finish(JobStatus.FAILED, error={"code": code, "message": message}):
+            return self.not_ours("failed")
         return "failed"
 
-
-def _transfer(job_id: str, store: JobStore, storage: Storage, settings: Settings, engine: Any,
-              params: TransferParams, n_styles: int, rq_job: Any) -> str:
-    content = decode_image(_input(storage, job_id, "content"), max_pixels=settings.max_image_pixels)
-    styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=settings.max_image_pixels)
-              for i in range(n_styles)]
-    reason: dict[str, str] = {}
-
-    def on_progress(progress: Any) -> None:
-        rate = progress.step / progress.elapsed_s if progress.elapsed_s > 0 else None
-        data = {
-            "step": progress.step, "steps": progress.steps, "fraction": progress.step / progress.steps,
-            "scale": progress.scale, "scales": progress.scales, "width": progress.width,
-            "height": progress.height, "elapsed_s": round(progress.elapsed_s, 3),
-            "iterations_per_s": round(rate, 4) if rate else None,
-            "eta_s": round((progress.steps - progress.step) / rate, 1) if rate else None,
-            "losses": {"content": progress.content_loss, "style": progress.style_loss,
-                       "tv": progress.tv_loss, "total": progress.total_loss},
-        }
-        store.running_event(job_id, "progress", data, progress=data)
-        if progress.preview is not None:
-            storage.put(job_id, PREVIEW, encode_image(progress.preview))
-            store.running_event(job_id, "preview", {"step": progress.step}, preview_step=progress.step)
-        if store.cancel_requested(job_id):
-            reason["stop"] = "cancel"
-        elif shutdown_requested.is_set():
-            reason["stop"] = "shutdown"
-        if reason:
-            raise StopTransfer()
-
-    result = engine.stylize(content, styles, params, callback=on_progress)
-    metrics.observe_iterations(store.redis, engine.device_name, result.steps_done, result.elapsed_s)
-    if reason.get("stop") == "cancel":
-        storage.put(job_id, PREVIEW, encode_image(result.image))
-        store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.RUNNING})
-        log.info("canceled after %d steps", result.steps_done)
-        return "canceled"
-    if reason.get("stop") == "shutdown":
-        return _requeue(job_id, store, settings, rq_job)
-    storage.put(job_id, RESULT, encode_image(result.image))
-    store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING})
-    log.info("succeeded: %d steps in %.1f s", result.steps_done, result.elapsed_s)
-    return "succeeded"
-
-
-def _requeue(job_id: str, store: JobStore, settings: Settings, rq_job: Any) -> str:
-    """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
-    queue = Queue(settings.queue_name, connection=rq_job.connection, serializer=rq_job.serializer)
-    rq_id = requeue(store, queue, job_id, settings=settings)
-    if rq_id is None:
+    def not_ours(self, what: str) -> str:
+        """The record moved on without this worker (deleted, or failed or requeued by a sweeper). A deleted
+        job's files go now: the worker may have written a preview or a result after the API deleted them."""
+        if self.retried(lambda: self.store.get(self.job_id), "reading the job") is None:
+            self.storage.delete_job(self.job_id)
+            log.info("%s; the job was deleted meanwhile: its files are deleted", what)
+        else:
+            log.warning("%s; the job is no longer this worker's (a sweeper took it back)", what)
         return "skipped"
-    log.info("worker stopping: job requeued as %s", rq_id)
-    return "requeued"
+
+    def requeue(self) -> str:
+        """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
+        queue = Queue(self.settings.queue_name, connection=self.rq_job.connection, serializer=self.rq_job.serializer)
+        rq_id = self.retried(lambda: requeue(self.store, queue, self.job_id, settings=self.settings), "requeueing")
+        if rq_id is None:
+            return self.not_ours("stopping")
+        log.info("worker stopping: job requeued as %s", rq_id)
+        return "requeued"
+
+
+def _progress_event(progress: Any) -> dict[str, Any]:
+    rate = progress.step / progress.elapsed_s if progress.elapsed_s > 0 else None
+    return {
+        "step": progress.step, "steps": progress.steps, "fraction": progress.step / progress.steps,
+        "scale": progress.scale, "scales": progress.scales, "width": progress.width,
+        "height": progress.height, "elapsed_s": round(progress.elapsed_s, 3),
+        "iterations_per_s": round(rate, 4) if rate else None,
+        "eta_s": round((progress.steps - progress.step) / rate, 1) if rate else None,
+        "losses": {"content": progress.content_loss, "style": progress.style_loss,
+                   "tv": progress.tv_loss, "total": progress.total_loss},
+    }
 
 
 def _observe_duration(store: JobStore, job_id: str) -> None:
@@ -160,8 +212,3 @@ def _input(storage: Storage, job_id: str, name: str) -> bytes:
     if data is None:
         raise NstError(f"the job's {name} image is missing from storage (expired or deleted)")
     return data
-
-
-def _fail(store: JobStore, job_id: str, code: str, message: str) -> None:
-    store.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING},
-                     error={"code": code, "message": message})

@@ -1,7 +1,8 @@
-"""Delivers webhooks from their Redis queue on a thread of its own, so a slow receiver never blocks a job.
+"""Delivers webhooks from the Redis outbox on a thread of its own, so a slow receiver never blocks a job.
 
-Failed deliveries are retried with exponential backoff; the queue lives in Redis, so a delivery outlives the
-worker that queued it, and any worker may send it. Each attempt checks the URL again and connects to the
+At least once: a delivery is moved (BLMOVE) to this sender's processing list and leaves it only when it is
+sent, given up or rescheduled; the lists of senders that died go back to the outbox. Failed deliveries are
+retried with exponential backoff, by any worker. Each attempt checks the URL again and connects to the
 addresses that check resolved (no second lookup), so DNS rebinding cannot turn it to a private address.
 """
 
@@ -12,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from typing import Any, Callable
 
 import httpx
@@ -19,9 +21,34 @@ import redis
 
 from nst_shared.logs import current_job_id
 from nst_shared.settings import Settings
-from nst_shared.webhooks import PENDING, RETRY, Resolver, Target, WebhookRefused, check_url, signed_headers
+from nst_shared.webhooks import (PENDING, RETRY, SENDERS, Resolver, Target, WebhookRefused, check_url, delivery_body,
+                                  processing_list, sender_alive, signed_headers)
+from worker.outage import until_redis_answers
 
 log = logging.getLogger("nst.webhooks")
+
+# KEYS: retry set, outbox. ARGV: now, most to move. Due retries back to the outbox, each by one sender only.
+_PROMOTE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, raw in ipairs(due) do
+  redis.call('ZREM', KEYS[1], raw)
+  redis.call('LPUSH', KEYS[2], raw)
+end
+return #due
+"""
+
+# KEYS: senders set, outbox. ARGV: processing list prefix, alive key prefix. The deliveries of senders whose
+# alive key expired (the process died) go back to the outbox, in their order.
+_RECLAIM = """
+local moved = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 0 then
+    while redis.call('LMOVE', ARGV[1] .. id, KEYS[2], 'RIGHT', 'RIGHT') do moved = moved + 1 end
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return moved
+"""
 
 
 def pinned_request(target: Target, body: bytes, headers: dict[str, str]) -> httpx.Request:
@@ -35,12 +62,18 @@ def pinned_request(target: Target, body: bytes, headers: dict[str, str]) -> http
 
 
 class WebhookSender:
-    """Takes deliveries off `nst:webhooks:pending`, POSTs them signed, and reschedules failures."""
+    """Takes deliveries off the outbox, POSTs them signed, and reschedules failures."""
 
     def __init__(self, connection: redis.Redis, settings: Settings, *, resolver: Resolver = socket.getaddrinfo,
                  clock: Callable[[], float] = time.time, transport: httpx.BaseTransport | None = None) -> None:
         self._redis, self._settings = connection, settings
         self._resolver, self._clock = resolver, clock
+        self.id = uuid.uuid4().hex
+        self._processing = processing_list(self.id)
+        # Longer than one delivery and one wait for the next can take, so a live sender is not taken for dead.
+        self._alive_ttl_s = settings.webhook_timeout_s + settings.heartbeat_ttl_s + 1
+        self._promote = connection.register_script(_PROMOTE)
+        self._reclaim = connection.register_script(_RECLAIM)
         self._stop = threading.Event()
         # No redirects (a 3xx could point anywhere) and no proxies from the environment (they would make
         # the connection somewhere else than the address checked).
@@ -53,58 +86,107 @@ class WebhookSender:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=self._settings.webhook_timeout_s + 5)
         self._http.close()
+        try:  # a clean stop hands back at once what a crash would leave to the reclaim
+            self._redis.delete(sender_alive(self.id))
+            self.reclaim()
+        except redis.exceptions.RedisError:
+            pass
 
     def _run(self) -> None:
+        reclaimed_at = 0.0
         while not self._stop.is_set():
             try:
+                pipe = self._redis.pipeline()
+                pipe.sadd(SENDERS, self.id)
+                pipe.set(sender_alive(self.id), 1, px=int(self._alive_ttl_s * 1000))
+                pipe.execute()
+                if time.monotonic() - reclaimed_at > self._settings.reaper_interval_s:
+                    self.reclaim()
+                    reclaimed_at = time.monotonic()
                 self.promote_due_retries()
-                item = self._redis.brpop([PENDING], timeout=1)
-                if item:
-                    delivery = json.loads(item[1])
-                    token = current_job_id.set((delivery["body"].get("job") or {}).get("id"))
-                    try:
-                        self.deliver(delivery)
-                    finally:
-                        current_job_id.reset(token)
-            except redis.exceptions.ConnectionError:
+                self.send_next(timeout_s=1)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 self._stop.wait(1)
             except Exception:  # one bad delivery must not end the thread
                 log.exception("webhook delivery crashed")
 
-    def promote_due_retries(self) -> None:
-        for raw in self._redis.zrangebyscore(RETRY, 0, self._clock(), start=0, num=50):
-            if self._redis.zrem(RETRY, raw):  # only the sender that removes it sends it
-                self._redis.lpush(PENDING, raw)
+    def send_next(self, *, timeout_s: float) -> bool:
+        """Take the oldest delivery (waiting up to `timeout_s`) and deliver it; False when there was none."""
+        raw = self._redis.blmove(PENDING, self._processing, timeout_s, "RIGHT", "LEFT")
+        if raw is None:
+            return False
+        try:
+            delivery = json.loads(raw)
+            delivery_body(delivery)
+        except (ValueError, KeyError, TypeError, AttributeError):  # sent again, it would fail again: dropped
+            log.error("webhook delivery dropped: not an outbox entry: %.200r", raw)
+            self._redis.lrem(self._processing, 1, raw)
+            return True
+        token = current_job_id.set(delivery["record"].get("id"))
+        try:
+            self.deliver(delivery, taken=raw)
+        finally:
+            current_job_id.reset(token)
+        return True
 
-    def deliver(self, delivery: dict[str, Any]) -> bool:
-        """One attempt; a failure is scheduled again after a doubling delay, up to the configured attempts.
-        True when the receiver answered 2xx."""
-        body = json.dumps(delivery["body"], separators=(",", ":")).encode()
+    def promote_due_retries(self) -> int:
+        return int(self._promote(keys=[RETRY, PENDING], args=[self._clock(), 50]))
+
+    def reclaim(self) -> int:
+        """Put the deliveries of dead senders back in the outbox; returns how many."""
+        moved = int(self._reclaim(keys=[SENDERS, PENDING], args=[processing_list(""), sender_alive("")]))
+        if moved:
+            log.warning("%d webhook deliveries of a stopped worker queued again", moved)
+        return moved
+
+    def deliver(self, delivery: dict[str, Any], *, taken: bytes | str | None = None) -> bool:
+        """One attempt; a failure is scheduled again after a doubling delay, up to the configured attempts,
+        in the same transaction that removes the delivery (`taken`, as it was read) from this sender's
+        processing list. True when the receiver answered 2xx."""
+        body = json.dumps(delivery_body(delivery), separators=(",", ":")).encode()
         headers = {"content-type": "application/json", "user-agent": "nst-webhooks/1",
                    **signed_headers(self._settings.webhook_secret, delivery["id"], body, now=self._clock())}
-        job_id = (delivery["body"].get("job") or {}).get("id", "-")
+        job_id = delivery["record"].get("id", "-")
+        retry_at: float | None = None
         try:
             target = check_url(delivery["url"], allow=self._settings.webhook_allow, resolver=self._resolver)
             response = self._http.send(pinned_request(target, body, headers))
-            if 200 <= response.status_code < 300:
-                log.info("job %s: webhook %s delivered (attempt %d)", job_id, delivery["id"],
-                         delivery["attempt"] + 1)
-                return True
+            delivered = 200 <= response.status_code < 300
             reason = f"HTTP {response.status_code}"
         except WebhookRefused as exc:  # not retried: the URL has become one we may not call
             log.warning("job %s: webhook %s refused at delivery: %s", job_id, delivery["id"], exc)
+            self._done(taken, None, None)
             return False
         except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        delivery["attempt"] += 1
-        if delivery["attempt"] >= self._settings.webhook_max_attempts:
+            delivered, reason = False, f"{type(exc).__name__}: {exc}"
+        if delivered:
+            log.info("job %s: webhook %s delivered (attempt %d)", job_id, delivery["id"], delivery["attempt"] + 1)
+            self._done(taken, None, None)
+            return True
+        retry = {**delivery, "attempt": delivery["attempt"] + 1}
+        if retry["attempt"] >= self._settings.webhook_max_attempts:
             log.warning("job %s: webhook %s given up after %d attempts (%s)", job_id, delivery["id"],
-                        delivery["attempt"], reason)
+                        retry["attempt"], reason)
+            self._done(taken, None, None)
             return False
-        delay_s = self._settings.webhook_backoff_s * 2 ** (delivery["attempt"] - 1)
-        self._redis.zadd(RETRY, {json.dumps(delivery): self._clock() + delay_s})
+        delay_s = self._settings.webhook_backoff_s * 2 ** (retry["attempt"] - 1)
+        retry_at = self._clock() + delay_s
+        self._done(taken, json.dumps(retry), retry_at)
         log.info("job %s: webhook %s failed (%s); attempt %d in %.1f s", job_id, delivery["id"], reason,
-                 delivery["attempt"] + 1, delay_s)
+                 retry["attempt"] + 1, delay_s)
         return False
+
+    def _done(self, taken: bytes | str | None, retry: str | None, retry_at: float | None) -> None:
+        def write() -> None:
+            pipe = self._redis.pipeline()
+            if taken is not None:
+                pipe.lrem(self._processing, 1, taken)
+            if retry is not None:
+                pipe.zadd(RETRY, {retry: retry_at})
+            pipe.execute()
+
+        # Until Redis takes it (a delivery left in the processing list would be sent again), or the worker
+        # stops (then a later sender's reclaim sends it again).
+        until_redis_answers(write, what="webhook delivery", stop=self._stop.is_set)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from rq import Worker
 
+from nst_shared.presence import live_workers
 from service.deps import RedisDep
 from service.errors import error_body
 from service.openapi import error_responses
@@ -34,7 +34,7 @@ def healthz() -> dict[str, str]:
 def readyz(redis: RedisDep) -> JSONResponse:
     try:
         redis.ping()
-        workers = Worker.count(connection=redis)
+        workers = live_workers(redis)
     except Exception as exc:  # any Redis failure means not ready
         return JSONResponse(error_body("redis_unavailable", f"Redis is not reachable: {exc}"), 503)
     if workers == 0:

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from rq import Queue
 
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
+from nst_shared.queueing import queue_positions
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import AsyncRedisDep, JobIdDep, QueueDep, SettingsDep, StorageDep, StoreDep, SubmissionsDep
 from service.errors import ApiError, not_found
@@ -91,8 +92,9 @@ def list_jobs(store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: Keys
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobList:
     """With API keys on, only the caller's own jobs."""
     records, total = store.recent(offset=offset, limit=limit, owner=caller.owner if keys.enabled else None)
-    return JobList(items=[_public(r, keys, queue) for r in records],
-                   total=total, offset=offset, limit=limit)
+    positions = queue_positions(queue, records)
+    return JobList(items=[public_job(r, queue_position=positions.get(r.id), token=_token(r, keys))
+                          for r in records], total=total, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobPublic, operation_id="get_job", summary="A job's status and progress",
@@ -136,7 +138,8 @@ async def stream_events(job_id: JobIdDep, request: Request, store: StoreDep, que
     signed `?token=` from the job's links instead of the key."""
     record = await asyncio.to_thread(_load, store, job_id, caller, keys)
     token = _token(record, keys)
-    snapshot = public_job(record, queue_position=_queue_position(queue, record), token=token)
+    position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
+    snapshot = public_job(record, queue_position=position, token=token)
     stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot, token=token,
                               last_event_id=last_event_id or last_event_id_query or "0",
                               keepalive_s=settings.sse_keepalive_s)

@@ -4,8 +4,10 @@ and end to end against the real service with a receiver on loopback allowed by N
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
@@ -15,8 +17,9 @@ import redis
 from nst_client import InvalidRequest, InvalidSignature, NstClient
 from nst_client.webhooks import verify_signature, verify_webhook
 from nst_shared.settings import Settings
-from nst_shared.webhooks import PENDING, RETRY, WebhookRefused, check_url, new_delivery, sign, signed_headers
-from tests.conftest import make_image, start_stack, wait_until
+from nst_shared.jobs import JobStatus, JobStore, new_job_id
+from nst_shared.webhooks import PENDING, RETRY, WebhookRefused, check_url, sign, signed_headers
+from tests.conftest import make_image, next_database_url, start_stack, wait_until
 from worker.webhooks import WebhookSender
 
 SECRET = "s3cret-for-tests"
@@ -112,10 +115,20 @@ def test_check_url_accepts_public_and_allowed_addresses():
 
 @pytest.fixture
 def hooks_redis(redis_server):
-    connection = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/0")  # stacks use 1..15
-    connection.delete(PENDING, RETRY)
+    connection = redis.Redis.from_url(next_database_url(redis_server.url))
     yield connection
-    connection.delete(PENDING, RETRY)
+    connection.flushdb()
+
+
+def outbox_entry(connection: redis.Redis, url: str) -> dict:
+    """A delivery as a job's own transition writes it: a job with a webhook, run to success in the store."""
+    store = JobStore(connection, ttl_s=60)
+    job_id = new_job_id()
+    store.create(job_id, params={"steps": 1}, styles=1, extra={"webhook": {"url": url, "events": ["completed"]}})
+    store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED})
+    store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING})
+    assert connection.llen(PENDING) == 1
+    return json.loads(connection.rpop(PENDING))
 
 
 def test_sender_retries_with_doubling_delays_then_gives_up(hooks_redis):
@@ -124,7 +137,7 @@ def test_sender_retries_with_doubling_delays_then_gives_up(hooks_redis):
     transport = httpx.MockTransport(lambda request: calls.append(request) or httpx.Response(503))
     settings = Settings(webhook_secret=SECRET, webhook_max_attempts=3, webhook_backoff_s=2.0)
     sender = WebhookSender(hooks_redis, settings, clock=lambda: now[0], transport=transport)
-    delivery = json.loads(new_delivery("https://8.8.8.8/hook", "completed", {"job": {"id": "j1"}}))
+    delivery = outbox_entry(hooks_redis, "https://8.8.8.8/hook")
     delays = []
     for _ in range(3):
         assert sender.deliver(delivery) is False
@@ -144,12 +157,12 @@ def test_sender_pins_the_checked_address_and_rechecks_at_delivery(hooks_redis):
     try:
         url = f"http://hooks.example:{receiver.port}/hook"
         settings = Settings(webhook_secret=SECRET, webhook_allow=["127.0.0.1/32"])
-        delivery = json.loads(new_delivery(url, "completed", {"job": {"id": "j2"}}))
+        delivery = outbox_entry(hooks_redis, url)
         # DNS says loopback (allowed): the POST goes to the address the check resolved, naming the host.
         assert WebhookSender(hooks_redis, settings, resolver=resolver_to("127.0.0.1")).deliver(delivery)
         headers, body, _ = receiver.deliveries[0]
         assert headers["Host"] == f"hooks.example:{receiver.port}"
-        assert verify_webhook(SECRET, headers, body)["job"]["id"] == "j2"
+        assert verify_webhook(SECRET, headers, body)["job"]["id"] == delivery["record"]["id"]
         # Later the name points at a private address (DNS rebinding): refused, not sent, not retried.
         rebound = WebhookSender(hooks_redis, settings, resolver=resolver_to("10.0.0.5"))
         assert rebound.deliver(delivery) is False
@@ -224,3 +237,46 @@ def test_submit_refuses_unknown_webhook_events_and_webhooks_without_a_secret(hoo
         with pytest.raises(InvalidRequest) as disabled:
             client.submit(*_images(), webhook_url="https://8.8.8.8/hook")
     assert disabled.value.code == "webhooks_disabled" and disabled.value.field == "webhook_url"
+
+
+class HoldingReceiver(Receiver):
+    """Records each delivery as it arrives, then holds the first one `hold_s` before answering 204."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.arrived: list[dict[str, str]] = []
+        receiver = self
+        super().__init__()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers["content-length"]))
+                receiver.arrived.append(dict(self.headers))
+                if len(receiver.arrived) == 1:
+                    time.sleep(hold_s)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server.RequestHandlerClass = Handler
+
+
+def test_delivery_in_flight_when_its_worker_dies_is_sent_again(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, webhook_secret=SECRET, webhook_allow='["127.0.0.1/32"]',
+                        webhook_timeout_s=5, heartbeat_interval_s=0.5, heartbeat_ttl_s=2,
+                        engine="tests.engines:InstantEngine")
+    receiver = HoldingReceiver(hold_s=4)
+    try:
+        with NstClient(stack.url) as client:
+            job = client.submit(*_images(), max_size=64, steps=2, webhook_url=receiver.url)
+            wait_until(lambda: receiver.arrived, timeout_s=60, what="the first attempt")
+            stack.workers[0].send_signal(signal.SIGKILL)  # while the receiver holds the delivery
+            stack.start_worker()
+            wait_until(lambda: len(receiver.arrived) >= 2, timeout_s=30, what="the delivery sent again")
+            assert client.get(job.id).status == "succeeded"
+        first, again = receiver.arrived[:2]
+        assert first["webhook-id"] == again["webhook-id"]  # the same message: receivers drop the repeat
+    finally:
+        receiver.close()
+        stack.stop()

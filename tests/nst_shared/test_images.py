@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import struct
+import threading
 import time
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from nst_shared.errors import ImageTooLarge, UnreadableImage, UnsupportedImageFormat
-from nst_shared.images import decode_image, encode_image, fit_size, output_format
+from nst_shared.errors import ImageError, ImageTooLarge, UnreadableImage, UnsupportedImageFormat
+from nst_shared.images import check_image, decode_image, encode_image, fit_size, output_format
+from service.decoding import PixelBudget
+from tests.pictures import photo_like
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -159,3 +164,103 @@ def test_decode_image_refuses_polyglots():
     xmp = b'<?xml version="1.0"?><x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
     with_xmp = encoded(Image.new("RGB", (40, 40)), "JPEG", xmp=xmp)
     assert xmp in with_xmp and decode_image(with_xmp).size == (40, 40)  # metadata is not a polyglot
+
+
+def test_decode_image_accepts_a_photo_whose_pixel_data_contains_markup():
+    # Found by `bench/polyglot_bench.py --search`: "<sVg" at byte 65444 of 258854, in the compressed pixels.
+    photo = encoded(photo_like(1024, 768, seed=432), "JPEG", quality=95)
+    assert photo.lower().find(b"<svg") > 60_000
+    assert decode_image(photo).size == (1024, 768)
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def test_decode_image_accepts_what_phones_append_to_a_jpeg():
+    photo = photo_like(96, 64, seed=3)
+    gain_map = photo_like(48, 32, seed=4).convert("L")
+    multi_picture = encoded(photo, "MPO", save_all=True, append_images=[gain_map])  # MPF: Ultra HDR, depth maps
+    assert decode_image(multi_picture).size == (96, 64)
+    jpeg = encoded(photo, "JPEG")
+    video = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + _box(b"moov", b"\x00" * 64) + \
+        _box(b"mdat", b"\x00\x01<svg<script%PDF-" * 100)  # compressed video may hold anything
+    assert decode_image(jpeg + video).size == (96, 64)  # a motion photo (Google's layout)
+    samsung = jpeg + b"MotionPhoto_Data" + video + b"\x00\x00MotionPhoto_Data\x10\x00\x00\x00SEFT"
+    assert decode_image(samsung).size == (96, 64)
+
+
+def test_decode_image_refuses_markup_where_markup_can_live():
+    photo = photo_like(64, 48, seed=5)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<svg onload=alert(1)>")
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><script>alert(1)</script></x:xmpmeta>'
+    jpeg = encoded(photo, "JPEG")
+    for data in (encoded(photo, "PNG", pnginfo=info),  # a PNG text chunk
+                 encoded(photo, "WEBP", xmp=xmp),  # a WebP metadata chunk
+                 encoded(photo, "WEBP") + b"<!DOCTYPE html><p>",  # after a WebP's end
+                 jpeg + _box(b"ftyp", b"isom") + _box(b"free", b"<html><script>x</script>"),  # in a video's box
+                 jpeg + encoded(photo, "JPEG", comment=b"<script>alert(1)</script>"),  # in a second picture
+                 encoded(photo, "TIFF") + b"<svg/onload=alert(1)>"):  # after a TIFF's strips
+        with pytest.raises(UnsupportedImageFormat, match="polyglot"):
+            decode_image(data)
+
+
+@functools.cache
+def _bad_inputs() -> list[bytes]:
+    photo = photo_like(240, 160, seed=6)
+    jpeg, png, webp = encoded(photo, "JPEG"), encoded(photo, "PNG"), encoded(photo, "WEBP")
+    frames = [Image.new("RGB", (40, 40), (i * 60, 0, 0)) for i in range(3)]
+    return [b"", b"hello", jpeg[: len(jpeg) * 2 // 3], png[: len(png) * 2 // 3], webp[: len(webp) * 2 // 3],
+            jpeg[:200], encoded(Image.new("1", (20000, 20000))), _patched_jpeg(65_000, 65_000),
+            _patched_webp(16_383, 16_383), encoded(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+            encoded(Image.new("RGB", (40, 40)), "GIF"), png + b"<html>", jpeg + b"%PDF-1.4"]
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_check_image_refuses_what_decode_image_refuses(index):
+    data = _bad_inputs()[index]
+    with pytest.raises(ImageError) as decoded:
+        decode_image(data, max_pixels=40_000_000)
+    with pytest.raises(type(decoded.value)) as checked:
+        check_image(data, max_pixels=40_000_000)
+    assert str(checked.value) == str(decoded.value)
+
+
+def test_check_image_sizes_like_decode_image_and_holds_fewer_pixels_for_jpeg():
+    photo = photo_like(400, 240, seed=7)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed turned a quarter
+    held: list[int] = []
+
+    def hold(pixels: int):
+        held.append(pixels)
+        return contextlib.nullcontext()
+
+    for data in (encoded(photo, "JPEG", exif=exif), encoded(photo, "PNG"), encoded(photo, "WEBP"),
+                 encoded(photo, "TIFF"), encoded(photo, "BMP")):
+        assert check_image(data, hold=hold) == decode_image(data).size
+    assert held == [400 * 240 // 64] + [400 * 240] * 4  # the JPEG is checked at 1/8 scale
+
+
+def test_pixel_budget_bounds_the_pixels_decoded_at_once():
+    budget = PixelBudget(100)
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def decode(pixels: int) -> None:
+        with budget.hold(pixels):
+            with lock:
+                in_flight[0] += pixels
+                most[0] = max(most[0], in_flight[0])
+            time.sleep(0.02)
+            with lock:
+                in_flight[0] -= pixels
+
+    threads = [threading.Thread(target=decode, args=(p,)) for p in [40, 40, 40, 30, 30, 250, 10] * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] <= 100 + 150  # the one larger than the budget runs alone (it holds all of it)
+    assert not any(thread.is_alive() for thread in threads)

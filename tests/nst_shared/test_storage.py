@@ -11,7 +11,7 @@ from nst_shared.jobs import JobStore
 from nst_shared.s3_storage import S3Storage
 from nst_shared.settings import Settings
 from nst_shared.storage import LocalStorage, open_storage
-from nst_shared.sweeper import sweep
+from nst_shared.sweeper import Sweeper
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -77,8 +77,8 @@ def test_sweep_deletes_old_orphans_only(storage, redis_server):
     store.create("kept", params={}, styles=1)
     for job_id in ("kept", "orphan"):
         storage.put(job_id, "content", b"x")
-    sweep(store, storage, Settings(orphan_grace_s=300))  # young orphans are left: the API writes files first
+    Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep()  # young orphans are left: the API writes files first
     assert sorted(storage.job_ids()) == ["kept", "orphan"]
-    sweep(store, storage, Settings(orphan_grace_s=300), now=time.time() + 600)
+    Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep(now=time.time() + 600)
     assert storage.job_ids() == ["kept"]
     store.delete("kept")

@@ -181,3 +181,34 @@ def keyed_redis(stack):
     import redis
 
     return redis.Redis.from_url(stack.redis_url)
+
+
+def test_failed_key_attempts_are_limited_per_client_address(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, workers=0, api_keys=f'["{ALPHA}"]',
+                        rate_limit_auth_failures_per_min=3)
+    try:
+        with stack.client() as client:
+            spoofed = [{**bearer(f"guess-{i}"), "X-Forwarded-For": f"198.51.100.{i}"} for i in range(5)]
+            answers = [client.get("/jobs", headers=headers).status_code for headers in spoofed]
+            assert answers == [401, 401, 401, 429, 429]  # a forged X-Forwarded-For changes nothing
+            locked = client.get("/jobs", headers=bearer(ALPHA))
+            assert error_of(locked, 429)["code"] == "auth_rate_limited"  # refused before any key is checked
+            assert 1 <= int(locked.headers["Retry-After"]) <= 60
+    finally:
+        stack.stop()
+
+
+def test_failed_key_attempts_count_the_address_a_trusted_proxy_names(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, workers=0, api_keys=f'["{ALPHA}"]',
+                        rate_limit_auth_failures_per_min=2, trusted_proxies='["127.0.0.1/32"]')
+    try:
+        with stack.client() as client:
+            def attempt(key: str, address: str) -> int:
+                headers = {**bearer(key), "X-Forwarded-For": f"{address}, 127.0.0.1"}
+                return client.get("/jobs", headers=headers).status_code
+
+            assert [attempt("guess", "203.0.113.7") for _ in range(3)] == [401, 401, 429]
+            assert attempt(ALPHA, "203.0.113.8") == 200  # another client behind the same proxy
+            assert attempt("guess", "203.0.113.8") == 401
+    finally:
+        stack.stop()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import httpx
+
+from nst_cli.up import api_command
 
 from tests.conftest import ROOT, answers_ok, free_port, start_stack, wait_until
 from tests.service.test_errors import error_of
@@ -15,9 +16,8 @@ from tests.service.test_jobs import submit
 def test_requests_over_limit_429_across_api_processes(tmp_path, redis_server):
     stack = start_stack(tmp_path, redis_server.url, workers=0, rate_limit_requests_per_min=6)
     port = free_port()
-    second = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
-                               "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=stack.env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    second = subprocess.Popen(api_command("127.0.0.1", port), env=stack.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: answers_ok(f"http://127.0.0.1:{port}/healthz"), timeout_s=30, what="second API")
         with stack.client() as one, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as two:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import httpx
+import redis
+import uvicorn
 
-from tests.conftest import start_stack
+from nst_shared.jobs import JobStore
+from nst_shared.settings import Settings
+from service.app import create_app
+from tests.conftest import free_port, next_database_url, start_stack, wait_until
+from tests.service.sse import read_events
 from tests.service.test_jobs import submit
 
 
@@ -49,3 +57,42 @@ def test_more_streams_than_redis_connections_end_cleanly(tmp_path, redis_server)
             assert client.get(f"/jobs/{job['id']}").status_code == 200
     finally:
         stack.stop()
+
+
+class LoopWatchingRedis(redis.Redis):
+    """The real client, noting every command sent from a thread that runs an event loop (which it blocks)."""
+
+    on_loop: list[str] = []
+
+    def execute_command(self, *args, **options):
+        try:
+            asyncio.get_running_loop()
+            self.on_loop.append(str(args[0]))
+        except RuntimeError:
+            pass
+        return super().execute_command(*args, **options)
+
+
+def test_api_never_blocks_its_event_loop_on_redis(tmp_path, redis_server):
+    settings = Settings(redis_url=next_database_url(redis_server.url), storage_dir=tmp_path / "storage",
+                        rate_limit_requests_per_min=0, rate_limit_submissions_per_min=0, log_format="text")
+    app = create_app(settings)
+    app.state.redis = LoopWatchingRedis.from_url(settings.redis_url)
+    app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout_s=30, what="the API")
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.config.port}", timeout=30) as client:
+            jobs = [submit(client).json() for _ in range(3)]  # no worker: they stay queued
+            LoopWatchingRedis.on_loop.clear()
+            with client.stream("GET", f"/jobs/{jobs[-1]['id']}/events") as stream:
+                snapshot = next(data for _, kind, data in read_events(stream) if kind == "snapshot")
+            assert snapshot["queue_position"] == 3
+            assert [job["queue_position"] for job in client.get("/jobs").json()["items"]] == [3, 2, 1]
+            assert client.get(f"/jobs/{jobs[0]['id']}").json()["queue_position"] == 1
+        assert LoopWatchingRedis.on_loop == []
+    finally:
+        server.should_exit = True
+        thread.join(30)

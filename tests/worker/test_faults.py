@@ -4,8 +4,14 @@ limits, and Redis restarting with queued jobs in its append-only file. No job is
 from __future__ import annotations
 
 import signal
+import time
+
+import pytest
+import redis
+from rq.job import Job
 
 from tests.conftest import RedisServer, start_stack, wait_until
+from tests.service.sse import read_events
 from tests.service.test_jobs import submit, wait_status
 
 FAST_DEATH = {"heartbeat_interval_s": 0.5, "heartbeat_ttl_s": 2}
@@ -105,6 +111,36 @@ def test_queued_jobs_survive_redis_restart(tmp_path):
             stack.start_worker()
             for job in jobs:
                 assert wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=60)["status"] == "succeeded"
+    finally:
+        stack.stop()
+        own.stop()
+
+
+@pytest.mark.parametrize("steps", [150, 40], ids=["ends-after-the-outage", "ends-during-the-outage"])
+def test_running_job_rides_out_a_redis_restart(tmp_path, steps):
+    own = RedisServer(tmp_path / "redis")  # append-only file on
+    stack = start_stack(tmp_path, own.url, engine="tests.engines:SlowEngine", **FAST_DEATH)
+    try:
+        with stack.client() as client:
+            job = submit(client, steps=str(steps), preview_every="10").json()  # 0.1 s a step
+            with client.stream("GET", f"/jobs/{job['id']}/events") as stream:
+                seen = next(event for event in read_events(stream)
+                            if event[1] == "progress" and event[2]["step"] >= 10)
+            own.kill()
+            time.sleep(FAST_DEATH["heartbeat_ttl_s"] + 2)  # its heartbeat key expires meanwhile
+            own.start()
+            final = wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=60)
+            assert final["status"] == "succeeded", final["error"]
+            assert final["attempts"] == 1 and final["progress"]["step"] == steps
+            with client.stream("GET", f"/jobs/{job['id']}/events", headers={"Last-Event-ID": seen[0]}) as stream:
+                events = list(read_events(stream))
+            done = [data["step"] for _, kind, data in events if kind == "progress"]
+            assert done[0] > seen[2]["step"] and done[-1] == steps and done == sorted(done)
+            assert events[-1][1] == "completed" and events[-1][2]["status"] == "succeeded"
+            assert client.get("/readyz").json()["workers"] == 1  # the worker lived on, and counts once
+            assert stack.workers[0].poll() is None
+            rq_job = Job.fetch(final["id"], connection=redis.Redis.from_url(stack.redis_url))
+            assert rq_job.get_status() == "finished"  # RQ's own writes after the job survived too
     finally:
         stack.stop()
         own.stop()

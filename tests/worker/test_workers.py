@@ -71,3 +71,36 @@ def test_results_expire_with_their_files(tmp_path, redis_server):
                        what="the job's files being deleted")
     finally:
         stack.stop()
+
+
+def test_deleting_a_running_job_leaves_no_files(tmp_path, redis_server):
+    # Every step writes a preview: the worker goes on writing after the API deleted the job's folder.
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine")
+    try:
+        with stack.client() as client:
+            job = submit(client, steps="300", preview_every="1").json()
+            wait_until(lambda: (stack.storage_dir / job["id"] / "preview.png").is_file(), timeout_s=60,
+                       what="a preview")
+            assert client.delete(f"/jobs/{job['id']}").status_code == 200
+            quick = submit(client, steps="2").json()  # the worker is free again once it has cleaned up
+            wait_status(client, quick["id"], {"succeeded"}, timeout_s=60)
+            assert not (stack.storage_dir / job["id"]).exists()
+    finally:
+        stack.stop()
+
+
+def test_readiness_counts_live_workers_only(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, workers=2, engine="tests.engines:InstantEngine",
+                        heartbeat_interval_s=0.5, heartbeat_ttl_s=2)
+    try:
+        with stack.client() as client:
+            assert client.get("/readyz").json()["workers"] == 2
+            stack.workers[0].send_signal(signal.SIGKILL)  # no chance to unregister
+            wait_until(lambda: client.get("/readyz").json().get("workers") == 1, timeout_s=10,
+                       what="the killed worker to stop counting")
+            stack.workers[1].send_signal(signal.SIGTERM)
+            stack.workers[1].wait(30)
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["workers"] == 0
+    finally:
+        stack.stop()
