@@ -21,6 +21,7 @@ from nst_shared.sweeper import sweep
 from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
+from service.headers import SecurityHeaders
 from service.limits import BodySizeLimit
 from service.ratelimit import RateLimiter
 from service.metrics import build_registry
@@ -29,6 +30,8 @@ from service import web
 from service.routes import health, jobs, metrics
 
 log = logging.getLogger("nst.api")
+
+DOCS_URL, REDOC_URL = "/docs", "/redoc"  # the OpenAPI pages, served from the fastapi-offline package
 
 
 async def _sweep_forever(app: FastAPI) -> None:
@@ -56,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     app = FastAPIOffline(
-        title="Neural style transfer", version="0.1.0", lifespan=_lifespan,
+        title="Neural style transfer", version="0.1.0", lifespan=_lifespan, docs_url=DOCS_URL, redoc_url=REDOC_URL,
         description="Gatys et al. (CVPR 2016) style transfer as asynchronous jobs: submit a content image and "
                     "style images, follow progress (poll or Server-Sent Events), download the PNG.")
     app.state.settings = settings
@@ -82,5 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestIds)  # outermost: every answer, even a refused body, carries X-Request-ID
+    app.add_middleware(RequestIds)  # every answer, even a refused body, carries X-Request-ID
+    app.add_middleware(SecurityHeaders, docs_paths={DOCS_URL, app.swagger_ui_oauth2_redirect_url},
+                       redoc_path=REDOC_URL)
     return app
