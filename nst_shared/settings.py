@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     link_secret: str = Field("", description="HMAC key of the signed links for event streams, results and "
                              "previews (derived from the API keys when empty).")
     link_ttl_s: int = Field(3600, description="How long a signed link stays valid.")
+    metrics_token: str = Field("", description="Bearer token that GET /metrics requires (Prometheus' "
+                               "`authorization` credentials); empty: open without API keys, any API key with them.")
     rate_limit_requests_per_min: int = Field(600, description="Requests to /jobs per key (or client IP "
                                              "without keys) per minute; 0 = no limit.")
     rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
