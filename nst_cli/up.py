@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from nst_shared.allocator import with_engine_malloc
+from nst_shared.gpus import worker_environments
 from nst_shared.settings import Settings
 
 STOP_GRACE_S = 20.0
@@ -86,8 +87,8 @@ def run_up(args: argparse.Namespace) -> int:
                "--port", str(args.port), "--log-level", "warning"]
     worker_cmd = [sys.executable, "-m", "worker"]
     api = subprocess.Popen(api_cmd, env=env)
-    worker_env = with_engine_malloc(env)
-    workers = [subprocess.Popen(worker_cmd, env=worker_env) for _ in range(args.workers)]
+    worker_envs = worker_environments(args.workers, with_engine_malloc(env), device=settings.device)  # GPUs
+    workers = [subprocess.Popen(worker_cmd, env=worker_envs[i]) for i in range(args.workers)]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Web:     http://{shown}:{args.port}/\nAPI:     http://{shown}:{args.port}/docs\n"
           f"Workers: {args.workers}. Ctrl-C stops everything.", flush=True)
@@ -112,7 +113,7 @@ def run_up(args: argparse.Namespace) -> int:
                 if worker.poll() is not None:  # its job is failed as worker_lost; keep the pool full
                     print(f"nst up: worker {worker.pid} exited with {worker.returncode}; restarting",
                           file=sys.stderr)
-                    workers[i] = subprocess.Popen(worker_cmd, env=worker_env)
+                    workers[i] = subprocess.Popen(worker_cmd, env=worker_envs[i])
     finally:
         _stop_all([*workers, api])
         if redis_process is not None:

@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="Worker device: auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps.")
     precision: Precision = Field(
         "auto", description="Number format of the worker's network: auto (bf16 on GPUs that have it and on CPUs "
-        "where it measures 1.5x faster, e.g. with AMX; fp32 elsewhere), fp32, bf16.")
+        "where it measures 1.5x faster, e.g. with AMX, measured once per machine and cached; fp32 elsewhere), "
+        "fp32, bf16.")
     engine: str = Field("nst_core.transfer:StyleTransfer",
                         description="Import path of the engine class a worker builds once.")
     max_upload_bytes: int = Field(20 * 2**20, description="Largest accepted image file.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
 from typing import Sequence
 
@@ -17,8 +18,10 @@ from nst_shared.logs import configure_logging, current_job_id
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage
 from nst_shared.sweeper import sweep
+from nst_shared.worker_info import record_fields
 from worker import tasks
 from worker.engine import get_engine
+from worker.precision import decide_precision
 from worker.webhooks import WebhookSender
 
 log = logging.getLogger("nst.worker")
@@ -29,6 +32,13 @@ class WarmWorker(SimpleWorker):
 
     SIGTERM or Ctrl-C stops the running job within one iteration and puts it back in the queue.
     """
+
+    engine_info: dict[str, str] = {}  # what it runs on, recorded beside RQ's record of it (nst_shared.worker_info)
+
+    def register_birth(self):  # type: ignore[no-untyped-def]
+        super().register_birth()
+        if self.engine_info:
+            self.connection.hset(self.key, mapping=record_fields(**self.engine_info))
 
     def execute_job(self, job, queue):  # type: ignore[no-untyped-def]
         # RQ's own lines about the job carry its id too (RQ's id is ours, or ours-<attempt> after a requeue).
@@ -65,8 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (args.log_level or settings.log_level).upper()
     configure_logging(level=level, fmt=settings.log_format)
     connection = redis.Redis.from_url(settings.redis_url)
-    engine = get_engine(settings)  # load the model before taking the first job
-    log.info("engine ready on %s (%s); queue %r at %s", engine.device_name, engine.precision, settings.queue_name,
+    decision = decide_precision(settings)
+    engine = get_engine(settings, precision=decision.precision)  # load the model before taking the first job
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    log.info("engine ready on %s%s in %s (%s); queue %r at %s", engine.device_name,
+             f" (GPU {gpu})" if gpu else "", engine.precision, decision.reason, settings.queue_name,
              settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     stop = threading.Event()
@@ -77,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sender.start()
     worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
                         name=args.name, log_job_description=False)
+    worker.engine_info = {"device": engine.device_name, "precision": engine.precision,
+                          "precision_reason": decision.reason, "gpu": gpu}
     try:
         worker.work(burst=args.burst, logging_level=level, with_scheduler=False)
     finally:
