@@ -127,13 +127,16 @@ def params_for(size: int, steps: int, **more: Any) -> Any:
     return TransferParams().replace(max_size=size, steps=steps, scales=1, seed=0, preview_every=0, **more)
 
 
-def timed_run(engine: Any, size: int, steps: int, *, device: str, count_from: int | None = None,
-              count_steps: int = 3) -> dict[str, Any]:
+def timed_run(engine: Any, size: int, measure: int, *, device: str, warmup: int = 2,
+              count_steps: int = 0) -> dict[str, Any]:
     """One transfer at size x size: the time to the first step (setup and the first iteration at a shape), the
-    median of the later steps, peak device memory, and, from step `count_from`, host syncs and kernel launches
-    per step over `count_steps` steps (sync debug mode, and the profiler's runtime calls)."""
+    median of `measure` steps after `warmup`, peak device memory, and then, over `count_steps` more steps (not
+    timed: the profiler slows them), host syncs and kernel launches per step (sync debug mode, and the
+    profiler's runtime calls)."""
     import torch
 
+    steps = warmup + measure + count_steps
+    count_from = warmup + measure if count_steps else None  # counted: the steps after this one's callback
     stamps: list[float] = []
     counting: dict[str, Any] = {}
 
@@ -148,7 +151,7 @@ def timed_run(engine: Any, size: int, steps: int, *, device: str, count_from: in
                 [torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else []))
             counting["profiler"].start()
             counting["warnings_before"] = len(caught)
-        elif progress.step == count_from + count_steps and "profiler" in counting:
+        elif progress.step == steps and "profiler" in counting:
             if device.startswith("cuda"):
                 torch.cuda.set_sync_debug_mode("default")
             counting["profiler"].stop()
@@ -161,14 +164,15 @@ def timed_run(engine: Any, size: int, steps: int, *, device: str, count_from: in
         warnings.simplefilter("always")
         started = time.perf_counter()
         engine.stylize(picture(size, 0), [picture(size, 1)], params_for(size, steps), callback=on_step)
-    steady = [b - a for a, b in zip(stamps[1:], stamps[2:])]
+    steady = [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:warmup + measure])]
     out: dict[str, Any] = {"first_s": stamps[0] - started, "s_per_iter": statistics.median(steady),
-                           "steps": steps}
+                           "measured_steps": len(steady)}
     if device.startswith("cuda"):
         out["peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
     if "profiler" in counting:
         names = [event.name for event in counting["profiler"].events()]
-        out["syncs_per_step_debug"] = counting.get("syncs", 0) / count_steps if device.startswith("cuda") else None
+        on_cuda = device.startswith("cuda")
+        out["syncs_per_step_debug"] = counting.get("syncs", 0) / count_steps if on_cuda else None
         out["syncs_per_step_profiler"] = sum("Synchronize" in n for n in names) / count_steps
         out["launches_per_step"] = sum("LaunchKernel" in n for n in names) / count_steps
         out["memcpy_per_step"] = sum(n.startswith("cudaMemcpy") for n in names) / count_steps
@@ -187,10 +191,9 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
     for precision in args.precisions:
         engine = StyleTransfer(device=device, precision=precision)
         for size in args.sizes:
-            steps = args.warmup + max(3, int(args.iterations * (args.sizes[0] / size) ** 2))
+            measure = max(3, int(args.iterations * (args.sizes[0] / size) ** 2))
             flop = flops_per_iteration(engine, size, device)
-            run = timed_run(engine, size, steps, device=device, count_from=args.warmup + 1,
-                            count_steps=min(3, steps - args.warmup - 1))
+            run = timed_run(engine, size, measure, device=device, warmup=args.warmup, count_steps=args.count_steps)
             rate = flop / run["s_per_iter"] / 1e12
             peak_key = "bf16" if precision == "bf16" else ("tf32" if "tf32" in peaks else "fp32")
             result = {"precision": precision, "size": size, "gflop_per_iter": flop / 1e9, "tflops": rate,
@@ -204,7 +207,7 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
                          f"{run['first_s']:.2f}", _fmt(run.get("syncs_per_step_debug")),
                          _fmt(run.get("syncs_per_step_profiler")), _fmt(run.get("launches_per_step")),
                          f"{300 * run['s_per_iter']:.2f}"])
-        tuning = cudnn_benchmark_cost(engine, args.sizes[0], device, steps=args.warmup + args.iterations)
+        tuning = cudnn_benchmark_cost(engine, args.sizes[0], device, warmup=args.warmup, measure=args.iterations)
         tuning["precision"] = precision
         results.append({"cudnn_benchmark": tuning})
         print(json.dumps({"cudnn_benchmark": tuning}), flush=True)
@@ -220,12 +223,13 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
             notes.append(f"cudnn.benchmark at new shapes ({t['precision']}, ~{t['size']} px): first step "
                          f"{t['on']['first_s']:.3f} s on / {t['off']['first_s']:.3f} s off, steady "
                          f"{t['on']['s_per_iter'] * 1e3:.2f} / {t['off']['s_per_iter'] * 1e3:.2f} ms; "
-                         f"tuning pays after {t['break_even_steps']} steps")
+                         + (f"tuning pays after {t['break_even_steps']} steps" if t["break_even_steps"].isdigit()
+                            else "tuning does not pay (no faster steps)"))
     print_table(header, rows, notes)
     return {"device": _device_name(device), "torch": torch.__version__, "peaks_tflops": peaks, "rows": results}
 
 
-def cudnn_benchmark_cost(engine: Any, size: int, device: str, *, steps: int) -> dict[str, Any]:
+def cudnn_benchmark_cost(engine: Any, size: int, device: str, *, warmup: int, measure: int) -> dict[str, Any]:
     """The first step at a shape never run before and the steady state, with cudnn.benchmark off and on (each
     at a shape of its own, so neither finds the other's tuning)."""
     import torch
@@ -235,7 +239,7 @@ def cudnn_benchmark_cost(engine: Any, size: int, device: str, *, steps: int) -> 
     try:
         for setting, shape in (("off", size + 16), ("on", size + 32)):
             torch.backends.cudnn.benchmark = setting == "on"
-            found[setting] = timed_run(engine, shape, steps, device=device)
+            found[setting] = timed_run(engine, shape, measure, device=device, warmup=warmup)
     finally:
         torch.backends.cudnn.benchmark = saved
     extra_first = found["on"]["first_s"] - found["off"]["first_s"]
@@ -457,19 +461,23 @@ def bench_largest(args: argparse.Namespace) -> dict[str, Any]:
 
     engine = StyleTransfer(device=args.device, precision=args.precision)
     rows, found = [], []
+    result = {"device": _device_name(args.device), "torch": torch.__version__, "precision": engine.precision,
+              "sizes": found}
     for size in args.sizes:
         try:
-            run = timed_run(engine, size, 3, device=args.device)
+            run = timed_run(engine, size, 2, device=args.device, warmup=1)
         except DeviceOutOfMemory as exc:
             found.append({"size": size, "fits": False, "error": str(exc)[:200]})
             rows.append([str(size), "no", "", ""])
             break
+        finally:
+            if args.json:  # after every size: a step stopped at its time limit keeps what it found
+                Path(args.json).write_text(json.dumps(result, indent=1, default=str))
         found.append({"size": size, "fits": True, **run})
         rows.append([str(size), "yes", f"{run['s_per_iter']:.3f}", f"{run.get('peak_gb', 0):.1f}"])
         print(json.dumps(found[-1]), flush=True)
     print_table(["size", "fits", "s/iter", "peak GB"], rows, [f"precision {engine.precision}, one scale"])
-    return {"device": _device_name(args.device), "torch": torch.__version__, "precision": engine.precision,
-            "sizes": found}
+    return result
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -487,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--iterations", type=int, default=20, help="engine: measured steps at the first size")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--count-steps", type=int, default=3, help="engine: steps counted for syncs and launches")
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], help="engine: the rows' formats")
     parser.add_argument("--matmul-n", type=int, default=8192)
     parser.add_argument("--size", type=int, default=512, help="objective: output size")

@@ -55,8 +55,8 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
         Step("pytest", 100, [py, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-s", "-rfEs", "-p",
                              "no:cacheprovider", f"--junitxml={out / 'pytest.xml'}", "-o", "addopts=",
                              *(["-k", "not bf16"] if tiny else [])], env={"GPU_TEST_DEVICE": device}),
-        Step("engine", 80, bench("engine", *(["--sizes", "64", "--iterations", "2", "--warmup", "1", "--precisions",
-                                               "fp32", "--matmul-n", "256"] if tiny else
+        Step("engine", 80, bench("engine", *(["--sizes", "64", "--iterations", "2", "--warmup", "1", "--count-steps",
+                                               "1", "--precisions", "fp32", "--matmul-n", "256"] if tiny else
                                              ["--sizes", "512", "1024", "2048"])), json_name="engine.json"),
         Step("objective", 60, bench("objective", "--picture", str(out / "objective.png"),
                                     *(["--size", "48", "--seed-steps", "4"] if tiny else

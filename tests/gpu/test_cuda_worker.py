@@ -12,14 +12,14 @@ from tests.gpu.engines import CAP_VARIABLE
 from tests.service.test_jobs import submit, wait_status
 
 pytestmark = pytest.mark.gpu
-CAP_MB = 768  # the model and a 64 px job fit; a 1024 px job's activations do not
+CAP_MB = 768  # the model and a 64 px job fit; a 2048 px job's activations (several GB) do not
 
 
 @pytest.fixture(scope="module")
 def stack(device, tmp_path_factory, redis_server):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CAP_VARIABLE, str(CAP_MB))  # read by the worker process's engine
-        stack = start_stack(tmp_path_factory.mktemp("gpu"), redis_server.url, device=device,
+        stack = start_stack(tmp_path_factory.mktemp("gpu"), redis_server.url, device=device, max_size_px=2048,
                             engine="tests.gpu.engines:MemoryCappedStyleTransfer", heartbeat_ttl_s=120)
     yield stack
     stack.stop()
@@ -31,7 +31,7 @@ def test_out_of_memory_fails_the_job_and_the_worker_goes_on(stack, on_cuda):
     with stack.client() as client:
         workers = [engine["name"] for engine in client.get("/readyz").json()["engines"]]
         assert len(workers) == 1
-        big = submit(client, max_size="1024", steps="3", scales="1").json()
+        big = submit(client, max_size="2048", steps="3", scales="1").json()
         failed = wait_status(client, big["id"], {"failed", "succeeded"}, timeout_s=180)
         assert failed["status"] == "failed" and failed["error"]["code"] == "out_of_memory", failed
         small = submit(client, max_size="64", steps="3").json()
