@@ -75,7 +75,7 @@ def _cached_cpu_decision(path: Path, key: str) -> Decision:
         if key in cached:
             entry = cached[key]
             return Decision(entry["precision"], f"auto on this CPU: bf16 measured {entry['bf16_speedup']:.1f}x "
-                            f"float32's speed on {entry['measured_at']} (cached in {path})")
+                            f"float32's speed on {entry['measured_at']} (cached for this machine)")
         import torch
 
         from nst_core.precision import cpu_bf16_speedup, resolve_precision
@@ -91,7 +91,7 @@ def _cached_cpu_decision(path: Path, key: str) -> Decision:
         log.info("measured bf16 at %.1fx float32's speed on this CPU: %s from now on (%s)", speedup, precision,
                  path)
         return Decision(precision, f"auto on this CPU: bf16 measured {speedup:.1f}x float32's speed just now "
-                        f"(cached in {path})")
+                        "(cached for this machine)")
 
 
 def _read(path: Path) -> dict:

@@ -5,6 +5,7 @@ build-time checks pass here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -82,14 +83,29 @@ def environment(service: dict) -> dict[str, str]:
     return {key: value for key, value in (service.get("environment") or {}).items() if value is not None}
 
 
-def assert_real_settings(env: dict[str, str], where: str) -> None:
-    nst = {key: value for key, value in env.items() if key.startswith("NST_")}
-    assert not set(nst) - SETTINGS, f"{where}: not settings: {set(nst) - SETTINGS}"
-    # and valid values, read from the environment as the programs read them (JSON lists included)
-    code = "from nst_shared.settings import Settings; Settings()"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NST_")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **nst}, capture_output=True, text=True)
-    assert out.returncode == 0, f"{where}: {out.stderr}"
+# Reads each environment as the programs do (from os.environ: JSON lists included), in one process for all.
+_VALIDATE = """
+import json, os, sys
+from nst_shared.settings import Settings
+for where, env in json.load(sys.stdin).items():
+    for key in [k for k in os.environ if k.startswith("NST_")]:
+        del os.environ[key]
+    os.environ.update(env)
+    try:
+        Settings()
+    except Exception as exc:
+        sys.exit(f"{where}: {exc}")
+"""
+
+
+def assert_real_settings(envs: dict[str, dict[str, str]]) -> None:
+    """Every NST_* variable of each environment (by where it comes from) is a setting with a valid value."""
+    nst = {where: {k: v for k, v in env.items() if k.startswith("NST_")} for where, env in envs.items()}
+    for where, env in nst.items():
+        assert not set(env) - SETTINGS, f"{where}: not settings: {set(env) - SETTINGS}"
+    out = subprocess.run([sys.executable, "-c", _VALIDATE], cwd=ROOT, input=json.dumps(nst), capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_commands_and_console_scripts_exist():
@@ -100,10 +116,9 @@ def test_commands_and_console_scripts_exist():
 
 
 def test_every_nst_variable_is_a_setting(combination):
-    for name, service in combination["services"].items():
-        assert_real_settings(environment(service), f"compose service {name}")
-    for name, dockerfile in DOCKERFILES.items():
-        assert_real_settings(dockerfile.env(), dockerfile.path.name)
+    assert_real_settings({**{f"compose service {name}": environment(service)
+                             for name, service in combination["services"].items()},
+                          **{dockerfile.path.name: dockerfile.env() for dockerfile in DOCKERFILES.values()}})
 
 
 def test_every_setting_reaches_api_and_workers_from_the_operator():
@@ -124,7 +139,7 @@ def test_every_setting_reaches_api_and_workers_from_the_operator():
         assert {k: env[k] for k in security if k != "NST_REDIS_URL"} == {
             k: v for k, v in security.items() if k != "NST_REDIS_URL"}
         assert env["NST_REDIS_URL"] == FIXED["NST_REDIS_URL"]  # the stack's own Redis, whatever the shell says
-        assert_real_settings(env, name)
+    assert_real_settings({name: environment(services[name]) for name in ("api", "worker")})
 
 
 def test_api_published_on_this_host_only_unless_asked():
@@ -141,7 +156,7 @@ def test_api_healthcheck_path_is_a_route(tmp_path):
     code = "import json, service.app; print(json.dumps(list(service.app.create_app().openapi()['paths'])))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "NST_STORAGE_DIR": str(tmp_path)})
-    assert path in set(__import__("json").loads(out.stdout)) and path == "/healthz"
+    assert path in set(json.loads(out.stdout)) and path == "/healthz"
     command = SERVICES["api"]["command"]
     assert command[command.index("--port") + 1] == port == str(SERVICES["api"]["ports"][0]["target"])
     assert SERVICES["api"]["healthcheck"]["test"][1] == "python"  # the slim image has no curl

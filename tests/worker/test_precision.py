@@ -45,7 +45,7 @@ def test_first_worker_measures_the_rest_read_the_cache(tmp_path):
     cache[machine_key()]["precision"] = flipped
     (tmp_path / "nst" / "cpu-precision.json").write_text(json.dumps(cache))
     precision, out = decision(decide(tmp_path))
-    assert precision == flipped and "cached in" in out and "measured bf16 at" not in out
+    assert precision == flipped and "cached for this machine" in out and "measured bf16 at" not in out
 
 
 def test_explicit_precision_needs_no_measurement(tmp_path):
