@@ -20,5 +20,6 @@ class MemoryCappedStyleTransfer(StyleTransfer):
         super().__init__(**kwargs)
         cap_mb = int(os.environ.get(CAP_VARIABLE, "0"))
         if cap_mb and self.device.type == "cuda":
-            total = torch.cuda.get_device_properties(self.device).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, cap_mb * 2**20 / total), self.device)
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            total = torch.cuda.get_device_properties(index).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, cap_mb * 2**20 / total), index)
