@@ -290,8 +290,14 @@ def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
 
     def score(progress: Any) -> None:
         if progress.total_loss <= target * 1.05 and progress.preview is not None:
-            objective = seed_objective(progress.preview, content, style,
-                                       style_weight=engine_bench.SEED_STYLE_WEIGHT, device=device)
+            # Scored as the seed's picture was, before the engine turned TF32 on for matmuls (its Grams).
+            tf32 = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = False
+            try:
+                objective = seed_objective(progress.preview, content, style,
+                                           style_weight=engine_bench.SEED_STYLE_WEIGHT, device=device)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = tf32
             if objective <= target:
                 reached.update(step=progress.step, objective=objective, image=progress.preview)
                 from nst_core.progress import StopTransfer
