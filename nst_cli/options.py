@@ -1,69 +1,66 @@
-"""Command-line flags built from TransferParams, so `nst run` and `nst submit` share one definition."""
+"""Command-line flags built from TransferParams, so `nst run` and `nst submit` share one definition.
+
+The flags hand their text to the model, which parses and checks it: no bound or choice is written here.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from nst_shared.params import INITS, TransferParams, param_fields
+from pydantic import ValidationError
+
+from nst_shared.params import TransferParams, api_fields, first_error, form_schema
 
 # Flags with a spelling of the seed project too (--max_size, --content_weight, --style_weight).
 SEED_SPELLINGS = {"max_size", "content_weight", "style_weight"}
 FLAG_NAMES = {"early_stop_tolerance": "--early-stop"}
-NOT_FLAGS = {"style_blend", "content_layers", "style_layers", "style_layer_weights", "preview_every"}
+# Previews are files for `nst run` (--save-every) and events for `nst submit` (--preview-every).
+NOT_FLAGS = {"preview_every"}
+METAVARS = {"integer": "N", "number": "X", "string": "W,W.."}
 
 
-def floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def flag_name(field: str) -> str:
+    return FLAG_NAMES.get(field, f"--{field.replace('_', '-')}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e10 else f"{value:g}"
+
+
+def help_text(name: str) -> str:
+    """The parameter's description with its range and default, as a flag's help shows them."""
+    schema = form_schema()[name]
+    low, high = schema.get("minimum"), schema.get("maximum")
+    text = schema["description"]
+    if low is not None and high is not None:
+        text += f" ({_number(low)}..{_number(high)})"
+    return (text + f" (default: {TransferParams.model_fields[name].default})").replace("%", "%%")
 
 
 def add_param_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per parameter, with its help, bounds and default from `TransferParams`."""
-    for field in param_fields():
-        if field.name in NOT_FLAGS:
+    """One flag per API parameter, with its description, range and default from `TransferParams`."""
+    for name, info in api_fields().items():
+        if name in NOT_FLAGS:
             continue
-        flags = [FLAG_NAMES.get(field.name, f"--{field.name.replace('_', '-')}")]
-        if field.name in SEED_SPELLINGS:
-            flags.append(f"--{field.name}")
-        meta = field.metadata
-        bounds = ", ".join(f"{k} {meta[k]:g}" for k in ("ge", "gt", "le") if meta.get(k) is not None)
-        help_text = meta["help"] + (f" ({bounds})" if bounds else "") + " (default: %(default)s)"
-        if field.type == "bool":
-            parser.add_argument(*flags, dest=field.name, action="store_true", help=meta["help"])
-        elif field.name == "init":
-            parser.add_argument(*flags, dest=field.name, choices=INITS, default=field.default, help=help_text)
+        flags = [flag_name(name)] + ([f"--{name}"] if name in SEED_SPELLINGS else [])
+        # default None: a flag not given is left to the model (and to the worker's device defaults).
+        if info.annotation is bool:
+            parser.add_argument(*flags, dest=name, action="store_true", default=None, help=help_text(name))
+        elif get_origin(info.annotation) is Literal:
+            parser.add_argument(*flags, dest=name, choices=get_args(info.annotation), default=None,
+                                help=help_text(name))
         else:
-            kind = float if "float" in str(field.type) else int
-            parser.add_argument(*flags, dest=field.name, type=kind, default=field.default, help=help_text)
-    parser.add_argument("--style-blend", type=floats, default=None,
-                        help="weights of the style images, e.g. 0.7,0.3 (default: equal)")
+            parser.add_argument(*flags, dest=name, default=None, metavar=METAVARS[form_schema()[name]["type"]],
+                                help=help_text(name))
 
 
 def params_from_args(args: argparse.Namespace, **overrides: Any) -> TransferParams:
-    """The parameters the flags ask for; out-of-range values raise ValueError naming the flag."""
-    names = {f.name for f in dataclasses.fields(TransferParams)}
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    params = TransferParams(**{**values, **overrides})
-    for field in param_fields():
-        meta, value = field.metadata, getattr(params, field.name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        low, high = meta.get("ge"), meta.get("le")
-        if (low is not None and value < low) or (high is not None and value > high):
-            flag = FLAG_NAMES.get(field.name, f"--{field.name.replace('_', '-')}")
-            raise ValueError(f"{flag} must be within {low:g}..{high:g}, got {value:g}")
-    return params
-
-
-def explicit_flags(argv: list[str]) -> frozenset[str]:
-    """The parameters whose flags appear in `argv` (so device defaults leave them alone)."""
-    given = set()
-    for field in param_fields():
-        flags = {FLAG_NAMES.get(field.name, f"--{field.name.replace('_', '-')}"), f"--{field.name}"}
-        if any(token in flags or token.split("=", 1)[0] in flags for token in argv):
-            given.add(field.name)
-    return frozenset(given)
+    """The parameters the flags ask for; those given are the model's `model_fields_set` (the explicit ones).
+    A value the model refuses raises ValueError naming the flag."""
+    values = {name: getattr(args, name) for name in api_fields() if getattr(args, name, None) is not None}
+    try:
+        return TransferParams.model_validate({**values, **overrides})
+    except ValidationError as exc:
+        field, message = first_error(exc)
+        raise ValueError(f"{flag_name(field)}: {message}" if field else message) from None

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from nst_cli.options import add_param_arguments, params_from_args
-from nst_shared.params import param_fields
+from nst_cli.options import add_param_arguments, help_text, params_from_args
 
 if TYPE_CHECKING:
     from nst_client import Event, Job, NstClient, NstClientError
@@ -38,8 +37,6 @@ EXIT_CODES = """exit status:
 environment: NST_SERVER (service URL), NST_API_KEY (sent as a bearer token)"""
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-_NOT_API = {f.name for f in param_fields() if not f.metadata.get("api")}
-
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=os.environ.get("NST_SERVER", DEFAULT_SERVER), metavar="URL",
@@ -62,9 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("content", type=Path, metavar="CONTENT", help="the photograph to paint")
     submit.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style images")
     add_param_arguments(submit)
-    preview = next(f for f in param_fields() if f.name == "preview_every")
-    submit.add_argument("--preview-every", type=int, default=preview.default, metavar="N",
-                        help=preview.metadata["help"] + " (default: %(default)s)")
+    submit.add_argument("--preview-every", default=None, metavar="N", help=help_text("preview_every"))
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     submit.add_argument("--output", "-o", type=Path, help="save the result here (implies --wait)")
     submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -150,15 +145,18 @@ def _submit(args: argparse.Namespace) -> int:
     from nst_client import WaitTimeout
 
     try:
-        params = params_from_args(args, preview_every=args.preview_every)
-    except (ValueError, TypeError) as exc:
+        overrides = {"preview_every": args.preview_every} if args.preview_every is not None else {}
+        params = params_from_args(args, **overrides)
+        params.style_weights(len(args.styles))
+    except ValueError as exc:
         _error("nst submit", str(exc))
         return EXIT_REFUSED
     for path in [args.content, *args.styles]:
         if not path.is_file():
             _error("nst submit", f"no such file: {path}")
             return EXIT_REFUSED
-    fields = {k: v for k, v in params.to_dict().items() if k not in _NOT_API}
+    # Only the parameters given: the service (and a GPU worker's defaults) decide the others.
+    fields = {k: v for k, v in params.to_dict().items() if k in params.model_fields_set}
     events = [e.strip() for e in args.webhook_events.split(",")] if args.webhook_events else None
     with _client(args) as client:
         job = client.submit(args.content, args.styles, idempotency_key=args.idempotency_key,

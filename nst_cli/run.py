@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nst_cli.options import add_param_arguments, explicit_flags, params_from_args
+from nst_cli.options import add_param_arguments, params_from_args
 from nst_shared.params import PRECISIONS, for_device
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -52,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     style_paths = args.style or [DEFAULT_STYLE]
     try:
         params = params_from_args(args, preview_every=args.save_every)
+        params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
         content = load_image(content_path)
         styles = [load_image(p) for p in style_paths]
         engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision)
-        params = for_device(params, engine.device.type, explicit=explicit_flags(sys.argv[1:]))
+        params = for_device(params, engine.device.type, explicit=params.model_fields_set)
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 2

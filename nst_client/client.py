@@ -57,9 +57,10 @@ def _submission(content: ImageInput, styles: ImageInput | Sequence[ImageInput], 
     files += [("style", _image(s, f"style-{i}")) for i, s in enumerate(style_list)]
     values: dict[str, FormValue] = {}
     if params is not None:
-        from nst_shared.params import param_fields  # stdlib only: no torch
+        from nst_shared.params import api_fields  # pydantic only: no torch
 
-        values.update({f.name: getattr(params, f.name) for f in param_fields() if f.metadata.get("api")})
+        given = params.model_fields_set & set(api_fields())  # the others: the service's defaults
+        values.update({k: v for k, v in params.to_dict().items() if k in given})
     values.update(fields)
     if webhook_url:
         values["webhook_url"] = webhook_url

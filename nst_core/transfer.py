@@ -141,9 +141,10 @@ class StyleTransfer:
 
     def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: TransferParams, *,
                 callback: ProgressCallback | None = None) -> TransferResult:
-        """Paint `content` in the style of `styles` (RGB images); see `TransferParams` for the options."""
+        """Paint `content` in the style of `styles` (RGB images); see `TransferParams` for the options (already
+        validated by the model; the engine checks only what needs the images)."""
         started = time.perf_counter()
-        blend = self._check(styles, params)
+        blend = params.style_weights(len(styles))  # raises InvalidParameter unless one weight per style
         full_size = fit_size(*content.size, params.max_size)
         check_min_side(full_size, "content image")
         sizes = scale_sizes(full_size, scales=params.scales, min_size=params.min_scale_size)
@@ -158,7 +159,7 @@ class StyleTransfer:
 
         content_layers = [activation_name(n) for n in params.content_layers]
         style_layers = [activation_name(n) for n in params.style_layers]
-        layer_weights = self._layer_weights(params)
+        layer_weights = params.layer_weights()
         image: torch.Tensor | None = None
         step, stopped, total = 0, False, math.nan
 
@@ -239,34 +240,6 @@ class StyleTransfer:
                 torch.cuda.empty_cache()  # give the memory back between jobs
         return TransferResult(image=result, steps_done=step, stopped=stopped,
                               elapsed_s=time.perf_counter() - started, total_loss=total)
-
-    def _check(self, styles: Sequence[Image.Image], params: TransferParams) -> list[float]:
-        if not styles:
-            raise InvalidParameter("at least one style image is needed", field="style")
-        blend = list(params.style_blend) if params.style_blend is not None else [1.0] * len(styles)
-        if len(blend) != len(styles):
-            raise InvalidParameter(f"style_blend has {len(blend)} weights for {len(styles)} style images",
-                                   field="style_blend")
-        if any(w < 0 or not math.isfinite(w) for w in blend) or sum(blend) <= 0:
-            raise InvalidParameter("style_blend weights must be non-negative and not all zero",
-                                   field="style_blend")
-        known = set(self.model.layer_names)
-        for field_name in ("content_layers", "style_layers"):
-            for layer in getattr(params, field_name):
-                if activation_name(layer) not in known:
-                    raise InvalidParameter(f"unknown layer {layer!r}", field=field_name)
-        return [w / sum(blend) for w in blend]
-
-    @staticmethod
-    def _layer_weights(params: TransferParams) -> list[float]:
-        n = len(params.style_layers)
-        weights = params.style_layer_weights
-        if weights is None:
-            return [1.0 / n] * n
-        if len(weights) != n:
-            raise InvalidParameter(f"style_layer_weights has {len(weights)} values for {n} style layers; give "
-                                   "one weight per style layer", field="style_layer_weights")
-        return list(weights)
 
     def _style_grams(self, styles: Sequence[Image.Image], blend: Sequence[float], longest_px: float,
                      layers: Sequence[str]) -> dict[str, torch.Tensor]:

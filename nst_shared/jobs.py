@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -144,8 +145,16 @@ class JobRecord:
                    owner=data.get("owner") or None, extra=js("extra") or {})
 
 
+# What `new_job_id` makes: 32 lowercase hex digits. Anything else is no job, and never part of a Redis key.
+JOB_ID_PATTERN = "^[0-9a-f]{32}$"
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def is_job_id(text: str) -> bool:
+    return re.fullmatch(JOB_ID_PATTERN, text) is not None
 
 
 class JobStore:

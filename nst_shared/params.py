@@ -1,82 +1,195 @@
-"""The one set of style-transfer parameters: defaults, bounds and help text live here once.
+"""The one model of the style-transfer parameters: every default, bound, choice and cross-field rule is here.
 
-Plain standard library on purpose: the engine, the worker, the API (which has no torch) and the CLI
-all build their options from `TransferParams`, so a default or a bound is never written twice.
+The engine, the worker, the API form (and its OpenAPI schema), the CLI flags, the web page and the docs all
+read `TransferParams`; the deployment's own caps (NST_MAX_SIZE_PX, ...) are applied on top by the service.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import functools
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from nst_shared.errors import InvalidParameter
 
 Init = Literal["content", "noise", "style"]
-INITS: tuple[str, ...] = ("content", "noise", "style")
+INITS: tuple[str, ...] = get_args(Init)
 # The number format of the network (nst_core/precision.py): an engine setting, like the device, not a job's.
 Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+# VGG19's convolutions down to conv5_1, where the engine cuts its network (as the paper names them; the engine
+# reads the rectified activation of each).
+Layer = Literal["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+                "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
+LAYERS: tuple[str, ...] = get_args(Layer)
 
-CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
-STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-# On the bundled network the Gram matrices of these layers differ in size by four orders of magnitude (mean
-# squares ~3e2, 3e4, 1e4, 5e5 and 1e2 on the shared paintings at 384 px), so with equal weights the style loss is
-# nearly all conv4_1: colours (conv1_1) and large shapes (conv5_1) barely transfer. These weights, about the
-# inverse of each layer's typical size, let each layer count alike (conv5_1 a little less: at full balance it
-# stamps the painting's large shapes, a Starry-Night moon, onto the subject); conv4_1 keeps the 0.2 of an equal
-# split. Measured on tiger + The Starry Night at 384 px (bench/quality.py): style ratio 0.024 and content ratio
-# 0.196 at style weight 15, against 0.090 / 0.332 with equal weights at 2e2 and the seed's 0.039 / 0.410.
+CONTENT_LAYERS: tuple[Layer, ...] = ("conv4_2",)
+STYLE_LAYERS: tuple[Layer, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+# The Gram matrices of these layers differ in size by four orders of magnitude, so with equal weights the style
+# loss is nearly all conv4_1; about the inverse of each layer's typical size lets each count alike (conv5_1 a
+# little less, or it stamps the painting's large shapes onto the subject). The README's "Why these defaults".
 STYLE_LAYER_WEIGHTS: tuple[float, ...] = (333.0, 3.3, 10.0, 0.2, 300.0)
 
-
-def _param(default: Any, help: str, *, ge: float | None = None, le: float | None = None,
-           gt: float | None = None, api: bool = True) -> Any:
-    """A dataclass field carrying its bounds and help text for the CLI, the API and the docs."""
-    meta = {"help": help, "ge": ge, "le": le, "gt": gt, "api": api}
-    return field(default=default, metadata=meta)
+# Parameters of the engine alone: not form fields of the API, nor CLI flags.
+ENGINE_ONLY: frozenset[str] = frozenset({"content_layers", "style_layers", "style_layer_weights"})
 
 
-@dataclass(frozen=True, kw_only=True)
-class TransferParams:
+def _comma_separated(value: Any) -> Any:
+    """'0.7,0.3' (a form field, a CLI flag) as a list of numbers; anything else as it came."""
+    return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+
+
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# On the wire (a form field) the blend is one comma-separated string.
+StyleBlend = Annotated[
+    Annotated[tuple[Weight, ...], Field(min_length=1, max_length=64)] | None, BeforeValidator(_comma_separated),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*[0-9.eE+-]+(\s*,\s*[0-9.eE+-]+)*\s*$", "maxLength": 200,
+                    "examples": ["0.7,0.3"]}, mode="validation"),
+]
+
+
+class TransferParams(BaseModel):
     """Everything that decides what picture a transfer makes (not where it runs)."""
 
-    max_size: int = _param(384, "Longest side of the output in pixels.", ge=64, le=2048)
-    steps: int = _param(120, "L-BFGS iterations in all, over every scale (each one is a progress step).",
-                        ge=1, le=2000)
-    content_weight: float = _param(1.0, "Weight of the content loss (MSE of conv4_2 features).", ge=0, le=1e9)
-    style_weight: float = _param(15.0, "Weight of the style loss (MSE of Gram matrices). With the default layer "
-                                       "weights: 5 subtle .. 50 strong.", ge=0, le=1e12)
-    tv_weight: float = _param(0.0, "Weight of the total-variation loss, which smooths the image.", ge=0, le=1e6)
-    style_scale: float = _param(1.0, "Size of the style image relative to the output size.", ge=0.1, le=4.0)
-    style_blend: tuple[float, ...] | None = _param(
-        None, "Weights of the style images, one per style (normalised to sum 1); equal when unset.")
-    preserve_colors: bool = _param(False, "Keep the content image's colours: transfer on luminance only.")
-    init: Init = _param("content", "Starting image: content, noise or style.")
-    seed: int | None = _param(None, "Random seed; runs with the same seed are reproducible on the CPU.",
-                              ge=0, le=2**31 - 1)
-    scales: int = _param(3, "Number of scales, coarse to fine (1 = single scale, as in Gatys et al.).",
-                         ge=1, le=6)
-    min_scale_size: int = _param(192, "Longest side of the coarsest scale in pixels.", ge=64, le=2048)
-    early_stop_tolerance: float = _param(
-        0.0, "Stop a scale early when the loss improves by less than this fraction over 10 steps (0 = off).",
-        ge=0, le=0.5)
-    preview_every: int = _param(0, "Send a preview image every N steps (0 = none).", ge=0, le=2000)
-    content_layers: tuple[str, ...] = _param(CONTENT_LAYERS, "Layers of the content loss.", api=False)
-    style_layers: tuple[str, ...] = _param(STYLE_LAYERS, "Layers of the style loss.", api=False)
-    style_layer_weights: tuple[float, ...] | None = _param(
-        STYLE_LAYER_WEIGHTS, "Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the "
-        "default balances the five default layers.", api=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    def replace(self, **changes: Any) -> "TransferParams":
-        return dataclasses.replace(self, **changes)
+    max_size: Annotated[int, Field(ge=64, le=2048, description="Longest side of the output in pixels.")] = 384
+    steps: Annotated[int, Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each "
+                                "one is a progress step).")] = 120
+    content_weight: Annotated[float, Field(ge=0, le=1e9, description="Weight of the content loss (MSE of "
+                                           "conv4_2 features).")] = 1.0
+    style_weight: Annotated[float, Field(ge=0, le=1e12, description="Weight of the style loss (MSE of Gram "
+                                         "matrices). With the default layer weights: 5 subtle .. 50 strong.")] = 15.0
+    tv_weight: Annotated[float, Field(ge=0, le=1e6, description="Weight of the total-variation loss, which "
+                                      "smooths the image.")] = 0.0
+    style_scale: Annotated[float, Field(ge=0.1, le=4.0, description="Size of the style image relative to the "
+                                        "output size.")] = 1.0
+    style_blend: Annotated[StyleBlend, Field(description="Weights of the style images, one per style "
+                                             "(normalised to sum 1); equal when unset.")] = None
+    preserve_colors: Annotated[bool, Field(description="Keep the content image's colours: transfer on "
+                                           "luminance only.")] = False
+    init: Annotated[Init, Field(description="Starting image: content, noise or style.")] = "content"
+    seed: Annotated[Annotated[int, Field(ge=0, le=2**31 - 1)] | None, Field(
+        description="Random seed; runs with the same seed are reproducible on the CPU.")] = None
+    scales: Annotated[int, Field(ge=1, le=6, description="Number of scales, coarse to fine (1 = single scale, as "
+                                 "in Gatys et al.).")] = 3
+    min_scale_size: Annotated[int, Field(ge=64, le=2048, description="Longest side of the coarsest scale in "
+                                         "pixels.")] = 192
+    early_stop_tolerance: Annotated[float, Field(ge=0, le=0.5, description="Stop a scale early when the loss "
+                                                 "improves by less than this fraction over 10 steps (0 = off)."
+                                                 )] = 0.0
+    preview_every: Annotated[int, Field(ge=0, le=2000, description="Send a preview image every N steps "
+                                        "(0 = none).")] = 0
+    content_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the content loss."
+                                                       )] = CONTENT_LAYERS
+    style_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the style loss."
+                                                     )] = STYLE_LAYERS
+    style_layer_weights: Annotated[tuple[Weight, ...] | None, Field(
+        description="Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the default "
+        "balances the five default layers.")] = STYLE_LAYER_WEIGHTS
+
+    @field_validator("style_blend")
+    @classmethod
+    def _blend_not_all_zero(cls, blend: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if blend is not None and sum(blend) <= 0:
+            raise ValueError("the weights must not all be 0")
+        return blend
+
+    @model_validator(mode="after")
+    def _one_weight_per_style_layer(self) -> TransferParams:
+        weights = self.style_layer_weights
+        if weights is not None and len(weights) != len(self.style_layers):
+            raise ValueError(f"style_layer_weights has {len(weights)} values for {len(self.style_layers)} style "
+                             "layers; give one weight per style layer")
+        return self
+
+    def replace(self, **changes: Any) -> TransferParams:
+        """A copy with `changes`, validated like any other."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (tuples become lists), for job records and the queue."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain JSON data (tuples become lists), for job records and the queue."""
+        return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TransferParams":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+    def from_dict(cls, data: dict[str, Any]) -> TransferParams:
+        """Parameters from a job record (fields this version no longer has are left out); InvalidParameter
+        for a record this version refuses, so its job fails with that code."""
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+        except ValidationError as exc:
+            field, message = first_error(exc)
+            raise InvalidParameter(f"{field}: {message}" if field else message, field=field) from None
+
+    def style_weights(self, styles: int) -> tuple[float, ...]:
+        """The weight of each of `styles` style images, summing to 1 (raises InvalidParameter when the blend
+        does not give one per style)."""
+        if styles < 1:
+            raise InvalidParameter("at least one style image is needed", field="style")
+        blend = self.style_blend if self.style_blend is not None else (1.0,) * styles
+        if len(blend) != styles:
+            raise InvalidParameter(f"style_blend: {len(blend)} weights for {styles} style images",
+                                   field="style_blend")
+        return tuple(w / sum(blend) for w in blend)
+
+    def layer_weights(self) -> tuple[float, ...]:
+        """The weight of each style layer (equal when unset, as in Gatys et al.)."""
+        n = len(self.style_layers)
+        return self.style_layer_weights if self.style_layer_weights is not None else (1.0 / n,) * n
+
+
+def param_fields() -> dict[str, FieldInfo]:
+    """Every parameter's field (annotation, default, bounds, description), in the model's order."""
+    return dict(TransferParams.model_fields)
+
+
+def api_fields() -> dict[str, FieldInfo]:
+    """The parameters a job submission may set: form fields of the API, flags of the CLI."""
+    return {name: info for name, info in TransferParams.model_fields.items() if name not in ENGINE_ONLY}
+
+
+@functools.cache
+def form_schema() -> dict[str, dict[str, Any]]:
+    """Each API parameter's JSON schema as a form field (or flag) carries it. The OpenAPI form, the CLI's
+    help, the web page and the README's table read it; shared, so copy before changing."""
+    return {k: v for k, v in form_properties(TransferParams).items() if k in api_fields()}
+
+
+def form_properties(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """The JSON schema of each field of `model` as a form field: a value, or left out for the default (so a
+    field that may be None is not nullable on the form)."""
+    fields: dict[str, dict[str, Any]] = {}
+    for name, schema in model.model_json_schema()["properties"].items():
+        schema = dict(schema)
+        variants = [v for v in schema.pop("anyOf", []) if v.get("type") != "null"]
+        if variants:
+            [value] = variants
+            schema = {**value, **schema}
+        if schema.get("default", ...) is None:
+            del schema["default"]
+        schema.pop("title", None)
+        fields[name] = schema
+    return fields
+
+
+def first_error(exc: ValidationError) -> tuple[str | None, str]:
+    """(the field, what is wrong with it) of the first problem a validation found."""
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else None
+    if error["type"] == "extra_forbidden":
+        return field, "unknown parameter"
+    return field, error["msg"].removeprefix("Value error, ")
 
 
 # The defaults above are for a CPU (a 384 px picture in about a minute on two cores). A GPU paints a bigger
@@ -84,15 +197,10 @@ class TransferParams:
 DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {"cuda": {"max_size": 512, "steps": 300}}
 
 
-def for_device(params: TransferParams, device_type: str, *, explicit: "set[str] | frozenset[str]") -> TransferParams:
+def for_device(params: TransferParams, device_type: str, *, explicit: set[str] | frozenset[str]) -> TransferParams:
     """`params` with `device_type`'s defaults for every field not in `explicit` (the ones the caller set)."""
     changes = {k: v for k, v in DEVICE_DEFAULTS.get(device_type, {}).items() if k not in explicit}
     return params.replace(**changes) if changes else params
-
-
-def param_fields() -> tuple[dataclasses.Field, ...]:
-    """The fields with their metadata: what the CLI, the API form and the docs are built from."""
-    return dataclasses.fields(TransferParams)
 
 
 DEFAULTS = TransferParams()

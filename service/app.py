@@ -25,6 +25,7 @@ from service.headers import SecurityHeaders
 from service.limits import BodySizeLimit
 from service.ratelimit import RateLimiter
 from service.metrics import build_registry
+from service.openapi import install_openapi
 from service.request_ids import RequestIds
 from service import web
 from service.routes import health, jobs, metrics
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(app.state.async_redis)
     app.state.metrics_registry = build_registry(app.state.redis, settings.queue_name)
     install_error_handlers(app)
+    install_openapi(app, settings)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(web.router)

@@ -6,13 +6,15 @@ from typing import Annotated
 
 import redis
 import redis.asyncio as aioredis
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from nst_shared.jobs import JobStore
+from nst_shared.jobs import JOB_ID_PATTERN, JobStore, is_job_id
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
+from service.errors import not_found
+from service.submission import Submissions
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -40,9 +42,25 @@ def get_queue(request: Request) -> Queue:
     return Queue(settings.queue_name, connection=request.app.state.redis, serializer=JSONSerializer)
 
 
+def job_id_path(job_id: Annotated[str, Path(description="The job's id, as `POST /jobs` gave it.",
+                                             json_schema_extra={"pattern": JOB_ID_PATTERN})]) -> str:
+    """404 for an id `new_job_id` cannot have made, before any of the job's Redis keys is read."""
+    if not is_job_id(job_id):
+        raise not_found(job_id)
+    return job_id
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
+JobIdDep = Annotated[str, Depends(job_id_path)]
+
+
+def get_submissions(settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Submissions:
+    return Submissions(settings=settings, store=store, storage=storage, queue=queue)
+
+
+SubmissionsDep = Annotated[Submissions, Depends(get_submissions)]

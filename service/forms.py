@@ -1,71 +1,115 @@
-"""The POST /jobs form: its fields, defaults, bounds and help come from `TransferParams` (defined once)."""
+"""The POST /jobs multipart form: read into a `JobForm` (files, validated parameters, webhook), and its
+OpenAPI schema; both are built from `TransferParams`, so a field, bound or default is never written here."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any, Literal, Optional
+import copy
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.datastructures import FormData, UploadFile
 
-from nst_shared.params import INITS, TransferParams, param_fields
-from nst_shared.settings import Settings
+from nst_shared import webhooks
+from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first_error, form_properties, form_schema
 from service.errors import ApiError
 
-
-def _form_field(field: dataclasses.Field) -> tuple[Any, Any]:
-    meta = field.metadata
-    bounds = {k: meta[k] for k in ("ge", "le", "gt") if meta.get(k) is not None}
-    if field.name == "style_blend":
-        return Optional[str], Field(None, description=meta["help"] + " Comma-separated, e.g. 0.7,0.3.",
-                                    pattern=r"^\s*[0-9.eE+-]+(\s*,\s*[0-9.eE+-]+)*\s*$", max_length=200)
-    if field.name == "init":
-        return Literal[INITS], Field(field.default, description=meta["help"])  # type: ignore[valid-type]
-    kind = {"int": int, "float": float, "bool": bool}.get(str(field.type).split(" ")[0].replace("'", ""), None)
-    if kind is None:
-        kind = type(field.default) if field.default is not None else int
-    annotation = Optional[kind] if field.default is None else kind
-    return annotation, Field(field.default, description=meta["help"], **bounds)
+# The files of a submission, with their descriptions for the OpenAPI page.
+FILES = {"content": "The photograph to paint.", "style": "One or more style images (repeat the field)."}
 
 
-JobForm: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "JobForm",
-    **{f.name: _form_field(f) for f in param_fields() if f.metadata.get("api")},
-)
+class WebhookFields(BaseModel):
+    """The form fields beside the parameters: where and when to report the job's end."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    webhook_url: Annotated[str | None, Field(max_length=2000, description="POSTed to when the job ends "
+                                             "(signed; see the README).")] = None
+    webhook_events: Annotated[str, Field(max_length=200, description="Comma-separated: completed (the end), "
+                                         "status (every status change).")] = "completed"
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _known_events(cls, text: str) -> str:
+        events = [e.strip() for e in text.split(",") if e.strip()]
+        if not events or any(e not in webhooks.EVENTS for e in events):
+            raise ValueError(f"any of {', '.join(webhooks.EVENTS)}")
+        return ",".join(events)
+
+    @property
+    def events(self) -> list[str]:
+        return self.webhook_events.split(",")
 
 
-def check_known_fields(names: set[str]) -> None:
-    """422 for a form field the API does not know (a typo would otherwise be silently ignored)."""
-    unknown = sorted(names - set(JobForm.model_fields) - {"content", "style", "webhook_url", "webhook_events"})
+FIELDS = {*FILES, *api_fields(), *WebhookFields.model_fields}
+
+
+@dataclass(frozen=True)
+class JobForm:
+    """A submission as the form gave it: the uploads (not read yet) and the validated fields."""
+
+    content: UploadFile
+    styles: list[UploadFile]
+    params: TransferParams
+    webhook: WebhookFields
+
+
+def read_job_form(form: FormData) -> JobForm:
+    """The form as a `JobForm`; 422 naming the field for an unknown field, a missing file or a value the
+    parameter model refuses (the deployment's caps come later, in service/submission.py)."""
+    unknown = sorted(set(form.keys()) - FIELDS)
     if unknown:
-        raise ApiError(422, "unknown_parameter", f"unknown form field(s): {', '.join(unknown)}",
-                       field=unknown[0])
+        raise ApiError(422, "unknown_parameter", f"unknown form field(s): {', '.join(unknown)}", field=unknown[0])
+    contents = form.getlist("content")
+    content = contents[0] if len(contents) == 1 else None
+    if not isinstance(content, UploadFile):
+        raise ApiError(422, "invalid_parameter", "content: one image file is needed", field="content")
+    styles = [s for s in form.getlist("style") if isinstance(s, UploadFile)]
+    if not styles or len(styles) != len(form.getlist("style")):
+        raise ApiError(422, "invalid_parameter", "style: at least one image file is needed", field="style")
+    values: dict[str, str] = {}
+    for name in set(form.keys()) - set(FILES):
+        value = form[name]
+        if not isinstance(value, str):
+            raise ApiError(422, "invalid_parameter", f"{name}: a value is expected, not a file", field=name)
+        if value != "":  # an empty field is a field left blank: the default, as browsers send them
+            values[name] = value
+    return JobForm(content=content, styles=styles,
+                   params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
+                   webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}))
 
 
-def to_params(form: BaseModel, *, styles: int, settings: Settings) -> TransferParams:
-    """The form as engine parameters, checked against this deployment's limits and the number of styles."""
-    values = form.model_dump()
-    if values["max_size"] > settings.max_size_px:
-        raise ApiError(422, "invalid_parameter", f"max_size: at most {settings.max_size_px} px on this service",
-                       field="max_size")
-    if values["steps"] > settings.max_steps:
-        raise ApiError(422, "invalid_parameter", f"steps: at most {settings.max_steps} on this service",
-                       field="steps")
-    for name in ("content_weight", "style_weight", "tv_weight", "style_scale", "early_stop_tolerance"):
-        if not math.isfinite(values[name]):
-            raise ApiError(422, "invalid_parameter", f"{name}: must be a finite number", field=name)
-    blend_text = values.pop("style_blend")
-    blend = None
-    if blend_text:
-        try:
-            blend = tuple(float(x) for x in blend_text.split(","))
-        except ValueError:
-            raise ApiError(422, "invalid_parameter", "style_blend: comma-separated numbers, e.g. 0.7,0.3",
-                           field="style_blend") from None
-        if len(blend) != styles:
-            raise ApiError(422, "invalid_parameter",
-                           f"style_blend: {len(blend)} weights for {styles} style images", field="style_blend")
-        if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
-            raise ApiError(422, "invalid_parameter", "style_blend: weights must be >= 0 and not all 0",
-                           field="style_blend")
-    return TransferParams(style_blend=blend, **values)
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _validated(model: type[Model], values: dict[str, str]) -> Model:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        field, message = first_error(exc)
+        raise ApiError(422, "invalid_parameter", f"{field}: {message}" if field else message, field=field) from None
+
+
+def job_form_schema(*, caps: dict[str, int], max_styles: int) -> dict[str, Any]:
+    """The form as one flat object schema (files, parameters and webhook fields together), with this
+    deployment's caps as the capped parameters' maximum: what generated clients build their call from."""
+    parameters = copy.deepcopy(form_schema())
+    for name, cap in caps.items():
+        parameters[name]["maximum"] = min(parameters[name]["maximum"], cap)
+    # A default that depends on the worker's device is described, not declared: generated clients send every
+    # declared default, and a value sent is kept on every device.
+    for device, defaults in DEVICE_DEFAULTS.items():
+        for name, value in defaults.items():
+            default = parameters[name].pop("default")
+            parameters[name]["description"] += f" Default: {default}; {value} on a {device} worker."
+    binary = {"type": "string", "format": "binary"}
+    properties: dict[str, Any] = {
+        "content": {**binary, "description": FILES["content"]},
+        "style": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_styles,
+                  "description": FILES["style"]},
+        **parameters,
+        **form_properties(WebhookFields),
+    }
+    return {"title": "JobSubmission", "type": "object", "properties": properties, "required": ["content", "style"],
+            "additionalProperties": False, "description": "A style-transfer job: the images and, optionally, "
+            "its parameters (a parameter left out takes its default)."}

@@ -1,4 +1,4 @@
-"""Limits checked before any work is done: request bodies while they stream in, and each job's compute budget."""
+"""The request body limit, checked while a body streams in (a job's own caps: service/caps.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nst_shared.settings import Settings
-from service.errors import ApiError, error_body
-
-
-def check_budget(steps: int, size: tuple[int, int], settings: Settings) -> None:
-    """422 when steps x output megapixels (what a job costs, roughly) is over NST_MAX_STEP_MEGAPIXELS."""
-    megapixels = size[0] * size[1] / 1e6
-    cost = steps * megapixels
-    if cost > settings.max_step_megapixels:
-        raise ApiError(422, "over_budget", f"steps x megapixels: {steps} steps x {megapixels:.3f} MP "
-                       f"({size[0]}x{size[1]}) = {cost:.1f}, over this service's budget of "
-                       f"{settings.max_step_megapixels:g}; lower steps or max_size", field="steps")
+from service.errors import error_body
 
 
 class BodySizeLimit:

@@ -10,6 +10,23 @@ from pydantic import BaseModel, Field
 from nst_shared.jobs import JobRecord, JobStatus
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="What went wrong, stable for programs: job_not_found, invalid_parameter, ...")
+    message: str = Field(description="What went wrong, for people.")
+    field: str | None = Field(None, description="The form field, parameter or header at fault, if one is.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every refusal and failure of the API."""
+
+    error: ErrorDetail
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
 class JobError(BaseModel):
     code: str
     message: str

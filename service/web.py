@@ -8,7 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from nst_shared.params import param_fields
+from nst_shared.params import TransferParams, form_schema
+from service.caps import param_caps
 from service.deps import SettingsDep
 from service.errors import ApiError
 
@@ -41,16 +42,11 @@ def example(name: str) -> FileResponse:
 
 @router.get("/api/config")
 def config(settings: SettingsDep, request: Request) -> dict[str, Any]:
-    """Defaults and bounds of every parameter, with this deployment's limits: the page checks against these."""
-    params = {}
-    for field in param_fields():
-        if not field.metadata.get("api"):
-            continue
-        meta = field.metadata
-        params[field.name] = {"default": field.default, "min": meta.get("ge"), "max": meta.get("le"),
-                              "help": meta["help"]}
-    params["max_size"]["max"] = min(params["max_size"]["max"], settings.max_size_px)
-    params["steps"]["max"] = min(params["steps"]["max"], settings.max_steps)
+    """Defaults and bounds of every parameter, with this deployment's caps: the page checks against these."""
+    caps = param_caps(settings)
+    params = {name: {"default": TransferParams.model_fields[name].default, "min": schema.get("minimum"),
+                     "max": min(schema["maximum"], caps[name]) if name in caps else schema.get("maximum"),
+                     "help": schema["description"]} for name, schema in form_schema().items()}
     return {"params": params, "max_upload_bytes": settings.max_upload_bytes, "max_styles": settings.max_styles,
             "api_keys": request.app.state.keys.enabled,
             "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],

@@ -4,20 +4,44 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from nst_shared.worker_info import live_workers
 from service.deps import RedisDep
 from service.errors import error_body
+from service.openapi import error_responses
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The API process is up")
+class Health(BaseModel):
+    status: str
+
+
+class WorkerEngine(BaseModel):
+    """What one live worker runs on (nst_shared.worker_info)."""
+
+    name: str
+    device: str
+    precision: str
+    precision_reason: str
+    gpu: str
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    workers: int
+    engines: list[WorkerEngine]
+
+
+@router.get("/healthz", response_model=Health, operation_id="healthz", summary="The API process is up")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis answers and at least one worker is alive; what each worker runs on")
+@router.get("/readyz", response_model=Readiness, operation_id="readyz", responses=error_responses(503),
+            summary="Redis answers and at least one worker is alive; what each worker runs on")
 def readyz(redis: RedisDep) -> JSONResponse:
     try:
         redis.ping()

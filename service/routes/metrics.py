@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.auth import presented_key
 from service.errors import ApiError
+from service.openapi import error_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -31,7 +32,9 @@ def check_scraper(request: Request) -> None:
 
 
 @router.get("/metrics", summary="Prometheus metrics: jobs, queue, workers, durations, seconds per iteration",
-            response_class=Response, responses={401: {"description": "a token is needed and none was accepted"}})
+            response_class=Response, operation_id="get_metrics", responses={200: {
+                "description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **error_responses(401)})
 def get_metrics(request: Request) -> Response:
     check_scraper(request)
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -197,3 +197,19 @@ def test_async_client_submit_events_wait_result(service_url, images):
     assert final.status == "succeeded" and job.id in [j.id for j in page.items]
     with Image.open(io.BytesIO(png)) as image:
         assert image.size == (64, 48)
+
+
+def test_submit_params_model_sends_only_what_it_sets(service, images):
+    import redis
+
+    from nst_shared.jobs import JobStore
+    from nst_shared.params import TransferParams
+
+    content, style = images
+    with NstClient(service.url) as client:
+        job = client.submit(content, style, params=TransferParams(max_size=64, steps=2, seed=5))
+        assert (job.params["max_size"], job.params["steps"], job.params["seed"]) == (64, 2, 5)
+        # The rest were left to the service, so a GPU worker's defaults may replace them.
+        record = JobStore(redis.Redis.from_url(service.redis_url), ttl_s=60).get(job.id)
+        assert record.extra["explicit"] == ["max_size", "seed", "steps"]
+        assert client.wait(job.id, timeout_s=120).status == "succeeded"

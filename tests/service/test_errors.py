@@ -23,6 +23,25 @@ def test_get_job_unknown_404(service):
         assert error_of(client.get("/jobs/nope/result"), 404)["code"] == "job_not_found"
 
 
+def test_job_id_naming_another_key_of_the_job_404(service):
+    with service.client() as client:
+        job = submit(client, steps="1000", max_size="96", preview_every="0").json()
+        wait_status(client, job["id"], {"running"}, timeout_s=60)  # its events stream and heartbeat exist
+        try:
+            for suffix, paths in ((":events", ("", "/events", "/result", "/preview", "/cancel")),
+                                  (":heartbeat", ("", "/result", "/preview", "/events"))):
+                for path in paths:
+                    error = error_of(client.get(f"/jobs/{job['id']}{suffix}{path}") if path != "/cancel" else
+                                     client.post(f"/jobs/{job['id']}{suffix}{path}"), 404)
+                    assert error["code"] == "job_not_found", (suffix, path)
+                assert error_of(client.delete(f"/jobs/{job['id']}{suffix}"), 404)["code"] == "job_not_found"
+            for odd in (job["id"].upper(), job["id"] + "0", job["id"][:-1], "0" * 31 + "\u0661"):
+                assert error_of(client.get(f"/jobs/{odd}"), 404)["code"] == "job_not_found", odd
+        finally:
+            client.post(f"/jobs/{job['id']}/cancel")
+        assert wait_status(client, job["id"], {"canceled"})["status"] == "canceled"
+
+
 def test_submit_job_bad_parameters_422(service):
     with service.client() as client:
         for form, field in (({"steps": "0"}, "steps"), ({"style_weight": "-1"}, "style_weight"),

@@ -146,8 +146,10 @@ def test_docs_page_works_offline(service):
         script = client.get("/static-offline-docs/swagger-ui-bundle.js")
         assert script.status_code == 200 and len(script.content) > 100_000
         schema = client.get("/openapi.json").json()
-        form = schema["components"]["schemas"]["JobForm"]["properties"]
-        assert form["steps"]["default"] == 120 and form["steps"]["minimum"] == 1
+        form = schema["components"]["schemas"]["JobSubmission"]["properties"]
+        assert form["scales"]["default"] == 3 and form["steps"]["minimum"] == 1
+        assert "default" not in form["steps"] and "120; 300 on a cuda worker" in form["steps"]["description"]
+        assert form["max_size"]["maximum"] == 1024  # the deployment's cap, under the model's 2048
 
 
 def test_health_and_readiness(service):

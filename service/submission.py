@@ -1,0 +1,144 @@
+"""Submitting a job: the deployment's caps, the webhook and the images are checked, then the files are stored,
+the record created and the job queued, all undone if a step fails; a repeated Idempotency-Key finds the job
+the first request made."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Any
+
+from rq import Queue
+from starlette.datastructures import UploadFile
+
+from nst_shared import webhooks
+from nst_shared.errors import ImageError
+from nst_shared.images import check_min_side, decode_image, fit_size
+from nst_shared.jobs import JobRecord, JobStore, Keys, new_job_id
+from nst_shared.params import TransferParams
+from nst_shared.queueing import enqueue_job
+from nst_shared.settings import Settings
+from nst_shared.storage import Storage
+from service.caps import check_budget, check_caps
+from service.errors import ApiError, from_image_error, not_found
+from service.forms import JobForm
+
+
+class Submissions:
+    """Turns a read form into a queued job (or answers why not, as an ApiError)."""
+
+    def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, queue: Queue) -> None:
+        self.settings, self.store, self.storage, self.queue = settings, store, storage, queue
+
+    async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> JobRecord:
+        """The new job's record, or the earlier one when `idempotency_key` came before with the same request."""
+        check_caps(form.params, styles=len(form.styles), settings=self.settings)
+        form.params.style_weights(len(form.styles))  # InvalidParameter (422) unless one weight per style
+        # Which parameters the client chose: the worker may replace the others with its device's defaults.
+        extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set)}
+        if form.webhook.webhook_url:
+            extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
+        content = await self._read(form.content, "content")
+        styles = [await self._read(style, "style") for style in form.styles]
+        # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
+        return await asyncio.to_thread(self._create, form.params, extra, content, styles, owner, idempotency_key)
+
+    async def _read(self, upload: UploadFile, field: str) -> bytes:
+        limit = self.settings.max_upload_bytes
+        if upload.size is not None and upload.size > limit:
+            raise ApiError(413, "file_too_large", f"{field}: {upload.size} bytes; at most {limit} per file",
+                           field=field)
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, "file_too_large", f"{field}: at most {limit} bytes per file", field=field)
+        return data
+
+    async def _webhook(self, url: str, events: list[str]) -> dict[str, object]:
+        """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
+        if not self.settings.webhook_secret:
+            raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service "
+                           "(NST_WEBHOOK_SECRET)", field="webhook_url")
+        try:  # DNS: off the loop
+            await asyncio.to_thread(webhooks.check_url, url, allow=self.settings.webhook_allow)
+        except webhooks.WebhookRefused as exc:
+            raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
+        return {"url": url, "events": events}
+
+    def _create(self, params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes],
+                owner: str | None, idempotency_key: str | None) -> JobRecord:
+        """Check the images, then store and queue the job (or find the earlier one of this key)."""
+        self._check_images(content, styles, params)
+        digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
+        for data in (content, *styles):
+            digest.update(hashlib.sha256(data).digest())
+        digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
+        if self.queue.count >= self.settings.max_queued_jobs:
+            raise ApiError(503, "queue_full", f"{self.settings.max_queued_jobs} jobs are waiting already; try "
+                           "again later", headers={"Retry-After": "30"})
+        job_id = new_job_id()
+        claim = None
+        if idempotency_key:
+            # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
+            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest.hexdigest())
+            if existing is not None:
+                return existing
+        try:
+            self.storage.put(job_id, "content", content)
+            for i, data in enumerate(styles):
+                self.storage.put(job_id, f"style-{i}", data)
+            self.store.create(job_id, params=params.to_dict(), styles=len(styles), owner=owner, extra=extra)
+            self.store.set_fields(job_id, rq_job_id=job_id)
+            enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict())
+        except Exception:
+            # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
+            # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
+            self._undo(job_id, claim)
+            raise
+        record = self.store.get(job_id)
+        assert record is not None
+        return record
+
+    def _check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
+        max_pixels = self.settings.max_image_pixels
+        try:
+            image = decode_image(content, max_pixels=max_pixels)
+            out = fit_size(*image.size, params.max_size)
+            check_min_side(out, "content image at this max_size")
+            check_budget(params.steps, out, self.settings)
+        except ImageError as exc:
+            raise from_image_error(exc, "content") from None
+        for data in styles:
+            try:
+                style = decode_image(data, max_pixels=max_pixels)
+                check_min_side(fit_size(*style.size, round(max(out) * params.style_scale)),
+                               "style image at this style_scale")
+            except ImageError as exc:
+                raise from_image_error(exc, "style") from None
+
+    def _undo(self, job_id: str, claim: str | None) -> None:
+        for undo in (lambda: self.store.delete(job_id), lambda: self.storage.delete_job(job_id),
+                     lambda: self.store.redis.delete(claim) if claim else None):
+            try:
+                undo()
+            except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files
+                pass
+
+    def _claim(self, key: str, job_id: str, body_hash: str) -> tuple[str | None, JobRecord | None]:
+        """(the claimed Redis key, None) when this request owns the key; (None, the earlier job) when the same
+        body came before; 422 when the key came with another body."""
+        redis_key = Keys.idempotency(hashlib.sha256(key.encode()).hexdigest())
+        claim = json.dumps({"job_id": job_id, "hash": body_hash})
+        if self.store.redis.set(redis_key, claim, nx=True, ex=self.settings.result_ttl_s):
+            return redis_key, None
+        earlier = json.loads(self.store.redis.get(redis_key) or "{}")
+        if earlier.get("hash") != body_hash:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with a different request", field="Idempotency-Key")
+        for _ in range(50):  # the first request may still be storing its files
+            record = self.store.get(earlier["job_id"])
+            if record is not None:
+                return None, record
+            time.sleep(0.05)
+        raise not_found(earlier["job_id"])

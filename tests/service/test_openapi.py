@@ -1,0 +1,159 @@
+"""The OpenAPI document works for generated clients: a Python client generated from the running app's
+document submits, polls and downloads untouched, and TypeScript types generated from it compile."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from nst_shared.params import api_fields
+from nst_shared.settings import Settings
+from tests.conftest import ROOT, make_image, start_stack
+
+BIN = Path(sys.executable).parent
+OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "get_result", "get_preview",
+              "stream_events", "healthz", "readyz", "get_metrics"}
+
+
+def document(**settings: object) -> dict:
+    from service.app import create_app
+
+    return create_app(Settings(**settings)).openapi()
+
+
+def operations(doc: dict) -> dict[str, dict]:
+    return {op["operationId"]: op for path in doc["paths"].values() for op in path.values()}
+
+
+def test_operations_have_verb_ids_tags_and_the_one_error_schema():
+    doc = document()
+    ops = operations(doc)
+    assert set(ops) == OPERATIONS
+    assert all(op["tags"] for op in ops.values())
+    statuses = set()
+    for name, op in ops.items():
+        for status, response in op["responses"].items():
+            if int(status) >= 400:
+                statuses.add(int(status))
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (name, status)
+    assert statuses == {401, 404, 409, 413, 415, 422, 429, 503}
+    assert "HTTPValidationError" not in json.dumps(doc)
+    assert {op for op, spec in ops.items() if spec.get("security")} == OPERATIONS - {"healthz", "readyz",
+                                                                                    "get_metrics"}
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(doc["components"]["securitySchemes"])
+
+
+def test_submission_form_is_one_flat_schema_from_the_parameter_model():
+    doc = document(max_size_px=512, max_styles=3)
+    body = operations(doc)["create_job"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    form = doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    assert "allOf" not in form and form["required"] == ["content", "style"] and not form["additionalProperties"]
+    props = form["properties"]
+    assert props["content"] == {"type": "string", "format": "binary", "description": props["content"]["description"]}
+    assert props["style"]["items"] == {"type": "string", "format": "binary"} and props["style"]["maxItems"] == 3
+    assert set(props) == {"content", "style", *api_fields(), "webhook_url", "webhook_events"}
+    assert props["max_size"]["maximum"] == 512 and props["init"]["enum"] == ["content", "noise", "style"]
+    assert props["seed"]["type"] == "integer" and props["style_blend"]["type"] == "string"
+
+
+def test_binary_results_and_the_event_stream_are_declared_as_such():
+    ops = operations(document())
+    for name in ("get_result", "get_preview"):
+        assert ops[name]["responses"]["200"]["content"]["image/png"]["schema"] == {"type": "string",
+                                                                                 "format": "binary"}
+    events = ops["stream_events"]["responses"]["200"]
+    assert events["content"]["text/event-stream"]["schema"] == {"type": "string"}
+    for kind in ("snapshot", "status", "progress", "preview", "completed"):
+        assert f"`{kind}`" in events["description"]
+    job_id = next(p for p in ops["get_job"]["parameters"] if p["name"] == "job_id")
+    assert job_id["schema"]["pattern"] == "^[0-9a-f]{32}$"
+
+
+def _generate_python_client(doc_path: Path, out: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # its ruff post-hooks
+    done = subprocess.run([str(BIN / "openapi-python-client"), "generate", "--path", str(doc_path),
+                           "--output-path", str(out), "--meta", "none"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+# docs/openapi.md's example: submit with two styles, poll to succeeded, download, with the generated package as is.
+DOC = (ROOT / "docs" / "openapi.md").read_text()
+EXAMPLE = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)[0]
+
+
+@pytest.mark.timeout(300)
+def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_server):
+    stack = start_stack(tmp_path / "stack", redis_server.url, engine="tests.engines:InstantEngine")
+    try:
+        doc_path = tmp_path / "openapi.json"
+        doc_path.write_bytes(httpx.get(f"{stack.url}/openapi.json").content)
+        output = _generate_python_client(doc_path, tmp_path / "nst_api")
+        assert "warning" not in output.lower() and "error" not in output.lower(), output
+        for name, seed in (("photo.jpg", 1), ("starry.jpg", 2), ("wave.jpg", 3)):
+            (tmp_path / name).write_bytes(make_image(80 if name == "photo.jpg" else 64, 60, seed=seed, fmt="JPEG"))
+        code = EXAMPLE.replace("http://127.0.0.1:8000", stack.url).replace("steps=60", "steps=3, max_size=64")
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        with Image.open(io.BytesIO((tmp_path / "out.png").read_bytes())) as image:
+            assert image.format == "PNG" and image.size == (64, 48)
+        [job] = httpx.get(f"{stack.url}/jobs").json()["items"]
+        assert job["status"] == "succeeded" and job["styles"] == 2
+        assert job["params"]["style_blend"] == [0.7, 0.3] and job["params"]["steps"] == 3
+        result = f"{stack.url}/jobs/{job['id']}/result"
+        assert httpx.get(result).headers["content-type"] == "image/png"
+        as_bytes = httpx.get(result, headers={"Accept": "application/octet-stream"})
+        assert as_bytes.headers["content-type"] == "application/octet-stream"
+        assert as_bytes.content == (tmp_path / "out.png").read_bytes()
+    finally:
+        stack.stop()
+
+
+USE_TYPES = """
+import type { components, paths } from "./api";
+type Submission = components["schemas"]["JobSubmission"];
+const form: Submission = { content: "c", style: ["a", "b"], steps: 3, style_blend: "0.7,0.3", init: "noise" };
+const png: paths["/jobs/{job_id}/result"]["get"]["responses"][200]["content"]["image/png"] = "";
+const refused: paths["/jobs"]["post"]["responses"][422]["content"]["application/json"] = {
+  error: { code: "invalid_parameter", message: "steps: ...", field: "steps" } };
+export { form, png, refused };
+"""
+
+
+@pytest.mark.timeout(300)
+def test_generated_typescript_types_compile(tmp_path):
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed")
+    tools = Path.home() / ".cache" / "nst-tests" / "openapi-typescript"  # installed once, reused
+    tools.mkdir(parents=True, exist_ok=True)
+    if not (tools / "node_modules" / ".bin" / "tsc").exists():
+        installed = subprocess.run([npm, "install", "--prefix", str(tools), "--no-audit", "--no-fund",
+                                    "openapi-typescript@7", "typescript@5"], capture_output=True, text=True,
+                                   timeout=240)
+        if installed.returncode != 0:
+            pytest.skip(f"npm could not install openapi-typescript: {installed.stderr[-300:]}")
+    (tmp_path / "openapi.json").write_text(json.dumps(document()))
+    (tmp_path / "use.ts").write_text(USE_TYPES)
+    binaries = tools / "node_modules" / ".bin"
+    # Defaults are optional in a request: openapi-typescript would make a field with a default required.
+    generated = subprocess.run([str(binaries / "openapi-typescript"), "openapi.json", "-o", "api.d.ts",
+                                "--default-non-nullable", "false"], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+    assert generated.returncode == 0 and "warn" not in generated.stderr.lower(), generated.stderr
+    compiled = subprocess.run([str(binaries / "tsc"), "--noEmit", "--strict", "use.ts", "api.d.ts"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
