@@ -82,7 +82,7 @@ def ours(size: int, iterations: int, precision: str) -> dict:
     return {"s_per_iter": per_iteration, "flops_per_iter": counter.get_total_flops(), "precision": engine.precision}
 
 
-def baseline(size: int, iterations: int, pictures: tuple | None = None) -> dict:
+def baseline(size: int, iterations: int, pictures: tuple | None = None, device: str = "cpu") -> dict:
     """A plain implementation: torchvision's vgg19() built per run (classifier included), the same Caffe
     weights loaded into it, contiguous tensors, autograd Grams, the seed's L-BFGS loop of 20 inner iterations
     per step; time per closure call. With `pictures` (content, style at the output size) it is the seed's
@@ -98,15 +98,15 @@ def baseline(size: int, iterations: int, pictures: tuple | None = None) -> dict:
         weight, bias = _WEIGHTS[name]
         conv.weight.data.copy_(weight)
         conv.bias.data.copy_(bias)
-    features = model.features.eval()
+    features = model.features.eval().to(device)
     for p in features.parameters():
         p.requires_grad_(False)
     style_idx, content_idx = [1, 6, 11, 20, 29], 22  # relu1_1 ... relu5_1, relu4_2 in torchvision's order
-    mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    mean = torch.tensor([103.939, 116.779, 123.68], device=device).view(1, 3, 1, 1)
 
     def prep(img):
         x = torch.from_numpy(__import__("numpy").asarray(img, dtype="float32")).permute(2, 0, 1)[None]
-        return x.flip(1) - mean
+        return x.to(device).flip(1) - mean
 
     def feats(x):
         out = {}
@@ -128,7 +128,7 @@ def baseline(size: int, iterations: int, pictures: tuple | None = None) -> dict:
         content_t = cf[content_idx]
         style_t = [gram(sf[i]) for i in style_idx]
     image = prep(content_img).contiguous().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([image], max_iter=20)
+    optimizer = torch.optim.LBFGS([image], max_iter=min(20, iterations + 2))  # fewer only in dry runs
     stamps: list[float] = []
 
     def closure():
@@ -145,7 +145,7 @@ def baseline(size: int, iterations: int, pictures: tuple | None = None) -> dict:
     result = {"s_per_iter": (stamps[iterations + 1] - stamps[1]) / iterations, "time_s": stamps[-1] - started}
     if pictures:
         with torch.no_grad():  # back to RGB 0..1, as the seed saved it
-            rgb = ((image + mean).flip(1) / 255).clamp(0, 1)
+            rgb = ((image + mean).flip(1) / 255).clamp(0, 1).cpu()
         result["image"] = rgb
     return result
 
@@ -168,16 +168,18 @@ def objective_pictures(size: int, content_path: str, style_path: str):
     return content, style, resize(content, frame), resize(style, frame)
 
 
-def seed_run(size: int, content_path: str, style_path: str) -> dict:
+def seed_run(size: int, content_path: str, style_path: str, *, device: str = "cpu",
+             steps: int = SEED_STEPS) -> dict:
     """The seed's algorithm as the seed ran it (the plain implementation, 300 L-BFGS iterations, style weight
-    300, equal layer weights): its time, and its final picture's objective."""
+    300, equal layer weights): its time, its final picture and that picture's objective."""
     from bench.objective_bench import seed_objective
     from nst_core.tensors import tensor_to_image
 
     content, style, content_px, style_px = objective_pictures(size, content_path, style_path)
-    run = baseline(size, SEED_STEPS - 2, (content_px, style_px))
-    objective = seed_objective(tensor_to_image(run["image"]), content, style, style_weight=SEED_STYLE_WEIGHT)
-    return {"time_s": run["time_s"], "objective": objective}
+    run = baseline(size, steps - 2, (content_px, style_px), device=device)
+    image = tensor_to_image(run["image"])
+    objective = seed_objective(image, content, style, style_weight=SEED_STYLE_WEIGHT, device=device)
+    return {"time_s": run["time_s"], "objective": objective, "image": image}
 
 
 def ours_run(size: int, content_path: str, style_path: str, target: float, scales: int, precision: str) -> dict:
@@ -228,6 +230,7 @@ def run_one(kind: str, size: int, iterations: int, extra: list[str]) -> dict:
         _WEIGHTS = load_caffe_weights()
     if kind == "seed":
         result = seed_run(size, *extra)
+        result.pop("image")
     elif kind.startswith("ours-"):  # ours-<scales>-<precision>
         _, scales, precision = kind.split("-")
         result = ours_run(size, extra[0], extra[1], float(extra[2]), scales=int(scales), precision=precision)

@@ -22,9 +22,9 @@ CONTENT_LAYER = "relu4_2"
 
 
 @functools.cache
-def judge_model() -> VGG19Features:
+def judge_model(device: str = "cpu") -> VGG19Features:
     """The float32 network that scores pictures, whatever precision the engine under test ran in."""
-    return build_vgg19("caffe")
+    return build_vgg19("caffe").to(device)
 
 
 @torch.no_grad()

@@ -9,8 +9,11 @@
 FROM python:3.11-slim-bookworm
 
 ARG TORCH_INDEX_URL=""
+# No NVIDIA_VISIBLE_DEVICES: where the NVIDIA runtime is Docker's default it would hand this container every GPU
+# whatever compose reserved; without it a container sees the GPUs its reservation (or `--gpus`) names, and none
+# otherwise.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 # tini is PID 1: it forwards SIGTERM to nst-worker, which then stops its job within one iteration and puts
 # it back in the queue for another worker.

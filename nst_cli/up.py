@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nst_cli.supervisor import Child
 from nst_shared.allocator import with_engine_malloc
+from nst_shared.gpus import worker_environments
 from nst_shared.settings import Settings
 
 STOP_GRACE_S = 20.0
@@ -95,9 +96,10 @@ def run_up(args: argparse.Namespace) -> int:
     else:
         print(f"Redis:   {settings.redis_url}", flush=True)
 
-    worker_env = with_engine_malloc(env)
+    worker_envs = worker_environments(args.workers, with_engine_malloc(env), device=settings.device)  # GPUs
     api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port), env=env))
-    workers = [Child(f"worker {i + 1}", lambda: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_env))
+    workers = [Child(f"worker {i + 1}",
+                     lambda i=i: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_envs[i]))
                for i in range(args.workers)]
     children = [*([redis_child] if redis_child else []), api, *workers]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host

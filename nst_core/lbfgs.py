@@ -10,8 +10,9 @@ This one (Nocedal & Wright, algorithms 7.4 and 7.5):
   tries the same direction shorter (quadratic backtracking), still one evaluation per step;
 - keeps a pair only when it shows positive curvature, so the inverse-Hessian estimate stays positive definite;
 - projects each point into the box (pixel values 0..1) and learns from the step actually taken.
-The vector work stays on the device; each step reads five numbers back at once (the loss, the slope, the step
-length and two curvature products), one host round trip where torch's L-BFGS makes several.
+The vector work stays on the device; its decisions read five numbers back at once (the loss, the slope, the step
+length and two curvature products), one device-to-host read per step where torch's L-BFGS makes several. With
+the closure's own read of its losses (nst_core/transfer.py) a step waits for the device twice.
 """
 
 from __future__ import annotations

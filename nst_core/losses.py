@@ -17,9 +17,10 @@ class _Gram(torch.autograd.Function):
     dR = R (dG + dGᵀ) / norm. Working on (H*W, C) rows keeps channels_last features a view, and the
     gradient comes back in the same layout as the convolution's, so adding the two needs no transpose.
 
-    With bf16 features the products run in bf16 (accumulating in float32) and G comes out float32, so the
-    target and the loss are float32. A float32 Gram from widened features was 25% slower per 512 px iteration and
-    reached the same objective (tiger + The Starry Night, 200 steps: 2.90e5 against 2.89e5).
+    With bf16 features the products run in bf16 (accumulating in float32) and come out rounded to bf16; G is
+    that, widened to float32, so the target and the loss are float32. A float32 Gram from widened features was
+    25% slower per 512 px iteration and reached the same objective (tiger + The Starry Night, 200 steps: 2.90e5
+    against 2.89e5).
     """
 
     @staticmethod

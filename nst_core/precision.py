@@ -1,10 +1,11 @@
 """The number format the network runs in: float32, or bfloat16 where the device multiplies it much faster.
 
-In bf16 the convolutions and the activations are bf16 (half the memory too); the image, the L-BFGS state, the
-Gram matrices (bf16 products summed in float32) and the losses are float32. The gradient then carries ~7%
-rounding noise, which torch's L-BFGS could not take (its tiny first step learns curvature from noise: nst_core/
-lbfgs.py); with our L-BFGS the bf16 network reaches the same float32 objective in the same number of iterations,
-each 4x faster on this AMX CPU (bench/README.md), and the pictures look the same.
+In bf16 the convolutions and the activations are bf16 (half the memory too); the image, the L-BFGS state and the
+losses are float32, and the Gram matrices are bf16 products (summed in float32, rounded to bf16) widened to
+float32. The gradient then carries ~7% rounding noise, which torch's L-BFGS could not take (its tiny first step
+learns curvature from noise: nst_core/lbfgs.py); with our L-BFGS the bf16 network reaches the same float32
+objective in the same number of iterations, each 4x faster on this AMX CPU (bench/README.md), and the pictures
+look the same.
 """
 
 from __future__ import annotations

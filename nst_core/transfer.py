@@ -192,7 +192,7 @@ class StyleTransfer:
                     tv = params.tv_weight * total_variation(image) if params.tv_weight else image.new_zeros(())
                     loss = c_loss + s_loss + tv
                     loss.backward()
-                    # One device-to-host copy per iteration for all four numbers (one sync on a GPU).
+                    # One device-to-host copy for all four numbers: one of a step's two syncs (L-BFGS makes the other).
                     values = torch.stack([c_loss.detach(), s_loss.detach(), tv.detach(), loss.detach()]).tolist()
                     losses.update(zip(("content", "style", "tv", "total"), values))
                     return loss

@@ -1,18 +1,27 @@
-"""Which workers are alive: each refreshes a key with a short TTL; a worker that died stops counting within
-that TTL (RQ's own registrations outlive a killed worker by minutes)."""
+"""Which workers are alive, and what each runs on: each refreshes a hash with a short TTL; a worker that died
+stops counting within that TTL (RQ's own registrations outlive a killed worker by minutes)."""
 
 from __future__ import annotations
+
+from typing import Mapping
 
 import redis
 
 from nst_shared.jobs import Keys
 
+# What a worker says of its engine (device, number format and why, GPU); /readyz lists them.
+INFO_FIELDS: tuple[str, ...] = ("device", "precision", "precision_reason", "gpu")
 
-def announce(connection: redis.Redis, name: str, *, ttl_s: float) -> None:
-    """Worker `name` is alive for the next `ttl_s`."""
+
+def announce(connection: redis.Redis, name: str, *, ttl_s: float, info: Mapping[str, str] | None = None) -> None:
+    """Worker `name` is alive for the next `ttl_s`, running on `info` (INFO_FIELDS only)."""
+    unknown = set(info or {}) - set(INFO_FIELDS)
+    if unknown:
+        raise ValueError(f"not worker info fields: {sorted(unknown)}")
     pipe = connection.pipeline()
     pipe.sadd(Keys.workers, name)
-    pipe.set(Keys.worker(name), 1, px=int(ttl_s * 1000))
+    pipe.hset(Keys.worker(name), mapping={"alive": "1", **(info or {})})
+    pipe.pexpire(Keys.worker(name), int(ttl_s * 1000))
     pipe.execute()
 
 
@@ -24,16 +33,18 @@ def withdraw(connection: redis.Redis, name: str) -> None:
     pipe.execute()
 
 
-def live_workers(connection: redis.Redis) -> int:
-    """How many workers announced themselves within their TTL; the names of the others are dropped."""
-    names = list(connection.smembers(Keys.workers))
+def live_workers(connection: redis.Redis) -> list[dict[str, str]]:
+    """The workers that announced themselves within their TTL: name and INFO_FIELDS ('' where not said);
+    the names of the others are dropped."""
+    names = sorted(n.decode() if isinstance(n, bytes) else n for n in connection.smembers(Keys.workers))
     if not names:
-        return 0
+        return []
     pipe = connection.pipeline(transaction=False)
     for name in names:
-        pipe.exists(Keys.worker(name.decode() if isinstance(name, bytes) else name))
-    alive = pipe.execute()
-    dead = [name for name, exists in zip(names, alive) if not exists]
+        pipe.hmget(Keys.worker(name), ["alive", *INFO_FIELDS])
+    found = pipe.execute()
+    dead = [name for name, values in zip(names, found) if not values[0]]
     if dead:
         connection.srem(Keys.workers, *dead)
-    return sum(1 for exists in alive if exists)
+    return [{"name": name, **{f: (v or b"").decode() for f, v in zip(INFO_FIELDS, values[1:])}}
+            for name, values in zip(names, found) if values[0]]

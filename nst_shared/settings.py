@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="Worker device: auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps.")
     precision: Precision = Field(
         "auto", description="Number format of the worker's network: auto (bf16 on GPUs that have it and on CPUs "
-        "where it measures 1.5x faster, e.g. with AMX; fp32 elsewhere), fp32, bf16.")
+        "where it measures 1.5x faster, e.g. with AMX, measured once per machine and cached; fp32 elsewhere), "
+        "fp32, bf16.")
     engine: str = Field("nst_core.transfer:StyleTransfer",
                         description="Import path of the engine class a worker builds once.")
     max_upload_bytes: int = Field(20 * 2**20, description="Largest accepted image file.")
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     link_secret: str = Field("", description="HMAC key of the signed links for event streams, results and "
                              "previews (derived from the API keys when empty).")
     link_ttl_s: int = Field(3600, description="How long a signed link stays valid.")
+    metrics_token: str = Field("", description="Bearer token that GET /metrics requires (Prometheus' "
+                               "`authorization` credentials); empty: open without API keys, any API key with them.")
     rate_limit_requests_per_min: int = Field(600, description="Requests to /jobs per key (or client IP "
                                              "without keys) per minute; 0 = no limit.")
     rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "

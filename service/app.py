@@ -22,6 +22,7 @@ from nst_shared.sweeper import Sweeper
 from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
+from service.headers import SecurityHeaders
 from service.limits import BodySizeLimit
 from service.ratelimit import RateLimiter
 from service.metrics import build_registry
@@ -31,6 +32,8 @@ from service import web
 from service.routes import health, jobs, metrics
 
 log = logging.getLogger("nst.api")
+
+DOCS_URL, REDOC_URL = "/docs", "/redoc"  # the OpenAPI pages, served from the fastapi-offline package
 
 
 async def _sweep_forever(app: FastAPI) -> None:
@@ -59,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     app = FastAPIOffline(
-        title="Neural style transfer", version="0.1.0", lifespan=_lifespan,
+        title="Neural style transfer", version="0.1.0", lifespan=_lifespan, docs_url=DOCS_URL, redoc_url=REDOC_URL,
         description="Gatys et al. (CVPR 2016) style transfer as asynchronous jobs: submit a content image and "
                     "style images, follow progress (poll or Server-Sent Events), download the PNG.")
     app.state.settings = settings
@@ -87,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIds)  # every answer, even a refused body, carries X-Request-ID
+    app.add_middleware(SecurityHeaders, docs_paths={DOCS_URL, app.swagger_ui_oauth2_redirect_url},
+                       redoc_path=REDOC_URL)
     if settings.trusted_proxies:  # outermost: everything inside sees the client the proxy names
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -122,7 +122,8 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
+    """The key a request brings: `Authorization: Bearer <key>` or `X-API-Key`; None without one."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -134,7 +135,7 @@ def authenticate(request: Request, *, links: bool) -> Caller:
     keys: KeyRing = request.app.state.keys
     if not keys.enabled:
         return Caller(owner=None, identity=f"ip:{client_ip(request)}")
-    key = _presented_key(request)
+    key = presented_key(request)
     if key is None:
         token = request.query_params.get(TOKEN_PARAM) if links else None
         if token:

@@ -42,7 +42,7 @@ class JobCollector(Collector):
         yield finished
         yield GaugeMetricFamily("nst_jobs_running", "Jobs a worker is running now.", value=snapshot.running)
         yield GaugeMetricFamily("nst_queue_depth", "Jobs waiting in the queue.", value=depth)
-        yield GaugeMetricFamily("nst_workers", "Live workers (each beat within NST_HEARTBEAT_TTL_S).", value=workers)
+        yield GaugeMetricFamily("nst_workers", "Live workers (each beat within NST_HEARTBEAT_TTL_S).", value=len(workers))
         duration = HistogramMetricFamily("nst_job_duration_seconds", "Running time of jobs a worker ran, by "
                                          "final status.", labels=["status"])
         for status, histogram in snapshot.durations.items():

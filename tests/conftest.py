@@ -109,7 +109,7 @@ class Stack:
         from nst_shared.presence import live_workers
 
         expected = sum(1 for w in self.workers if w.poll() is None)
-        wait_until(lambda: Worker.count(connection=rq_redis) >= expected and live_workers(rq_redis) >= expected,
+        wait_until(lambda: Worker.count(connection=rq_redis) >= expected and len(live_workers(rq_redis)) >= expected,
                    timeout_s=60, what="worker start")
         return process
 

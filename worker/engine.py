@@ -12,12 +12,13 @@ _engine: Any = None
 _lock = threading.Lock()
 
 
-def get_engine(settings: Settings) -> Any:
-    """Build the engine named by `settings.engine` (an import path "module:Class") once, then reuse it."""
+def get_engine(settings: Settings, *, precision: str | None = None) -> Any:
+    """Build the engine named by `settings.engine` (an import path "module:Class") once, then reuse it; in
+    `precision` (worker.precision's decision) when given, else `settings.precision`."""
     global _engine
     with _lock:
         if _engine is None:
             module_name, _, class_name = settings.engine.partition(":")
             engine_class = getattr(importlib.import_module(module_name), class_name)
-            _engine = engine_class(device=settings.device, precision=settings.precision)
+            _engine = engine_class(device=settings.device, precision=precision or settings.precision)
         return _engine

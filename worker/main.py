@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
 from worker.outage import REDIS_DOWN, until_redis_answers
+from worker.precision import decide_precision
 from worker.webhooks import WebhookSender
 
 log = logging.getLogger("nst.worker")
@@ -115,19 +117,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level=level, fmt=settings.log_format)
     # A bounded connect, so a Redis out of reach fails a write instead of stalling the job's steps.
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
-    engine = get_engine(settings)  # load the model before taking the first job
-    log.info("engine ready on %s (%s); queue %r at %s", engine.device_name, engine.precision, settings.queue_name,
+    decision = decide_precision(settings)
+    engine = get_engine(settings, precision=decision.precision)  # load the model before taking the first job
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    log.info("engine ready on %s%s in %s (%s); queue %r at %s", engine.device_name,
+             f" (GPU {gpu})" if gpu else "", engine.precision, decision.reason, settings.queue_name,
              settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
     until_redis_answers(connection.ping, what="connecting to Redis")
     worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
                         name=args.name, log_job_description=False)
+    engine_info = {"device": engine.device_name, "precision": engine.precision,
+                   "precision_reason": decision.reason, "gpu": gpu}
     stop = threading.Event()
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     _every(settings.reaper_interval_s, stop, "sweeper", Sweeper(store, tasks.job_storage(), settings).sweep)
     _every(settings.heartbeat_interval_s, stop, "presence",
-           lambda: presence.announce(connection, worker.name, ttl_s=settings.heartbeat_ttl_s))
+           lambda: presence.announce(connection, worker.name, ttl_s=settings.heartbeat_ttl_s, info=engine_info))
     sender = WebhookSender(connection, settings) if settings.webhook_secret else None
     if sender:
         sender.start()

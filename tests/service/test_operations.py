@@ -115,3 +115,26 @@ def test_logs_are_json_with_job_and_request_ids(stack):
     assert [line["message"].split(": ", 1)[1] for line in unmarked] == [f"nst: {job['id']}"]
     assert any(line["message"].startswith("succeeded") for line in about_job)
     assert any(line["logger"].startswith("rq.") for line in about_job)  # RQ's own lines are JSON with the id too
+
+
+@pytest.mark.parametrize("settings, accepted, refused", [
+    ({"metrics_token": "scrape-me"}, {"Authorization": "Bearer scrape-me"},
+     [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "scrape-mex"}]),
+    ({"api_keys": "key-1,key-2"}, {"X-API-Key": "key-2"}, [{}, {"Authorization": "Bearer key-3"}]),
+    ({"api_keys": "key-1", "metrics_token": "scrape-me"}, {"Authorization": "Bearer scrape-me"},
+     [{}, {"Authorization": "Bearer key-1"}]),  # with a token set, the token alone opens /metrics
+])
+def test_metrics_protected_by_token_or_keys(tmp_path, redis_server, settings, accepted, refused):
+    stack = start_stack(tmp_path, redis_server.url, workers=0, **settings)
+    try:
+        with stack.client() as client:
+            for headers in refused:
+                response = client.get("/metrics", headers=headers)
+                assert response.status_code == 401, headers
+                assert response.json()["error"]["code"] == "metrics_token_required"
+                assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            response = client.get("/metrics", headers=accepted)
+            assert response.status_code == 200 and "nst_queue_depth" in response.text
+            assert client.get("/healthz").status_code == 200  # probes stay open
+    finally:
+        stack.stop()

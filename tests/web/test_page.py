@@ -51,6 +51,14 @@ def browser():
         browser.close()
 
 
+def csp_violations(page) -> list[str]:
+    """A list that fills with the page's Content-Security-Policy refusals (the browser logs each one)."""
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    return refused
+
+
 def images(tmp_path: Path) -> tuple[Path, Path, Path]:
     content, style1, style2 = tmp_path / "photo.png", tmp_path / "style1.png", tmp_path / "style2.jpg"
     content.write_bytes(make_image(96, 72, seed=1))
@@ -74,6 +82,7 @@ def one_style_job(page, tmp_path: Path, *, max_size: int, steps: int) -> None:
 
 def test_page_paints_and_downloads(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    refused = csp_violations(page)
     page.goto(stack_url)
     page.screenshot(path=ARTIFACTS / "1-empty.png", full_page=True)
     content, style1, style2 = images(tmp_path)
@@ -99,6 +108,7 @@ def test_page_paints_and_downloads(stack_url, browser, tmp_path):
     assert picture.format == "PNG" and picture.size == (64, 48)
     page.reload()
     page.wait_for_selector("#recent li .badge.succeeded")
+    assert refused == []  # the page works under its security headers: thumbnails, previews, streams
     page.close()
 
 
@@ -137,9 +147,10 @@ def test_page_with_api_key_paints(browser, tmp_path, redis_server):
     stack = start_stack(tmp_path / "keyed", redis_server.url, engine="tests.engines:InstantEngine",
                         api_keys="page-key-123")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = csp_violations(page)
     try:
         page.goto(stack.url)
-        assert page.is_visible("#key-box")
+        page.wait_for_selector("#key-box", state="visible", timeout=30_000)  # once /api/config has answered
         one_style_job(page, tmp_path, max_size=64, steps=30)
         page.click("#submit")
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
@@ -153,6 +164,25 @@ def test_page_with_api_key_paints(browser, tmp_path, redis_server):
         assert "token=" in href and "page-key-123" not in href
         page.wait_for_function("() => document.getElementById('live-view').naturalWidth === 64", timeout=30_000)
         page.screenshot(path=ARTIFACTS / "6-api-key.png", full_page=True)
+        assert refused == []
     finally:
         page.close()
         stack.stop()
+
+
+def test_docs_page_renders_under_its_policy(stack_url, browser):
+    """Swagger UI starts from an inline script that the page's policy names by hash; ReDoc renders too."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = csp_violations(page)
+    response = page.goto(f"{stack_url}/docs")
+    assert "sha256-" in response.headers["content-security-policy"]
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    page.wait_for_selector("text=POST", timeout=30_000)  # the operations, from /openapi.json
+    page.screenshot(path=ARTIFACTS / "7-docs.png", full_page=False)
+    assert refused == []
+    page.goto(f"{stack_url}/redoc")
+    page.wait_for_selector("h1", timeout=30_000)
+    assert "Neural style transfer" in page.inner_text("h1")
+    # ReDoc's "powered by" logo comes from its CDN: refused, as everything from another origin is.
+    assert all("https://cdn.redoc.ly/" in text and "img-src" in text for text in refused), refused
+    page.close()

@@ -1,0 +1,61 @@
+"""bench/gpu_check.sh's plumbing, here on the CPU at tiny sizes: every step runs and lands in one folder as the
+GPU machine will bring it back; a failing or slow step does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+
+from PIL import Image
+
+from tests.conftest import ROOT
+
+STEPS = ["pytest", "engine", "objective", "service", "largest"]
+
+
+def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
+    out = tmp_path / "out"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("NST_", "GPU_TEST_"))},
+           "PYTHON": sys.executable, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = subprocess.run(["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny", "--budget-s", "500"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # What a device run brings back: at most 8 plain files, named in letters, digits, '.', '_' and '-'.
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(["summary.txt", "results.json", "steps.log", "pytest.xml", "objective.png",
+                            "service.png"]), files
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in files)
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["steps"]) == STEPS and all(s["status"] == "ok" for s in results["steps"].values())
+    steps = results["steps"]
+    rows = [row for row in steps["engine"]["result"]["rows"] if "size" in row]
+    assert rows and all(row["s_per_iter"] > 0 and row["gflop_per_iter"] > 0 for row in rows)
+    assert steps["objective"]["result"]["seed_s"] > 0 and steps["objective"]["result"]["seed_objective"] > 0
+    jobs = steps["service"]["result"]["jobs"]
+    assert len(jobs) == 2 and all(job["ok"] and job["queue_pickup_s"] >= 0 for job in jobs)
+    assert steps["largest"]["result"]["sizes"][0]["fits"]
+    summary = (out / "summary.txt").read_text()
+    assert all(f"## {name}: ok" in summary for name in STEPS) and "submit->PNG s" in summary
+    suite = ElementTree.parse(out / "pytest.xml").getroot().find("testsuite")
+    assert int(suite.get("tests")) >= 5 and int(suite.get("failures")) == int(suite.get("errors")) == 0
+    for picture in ("objective.png", "service.png"):
+        assert Image.open(out / picture).format == "PNG"
+
+
+def test_a_failed_or_slow_step_does_not_stop_the_others(tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "bench/gpu_check.py", str(out), "--device", "cpu", "--budget-s", "20",
+                          "--extra-max-s", "3", "--only", "broken", "slow", "fine", "late",
+                          "--extra", "broken=echo half; exit 3", "--extra", "slow=sleep 60 & wait",
+                          "--extra", "fine=echo \"$DEVICE rows in $OUT\"", "--extra", "late=sleep 30"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    steps = json.loads((out / "results.json").read_text())["steps"]
+    assert run.returncode == 1
+    assert steps["broken"]["status"] == "failed (exit 3)" and steps["broken"]["table"] == ["half"]
+    assert steps["slow"]["status"] == "timed out after 3 s"
+    assert steps["fine"]["status"] == "ok" and steps["fine"]["table"] == [f"cpu rows in {out}"]
+    assert steps["late"]["status"] in ("timed out after 3 s", "skipped: the time budget is spent")
