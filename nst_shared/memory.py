@@ -1,0 +1,112 @@
+"""How much memory a transfer needs at one size, and how the engine fits it into a budget (torch-free, for the API too).
+
+The engine evaluates the loss on the whole image when that fits the budget, and otherwise block by block
+(nst_core/blocks.py), where the network's memory depends on the block, not the picture; what still grows with
+the picture is the image-sized state: the L-BFGS vectors and history, and the content target.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+# Blocks start at multiples of 16 px, so their max-pool grids line up with the whole image's (four pools
+# before relu5_1), and carry an 80 px halo: the depth to which a block's zero padding changes relu5_1
+# (1+1 px, 2+2, 4x4, 8x4, 16: the convolutions' reach, each pool's cells aligned). A test holds it to the network.
+BLOCK_ALIGN_PX = 16
+BLOCK_HALO_PX = 80
+MIN_BLOCK_PX = 256  # a block's core side; smaller ones would be mostly halo
+MAX_BLOCK_PX = 2048  # beyond this the halo costs under 20% more work, so larger blocks buy little
+
+# Measured peaks above the engine's own footprint (bench/print_bench.py), per pixel of the image or block
+# evaluated: the network's activations kept for the backward, the gradients flowing back, and the style-loss
+# gradients handed to each layer (blocks).
+EVALUATION_BYTES_PER_PX = {"fp32": 1150, "bf16": 640}
+ENGINE_BYTES = 900 * 2**20  # torch, the network, the style targets
+# Image-sized float32 vectors alive at the peak: the image, its gradient, the accepted point, its gradient,
+# the direction, the trial point, and the new pair under construction.
+IMAGE_VECTORS = 8
+CONTENT_TARGET_BYTES_PER_PX = 512 * 4 / 64  # relu4_2: 512 float32 channels at 1/8 of each side
+
+# The L-BFGS history's share at ordinary sizes, by the network's precision: bf16 activations take half the
+# memory, and the history gets what that frees. At print size the history takes what the budget leaves.
+HISTORY_BUDGET_BYTES = {"fp32": 48 * 2**20, "bf16": 96 * 2**20}
+MIN_HISTORY_PAIRS = 3
+DEFAULT_CPU_BUDGET_BYTES = 6 * 2**30  # issue 14's goal for a 4096 px print on a CPU worker
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How the engine evaluates one scale, and what that takes at its peak."""
+
+    block_px: int | None  # side of a block's core; None: the whole image at once
+    history_pairs: int
+    peak_bytes: int
+    fits: bool  # False: even the smallest blocks with the shortest history are over the budget
+
+
+def image_vector_bytes(pixels: int) -> int:
+    return 3 * 4 * pixels
+
+
+def history_size_for(pixels: int, budget_bytes: int) -> int:
+    """L-BFGS history pairs by image size at ordinary sizes: each pair holds two RGB float32 images, and the
+    history stays within the budget (100 pairs at 512 px would be 630 MB), with at least 8 pairs."""
+    return max(8, min(100, budget_bytes // (2 * image_vector_bytes(pixels))))
+
+
+def blocks_across(side_px: int, block_px: int) -> int:
+    return max(1, math.ceil(side_px / block_px))
+
+
+def outer_pixels(width: int, height: int, block_px: int) -> int:
+    """Pixels the network sees over all blocks of one evaluation: each core with its halo, clipped to the image."""
+    def covered(side: int) -> int:
+        n = blocks_across(side, block_px)
+        return side + 2 * BLOCK_HALO_PX * (n - 1)  # every inner border is seen from both sides
+    return covered(width) * covered(height)
+
+
+def block_bytes(block_px: int, precision: str) -> int:
+    return EVALUATION_BYTES_PER_PX[precision] * (block_px + 2 * BLOCK_HALO_PX) ** 2
+
+
+def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -> MemoryPlan:
+    """The whole image when it fits `budget_bytes` with at least `MIN_HISTORY_PAIRS` pairs; otherwise the largest
+    blocks that do. Then as many pairs as the rest allows, up to the ordinary number."""
+    pixels = width * height
+    pair = 2 * image_vector_bytes(pixels)
+    state = ENGINE_BYTES + IMAGE_VECTORS * image_vector_bytes(pixels) + int(CONTENT_TARGET_BYTES_PER_PX * pixels)
+    block: int | None = None
+    evaluation = EVALUATION_BYTES_PER_PX[precision] * pixels
+    if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes:
+        spare = budget_bytes - state - MIN_HISTORY_PAIRS * pair
+        block = min(MAX_BLOCK_PX, _align_up(max(width, height)))
+        while block > MIN_BLOCK_PX and block_bytes(block, precision) > spare:
+            block -= BLOCK_ALIGN_PX
+        evaluation = block_bytes(block, precision)
+    ordinary_pairs = history_size_for(pixels, HISTORY_BUDGET_BYTES[precision])
+    pairs = max(MIN_HISTORY_PAIRS, min(ordinary_pairs, (budget_bytes - state - evaluation) // pair))
+    peak = state + evaluation + pairs * pair
+    return MemoryPlan(block, int(pairs), int(peak), peak <= budget_bytes)
+
+
+def _align_up(px: int) -> int:
+    return -(-px // BLOCK_ALIGN_PX) * BLOCK_ALIGN_PX
+
+
+def default_budget_bytes(device_type: str, device_total_bytes: int | None = None) -> int:
+    """The engine's memory budget when none is set: 90% of a GPU's memory; on a CPU half the machine's RAM, at
+    most `DEFAULT_CPU_BUDGET_BYTES` (a worker shares the host with the API, Redis and other workers)."""
+    if device_total_bytes is not None and device_type != "cpu":
+        return int(0.9 * device_total_bytes)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 2 * DEFAULT_CPU_BUDGET_BYTES
+    return min(ram // 2, DEFAULT_CPU_BUDGET_BYTES)
+
+
+def format_bytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
