@@ -27,6 +27,7 @@ class Progress:
     preview: Image.Image | None = None  # set every `preview_every` steps, and on the last step when asked
     blocks: int = 0  # blocks of one evaluation at this scale; 0: the whole image at once
     block: int = 0  # 0 on the report that ends an iteration
+    work_fraction: float | None = None  # of the run's work done, weighing each step by its scale's cost
 
 
 class StopTransfer(Exception):

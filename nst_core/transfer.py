@@ -38,7 +38,7 @@ from nst_shared.errors import DeviceOutOfMemory, Diverged, InvalidParameter
 from nst_shared.images import check_min_side, fit_size, resize
 from nst_shared.memory import default_budget_bytes, format_bytes, plan_memory
 from nst_shared.params import TransferParams
-from nst_shared.schedule import Scale, plan_scales, style_longest_px
+from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
 
 ProgressCallback = Callable[[Progress], None]
 PREVIEW_MAX_PX = 1024  # previews of a print travel to a browser: a screenful is enough
@@ -87,7 +87,8 @@ class StyleTransfer:
     """
 
     def __init__(self, *, device: str = "auto", weights: WeightsName = "caffe", precision: Precision = "auto",
-                 memory_budget_bytes: int | None = None, style_cache_size: int = 32) -> None:
+                 memory_budget_bytes: int | None = None, block_px: int | None = None,
+                 style_cache_size: int = 32) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         model = build_vgg19(weights, last_layer="relu5_1").set_compute_dtype(DTYPES[self.precision])
@@ -106,6 +107,7 @@ class StyleTransfer:
         total = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
         # What a run may use at its peak: decides between the whole image and blocks, and the L-BFGS history.
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes(self.device.type, total)
+        self.block_px = block_px  # set: blocks of this side wherever the picture is larger (tests, benchmarks)
         self._style_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
         self._style_cache_size = style_cache_size
         self._cache_lock = threading.Lock()
@@ -154,7 +156,10 @@ class StyleTransfer:
             content_work = colors.luminance_image(content)
             styles_work = [colors.match_luminance(colors.luminance_image(s), content_work) for s in styles]
         seed = params.seed if params.seed is not None else torch.seed() % 2**63
-        return _Run(params=params, plan=plan_scales(content.size, params), content=content,
+        plan = plan_scales(content.size, params)
+        return _Run(params=params, plan=plan, content=content,
+                    step_costs=[step_cost(s, precision=self.precision, budget_bytes=self.memory_budget_bytes)
+                                for s in plan],
                     content_work=content_work, styles_work=styles_work, blend=blend,
                     content_layers=[activation_name(n) for n in params.content_layers],
                     style_layers=[activation_name(n) for n in params.style_layers],
@@ -164,14 +169,15 @@ class StyleTransfer:
     def _optimise_scale(self, run: _Run, index: int, scale: Scale, previous: torch.Tensor | None,
                         step: int) -> _ScaleOutcome:
         """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image)."""
-        params = run.params
+        params, step_before = run.params, step
         memory = plan_memory(scale.width, scale.height, precision=self.precision,
                              budget_bytes=self.memory_budget_bytes)
         if not memory.fits:
             raise DeviceOutOfMemory(f"a {scale.width}x{scale.height} picture needs about "
                                     f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
                                     f"{format_bytes(self.memory_budget_bytes)}")
-        grid = block_grid(scale.width, scale.height, memory.block_px) if memory.block_px else None
+        block_px = self.block_px if self.block_px and max(scale.size) > self.block_px else memory.block_px
+        grid = block_grid(scale.width, scale.height, block_px) if block_px else None
         content_t = image_to_tensor(resize(run.content_work, scale.size), self.device)
         terms = self._loss_terms(run, content_t, scale, grid)
         image = self._initial_image(previous, content_t, run.styles_work, scale.size, params.init, run.generator)
@@ -190,7 +196,8 @@ class StyleTransfer:
         def on_block(done: int, total: int) -> None:
             if accepted:  # a report needs losses to show: from the second evaluation of the scale on
                 report(step=step, block=done, content_loss=accepted["content"], style_loss=accepted["style"],
-                       tv_loss=accepted["tv"], total_loss=accepted["total"])
+                       tv_loss=accepted["tv"], total_loss=accepted["total"],
+                       work_fraction=run.work_fraction(index, step - step_before + done / total))
 
         def closure() -> torch.Tensor:
             if grid is None:
@@ -219,6 +226,7 @@ class StyleTransfer:
             try:
                 report(step=step, content_loss=accepted["content"], style_loss=accepted["style"],
                        tv_loss=accepted["tv"], total_loss=accepted["total"],
+                       work_fraction=run.work_fraction(index, step - step_before),
                        preview=run.finish(image, preview=True) if wants_preview and run.callback else None)
             except StopTransfer:
                 return _ScaleOutcome(image, step, accepted["total"], stopped=True)
@@ -328,6 +336,7 @@ class _Run:
 
     params: TransferParams
     plan: list[Scale]
+    step_costs: list[float]  # of one iteration at each scale (nst_shared.schedule.step_cost)
     content: Image.Image
     content_work: Image.Image  # as the network sees it: its luminance when the colours are preserved
     styles_work: list[Image.Image]
@@ -341,6 +350,12 @@ class _Run:
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+    def work_fraction(self, index: int, steps: float) -> float:
+        """The share of the run's work done after `steps` iterations of scale `index` (1-based)."""
+        done = sum(s.steps * c for s, c in zip(self.plan[: index - 1], self.step_costs))
+        total = sum(s.steps * c for s, c in zip(self.plan, self.step_costs))
+        return min(1.0, (done + steps * self.step_costs[index - 1]) / total)
 
     def finish(self, image: torch.Tensor, *, preview: bool = False) -> Image.Image:
         """The picture of `image`, with the content's colours put back when asked; a preview at most

@@ -39,14 +39,16 @@ def _param(default: Any, help: str, *, ge: float | None = None, le: float | None
 class TransferParams:
     """Everything that decides what picture a transfer makes (not where it runs)."""
 
-    max_size: int = _param(384, "Longest side of the output in pixels.", ge=64, le=2048)
+    max_size: int = _param(384, "Longest side of the output in pixels (above 1024: a print, painted coarse to fine "
+                                "up to it).", ge=64, le=8192)
     steps: int = _param(120, "L-BFGS iterations in all, over every scale (each one is a progress step).",
                         ge=1, le=2000)
     content_weight: float = _param(1.0, "Weight of the content loss (MSE of conv4_2 features).", ge=0, le=1e9)
     style_weight: float = _param(15.0, "Weight of the style loss (MSE of Gram matrices). With the default layer "
                                        "weights: 5 subtle .. 50 strong.", ge=0, le=1e12)
     tv_weight: float = _param(0.0, "Weight of the total-variation loss, which smooths the image.", ge=0, le=1e6)
-    style_scale: float = _param(1.0, "Size of the style image relative to the output size.", ge=0.1, le=4.0)
+    style_scale: float = _param(1.0, "Size of the style image relative to the output size, never past the style's "
+                                     "own resolution (times style_scale when over 1).", ge=0.1, le=4.0)
     style_blend: tuple[float, ...] | None = _param(
         None, "Weights of the style images, one per style (normalised to sum 1); equal when unset.")
     preserve_colors: bool = _param(False, "Keep the content image's colours: transfer on luminance only.")

@@ -86,19 +86,20 @@ def style_longest_px(style_size: tuple[int, int], output_longest: int, style_sca
     return max(1, round(min(output_longest * style_scale, max(style_size) * max(1.0, style_scale))))
 
 
+def step_cost(scale: Scale, *, precision: str = "fp32", budget_bytes: int = DEFAULT_CPU_BUDGET_BYTES) -> float:
+    """What one iteration of `scale` costs in whole-image megapixel-iterations: its megapixels, or for a scale
+    evaluated in blocks, its passes over the blocks and their halos."""
+    memory = plan_memory(scale.width, scale.height, precision=precision, budget_bytes=budget_bytes)
+    if memory.block_px is None:
+        return scale.width * scale.height / 1e6
+    return BLOCK_PASSES * outer_pixels(scale.width, scale.height, memory.block_px) / 1e6
+
+
 def plan_cost(plan: Sequence[Scale], *, precision: str = "fp32",
               budget_bytes: int = DEFAULT_CPU_BUDGET_BYTES) -> float:
-    """What a plan costs in whole-image megapixel-iterations (a scale evaluated in blocks costs its passes over
-    the blocks and halos); the defaults price it as a CPU worker with the default memory budget would run it."""
-    cost = 0.0
-    for scale in plan:
-        memory = plan_memory(scale.width, scale.height, precision=precision, budget_bytes=budget_bytes)
-        if memory.block_px is None:
-            pixels = scale.width * scale.height
-        else:
-            pixels = BLOCK_PASSES * outer_pixels(scale.width, scale.height, memory.block_px)
-        cost += scale.steps * pixels / 1e6
-    return cost
+    """What a plan costs: the sum of its scales' steps x `step_cost`; the defaults price it as a CPU worker
+    with the default memory budget would run it."""
+    return sum(s.steps * step_cost(s, precision=precision, budget_bytes=budget_bytes) for s in plan)
 
 
 def params_cost(params: TransferParams, content_size: tuple[int, int] | None = None) -> float:

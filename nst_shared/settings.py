@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
     max_styles: int = Field(4, description="Most style images per job.")
     max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
-    max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for.")
+    max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for (print sizes "
+                             "up to 8192 when raised; a job no worker's memory holds is refused).")
+    worker_memory_gb: float = Field(0.0, description="Memory a worker's engine may use at its peak; larger pictures "
+                                    "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
+                                    "GPU; on a CPU half the RAM, at most 6 GB).")
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
     result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 from typing import Sequence
@@ -11,6 +12,7 @@ import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
+from nst_shared import capacity
 from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
@@ -43,13 +45,19 @@ class WarmWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
-def _sweeper(store: JobStore, storage: Storage, settings: Settings, stop: threading.Event) -> None:
+def _sweeper(store: JobStore, storage: Storage, settings: Settings, stop: threading.Event,
+             offer: capacity.WorkerMemory) -> None:
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     while not stop.wait(settings.reaper_interval_s):
         try:
+            capacity.publish(store.redis, offer, ttl_s=_offer_ttl_s(settings))
             sweep(store, storage, settings)
         except Exception:  # Redis restarting: try again next round
             log.debug("sweep failed", exc_info=True)
+
+
+def _offer_ttl_s(settings: Settings) -> int:
+    return int(3 * settings.reaper_interval_s) + 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,17 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
              settings.redis_url)
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     stop = threading.Event()
-    threading.Thread(target=_sweeper, args=(store, tasks.job_storage(), settings, stop),
+    worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
+                        name=args.name, log_job_description=False)
+    # What this worker can hold, renewed while it lives: the API refuses a job that fits no worker.
+    offer = capacity.WorkerMemory(worker=worker.name, budget_bytes=engine.memory_budget_bytes,
+                                  precision=engine.precision, device=engine.device_name)
+    capacity.publish(connection, offer, ttl_s=_offer_ttl_s(settings))
+    threading.Thread(target=_sweeper, args=(store, tasks.job_storage(), settings, stop, offer),
                      daemon=True, name="sweeper").start()
     sender = WebhookSender(connection, settings) if settings.webhook_secret else None
     if sender:
         sender.start()
-    worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
-                        name=args.name, log_job_description=False)
     try:
         worker.work(burst=args.burst, logging_level=level, with_scheduler=False)
     finally:
         stop.set()
+        with contextlib.suppress(redis.RedisError):  # Redis away: the offer lapses by itself
+            capacity.withdraw(connection, offer.worker)
         if sender:
             sender.stop()
     return 0

@@ -13,12 +13,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from rq import Queue
 
-from nst_shared import webhooks
+from nst_shared import capacity, webhooks
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
+from nst_shared.schedule import style_longest_px
 from nst_shared.storage import Storage
 from nst_shared.settings import Settings
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
@@ -26,7 +27,7 @@ from service.deps import AsyncRedisDep, QueueDep, RedisDep, SettingsDep, Storage
 from service.errors import ApiError, from_image_error, not_found
 from service.events import job_event_stream
 from service.forms import JobForm, check_known_fields, to_params
-from service.limits import check_budget
+from service.limits import check_budget, check_memory
 from service.schemas import JobList, JobPublic, public_job
 
 # Keys and rate limits are first checked by service.guard.AccessGuard, before a body is read.
@@ -118,7 +119,7 @@ def _submit(store: JobStore, storage: Storage, queue: Queue, settings: Settings,
             extra: dict[str, Any], content_bytes: bytes, style_bytes: list[bytes],
             idempotency_key: str | None, caller: Caller, keys: KeyRing) -> JobPublic:
     """Validate the images, then store and queue the job (or find the earlier one of this key)."""
-    _validate_images(content_bytes, style_bytes, params.max_size, params.style_scale, params.steps, settings)
+    _validate_images(content_bytes, style_bytes, params, settings, capacity.published(store.redis))
     digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
     for data in (content_bytes, *style_bytes):
         digest.update(hashlib.sha256(data).digest())
@@ -151,19 +152,21 @@ def _submit(store: JobStore, storage: Storage, queue: Queue, settings: Settings,
     return _public(record, keys, queue)
 
 
-def _validate_images(content: bytes, styles: list[bytes], max_size: int, style_scale: float, steps: int,
-                     settings: Settings) -> None:
+def _validate_images(content: bytes, styles: list[bytes], params: TransferParams, settings: Settings,
+                     offers: list[capacity.WorkerMemory]) -> None:
     try:
         image = decode_image(content, max_pixels=settings.max_image_pixels)
-        out = fit_size(*image.size, max_size)
+        out = fit_size(*image.size, params.max_size)
         check_min_side(out, "content image at this max_size")
-        check_budget(steps, out, settings)
+        check_budget(params, image.size, settings)
+        check_memory(out, offers)
     except ImageError as exc:
         raise from_image_error(exc, "content") from None
     for data in styles:
         try:
             style = decode_image(data, max_pixels=settings.max_image_pixels)
-            check_min_side(fit_size(*style.size, round(max(out) * style_scale)), "style image at this style_scale")
+            longest = style_longest_px(style.size, max(out), params.style_scale)
+            check_min_side(fit_size(*style.size, longest), "style image at this style_scale")
         except ImageError as exc:
             raise from_image_error(exc, "style") from None
 
