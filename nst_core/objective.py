@@ -44,6 +44,8 @@ class Network:
 
     def __call__(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         # L-BFGS flattens the image with .view(-1), so the image itself stays contiguous; the copy is the network's.
+        if not layers:
+            return {}
         x = image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
         return self.model(x, layers)
 
@@ -98,9 +100,10 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
             tv = tv + tv_part.detach()
             outputs.append(tv_part)
             grads.append(torch.ones_like(tv_part))
-        torch.autograd.backward(outputs, grads)
-        assert x.grad is not None
-        grad[..., block.rows.outer, block.cols.outer] += x.grad
+        if outputs:
+            torch.autograd.backward(outputs, grads)
+            assert x.grad is not None
+            grad[..., block.rows.outer, block.cols.outer] += x.grad
         del feats, grad_outputs, outputs, grads, x
         if on_block is not None:
             on_block(done, len(grid))
@@ -114,6 +117,8 @@ def gram_matrices_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[
     """The whole image's Gram matrices (as `gram_matrix`), summed over the blocks' cores without gradients."""
     height, width = image.shape[-2:]
     sums: dict[str, torch.Tensor] = {}
+    if not layers:
+        return sums
     with torch.no_grad():
         for block in grid:
             feats = net(image[..., block.rows.outer, block.cols.outer], layers)
