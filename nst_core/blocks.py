@@ -10,9 +10,10 @@ keep the whole block's gradient.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from nst_shared.memory import BLOCK_ALIGN_PX, BLOCK_HALO_PX
+from nst_shared.memory import BLOCK_ALIGN_PX, BLOCK_HALO_PX, align_up, blocks_across
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,11 @@ class Block:
 
 
 def spans(side: int, core_px: int, halo_px: int = BLOCK_HALO_PX) -> list[Span]:
-    """Cores of `core_px` (the last one takes the rest), each with its halo clipped to the image."""
+    """As few cores as `core_px` allows, of even size (aligned; the last one takes the rest), each with its halo
+    clipped to the image."""
     if core_px % BLOCK_ALIGN_PX or halo_px % BLOCK_ALIGN_PX:
         raise ValueError(f"block cores and halos are multiples of {BLOCK_ALIGN_PX} px")
+    core_px = align_up(math.ceil(side / blocks_across(side, core_px)))
     starts = list(range(0, side, core_px))
     if len(starts) > 1 and side - starts[-1] < BLOCK_ALIGN_PX:
         starts.pop()  # a sliver under one relu5_1 cell joins the block before it

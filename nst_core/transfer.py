@@ -129,9 +129,9 @@ class StyleTransfer:
                 if outcome.stopped:
                     break
             assert image is not None
-            full_size = run.plan[-1].size
-            if image.shape[-2:] != (full_size[1], full_size[0]):  # stopped before the last scale
-                image = _upsample(image, full_size)
+            width, height = fit_size(*content.size, params.max_size)
+            if image.shape[-2:] != (height, width):  # stopped before the last scale, or it had no steps
+                image = _upsample(image, (width, height))
             result = run.finish(image)
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px: {exc}") from None

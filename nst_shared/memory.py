@@ -82,7 +82,7 @@ def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -
     evaluation = EVALUATION_BYTES_PER_PX[precision] * pixels
     if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes:
         spare = budget_bytes - state - MIN_HISTORY_PAIRS * pair
-        block = min(MAX_BLOCK_PX, _align_up(max(width, height)))
+        block = min(MAX_BLOCK_PX, align_up(max(width, height)))
         while block > MIN_BLOCK_PX and block_bytes(block, precision) > spare:
             block -= BLOCK_ALIGN_PX
         evaluation = block_bytes(block, precision)
@@ -92,7 +92,7 @@ def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -
     return MemoryPlan(block, int(pairs), int(peak), peak <= budget_bytes)
 
 
-def _align_up(px: int) -> int:
+def align_up(px: int) -> int:
     return -(-px // BLOCK_ALIGN_PX) * BLOCK_ALIGN_PX
 
 
