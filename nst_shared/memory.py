@@ -18,6 +18,9 @@ BLOCK_ALIGN_PX = 16
 BLOCK_HALO_PX = 80
 MIN_BLOCK_PX = 256  # a block's core side; smaller ones would be mostly halo
 MAX_BLOCK_PX = 2048  # beyond this the halo costs under 20% more work, so larger blocks buy little
+# relu1_1's 64 channels must stay under 2^31 elements, which 32-bit indexing kernels (cuDNN's among them) assume:
+# an 8192 x 5461 picture would hold 2.9e9, so it goes in blocks whatever the budget.
+MAX_WHOLE_PIXELS = 2**31 // 64
 
 # Measured peaks above the engine's own footprint (bench/print_bench.py), per pixel of the image or block
 # evaluated: the network's activations kept for the backward, the gradients flowing back, and the style-loss
@@ -80,7 +83,7 @@ def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -
     state = ENGINE_BYTES + IMAGE_VECTORS * image_vector_bytes(pixels) + int(CONTENT_TARGET_BYTES_PER_PX * pixels)
     block: int | None = None
     evaluation = EVALUATION_BYTES_PER_PX[precision] * pixels
-    if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes:
+    if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes or pixels >= MAX_WHOLE_PIXELS:
         spare = budget_bytes - state - MIN_HISTORY_PAIRS * pair
         block = min(MAX_BLOCK_PX, align_up(max(width, height)))
         while block > MIN_BLOCK_PX and block_bytes(block, precision) > spare:

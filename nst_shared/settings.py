@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
     result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")
     job_timeout_base_s: int = Field(120, description="Fixed part of a job's time limit.")
-    job_timeout_per_mpx_step_s: float = Field(40.0, description="Time limit per megapixel-step (CPU scale).")
+    job_timeout_per_mpx_step_s: float = Field(40.0, description="Time limit per megapixel-step of the job's "
+                                              "schedule (CPU scale).")
     heartbeat_interval_s: float = Field(5.0, description="How often a busy worker proves it is alive.")
     heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
     reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
@@ -68,7 +69,8 @@ class Settings(BaseSettings):
                                              "without keys) per minute; 0 = no limit.")
     rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
                                                 "minute; 0 = no limit.")
-    max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x output megapixels at most.")
+    max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x megapixels summed over the "
+                                       "scales of its schedule, at most.")
     redis_max_connections: int = Field(1000, description="Redis connections an API process opens at most "
                                        "(each open event stream holds one while it waits).")
     retry_lost_jobs: int = Field(0, description="Times a job whose worker died is queued again before it "

@@ -50,6 +50,9 @@ def test_memory_plan_takes_blocks_only_when_the_whole_image_does_not_fit():
     assert print_4096.peak_bytes <= 6 * GB
     assert plan_memory(4096, 2731, precision="bf16", budget_bytes=64 * GB).block_px is None
     assert not plan_memory(8192, 5461, precision="bf16", budget_bytes=6 * GB).fits
+    # On an 80 GB GPU an 8192 px print would fit whole, but relu1_1 would pass 2^31 elements: blocks.
+    gpu = plan_memory(8192, 5461, precision="bf16", budget_bytes=72 * GB)
+    assert gpu.fits and gpu.block_px == 2048 and gpu.history_pairs == 8
 
 
 def test_cost_of_a_print_is_its_scales_not_steps_times_its_size():
