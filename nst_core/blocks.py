@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nst_shared.memory import BLOCK_ALIGN_PX, BLOCK_HALO_PX, align_up, blocks_across
+from nst_shared.memory import BLOCK_ALIGN_PX, BLOCK_HALO_PX, core_px
 
 
 @dataclass(frozen=True)
@@ -48,19 +48,23 @@ class Block:
     cols: Span
 
 
-def spans(side: int, core_px: int, halo_px: int = BLOCK_HALO_PX) -> list[Span]:
-    """As few cores as `core_px` allows, of even size (aligned; the last one takes the rest), each with its halo
-    clipped to the image."""
-    if core_px % BLOCK_ALIGN_PX or halo_px % BLOCK_ALIGN_PX:
-        raise ValueError(f"block cores and halos are multiples of {BLOCK_ALIGN_PX} px")
-    core_px = align_up(math.ceil(side / blocks_across(side, core_px)))
-    starts = list(range(0, side, core_px))
+def spans(side: int, blocks: int, halo_px: int = BLOCK_HALO_PX) -> list[Span]:
+    """`blocks` cores of even, aligned size (the last one takes the rest), each with its halo clipped to the
+    image."""
+    if halo_px % BLOCK_ALIGN_PX:
+        raise ValueError(f"halos are multiples of {BLOCK_ALIGN_PX} px")
+    starts = list(range(0, side, core_px(side, blocks)))
     if len(starts) > 1 and side - starts[-1] < BLOCK_ALIGN_PX:
         starts.pop()  # a sliver under one relu5_1 cell joins the block before it
     stops = starts[1:] + [side]
     return [Span(a, b, max(0, a - halo_px), min(side, b + halo_px), side) for a, b in zip(starts, stops)]
 
 
-def block_grid(width: int, height: int, core_px: int, halo_px: int = BLOCK_HALO_PX) -> list[Block]:
-    """Blocks row by row; their cores tile the image exactly."""
-    return [Block(r, c) for r in spans(height, core_px, halo_px) for c in spans(width, core_px, halo_px)]
+def block_grid(width: int, height: int, grid: tuple[int, int], halo_px: int = BLOCK_HALO_PX) -> list[Block]:
+    """`grid` (across, down) blocks, row by row; their cores tile the image exactly."""
+    return [Block(r, c) for r in spans(height, grid[1], halo_px) for c in spans(width, grid[0], halo_px)]
+
+
+def grid_of(width: int, height: int, block_px: int) -> tuple[int, int]:
+    """The grid whose cores are at most `block_px` on a side."""
+    return math.ceil(width / block_px), math.ceil(height / block_px)

@@ -25,7 +25,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from nst_core import colors
-from nst_core.blocks import Block, block_grid
+from nst_core.blocks import Block, block_grid, grid_of
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
@@ -176,8 +176,10 @@ class StyleTransfer:
             raise DeviceOutOfMemory(f"a {scale.width}x{scale.height} picture needs about "
                                     f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
                                     f"{format_bytes(self.memory_budget_bytes)}")
-        block_px = self.block_px if self.block_px and max(scale.size) > self.block_px else memory.block_px
-        grid = block_grid(scale.width, scale.height, block_px) if block_px else None
+        layout = memory.grid
+        if self.block_px and max(scale.size) > self.block_px:
+            layout = grid_of(scale.width, scale.height, self.block_px)
+        grid = block_grid(scale.width, scale.height, layout) if layout else None
         content_t = image_to_tensor(resize(run.content_work, scale.size), self.device)
         terms = self._loss_terms(run, content_t, scale, grid)
         image = self._initial_image(previous, content_t, run.styles_work, scale.size, params.init, run.generator)
@@ -300,12 +302,12 @@ class StyleTransfer:
                 return self._style_cache[key]
         image = image_to_tensor(resize(style, size), self.device)
         memory = plan_memory(*size, precision=self.precision, budget_bytes=self.memory_budget_bytes)
-        if memory.block_px is None:
+        if memory.grid is None:
             with torch.no_grad():
                 feats = self.net(image, layers)
                 grams = {name: gram_matrix(feats[name]) for name in layers}
         else:
-            grams = gram_matrices_by_blocks(self.net, image, layers, block_grid(*size, memory.block_px))
+            grams = gram_matrices_by_blocks(self.net, image, layers, block_grid(*size, memory.grid))
         with self._cache_lock:
             self._style_cache[key] = grams
             while len(self._style_cache) > self._style_cache_size:

@@ -17,16 +17,15 @@ from dataclasses import dataclass
 BLOCK_ALIGN_PX = 16
 BLOCK_HALO_PX = 80
 MIN_BLOCK_PX = 256  # a block's core side; smaller ones would be mostly halo
-MAX_BLOCK_PX = 2048  # beyond this the halo costs under 20% more work, so larger blocks buy little
 # relu1_1's 64 channels must stay under 2^31 elements, which 32-bit indexing kernels (cuDNN's among them) assume:
 # an 8192 x 5461 picture would hold 2.9e9, so it goes in blocks whatever the budget.
 MAX_WHOLE_PIXELS = 2**31 // 64
 
-# Measured peaks above the engine's own footprint (bench/print_bench.py), per pixel of the image or block
-# evaluated: the network's activations kept for the backward, the gradients flowing back, and the style-loss
-# gradients handed to each layer (blocks).
-EVALUATION_BYTES_PER_PX = {"fp32": 1150, "bf16": 640}
-ENGINE_BYTES = 900 * 2**20  # torch, the network, the style targets
+# Peak RSS above the engine's own footprint and the image-sized state, per pixel of the image or block evaluated
+# (bench/print_bench.py rows, 768 and 1536 px: bf16 610-670 whole, 510 in blocks; fp32 1340): the activations
+# kept for the backward, the gradients flowing back, the loss's gradients handed to each layer.
+EVALUATION_BYTES_PER_PX = {"fp32": 1350, "bf16": 700}
+ENGINE_BYTES = 900 * 2**20  # torch and the network (~690 MB), the style's forward pass, the allocator's slack
 # Image-sized float32 vectors alive at the peak: the image, its gradient, the accepted point, its gradient,
 # the direction, the trial point, and the new pair under construction.
 IMAGE_VECTORS = 8
@@ -43,7 +42,7 @@ DEFAULT_CPU_BUDGET_BYTES = 6 * 2**30  # issue 14's goal for a 4096 px print on a
 class MemoryPlan:
     """How the engine evaluates one scale, and what that takes at its peak."""
 
-    block_px: int | None  # side of a block's core; None: the whole image at once
+    grid: tuple[int, int] | None  # blocks across and down; None: the whole image at once
     history_pairs: int
     peak_bytes: int
     fits: bool  # False: even the smallest blocks with the shortest history are over the budget
@@ -59,40 +58,53 @@ def history_size_for(pixels: int, budget_bytes: int) -> int:
     return max(8, min(100, budget_bytes // (2 * image_vector_bytes(pixels))))
 
 
-def blocks_across(side_px: int, block_px: int) -> int:
-    return max(1, math.ceil(side_px / block_px))
+def core_px(side: int, blocks: int) -> int:
+    """The side of each core when `blocks` share `side` evenly (aligned; the last core takes the rest)."""
+    return align_up(math.ceil(side / blocks))
 
 
-def outer_pixels(width: int, height: int, block_px: int) -> int:
+def outer_pixels(width: int, height: int, grid: tuple[int, int]) -> int:
     """Pixels the network sees over all blocks of one evaluation: each core with its halo, clipped to the image."""
-    def covered(side: int) -> int:
-        n = blocks_across(side, block_px)
-        return side + 2 * BLOCK_HALO_PX * (n - 1)  # every inner border is seen from both sides
-    return covered(width) * covered(height)
+    def covered(side: int, blocks: int) -> int:
+        return side + 2 * BLOCK_HALO_PX * (blocks - 1)  # every inner border is seen from both sides
+    return covered(width, grid[0]) * covered(height, grid[1])
 
 
-def block_bytes(block_px: int, precision: str) -> int:
-    return EVALUATION_BYTES_PER_PX[precision] * (block_px + 2 * BLOCK_HALO_PX) ** 2
+def largest_block_pixels(width: int, height: int, grid: tuple[int, int]) -> int:
+    """Pixels of the largest block: an inner core with its halo on both sides, clipped to the image."""
+    return (min(width, core_px(width, grid[0]) + 2 * BLOCK_HALO_PX)
+            * min(height, core_px(height, grid[1]) + 2 * BLOCK_HALO_PX))
+
+
+def plan_grid(width: int, height: int, *, bytes_per_px: int, spare_bytes: int) -> tuple[tuple[int, int], bool]:
+    """The fewest blocks (then the fewest pixels seen) whose largest block fits `spare_bytes`, and True; or the
+    finest grid allowed (cores of `MIN_BLOCK_PX`) and False when none does."""
+    finest = (max(1, width // MIN_BLOCK_PX), max(1, height // MIN_BLOCK_PX))
+    fitting = [(across * down, outer_pixels(width, height, (across, down)), (across, down))
+               for across in range(1, finest[0] + 1) for down in range(1, finest[1] + 1)
+               if across * down > 1 and
+               (block := largest_block_pixels(width, height, (across, down))) < MAX_WHOLE_PIXELS
+               and bytes_per_px * block <= spare_bytes]
+    return (min(fitting)[2], True) if fitting else (finest, False)
 
 
 def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -> MemoryPlan:
-    """The whole image when it fits `budget_bytes` with at least `MIN_HISTORY_PAIRS` pairs; otherwise the largest
+    """The whole image when it fits `budget_bytes` with at least `MIN_HISTORY_PAIRS` pairs; otherwise the fewest
     blocks that do. Then as many pairs as the rest allows, up to the ordinary number."""
     pixels = width * height
     pair = 2 * image_vector_bytes(pixels)
     state = ENGINE_BYTES + IMAGE_VECTORS * image_vector_bytes(pixels) + int(CONTENT_TARGET_BYTES_PER_PX * pixels)
-    block: int | None = None
-    evaluation = EVALUATION_BYTES_PER_PX[precision] * pixels
+    per_px = EVALUATION_BYTES_PER_PX[precision]
+    grid: tuple[int, int] | None = None
+    evaluation = per_px * pixels
     if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes or pixels >= MAX_WHOLE_PIXELS:
-        spare = budget_bytes - state - MIN_HISTORY_PAIRS * pair
-        block = min(MAX_BLOCK_PX, align_up(max(width, height)))
-        while block > MIN_BLOCK_PX and block_bytes(block, precision) > spare:
-            block -= BLOCK_ALIGN_PX
-        evaluation = block_bytes(block, precision)
+        grid, _ = plan_grid(width, height, bytes_per_px=per_px,
+                            spare_bytes=budget_bytes - state - MIN_HISTORY_PAIRS * pair)
+        evaluation = per_px * largest_block_pixels(width, height, grid)
     ordinary_pairs = history_size_for(pixels, HISTORY_BUDGET_BYTES[precision])
     pairs = max(MIN_HISTORY_PAIRS, min(ordinary_pairs, (budget_bytes - state - evaluation) // pair))
     peak = state + evaluation + pairs * pair
-    return MemoryPlan(block, int(pairs), int(peak), peak <= budget_bytes)
+    return MemoryPlan(grid, int(pairs), int(peak), peak <= budget_bytes)
 
 
 def align_up(px: int) -> int:

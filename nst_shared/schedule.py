@@ -21,8 +21,9 @@ PRINT_FROM_PX = 1024
 PRINT_STEP_FRACTION = 1 / 3
 MIN_PRINT_STEP_FRACTION = 1 / 20
 # One blockwise iteration is a forward pass without gradients (the global Gram matrices) and a forward and
-# backward pass, over the blocks with their halos: about 1.45 whole-image iterations (bench/print_bench.py).
-BLOCK_PASSES = 1.45
+# backward pass, over the blocks with their halos: ~1.8 whole-image iterations per pixel seen
+# (bench/print_bench.py).
+BLOCK_PASSES = 1.8
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ def step_cost(scale: Scale, *, precision: str = "fp32", budget_bytes: int = DEFA
     """What one iteration of `scale` costs in whole-image megapixel-iterations: its megapixels, or for a scale
     evaluated in blocks, its passes over the blocks and their halos."""
     memory = plan_memory(scale.width, scale.height, precision=precision, budget_bytes=budget_bytes)
-    if memory.block_px is None:
+    if memory.grid is None:
         return scale.width * scale.height / 1e6
-    return BLOCK_PASSES * outer_pixels(scale.width, scale.height, memory.block_px) / 1e6
+    return BLOCK_PASSES * outer_pixels(scale.width, scale.height, memory.grid) / 1e6
 
 
 def plan_cost(plan: Sequence[Scale], *, precision: str = "fp32",

@@ -21,7 +21,7 @@ from tests.nst_core.conftest import picture
 
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 # 168 x 136 in cores of 48: neither side divides evenly, and every block's halo is clipped somewhere.
-WIDTH, HEIGHT, CORE = 168, 136, 48
+WIDTH, HEIGHT, GRID = 168, 136, (4, 3)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_blockwise_loss_and_gradient_equal_whole_image(fp32_net, which, part):
     image = image_to_tensor(picture(WIDTH, HEIGHT, 5)).requires_grad_()
     whole = evaluate_whole(fp32_net, image, terms)
     whole_grad, image.grad = image.grad, None
-    grid = block_grid(WIDTH, HEIGHT, CORE)
+    grid = block_grid(WIDTH, HEIGHT, GRID)
     assert len(grid) == 12  # 4 x 3: the 8 px left at the right join the block before
     blocks = evaluate_blocks(fp32_net, image, terms, grid)
     assert whole[part] > 0
@@ -63,13 +63,13 @@ def test_content_features_by_blocks_equal_whole_image(fp32_net):
     image = image_to_tensor(picture(WIDTH, HEIGHT, 6))
     with torch.no_grad():
         whole = fp32_net(image, ["relu4_2", "relu5_1"])
-    by_blocks = features_by_blocks(fp32_net, image, ["relu4_2", "relu5_1"], block_grid(WIDTH, HEIGHT, CORE))
+    by_blocks = features_by_blocks(fp32_net, image, ["relu4_2", "relu5_1"], block_grid(WIDTH, HEIGHT, GRID))
     for name in whole:
         assert torch.allclose(by_blocks[name], whole[name], rtol=1e-4, atol=1e-3), name
 
 
 def test_block_cores_tile_the_image_on_the_pooling_grid():
-    grid = block_grid(WIDTH, HEIGHT, CORE)
+    grid = block_grid(WIDTH, HEIGHT, GRID)
     covered = np.zeros((HEIGHT, WIDTH), dtype=int)
     for block in grid:
         covered[block.rows.start:block.rows.stop, block.cols.start:block.cols.stop] += 1

@@ -42,17 +42,17 @@ def test_style_is_not_enlarged_past_its_own_resolution():
 
 def test_memory_plan_takes_blocks_only_when_the_whole_image_does_not_fit():
     small = plan_memory(512, 512, precision="bf16", budget_bytes=6 * GB)
-    assert small.block_px is None and small.history_pairs == 16 and small.fits
-    # A 4096 px print in 6 GB: blocks, and the history the rest allows; within the budget.
+    assert small.grid is None and small.history_pairs == 16 and small.fits
+    # A 4096 px print in 6 GB: the fewest blocks that fit, and the history the rest allows; within the budget.
     print_4096 = plan_memory(4096, 2731, precision="bf16", budget_bytes=6 * GB)
-    assert print_4096.block_px is not None and print_4096.block_px % 16 == 0
+    assert print_4096.grid == (3, 1)  # 3 blocks of 1536 x 2731 px with their halos
     assert MIN_HISTORY_PAIRS <= print_4096.history_pairs < 8 and print_4096.fits
     assert print_4096.peak_bytes <= 6 * GB
-    assert plan_memory(4096, 2731, precision="bf16", budget_bytes=64 * GB).block_px is None
+    assert plan_memory(4096, 2731, precision="bf16", budget_bytes=64 * GB).grid is None
     assert not plan_memory(8192, 5461, precision="bf16", budget_bytes=6 * GB).fits
     # On an 80 GB GPU an 8192 px print would fit whole, but relu1_1 would pass 2^31 elements: blocks.
     gpu = plan_memory(8192, 5461, precision="bf16", budget_bytes=72 * GB)
-    assert gpu.fits and gpu.block_px == 2048 and gpu.history_pairs == 8
+    assert gpu.fits and gpu.grid == (2, 1) and gpu.history_pairs == 8
 
 
 def test_cost_of_a_print_is_its_scales_not_steps_times_its_size():
