@@ -36,7 +36,7 @@ from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
 from nst_shared.errors import DeviceOutOfMemory, Diverged, InvalidParameter
 from nst_shared.images import check_min_side, fit_size, resize
-from nst_shared.memory import default_budget_bytes, format_bytes, plan_memory
+from nst_shared.memory import MemoryPlan, default_budget_bytes, format_bytes, plan_memory
 from nst_shared.params import TransferParams
 from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
 
@@ -170,16 +170,7 @@ class StyleTransfer:
                         step: int) -> _ScaleOutcome:
         """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image)."""
         params, step_before = run.params, step
-        memory = plan_memory(scale.width, scale.height, precision=self.precision,
-                             budget_bytes=self.memory_budget_bytes)
-        if not memory.fits:
-            raise DeviceOutOfMemory(f"a {scale.width}x{scale.height} picture needs about "
-                                    f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
-                                    f"{format_bytes(self.memory_budget_bytes)}")
-        layout = memory.grid
-        if self.block_px and max(scale.size) > self.block_px:
-            layout = grid_of(scale.width, scale.height, self.block_px)
-        grid = block_grid(scale.width, scale.height, layout) if layout else None
+        memory, grid = self._plan_memory(scale)
         content_t = image_to_tensor(resize(run.content_work, scale.size), self.device)
         terms = self._loss_terms(run, content_t, scale, grid)
         image = self._initial_image(previous, content_t, run.styles_work, scale.size, params.init, run.generator)
@@ -235,6 +226,19 @@ class StyleTransfer:
             if plateau:
                 break
         return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=False)
+
+    def _plan_memory(self, scale: Scale) -> tuple[MemoryPlan, list[Block] | None]:
+        """How this engine's budget fits the scale: the L-BFGS history, and the blocks (None: the whole image)."""
+        memory = plan_memory(scale.width, scale.height, precision=self.precision,
+                             budget_bytes=self.memory_budget_bytes)
+        if not memory.fits:
+            raise DeviceOutOfMemory(f"a {scale.width}x{scale.height} picture needs about "
+                                    f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
+                                    f"{format_bytes(self.memory_budget_bytes)}")
+        layout = memory.grid
+        if self.block_px and max(scale.size) > self.block_px:
+            layout = grid_of(scale.width, scale.height, self.block_px)
+        return memory, block_grid(scale.width, scale.height, layout) if layout else None
 
     def _loss_terms(self, run: _Run, content_t: torch.Tensor, scale: Scale, grid: list[Block] | None) -> LossTerms:
         """The scale's targets: the content image's features and the styles' Gram matrices, with their weights."""
