@@ -77,10 +77,10 @@ def largest_block_pixels(width: int, height: int, grid: tuple[int, int]) -> int:
 
 
 def plan_grid(width: int, height: int, *, bytes_per_px: int, spare_bytes: int) -> tuple[tuple[int, int], bool]:
-    """The fewest blocks (then the fewest pixels seen) whose largest block fits `spare_bytes`, and True; or the
-    finest grid allowed (cores of `MIN_BLOCK_PX`) and False when none does."""
+    """The grid that sees the fewest pixels (the least work: then the fewest blocks) whose largest block fits
+    `spare_bytes`, and True; or the finest grid allowed (cores of `MIN_BLOCK_PX`) and False when none does."""
     finest = (max(1, width // MIN_BLOCK_PX), max(1, height // MIN_BLOCK_PX))
-    fitting = [(across * down, outer_pixels(width, height, (across, down)), (across, down))
+    fitting = [(outer_pixels(width, height, (across, down)), across * down, (across, down))
                for across in range(1, finest[0] + 1) for down in range(1, finest[1] + 1)
                if across * down > 1 and
                (block := largest_block_pixels(width, height, (across, down))) < MAX_WHOLE_PIXELS

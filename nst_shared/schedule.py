@@ -21,9 +21,9 @@ PRINT_FROM_PX = 1024
 PRINT_STEP_FRACTION = 1 / 3
 MIN_PRINT_STEP_FRACTION = 1 / 20
 # One blockwise iteration is a forward pass without gradients (the global Gram matrices) and a forward and
-# backward pass, over the blocks with their halos: ~1.8 whole-image iterations per pixel seen
+# backward pass, over the blocks with their halos: 1.3-1.8 whole-image iterations per pixel seen
 # (bench/print_bench.py).
-BLOCK_PASSES = 1.8
+BLOCK_PASSES = 1.5
 
 
 @dataclass(frozen=True)
