@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="number format of the network: auto (bf16 where the device runs it much faster, "
                              "e.g. a CPU with AMX or an Ampere GPU; fp32 elsewhere), fp32, bf16")
+    parser.add_argument("--memory-gb", type=float, default=0.0,
+                        help="memory the engine may use at its peak; larger pictures are painted in blocks "
+                             "(default: 90%% of a GPU; on a CPU half the RAM, at most 6 GB)")
     parser.add_argument("--weights", choices=("caffe", "torchvision"), default="caffe",
                         help="VGG19 weights: the bundled original Caffe ones, or torchvision's if cached")
     parser.set_defaults(handler=run)
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
         content = load_image(content_path)
         styles = [load_image(p) for p in style_paths]
-        engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision)
+        engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision,
+                               memory_budget_bytes=int(args.memory_gb * 2**30) or None)
         params = for_device(params, engine.device.type, explicit=params.model_fields_set)
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     task = bar.add_task("painting", total=params.steps, info="")
 
     def on_progress(p: Any) -> None:
-        bar.update(task, completed=p.step, info=f"scale {p.scale}/{p.scales} {p.width}x{p.height} "
+        block = f" block {p.block}/{p.blocks}" if p.block else ""
+        bar.update(task, completed=p.step, info=f"scale {p.scale}/{p.scales} {p.width}x{p.height}{block} "
                    f"content {p.content_loss:.3g} style {p.style_loss:.3g}")
         if p.preview is not None and args.save_every and p.step % args.save_every == 0:
             p.preview.save(output.with_name(f"{output.stem}.{p.step:04d}{output.suffix}"))

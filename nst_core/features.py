@@ -30,6 +30,24 @@ LAYER_NAMES: tuple[str, ...] = tuple(
     for name in [x for i in range(1, n + 1) for x in (f"conv{b}_{i}", f"relu{b}_{i}")] + [f"pool{b}"]
 )
 
+
+
+def layer_stride(layer: str) -> int:
+    """Image pixels per activation cell at `layer`: 2 for every max-pool before it."""
+    return 2 ** sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer)] if name.startswith("pool"))
+
+
+def receptive_field_px(layer: str) -> int:
+    """Side of the image window one activation cell of `layer` sees (156 px at relu5_1)."""
+    size, stride = 1, 1
+    for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1]:
+        if name.startswith("conv"):
+            size += 2 * stride
+        elif name.startswith("pool"):
+            size, stride = size + stride, stride * 2
+    return size
+
+
 CAFFE_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)

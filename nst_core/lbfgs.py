@@ -90,6 +90,11 @@ class LBFGS:
         self._direction, self._rejected = None, 0
         return True
 
+    def restore(self) -> None:
+        """Put the image back at the accepted point (after an evaluation was interrupted)."""
+        if self._x is not None:
+            self._undo(self._x)
+
     def _undo(self, x_old: torch.Tensor) -> None:
         with torch.no_grad():
             self.image.view(-1).copy_(x_old)

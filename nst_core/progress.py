@@ -9,7 +9,9 @@ from PIL import Image
 
 @dataclass(frozen=True)
 class Progress:
-    """One finished iteration. `step` counts from 1 to `steps` over every scale."""
+    """One finished iteration; `step` counts from 1 to `steps` over every scale. A scale evaluated in blocks
+    also reports each block of the evaluation in progress (`block` from 1 to `blocks`; `step` is the last
+    finished iteration's, as are the losses)."""
 
     step: int
     steps: int
@@ -23,6 +25,9 @@ class Progress:
     total_loss: float
     elapsed_s: float
     preview: Image.Image | None = None  # set every `preview_every` steps, and on the last step when asked
+    blocks: int = 0  # blocks of one evaluation at this scale; 0: the whole image at once
+    block: int = 0  # 0 on the report that ends an iteration
+    work_fraction: float | None = None  # of the run's work done, weighing each step by its scale's cost
 
 
 class StopTransfer(Exception):

@@ -3,8 +3,9 @@ Networks" (CVPR 2016): VGG19 features, content MSE at conv4_2, Gram-matrix style
 the image optimised with L-BFGS starting from the content image.
 
 Deviations from the paper, each for speed or looks: the image is optimised coarse to fine over several
-scales (each scale starts from the previous result, so the fine scales only refine); the style image keeps
-its aspect ratio and is sized relative to the output; colour preservation transfers on luminance only
+scales (each scale starts from the previous result, so the fine scales only refine: nst_shared/schedule.py);
+a picture too large for the memory budget is evaluated block by block with the exact global loss (objective.py);
+the style image keeps its aspect ratio and is sized relative to the output, never past its own resolution; colour preservation transfers on luminance only
 (Gatys et al., "Preserving Color in Neural Artistic Style Transfer", 2016); where the device multiplies bf16
 much faster (AMX CPUs, Ampere GPUs), the network runs in bf16 and everything else in float32 (precision.py).
 """
@@ -24,17 +25,23 @@ from PIL import Image
 from torch.nn import functional as F
 
 from nst_core import colors
+from nst_core.blocks import Block, block_grid, grid_of
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.lbfgs import LBFGS
-from nst_core.losses import ContentLoss, StyleLoss, gram_matrix, total_variation
+from nst_core.losses import gram_matrix, widen
+from nst_core.objective import (LossTerms, Network, evaluate_blocks, evaluate_whole, features_by_blocks,
+                                gram_matrices_by_blocks)
 from nst_core.precision import DTYPES, Precision, resolve_precision
 from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
 from nst_shared.errors import DeviceOutOfMemory, Diverged, InvalidParameter
-from nst_shared.images import MIN_SIDE_PX, check_min_side, fit_size, resize
+from nst_shared.images import check_min_side, fit_size, resize
+from nst_shared.memory import MemoryPlan, default_budget_bytes, format_bytes, plan_memory
 from nst_shared.params import TransferParams
+from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
 
 ProgressCallback = Callable[[Progress], None]
+PREVIEW_MAX_PX = 1024  # previews of a print travel to a browser: a screenful is enough
 
 
 @dataclass(frozen=True)
@@ -72,42 +79,6 @@ def activation_name(layer: str) -> str:
     return "relu" + layer[4:] if layer.startswith("conv") else layer
 
 
-# The L-BFGS history's share of a worker's memory, by the network's precision: bf16 activations take half the
-# memory, and the history gets what that frees (a warm worker's 512 px peak: 1.42 GB in fp32 with 48 MB, 1.29 GB
-# in bf16 with 96 MB).
-HISTORY_BUDGET_BYTES = {"fp32": 48 * 2**20, "bf16": 96 * 2**20}
-
-
-def history_size_for(pixels: int, budget_bytes: int) -> int:
-    """L-BFGS history pairs by image size: each pair holds two RGB float32 images, and the history stays
-    within the budget (100 pairs at 512 px would be 630 MB), with at least 8 pairs. At 512 px 16 pairs instead of
-    8 reach the seed's objective in 9% fewer steps (bench/README.md); 100 instead of 16 buys ~1% more."""
-    return max(8, min(100, budget_bytes // (2 * 3 * 4 * pixels)))
-
-
-def scale_sizes(full: tuple[int, int], *, scales: int, min_size: int) -> list[tuple[int, int]]:
-    """Sizes (width, height) from coarse to fine, geometric between `min_size` and the full size.
-
-    Scales whose short side would fall under the network's minimum are left out.
-    """
-    longest = max(full)
-    if scales <= 1 or longest <= min_size:
-        return [full]
-    ratio = (longest / min_size) ** (1 / (scales - 1))
-    sizes = []
-    for i in range(scales - 1):
-        size = fit_size(full[0], full[1], round(min_size * ratio**i))
-        if min(size) >= MIN_SIDE_PX and size not in sizes:
-            sizes.append(size)
-    return sizes + [full]
-
-
-def split_steps(steps: int, n_scales: int) -> list[int]:
-    """Iterations per scale: the same number at each scale, the remainder to the coarse (cheap) ones."""
-    base, extra = divmod(steps, n_scales)
-    return [base + (1 if i < extra else 0) for i in range(n_scales)]
-
-
 class StyleTransfer:
     """A style-transfer engine: the network is built once, then `stylize` runs any number of transfers.
 
@@ -116,6 +87,7 @@ class StyleTransfer:
     """
 
     def __init__(self, *, device: str = "auto", weights: WeightsName = "caffe", precision: Precision = "auto",
+                 memory_budget_bytes: int | None = None, block_px: int | None = None,
                  style_cache_size: int = 32) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -131,6 +103,11 @@ class StyleTransfer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.model: VGG19Features = model.to(self.device)
+        self.net = Network(self.model, channels_last=self._channels_last)
+        total = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
+        # What a run may use at its peak: decides between the whole image and blocks, and the L-BFGS history.
+        self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes(self.device.type, total)
+        self.block_px = block_px  # set: blocks of this side wherever the picture is larger (tests, benchmarks)
         self._style_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
         self._style_cache_size = style_cache_size
         self._cache_lock = threading.Lock()
@@ -143,92 +120,20 @@ class StyleTransfer:
                 callback: ProgressCallback | None = None) -> TransferResult:
         """Paint `content` in the style of `styles` (RGB images); see `TransferParams` for the options (already
         validated by the model; the engine checks only what needs the images)."""
-        started = time.perf_counter()
-        blend = params.style_weights(len(styles))  # raises InvalidParameter unless one weight per style
-        full_size = fit_size(*content.size, params.max_size)
-        check_min_side(full_size, "content image")
-        sizes = scale_sizes(full_size, scales=params.scales, min_size=params.min_scale_size)
-        per_scale = split_steps(params.steps, len(sizes))
-        generator = torch.Generator().manual_seed(params.seed if params.seed is not None
-                                                  else torch.seed() % 2**63)
-
-        content_work, styles_work = content, list(styles)
-        if params.preserve_colors:
-            content_work = colors.luminance_image(content)
-            styles_work = [colors.match_luminance(colors.luminance_image(s), content_work) for s in styles]
-
-        content_layers = [activation_name(n) for n in params.content_layers]
-        style_layers = [activation_name(n) for n in params.style_layers]
-        layer_weights = params.layer_weights()
+        run = self._start(content, styles, params, callback)
         image: torch.Tensor | None = None
-        step, stopped, total = 0, False, math.nan
-
-        def finish(tensor: torch.Tensor) -> Image.Image:
-            out = tensor_to_image(tensor)
-            return colors.transfer_chroma(out, content) if params.preserve_colors else out
-
+        outcome = _ScaleOutcome(image=None, step=0, total_loss=math.nan, stopped=False)
         try:
-            for scale_index, (size, scale_steps) in enumerate(zip(sizes, per_scale), start=1):
-                content_t = image_to_tensor(resize(content_work, size), self.device)
-                with torch.no_grad():
-                    content_feats = self.model(content_t, content_layers)
-                content_losses = {n: ContentLoss(content_feats[n]) for n in content_layers}
-                style_losses = {n: StyleLoss(g) for n, g in
-                                self._style_grams(styles_work, blend, max(size) * params.style_scale,
-                                                  style_layers).items()}
-                image = self._initial_image(image, content_t, styles_work, size, params.init, generator)
-                optimizer = LBFGS(image, history_size=history_size_for(size[0] * size[1],
-                                                                        HISTORY_BUDGET_BYTES[self.precision]))
-                losses: dict[str, float] = {}  # of the last evaluation
-                accepted: dict[str, float] = {}  # of the image as it stands
-                all_layers = sorted(set(content_layers) | set(style_layers))
-
-                def closure() -> torch.Tensor:
-                    x = image.contiguous(memory_format=torch.channels_last) if self._channels_last else image
-                    feats = self.model(x, all_layers)
-                    c_loss = params.content_weight * sum(l(feats[n]) for n, l in content_losses.items())
-                    s_loss = params.style_weight * sum(layer_weights[i] * style_losses[n](feats[n])
-                                                       for i, n in enumerate(style_layers))
-                    tv = params.tv_weight * total_variation(image) if params.tv_weight else image.new_zeros(())
-                    loss = c_loss + s_loss + tv
-                    loss.backward()
-                    # One device-to-host copy for all four numbers: one of a step's two syncs (L-BFGS makes the other).
-                    values = torch.stack([c_loss.detach(), s_loss.detach(), tv.detach(), loss.detach()]).tolist()
-                    losses.update(zip(("content", "style", "tv", "total"), values))
-                    return loss
-
-                history: list[float] = []
-                for scale_step in range(1, scale_steps + 1):
-                    if optimizer.step(closure):
-                        accepted = dict(losses)
-                    if not math.isfinite(accepted["total"]):  # absurd weights can overflow the loss
-                        raise Diverged("the optimisation diverged; lower the style or content weight")
-                    step += 1
-                    total = accepted["total"]
-                    history.append(total)
-                    plateau = _plateaued(history, params.early_stop_tolerance)
-                    last = step == params.steps or (plateau and scale_index == len(sizes))
-                    if callback is not None:
-                        wants_preview = params.preview_every > 0 and (step % params.preview_every == 0 or last)
-                        progress = Progress(
-                            step=step, steps=params.steps, scale=scale_index, scales=len(sizes),
-                            width=size[0], height=size[1], content_loss=accepted["content"],
-                            style_loss=accepted["style"], tv_loss=accepted["tv"], total_loss=total,
-                            elapsed_s=time.perf_counter() - started,
-                            preview=finish(image) if wants_preview else None)
-                        try:
-                            callback(progress)
-                        except StopTransfer:
-                            stopped = True
-                            break
-                    if plateau:
-                        break
-                if stopped:
+            for index, scale in enumerate(run.plan, start=1):
+                outcome = self._optimise_scale(run, index, scale, image, outcome.step)
+                image = outcome.image
+                if outcome.stopped:
                     break
             assert image is not None
-            if image.shape[-2:] != (full_size[1], full_size[0]):  # stopped before the last scale
-                image = _upsample(image, full_size)
-            result = finish(image)
+            width, height = fit_size(*content.size, params.max_size)
+            if image.shape[-2:] != (height, width):  # stopped before the last scale, or it had no steps
+                image = _upsample(image, (width, height))
+            result = run.finish(image)
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px: {exc}") from None
         except RuntimeError as exc:  # the CPU allocator reports a refused allocation as a plain RuntimeError
@@ -238,17 +143,128 @@ class StyleTransfer:
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # give the memory back between jobs
-        return TransferResult(image=result, steps_done=step, stopped=stopped,
-                              elapsed_s=time.perf_counter() - started, total_loss=total)
+        return TransferResult(image=result, steps_done=outcome.step, stopped=outcome.stopped,
+                              elapsed_s=run.elapsed_s(), total_loss=outcome.total_loss)
 
-    def _style_grams(self, styles: Sequence[Image.Image], blend: Sequence[float], longest_px: float,
-                     layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The blend of the styles' Gram matrices at each layer, each style at `longest_px` on its long side."""
+    def _start(self, content: Image.Image, styles: Sequence[Image.Image], params: TransferParams,
+               callback: ProgressCallback | None) -> _Run:
+        """Everything a run's scales share, checked before any work."""
+        started = time.perf_counter()
+        blend = params.style_weights(len(styles))  # raises InvalidParameter unless one weight per style
+        check_min_side(fit_size(*content.size, params.max_size), "content image")
+        content_work, styles_work = content, list(styles)
+        if params.preserve_colors:
+            content_work = colors.luminance_image(content)
+            styles_work = [colors.match_luminance(colors.luminance_image(s), content_work) for s in styles]
+        seed = params.seed if params.seed is not None else torch.seed() % 2**63
+        plan = plan_scales(content.size, params)
+        return _Run(params=params, plan=plan, content=content,
+                    step_costs=[step_cost(s, precision=self.precision, budget_bytes=self.memory_budget_bytes)
+                                for s in plan],
+                    content_work=content_work, styles_work=styles_work, blend=blend,
+                    content_layers=[activation_name(n) for n in params.content_layers],
+                    style_layers=[activation_name(n) for n in params.style_layers],
+                    layer_weights=params.layer_weights(), generator=torch.Generator().manual_seed(seed),
+                    callback=callback, started=started)
+
+    def _optimise_scale(self, run: _Run, index: int, scale: Scale, previous: torch.Tensor | None,
+                        step: int) -> _ScaleOutcome:
+        """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image)."""
+        params, step_before = run.params, step
+        memory, grid = self._plan_memory(scale)
+        content_t = image_to_tensor(resize(run.content_work, scale.size), self.device)
+        terms = self._loss_terms(run, content_t, scale, grid)
+        image = self._initial_image(previous, content_t, run.styles_work, scale.size, params.init, run.generator)
+        del content_t
+        optimizer = LBFGS(image, history_size=memory.history_pairs)
+        losses: dict[str, float] = {}  # of the last evaluation
+        accepted: dict[str, float] = {}  # of the image as it stands
+        blocks = len(grid) if grid else 0
+
+        def report(**fields: object) -> None:
+            if run.callback is not None:
+                run.callback(Progress(steps=params.steps, scale=index, scales=len(run.plan), width=scale.width,
+                                      height=scale.height, blocks=blocks, elapsed_s=run.elapsed_s(),
+                                      **fields))  # type: ignore[arg-type]
+
+        def on_block(done: int, total: int) -> None:
+            if accepted:  # a report needs losses to show: from the second evaluation of the scale on
+                report(step=step, block=done, content_loss=accepted["content"], style_loss=accepted["style"],
+                       tv_loss=accepted["tv"], total_loss=accepted["total"],
+                       work_fraction=run.work_fraction(index, step - step_before + done / total))
+
+        def closure() -> torch.Tensor:
+            if grid is None:
+                parts = evaluate_whole(self.net, image, terms)
+            else:
+                parts = evaluate_blocks(self.net, image, terms, grid, on_block=on_block)
+            # One device-to-host copy for all four numbers: one of a step's two syncs (L-BFGS makes the other).
+            losses.update(zip(("content", "style", "tv", "total"), parts.tolist()))
+            return parts[3]
+
+        history: list[float] = []
+        for _ in range(scale.steps):
+            try:
+                if optimizer.step(closure):
+                    accepted = dict(losses)
+            except StopTransfer:  # raised by a block's report: the image goes back to the accepted point
+                optimizer.restore()
+                return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=True)
+            if not math.isfinite(accepted["total"]):  # absurd weights can overflow the loss
+                raise Diverged("the optimisation diverged; lower the style or content weight")
+            step += 1
+            history.append(accepted["total"])
+            plateau = _plateaued(history, params.early_stop_tolerance)
+            last = step == params.steps or (plateau and index == len(run.plan))
+            wants_preview = params.preview_every > 0 and (step % params.preview_every == 0 or last)
+            try:
+                report(step=step, content_loss=accepted["content"], style_loss=accepted["style"],
+                       tv_loss=accepted["tv"], total_loss=accepted["total"],
+                       work_fraction=run.work_fraction(index, step - step_before),
+                       preview=run.finish(image, preview=True) if wants_preview and run.callback else None)
+            except StopTransfer:
+                return _ScaleOutcome(image, step, accepted["total"], stopped=True)
+            if plateau:
+                break
+        return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=False)
+
+    def _plan_memory(self, scale: Scale) -> tuple[MemoryPlan, list[Block] | None]:
+        """How this engine's budget fits the scale: the L-BFGS history, and the blocks (None: the whole image)."""
+        memory = plan_memory(scale.width, scale.height, precision=self.precision,
+                             budget_bytes=self.memory_budget_bytes)
+        if not memory.fits:
+            raise DeviceOutOfMemory(f"a {scale.width}x{scale.height} picture needs about "
+                                    f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
+                                    f"{format_bytes(self.memory_budget_bytes)}")
+        layout = memory.grid
+        if self.block_px and max(scale.size) > self.block_px:
+            layout = grid_of(scale.width, scale.height, self.block_px)
+        return memory, block_grid(scale.width, scale.height, layout) if layout else None
+
+    def _loss_terms(self, run: _Run, content_t: torch.Tensor, scale: Scale, grid: list[Block] | None) -> LossTerms:
+        """The scale's targets: the content image's features and the styles' Gram matrices, with their weights."""
+        params = run.params
+        with torch.no_grad():
+            if grid is None:
+                content_feats = {n: widen(f) for n, f in self.net(content_t, run.content_layers).items()}
+            else:
+                content_feats = features_by_blocks(self.net, content_t, run.content_layers, grid)
+        grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale,
+                                  run.style_layers)
+        return LossTerms(
+            content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
+            style={n: (params.style_weight * w, grams[n]) for n, w in zip(run.style_layers, run.layer_weights)},
+            tv_weight=params.tv_weight)
+
+    def _style_grams(self, styles: Sequence[Image.Image], blend: Sequence[float], output_longest: int,
+                     style_scale: float, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The blend of the styles' Gram matrices at each layer, each style sized for an output whose long side
+        is `output_longest` (nst_shared.schedule.style_longest_px)."""
         grams: dict[str, torch.Tensor] = {}
         for style, weight in zip(styles, blend):
             if weight == 0:
                 continue
-            size = fit_size(*style.size, max(1, round(longest_px)))
+            size = fit_size(*style.size, style_longest_px(style.size, output_longest, style_scale))
             check_min_side(size, "style image (at this style_scale)")
             for name, gram in self._style_gram(style, size, layers).items():
                 grams[name] = grams[name] + weight * gram if name in grams else weight * gram
@@ -261,9 +277,14 @@ class StyleTransfer:
             if key in self._style_cache:
                 self._style_cache.move_to_end(key)
                 return self._style_cache[key]
-        with torch.no_grad():
-            feats = self.model(image_to_tensor(resize(style, size), self.device), layers)
-            grams = {name: gram_matrix(feats[name]) for name in layers}
+        image = image_to_tensor(resize(style, size), self.device)
+        memory = plan_memory(*size, precision=self.precision, budget_bytes=self.memory_budget_bytes)
+        if memory.grid is None:
+            with torch.no_grad():
+                feats = self.net(image, layers)
+                grams = {name: gram_matrix(feats[name]) for name in layers}
+        else:
+            grams = gram_matrices_by_blocks(self.net, image, layers, block_grid(*size, memory.grid))
         with self._cache_lock:
             self._style_cache[key] = grams
             while len(self._style_cache) > self._style_cache_size:
@@ -288,9 +309,59 @@ class StyleTransfer:
         return start.contiguous().requires_grad_(True)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every scale of one run shares."""
+
+    params: TransferParams
+    plan: list[Scale]
+    step_costs: list[float]  # of one iteration at each scale (nst_shared.schedule.step_cost)
+    content: Image.Image
+    content_work: Image.Image  # as the network sees it: its luminance when the colours are preserved
+    styles_work: list[Image.Image]
+    blend: list[float]
+    content_layers: list[str]
+    style_layers: list[str]
+    layer_weights: list[float]
+    generator: torch.Generator
+    callback: ProgressCallback | None
+    started: float
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def work_fraction(self, index: int, steps: float) -> float:
+        """The share of the run's work done after `steps` iterations of scale `index` (1-based)."""
+        done = sum(s.steps * c for s, c in zip(self.plan[: index - 1], self.step_costs))
+        total = sum(s.steps * c for s, c in zip(self.plan, self.step_costs))
+        return min(1.0, (done + steps * self.step_costs[index - 1]) / total)
+
+    def finish(self, image: torch.Tensor, *, preview: bool = False) -> Image.Image:
+        """The picture of `image`, with the content's colours put back when asked; a preview at most
+        `PREVIEW_MAX_PX` on its long side."""
+        if preview and max(image.shape[-2:]) > PREVIEW_MAX_PX:
+            height, width = image.shape[-2:]
+            image = _resample(image, fit_size(width, height, PREVIEW_MAX_PX), mode="area")
+        out = tensor_to_image(image)
+        return colors.transfer_chroma(out, self.content) if self.params.preserve_colors else out
+
+
+@dataclass(frozen=True)
+class _ScaleOutcome:
+    image: torch.Tensor
+    step: int  # steps done over the whole run
+    total_loss: float
+    stopped: bool
+
+
 def _upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return _resample(image, size, mode="bicubic")
+
+
+def _resample(image: torch.Tensor, size: tuple[int, int], *, mode: str) -> torch.Tensor:
     with torch.no_grad():
-        out = F.interpolate(image.detach(), size=(size[1], size[0]), mode="bicubic", align_corners=False)
+        corners = False if mode == "bicubic" else None
+        out = F.interpolate(image.detach(), size=(size[1], size[0]), mode=mode, align_corners=corners)
         return out.clamp_(0.0, 1.0)
 
 

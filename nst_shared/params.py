@@ -64,7 +64,8 @@ class TransferParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    max_size: Annotated[int, Field(ge=64, le=2048, description="Longest side of the output in pixels.")] = 384
+    max_size: Annotated[int, Field(ge=64, le=8192, description="Longest side of the output in pixels (above "
+                                   "1024: a print, painted coarse to fine up to it).")] = 384
     steps: Annotated[int, Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each "
                                 "one is a progress step).")] = 120
     content_weight: Annotated[float, Field(ge=0, le=1e9, description="Weight of the content loss (MSE of "
@@ -74,7 +75,8 @@ class TransferParams(BaseModel):
     tv_weight: Annotated[float, Field(ge=0, le=1e6, description="Weight of the total-variation loss, which "
                                       "smooths the image.")] = 0.0
     style_scale: Annotated[float, Field(ge=0.1, le=4.0, description="Size of the style image relative to the "
-                                        "output size.")] = 1.0
+                                        "output size, never past the style's own resolution (times "
+                                        "style_scale when over 1).")] = 1.0
     style_blend: Annotated[StyleBlend, Field(description="Weights of the style images, one per style "
                                              "(normalised to sum 1); equal when unset.")] = None
     preserve_colors: Annotated[bool, Field(description="Keep the content image's colours: transfer on "

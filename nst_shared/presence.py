@@ -9,8 +9,9 @@ import redis
 
 from nst_shared.jobs import Keys
 
-# What a worker says of its engine (device, number format and why, GPU); /readyz lists them.
-INFO_FIELDS: tuple[str, ...] = ("device", "precision", "precision_reason", "gpu")
+# What a worker says of its engine (device, number format and why, GPU, the memory it may use at its peak);
+# /readyz lists them, the API sizes jobs by the memory (nst_shared/capacity.py).
+INFO_FIELDS: tuple[str, ...] = ("device", "precision", "precision_reason", "gpu", "memory_budget_bytes")
 
 
 def announce(connection: redis.Redis, name: str, *, ttl_s: float, info: Mapping[str, str] | None = None) -> None:

@@ -16,6 +16,8 @@ from rq import Queue
 from rq.job import Job
 
 from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys
+from nst_shared.params import TransferParams
+from nst_shared.schedule import params_cost
 from nst_shared.settings import Settings
 
 TASK = "worker.tasks.run_job"  # the service never imports the worker: RQ finds the task by this path
@@ -26,10 +28,10 @@ _LATER = {"deferred", "scheduled"}  # RQ statuses of a job RQ will queue by itse
 log = logging.getLogger("nst.queueing")
 
 
-def job_timeout_s(settings: Settings, *, steps: int, max_size: int) -> int:
-    """A job's time limit: a fixed part, plus a part growing with steps x megapixels (CPU scale)."""
-    megapixels = max_size * max_size / 1e6
-    return int(settings.job_timeout_base_s + steps * megapixels * settings.job_timeout_per_mpx_step_s)
+def job_timeout_s(settings: Settings, params: TransferParams) -> int:
+    """A job's time limit: a fixed part, plus a part growing with the cost of its schedule (steps x megapixels
+    over its scales, nst_shared/schedule.py; CPU scale), for a square picture (the most pixels)."""
+    return int(settings.job_timeout_base_s + params_cost(params) * settings.job_timeout_per_mpx_step_s)
 
 
 def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict, attempt: int = 0,
@@ -38,7 +40,7 @@ def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict, 
     With `pipeline` (a transaction), the RQ job is written when the caller executes it."""
     rq_id = rq_id or (f"{job_id}-{attempt}" if attempt else job_id)
     queue.enqueue_call(TASK, args=(job_id,), job_id=rq_id,
-                       timeout=job_timeout_s(settings, steps=params["steps"], max_size=params["max_size"]),
+                       timeout=job_timeout_s(settings, TransferParams.from_dict(params)),
                        result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s, at_front=at_front,
                        pipeline=pipeline)
     return rq_id

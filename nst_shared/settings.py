@@ -40,12 +40,17 @@ class Settings(BaseSettings):
     max_decoding_pixels: int = Field(80_000_000, description="Pixels the API decodes at once at most while it "
                                      "checks uploads (a JPEG counts 1/64: it is checked at 1/8 scale); bounds "
                                      "its memory, other uploads wait.")
-    max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for.")
+    max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for (print sizes "
+                             "up to 8192 when raised; a job no worker's memory holds is refused).")
+    worker_memory_gb: float = Field(0.0, description="Memory a worker's engine may use at its peak; larger pictures "
+                                    "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
+                                    "GPU; on a CPU half the RAM, at most 6 GB).")
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
     result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")
     job_timeout_base_s: int = Field(120, description="Fixed part of a job's time limit.")
-    job_timeout_per_mpx_step_s: float = Field(40.0, description="Time limit per megapixel-step (CPU scale).")
+    job_timeout_per_mpx_step_s: float = Field(40.0, description="Time limit per megapixel-step of the job's "
+                                              "schedule (CPU scale).")
     heartbeat_interval_s: float = Field(5.0, description="How often a busy worker proves it is alive.")
     heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
     reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
@@ -78,7 +83,8 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or CIDRs of reverse proxies "
                                        "whose X-Forwarded-For names the client (JSON list); from any other peer "
                                        "the header is ignored.")
-    max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x output megapixels at most.")
+    max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x megapixels summed over the "
+                                       "scales of its schedule, at most.")
     redis_max_connections: int = Field(1000, description="Redis connections an API process opens at most "
                                        "(each open event stream holds one while it waits).")
     retry_lost_jobs: int = Field(0, description="Times a job whose worker died is queued again before it "

@@ -3,7 +3,11 @@ NST_MAX_STYLES, NST_MAX_STEP_MEGAPIXELS): the one place they are applied, and pu
 
 from __future__ import annotations
 
+from nst_shared.capacity import WorkerMemory, best_fit
+from nst_shared.images import fit_size
+from nst_shared.memory import format_bytes
 from nst_shared.params import TransferParams
+from nst_shared.schedule import params_cost
 from nst_shared.settings import Settings
 from service.errors import ApiError
 
@@ -26,11 +30,23 @@ def check_caps(params: TransferParams, *, styles: int, settings: Settings) -> No
                            field=name)
 
 
-def check_budget(steps: int, size: tuple[int, int], settings: Settings) -> None:
-    """422 when steps x output megapixels (what a job costs, roughly) is over NST_MAX_STEP_MEGAPIXELS."""
-    megapixels = size[0] * size[1] / 1e6
-    cost = steps * megapixels
+def check_budget(params: TransferParams, content_size: tuple[int, int], settings: Settings) -> None:
+    """422 when the job's schedule costs more than NST_MAX_STEP_MEGAPIXELS: the sum over its scales of steps x
+    megapixels (more for a scale evaluated in blocks: nst_shared/schedule.py)."""
+    cost = params_cost(params, content_size)
     if cost > settings.max_step_megapixels:
-        raise ApiError(422, "over_budget", f"steps x megapixels: {steps} steps x {megapixels:.3f} MP "
-                       f"({size[0]}x{size[1]}) = {cost:.1f}, over this service's budget of "
+        width, height = fit_size(*content_size, params.max_size)
+        raise ApiError(422, "over_budget", f"steps x megapixels over the schedule's scales: {params.steps} steps up "
+                       f"to {width}x{height} cost {cost:.1f}, over this service's budget of "
                        f"{settings.max_step_megapixels:g}; lower steps or max_size", field="steps")
+
+
+def check_memory(size: tuple[int, int], offers: list[WorkerMemory]) -> None:
+    """422 when a `size` output fits no worker's memory (nothing to check before a worker has announced itself)."""
+    fit = best_fit(*size, offers)
+    if fit is not None and not fit[1].fits:
+        offer, plan = fit
+        raise ApiError(422, "too_large_for_workers", f"a {size[0]}x{size[1]} picture needs about "
+                       f"{format_bytes(plan.peak_bytes)}; the largest worker offers "
+                       f"{format_bytes(offer.budget_bytes)} ({offer.device}, {offer.precision}); lower max_size",
+                       field="max_size")

@@ -13,15 +13,16 @@ from typing import Any
 from rq import Queue
 from starlette.datastructures import UploadFile
 
-from nst_shared import webhooks
+from nst_shared import capacity, webhooks
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, fit_size
 from nst_shared.jobs import JobRecord, JobStore, Keys, new_job_id
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
+from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
-from service.caps import check_budget, check_caps
+from service.caps import check_budget, check_caps, check_memory
 from service.decoding import check_upload
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
@@ -103,16 +104,18 @@ class Submissions:
 
     def _check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
         try:
-            out = fit_size(*check_upload(content, self.settings), params.max_size)
+            content_size = check_upload(content, self.settings)
+            out = fit_size(*content_size, params.max_size)
             check_min_side(out, "content image at this max_size")
-            check_budget(params.steps, out, self.settings)
+            check_budget(params, content_size, self.settings)
+            check_memory(out, capacity.offers(self.store.redis))
         except ImageError as exc:
             raise from_image_error(exc, "content") from None
         for data in styles:
             try:
                 style_size = check_upload(data, self.settings)
-                check_min_side(fit_size(*style_size, round(max(out) * params.style_scale)),
-                               "style image at this style_scale")
+                longest = style_longest_px(style_size, max(out), params.style_scale)
+                check_min_side(fit_size(*style_size, longest), "style image at this style_scale")
             except ImageError as exc:
                 raise from_image_error(exc, "style") from None
 

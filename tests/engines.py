@@ -14,6 +14,7 @@ from PIL import Image
 
 from nst_core.progress import Progress, StopTransfer
 from nst_shared.images import fit_size, resize
+from nst_shared.memory import default_budget_bytes
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,11 @@ class InstantEngine:
 
     step_s = 0.0
 
-    def __init__(self, *, device: str = "cpu", precision: str = "auto") -> None:
+    def __init__(self, *, device: str = "cpu", precision: str = "auto", memory_budget_bytes: int | None = None) -> None:
         self.device = _Device()
         self.device_name = "cpu"
         self.precision = "fp32"
+        self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes("cpu")
 
     def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, *,
                 callback: Callable[[Progress], None] | None = None) -> FakeResult:

@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
                         name=args.name, log_job_description=False)
     engine_info = {"device": engine.device_name, "precision": engine.precision,
-                   "precision_reason": decision.reason, "gpu": gpu}
+                   "precision_reason": decision.reason, "gpu": gpu,
+                   "memory_budget_bytes": str(engine.memory_budget_bytes)}
     stop = threading.Event()
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     _every(settings.reaper_interval_s, stop, "sweeper", Sweeper(store, tasks.job_storage(), settings).sweep)

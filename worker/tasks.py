@@ -186,12 +186,14 @@ class _Run:
 
 def _progress_event(progress: Any) -> dict[str, Any]:
     rate = progress.step / progress.elapsed_s if progress.elapsed_s > 0 else None
+    # At print size a step of the last scale costs hundreds of the first's: the engine weighs them.
+    fraction = progress.work_fraction if progress.work_fraction is not None else progress.step / progress.steps
     return {
-        "step": progress.step, "steps": progress.steps, "fraction": progress.step / progress.steps,
-        "scale": progress.scale, "scales": progress.scales, "width": progress.width,
-        "height": progress.height, "elapsed_s": round(progress.elapsed_s, 3),
+        "step": progress.step, "steps": progress.steps, "fraction": fraction,
+        "scale": progress.scale, "scales": progress.scales, "block": progress.block, "blocks": progress.blocks,
+        "width": progress.width, "height": progress.height, "elapsed_s": round(progress.elapsed_s, 3),
         "iterations_per_s": round(rate, 4) if rate else None,
-        "eta_s": round((progress.steps - progress.step) / rate, 1) if rate else None,
+        "eta_s": round(progress.elapsed_s * (1 - fraction) / fraction, 1) if rate and fraction else None,
         "losses": {"content": progress.content_loss, "style": progress.style_loss,
                    "tv": progress.tv_loss, "total": progress.total_loss},
     }

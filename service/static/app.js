@@ -138,7 +138,8 @@ function setupControls() {
     input.addEventListener("input", show);
     show();
   };
-  bind("max_size", p.max_size, (v) => `${v} px`);
+  bind("max_size", { ...p.max_size, max: Math.min(p.max_size.max, SCREEN_MAX_PX) }, (v) => `${v} px`);
+  setupPrintSizes(p.max_size.max);
   bind("steps", p.steps);
   bind("style_scale", p.style_scale, (v) => `× ${Number(v).toFixed(2)}`);
   $("content_weight").value = p.content_weight.default;
@@ -155,11 +156,28 @@ function setupControls() {
   }
 }
 
+// Sizes above the slider's are prints: offered up to this service's cap, with their size at 300 dpi.
+const SCREEN_MAX_PX = 1024;
+const PRINT_SIZES_PX = [2048, 4096, 8192];
+
+function setupPrintSizes(maxPx) {
+  const sizes = PRINT_SIZES_PX.filter((px) => px <= maxPx);
+  if (maxPx > SCREEN_MAX_PX && !sizes.includes(maxPx)) sizes.push(maxPx);
+  $("print-field").hidden = sizes.length === 0;
+  const select = $("print_size");
+  for (const px of sizes) {
+    select.append(new Option(`${px} px · ${(px / 300 * 2.54).toFixed(0)} cm at 300 dpi`, String(px)));
+  }
+  select.addEventListener("change", () => { $("max_size").disabled = select.value !== ""; });
+}
+
+function chosenSize() { return $("print_size").value || $("max_size").value; }
+
 function formData() {
   const data = new FormData();
   data.append("content", state.content, state.content.name);
   for (const file of state.styles) data.append("style", file, file.name);
-  data.append("max_size", $("max_size").value);
+  data.append("max_size", chosenSize());
   data.append("steps", $("steps").value);
   data.append("style_weight", styleWeightFromSlider($("style_strength").value));
   data.append("content_weight", $("content_weight").value || "1");
@@ -208,7 +226,8 @@ function formatSeconds(s) {
 function showProgress(p) {
   $("bar").style.width = `${(p.fraction * 100).toFixed(1)}%`;
   setStatus(`Painting: step ${p.step} of ${p.steps}`);
-  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height}) · time left ${formatSeconds(p.eta_s)}`
+  const block = p.block ? ` · block ${p.block}/${p.blocks}` : "";
+  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height})${block} · time left ${formatSeconds(p.eta_s)}`
     + ` · content ${p.losses.content.toExponential(2)} · style ${p.losses.style.toExponential(2)}`;
 }
 
@@ -336,10 +355,57 @@ async function refreshRecent() {
   }
 }
 
+// The result at full size: fit to the window, or 100% / 200% with the clicked point kept under the pointer;
+// drag to move around. The result's own PNG, so a print can be checked stroke by stroke before downloading.
+function setupZoom() {
+  const dialog = $("zoom"), view = $("zoom-view"), img = $("zoom-img");
+  let scale = "fit";
+  const apply = (next, at) => {
+    const before = img.getBoundingClientRect();
+    const fx = at ? (at.x - before.left) / before.width : 0.5, fy = at ? (at.y - before.top) / before.height : 0.5;
+    scale = next;
+    const fit = Math.min(view.clientWidth / img.naturalWidth, view.clientHeight / img.naturalHeight, 1);
+    const factor = scale === "fit" ? fit : Number(scale);
+    img.style.width = `${img.naturalWidth * factor}px`;
+    img.style.height = `${img.naturalHeight * factor}px`;
+    view.scrollLeft = fx * img.offsetWidth - (at ? at.x - view.getBoundingClientRect().left : view.clientWidth / 2);
+    view.scrollTop = fy * img.offsetHeight - (at ? at.y - view.getBoundingClientRect().top : view.clientHeight / 2);
+    $("zoom-size").textContent = `${img.naturalWidth}×${img.naturalHeight} px · ${Math.round(factor * 100)}%`;
+  };
+  $("live-view").addEventListener("click", () => {
+    if (!$("live-view").getAttribute("src")) return;
+    img.onload = () => apply("fit");
+    img.src = $("live-view").src;
+    dialog.showModal();
+    if (img.complete && img.naturalWidth) apply("fit");
+  });
+  for (const button of dialog.querySelectorAll("[data-zoom]")) {
+    button.addEventListener("click", () => apply(button.dataset.zoom));
+  }
+  let drag = null;
+  view.addEventListener("pointerdown", (e) => {
+    drag = { x: e.clientX, y: e.clientY, left: view.scrollLeft, top: view.scrollTop, moved: false };
+    view.classList.add("dragging");
+  });
+  view.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    drag.moved = drag.moved || Math.abs(e.clientX - drag.x) + Math.abs(e.clientY - drag.y) > 4;
+    view.scrollLeft = drag.left - (e.clientX - drag.x);
+    view.scrollTop = drag.top - (e.clientY - drag.y);
+  });
+  view.addEventListener("pointerup", (e) => {
+    if (drag && !drag.moved && e.target === img) apply(scale === "fit" ? "1" : "fit", { x: e.clientX, y: e.clientY });
+    drag = null;
+    view.classList.remove("dragging");
+  });
+  $("zoom-close").addEventListener("click", () => dialog.close());
+}
+
 async function main() {
   state.config = await (await fetch("/api/config")).json();
   setupControls();
   setupKey();
+  setupZoom();
   wireDrop("content-drop", "content-input", (files) => files[0] && setContent(files[0]));
   wireDrop("style-drop", "style-input", setStyles);
   $("use-examples").addEventListener("click", async () => {

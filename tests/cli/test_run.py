@@ -27,6 +27,18 @@ def test_nst_run_writes_picture(tmp_path):
     assert (tmp_path / "out.0002.webp").is_file() and (tmp_path / "out.0004.webp").is_file()
 
 
+def test_nst_run_takes_print_sizes(tmp_path):
+    # Two steps of a 4096 px plan land on its two coarsest scales; the picture comes out at the print size.
+    (tmp_path / "c.png").write_bytes(make_image(90, 60, seed=1))
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    out = tmp_path / "print.png"
+    done = subprocess.run([*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"),
+                           "--output", str(out), "--max-size", "4096", "--steps", "2", "--memory-gb", "3"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size == (4096, 2731)
+
+
 def test_nst_run_unreadable_input_one_line(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     done = subprocess.run([*NST, "run", "--content", str(tmp_path / "bad.png"), "--output", str(tmp_path / "o.png")],

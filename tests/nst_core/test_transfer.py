@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from nst_core.progress import StopTransfer
-from nst_core.transfer import scale_sizes, split_steps
 from nst_shared.errors import ImageTooSmall, InvalidParameter
 from nst_shared.params import TransferParams
+from nst_shared.schedule import scale_sizes, split_steps
 from tests.conftest import ROOT
 from tests.nst_core.conftest import picture
 
@@ -104,7 +104,7 @@ def test_stylize_refuses_bad_inputs(engine):
 def test_scale_sizes_and_split_steps():
     assert scale_sizes((384, 256), scales=3, min_size=192) == [(192, 128), (272, 181), (384, 256)]
     assert scale_sizes((64, 64), scales=3, min_size=192) == [(64, 64)]
-    assert split_steps(10, 3) == [4, 3, 3] and sum(split_steps(120, 3)) == 120
+    assert split_steps(10, [1, 1, 1]) == [4, 3, 3] and sum(split_steps(120, [1, 1, 1])) == 120
 
 
 def test_gram_matrix_matches_plain_autograd():
@@ -131,6 +131,7 @@ from PIL import Image
 from nst_core.transfer import StyleTransfer
 from nst_shared.errors import DeviceOutOfMemory
 from nst_shared.params import TransferParams
+from nst_shared.schedule import scale_sizes, split_steps
 engine = StyleTransfer(device="cpu")
 size_kb = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1])
 limit = (size_kb + 400_000) * 1024

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+import redis
 from PIL import Image
+
+from nst_shared import capacity
 
 from tests.conftest import make_image, start_stack
 from tests.service.test_errors import error_of
@@ -14,10 +17,27 @@ from tests.service.test_jobs import submit
 
 def test_submit_job_over_budget_422(service):
     with service.client() as client:
-        # 80x60 content at max_size 1024 is 1024x768 = 0.79 MP; 1000 steps of it is over the 500 budget.
-        error = error_of(submit(client, steps="1000", max_size="1024"), 422)
+        # 80x60 content at max_size 1024 is 1024x768 = 0.79 MP; 1000 steps of it in one scale is over the 500
+        # budget, spread over the default three scales they cost 323 and pass.
+        error = error_of(submit(client, steps="1000", max_size="1024", scales="1"), 422)
         assert error["code"] == "over_budget" and error["field"] == "steps"
         assert "1024x768" in error["message"] and "500" in error["message"]
+
+
+def test_submit_job_no_worker_could_hold_422_with_estimate(tmp_path, redis_server):
+    # The worker announces 2 GB; a 4096 px print needs more than that even in blocks, 1024 px fits.
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:InstantEngine", worker_memory_gb=2,
+                        max_size_px=8192)
+    try:
+        offers = capacity.offers(redis.Redis.from_url(stack.redis_url))
+        assert [(o.budget_bytes, o.device) for o in offers] == [(2 * 2**30, "cpu")]
+        with stack.client() as client:
+            error = error_of(submit(client, max_size="4096", steps="30"), 422)
+            assert error["code"] == "too_large_for_workers" and error["field"] == "max_size"
+            assert "4096x3072" in error["message"] and "GB" in error["message"] and "2.0 GB" in error["message"]
+            assert submit(client, max_size="1024", steps="3").status_code == 202
+    finally:
+        stack.stop()
 
 
 def test_submit_job_queue_full_503_with_retry_after(tmp_path, redis_server):

@@ -186,3 +186,35 @@ def test_docs_page_renders_under_its_policy(stack_url, browser):
     # ReDoc's "powered by" logo comes from its CDN: refused, as everything from another origin is.
     assert all("https://cdn.redoc.ly/" in text and "img-src" in text for text in refused), refused
     page.close()
+
+
+def test_page_offers_print_sizes_and_zooms_into_the_result(browser, tmp_path, redis_server):
+    from tests.conftest import start_stack
+
+    stack = start_stack(tmp_path / "print", redis_server.url, engine="tests.engines:InstantEngine",
+                        max_size_px=4096)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(stack.url)
+        options = page.eval_on_selector_all("#print_size option", "els => els.map(e => e.value)")
+        assert options == ["", "2048", "4096"]  # up to this service's cap; 8192 is over it
+        one_style_job(page, tmp_path, max_size=64, steps=3)
+        page.select_option("#print_size", "2048")
+        assert page.is_disabled("#max_size")
+        page.click("#submit")
+        page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+        page.wait_for_function("() => document.getElementById('live-view').naturalWidth === 2048", timeout=30_000)
+        page.click("#live-view")
+        page.wait_for_selector("#zoom[open]")
+        page.wait_for_function("() => document.getElementById('zoom-size').textContent.startsWith('2048×1536 px')")
+        fit_width = page.evaluate("() => document.getElementById('zoom-img').getBoundingClientRect().width")
+        assert fit_width < 1280
+        page.click("[data-zoom='2']")
+        assert page.evaluate("() => document.getElementById('zoom-img').getBoundingClientRect().width") == 4096
+        assert "200%" in page.inner_text("#zoom-size")
+        page.screenshot(path=ARTIFACTS / "8-print-zoom.png")
+        page.click("#zoom-close")
+        assert not page.is_visible("#zoom")
+    finally:
+        page.close()
+        stack.stop()

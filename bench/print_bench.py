@@ -1,0 +1,155 @@
+"""Print-size pictures on this machine: the whole image against blocks, and the whole print schedule.
+
+Rows: seconds per warm L-BFGS iteration and peak RSS of one transfer at one scale, evaluated on the whole
+image and in blocks (exact global Gram, nst_core/objective.py), side by side at each size. Schedules: a whole
+default transfer of tiger.jpg + starry.jpg (../shared/images) at print size, with the time of each scale, the
+peak RSS and the picture. Each row and each schedule runs in a subprocess of its own (its peak RSS is its own),
+with the engine's malloc settings. Usage:
+    .venv/bin/python bench/print_bench.py [--sizes 1024 2048] [--iterations 3] [--block-px 512]
+    .venv/bin/python bench/print_bench.py --schedule 2048 4096 [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "images"  # the shared pictures beside the project (never copied into it)
+
+
+def picture(width: int, height: int, seed: int):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def row(size: int, mode: str, iterations: int, block_px: int, precision: str) -> dict:
+    """One scale of `size` px (3:2), `iterations` timed after two warm-up iterations."""
+    from nst_core.transfer import StyleTransfer
+    from nst_shared.params import TransferParams
+
+    budget = 64 * 2**30 if mode == "whole" else None  # whole: a budget it always fits
+    engine = StyleTransfer(device="cpu", precision=precision, memory_budget_bytes=budget,
+                           block_px=block_px if mode == "blocks" else None)
+    engine_mb = peak_rss_mb()
+    stamps: list[float] = []
+    blocks: list[int] = []
+
+    def on_progress(p) -> None:
+        if p.block == 0:
+            stamps.append(time.perf_counter())
+            blocks.append(p.blocks)
+
+    height = size * 2 // 3
+    params = TransferParams(max_size=size, steps=iterations + 2, scales=1)
+    engine.stylize(picture(size, height, 0), [picture(size, height, 1)], params, callback=on_progress)
+    return {"size": f"{size}x{height}", "mode": mode, "precision": engine.precision, "blocks": blocks[-1],
+            "s_per_iter": (stamps[-1] - stamps[1]) / (len(stamps) - 2), "peak_rss_mb": peak_rss_mb(),
+            "engine_mb": engine_mb}
+
+
+def schedule(size: int, out: str) -> dict:
+    """A default transfer of tiger + The Starry Night at `size` px: time per scale, peak RSS, the picture."""
+    from nst_core.transfer import StyleTransfer
+    from nst_shared.images import load_image
+    from nst_shared.params import TransferParams
+    from nst_shared.schedule import plan_scales
+
+    engine = StyleTransfer(device="cpu")
+    content, style = load_image(SHARED / "content" / "tiger.jpg"), load_image(SHARED / "style" / "starry.jpg")
+    params = TransferParams(max_size=size)
+    plan = plan_scales(content.size, params)
+    scale_started: dict[int, float] = {}
+    scale_blocks: dict[int, int] = {}
+    started = time.perf_counter()
+
+    def on_progress(p) -> None:
+        scale_started.setdefault(p.scale, time.perf_counter())
+        scale_blocks[p.scale] = p.blocks
+        if p.block:
+            print(f"  scale {p.scale}/{p.scales} step {p.step} block {p.block}/{p.blocks}", file=sys.stderr, flush=True)
+        else:
+            print(f"  scale {p.scale}/{p.scales} {p.width}x{p.height} step {p.step}/{p.steps} "
+                  f"{p.elapsed_s:.0f} s", file=sys.stderr, flush=True)
+
+    result = engine.stylize(content, [style], params, callback=on_progress)
+    total = time.perf_counter() - started
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        result.image.save(Path(out) / f"tiger_starry_{size}.png")
+    # A scale's time: from its first report to the next scale's (its first iteration's time is not counted,
+    # an underestimate of one iteration per scale that the total includes).
+    marks = [scale_started[i] for i in sorted(scale_started)] + [started + total]
+    scales = [{"size": f"{s.width}x{s.height}", "steps": s.steps, "blocks": scale_blocks.get(i + 1, 0),
+               "s": marks[i + 1] - marks[i]} for i, s in enumerate(plan)]
+    return {"size": size, "precision": engine.precision, "total_s": total, "peak_rss_mb": peak_rss_mb(),
+            "scales": scales}
+
+
+def run_child(args: list[str]) -> dict:
+    from nst_shared.allocator import with_engine_malloc
+
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         env=with_engine_malloc(os.environ))
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 2048])
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--block-px", type=int, default=512)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--schedule", type=int, nargs="*", default=[], help="print schedules at these sizes")
+    parser.add_argument("--out", default="", help="folder for the schedules' pictures")
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "row":
+            print(json.dumps(row(int(rest[0]), rest[1], args.iterations, args.block_px, args.precision)))
+        else:
+            print(json.dumps(schedule(int(rest[0]), args.out)))
+        return
+
+    import platform
+
+    print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    if args.sizes:
+        print(f"{'size':>10} {'mode':>7} {'prec':>5} {'blocks':>6} {'s/iter':>8} {'peak RSS MB':>12} "
+              f"{'engine MB':>10} {'time ratio':>10} {'RSS ratio':>10}")
+    for size in args.sizes:
+        whole = run_child(["--iterations", str(args.iterations), "--precision", args.precision,
+                           "--child", "row", str(size), "whole"])
+        blocks = run_child(["--iterations", str(args.iterations), "--precision", args.precision,
+                            "--block-px", str(args.block_px), "--child", "row", str(size), "blocks"])
+        for r in (whole, blocks):
+            print(f"{r['size']:>10} {r['mode']:>7} {r['precision']:>5} {r['blocks']:>6} {r['s_per_iter']:>8.2f} "
+                  f"{r['peak_rss_mb']:>12.0f} {r['engine_mb']:>10.0f} {r['s_per_iter'] / whole['s_per_iter']:>9.2f}x "
+                  f"{r['peak_rss_mb'] / whole['peak_rss_mb']:>9.2f}x", flush=True)
+    for size in args.schedule:
+        r = run_child(["--out", args.out, "--child", "schedule", str(size)])
+        print(f"print schedule at {size} px ({r['precision']}): {r['total_s']:.0f} s in all, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+        for s in r["scales"]:
+            print(f"  {s['size']:>10}  {s['steps']:>3} steps  {s['blocks']:>3} blocks  {s['s']:>7.0f} s")
+
+
+if __name__ == "__main__":
+    main()

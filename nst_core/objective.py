@@ -1,0 +1,177 @@
+"""The loss of one scale and its gradient: evaluated on the whole image, or block by block at print size.
+
+Both give the same numbers (a test holds them to 1e-3 in float32). Block by block follows Galerne et al.,
+"Scaling Painting Style Transfer" (2022): a first pass without gradients sums every block's Gram matrices into
+the exact global ones; then, since the gradient of the Gram loss with respect to a layer's features is linear
+in them given the global Gram (dL/dF = c (G - T) F), a second pass backpropagates it block by block, together
+with the content and total-variation terms, which are local anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch.nn import functional as F
+
+from nst_core.blocks import Block, Span
+from nst_core.features import VGG19Features, layer_stride
+from nst_core.losses import gram_matrix, total_variation, widen
+
+BlockCallback = Callable[[int, int], None]  # (blocks done, blocks) within one evaluation
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """What one scale's loss compares, each target with its weight (the layer weights folded in)."""
+
+    content: dict[str, tuple[float, torch.Tensor]]  # layer: (weight, the content image's features)
+    style: dict[str, tuple[float, torch.Tensor]]  # layer: (weight, the style's Gram matrix)
+    tv_weight: float
+
+    @property
+    def layers(self) -> list[str]:
+        return sorted(set(self.content) | set(self.style))
+
+
+class Network:
+    """The frozen extractor with the engine's memory layout: what both ways of evaluating run images through."""
+
+    def __init__(self, model: VGG19Features, *, channels_last: bool) -> None:
+        self.model = model
+        self.channels_last = channels_last
+
+    def __call__(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        # L-BFGS flattens the image with .view(-1), so the image itself stays contiguous; the copy is the network's.
+        if not layers:
+            return {}
+        x = image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
+        return self.model(x, layers)
+
+
+def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch.Tensor:
+    """Loss parts (content, style, tv, total) as one tensor; the gradient is left in `image.grad`."""
+    feats = net(image, terms.layers)
+    zero = image.new_zeros(())
+    content = sum((w * F.mse_loss(widen(feats[n]), t) for n, (w, t) in terms.content.items()), zero)
+    style = sum((w * F.mse_loss(gram_matrix(feats[n]), g) for n, (w, g) in terms.style.items()), zero)
+    tv = terms.tv_weight * total_variation(image) if terms.tv_weight else zero
+    total = content + style + tv
+    total.backward()
+    return torch.stack([content.detach(), style.detach(), tv.detach(), total.detach()])
+
+
+def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: Sequence[Block], *,
+                    on_block: BlockCallback | None = None) -> torch.Tensor:
+    """As `evaluate_whole`, with the network's memory bounded by the largest block of `grid`."""
+    height, width = image.shape[-2:]
+    grams = gram_matrices_by_blocks(net, image.detach(), list(terms.style), grid)
+    style = image.new_zeros(())
+    style_grads: dict[str, torch.Tensor] = {}
+    for name, (weight, target) in terms.style.items():
+        diff = grams[name] - target
+        style = style + weight * diff.pow(2).mean()
+        c = diff.shape[-1]
+        cells = (height // layer_stride(name)) * (width // layer_stride(name))
+        # d(w mean((G - T)^2))/dF for G = F^T F / (c cells): F (4 w (G - T) / (c^2 c cells)), G - T symmetric.
+        style_grads[name] = diff[0] * (4 * weight / (c**3 * cells))
+
+    grad = torch.zeros_like(image)
+    content = image.new_zeros(())
+    tv = image.new_zeros(())
+    for done, block in enumerate(grid, start=1):
+        x = image.detach()[..., block.rows.outer, block.cols.outer].requires_grad_(True)
+        feats = net(x, terms.layers)
+        grad_outputs = {name: torch.zeros_like(f) for name, f in feats.items()}
+        for name, matrix in style_grads.items():
+            core = _core(feats[name], block, name)
+            _core(grad_outputs[name], block, name).add_(
+                (core.permute(0, 2, 3, 1) @ matrix.to(core.dtype)).permute(0, 3, 1, 2))
+        for name, (weight, target) in terms.content.items():
+            stride = layer_stride(name)
+            diff = widen(_core(feats[name], block, name)) - _core(
+                target[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, name)
+            content = content + weight * diff.pow(2).sum().detach() / target.numel()
+            _core(grad_outputs[name], block, name).add_((2 * weight / target.numel() * diff).to(feats[name].dtype))
+        outputs, grads = [feats[n] for n in grad_outputs], list(grad_outputs.values())
+        if terms.tv_weight:
+            tv_part = terms.tv_weight * _total_variation_of_core(x, block, height, width)
+            tv = tv + tv_part.detach()
+            outputs.append(tv_part)
+            grads.append(torch.ones_like(tv_part))
+        if outputs:
+            torch.autograd.backward(outputs, grads)
+            assert x.grad is not None
+            grad[..., block.rows.outer, block.cols.outer] += x.grad
+        del feats, grad_outputs, outputs, grads, x
+        if on_block is not None:
+            on_block(done, len(grid))
+    image.grad = grad
+    total = content + style + tv
+    return torch.stack([content, style.detach(), tv, total.detach()])
+
+
+def gram_matrices_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],
+                            grid: Sequence[Block]) -> dict[str, torch.Tensor]:
+    """The whole image's Gram matrices (as `gram_matrix`), summed over the blocks' cores without gradients."""
+    height, width = image.shape[-2:]
+    sums: dict[str, torch.Tensor] = {}
+    if not layers:
+        return sums
+    with torch.no_grad():
+        for block in grid:
+            feats = net(image[..., block.rows.outer, block.cols.outer], layers)
+            for name in layers:
+                core = _core(feats[name], block, name)
+                rows = core.permute(0, 2, 3, 1).reshape(core.shape[0], -1, core.shape[1])
+                part = widen(torch.bmm(rows.transpose(1, 2), rows))
+                sums[name] = sums[name] + part if name in sums else part
+            del feats
+    grams = {}
+    for name, total in sums.items():
+        stride = layer_stride(name)
+        grams[name] = total / (total.shape[-1] * (height // stride) * (width // stride))
+    return grams
+
+
+def features_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],
+                       grid: Sequence[Block]) -> dict[str, torch.Tensor]:
+    """The whole image's features at `layers` in float32, assembled from the blocks' cores without gradients."""
+    height, width = image.shape[-2:]
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for block in grid:
+            feats = net(image[..., block.rows.outer, block.cols.outer], layers)
+            for name in layers:
+                stride = layer_stride(name)
+                f = feats[name]
+                if name not in out:
+                    out[name] = f.new_empty((f.shape[0], f.shape[1], height // stride, width // stride),
+                                            dtype=torch.float32 if f.element_size() < 4 else f.dtype)
+                target = out[name][..., block.rows.global_cells(stride), block.cols.global_cells(stride)]
+                _core(target, block, name).copy_(_core(f, block, name))
+            del feats
+    return out
+
+
+def _core(tensor: torch.Tensor, block: Block, layer: str) -> torch.Tensor:
+    stride = layer_stride(layer)
+    return tensor[..., block.rows.cells(stride), block.cols.cells(stride)]
+
+
+def _total_variation_of_core(x: torch.Tensor, block: Block, height: int, width: int) -> torch.Tensor:
+    """The block's share of `total_variation` of the whole image: the differences that start in its core."""
+    rows, cols = _local(block.rows), _local(block.cols)
+    x = x * 255.0
+    down = x[..., rows.start:min(rows.stop, x.shape[-2] - 1), cols]
+    below = x[..., rows.start + 1:min(rows.stop, x.shape[-2] - 1) + 1, cols]
+    right = x[..., rows, cols.start:min(cols.stop, x.shape[-1] - 1)]
+    beside = x[..., rows, cols.start + 1:min(cols.stop, x.shape[-1] - 1) + 1]
+    channels = x.shape[-3]
+    return ((below - down).pow(2).sum() / (channels * (height - 1) * width)
+            + (beside - right).pow(2).sum() / (channels * height * (width - 1)))
+
+
+def _local(span: Span) -> slice:
+    return slice(span.start - span.outer_start, span.stop - span.outer_start)
