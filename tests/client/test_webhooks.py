@@ -272,6 +272,7 @@ def test_delivery_in_flight_when_its_worker_dies_is_sent_again(tmp_path, redis_s
             job = client.submit(*_images(), max_size=64, steps=2, webhook_url=receiver.url)
             wait_until(lambda: receiver.arrived, timeout_s=60, what="the first attempt")
             stack.workers[0].send_signal(signal.SIGKILL)  # while the receiver holds the delivery
+            stack.workers[0].wait(10)  # dead before the next one counts the live workers
             stack.start_worker()
             wait_until(lambda: len(receiver.arrived) >= 2, timeout_s=30, what="the delivery sent again")
             assert client.get(job.id).status == "succeeded"
