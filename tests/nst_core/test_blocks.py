@@ -10,7 +10,7 @@ import torch
 
 from nst_core.blocks import block_grid
 from nst_core.features import layer_stride, receptive_field_px
-from nst_core.objective import LossTerms, Network, evaluate_blocks, evaluate_whole, features_by_blocks
+from nst_core.objective import LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole, features_by_blocks
 from nst_core.progress import StopTransfer
 from nst_core.tensors import image_to_tensor
 from nst_core import transfer
@@ -39,7 +39,7 @@ def terms_of(net: Network, which: str) -> LossTerms:
 
     return LossTerms(
         content={"relu4_2": (1.0, target)} if which == "content" else {},
-        style={n: (15 * w, gram_matrix(style_feats[n])) for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)}
+        style={n: [StyleTarget(15 * w, gram_matrix(style_feats[n]))] for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)}
         if which == "style" else {},
         tv_weight=0.5 if which == "tv" else 0.0)
 
