@@ -44,9 +44,28 @@ def terms_of(net: Network, which: str) -> LossTerms:
         tv_weight=0.5 if which == "tv" else 0.0)
 
 
-@pytest.mark.parametrize("which, part", [("content", 0), ("style", 1), ("tv", 2)])
+def masked_terms_of(net: Network) -> LossTerms:
+    """Two styles, each matched over its own region (a soft left half, a thin stripe): guided Gram matrices."""
+    from nst_core import masks
+    from nst_core.losses import gram_matrix
+
+    left = torch.zeros(1, 1, HEIGHT, WIDTH)
+    left[..., : WIDTH // 2] = 1.0
+    left[..., WIDTH // 2: WIDTH // 2 + 16] = 0.4
+    stripe = torch.zeros(1, 1, HEIGHT, WIDTH)
+    stripe[..., 50:58, :] = 1.0
+    targets: dict[str, list[StyleTarget]] = {n: [] for n in STYLE_LAYERS}
+    for seed, mask in ((4, left), (8, stripe)):
+        with torch.no_grad():
+            feats = net(image_to_tensor(picture(96, 96, seed)), STYLE_LAYERS)
+        for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS):
+            targets[n].append(StyleTarget(15 * w, gram_matrix(feats[n]), masks.at_layer(mask, n)))
+    return LossTerms(content={}, style=targets, tv_weight=0.0)
+
+
+@pytest.mark.parametrize("which, part", [("content", 0), ("style", 1), ("tv", 2), ("masked", 1)])
 def test_blockwise_loss_and_gradient_equal_whole_image(fp32_net, which, part):
-    terms = terms_of(fp32_net, which)
+    terms = masked_terms_of(fp32_net) if which == "masked" else terms_of(fp32_net, which)
     image = image_to_tensor(picture(WIDTH, HEIGHT, 5)).requires_grad_()
     whole = evaluate_whole(fp32_net, image, terms)
     whole_grad, image.grad = image.grad, None
