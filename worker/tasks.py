@@ -96,7 +96,7 @@ class _Run:
                                     explicit=frozenset(record.extra.get("explicit", record.params)))
                 if params.to_dict() != record.params:  # clients see the parameters as applied
                     self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
-                return self.transfer(engine, params, record.styles)
+                return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
             except NstError as exc:
                 log.info("failed: %s: %s", exc.code, exc)
                 return self.fail(exc.code, str(exc))
@@ -111,12 +111,14 @@ class _Run:
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
 
-    def transfer(self, engine: Any, params: TransferParams, n_styles: int) -> str:
+    def transfer(self, engine: Any, params: TransferParams, n_styles: int, n_masks: int) -> str:
         job_id, storage = self.job_id, self.storage
         max_pixels = self.settings.max_image_pixels
         content = decode_image(_input(storage, job_id, "content"), max_pixels=max_pixels)
         styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=max_pixels)
                   for i in range(n_styles)]
+        masks = [decode_image(_input(storage, job_id, f"style-mask-{i}"), max_pixels=max_pixels)
+                 for i in range(n_masks)]
         writer = ProgressWriter(self.store, job_id)
         reason: dict[str, str] = {}
 
@@ -135,7 +137,7 @@ class _Run:
             if reason:
                 raise StopTransfer()
 
-        result = engine.stylize(content, styles, params, callback=on_progress)
+        result = engine.stylize(content, styles, params, style_masks=masks, callback=on_progress)
         metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
         stop = reason.get("stop")
         if stop == "shutdown":
