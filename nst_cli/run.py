@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nst_cli.options import add_param_arguments, params_from_args
+from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
 from nst_shared.params import PRECISIONS, for_device
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="content image (default: examples/chelsea.jpg)")
     parser.add_argument("--style", type=Path, action="append", default=None,
                         help="style image; repeat for several (default: examples/swirls.jpg)")
+    parser.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
+                        help=STYLE_MASK_HELP)
     parser.add_argument("--output", type=Path, default=Path("out.png"),
                         help="output file: .png, .jpg or .webp")
     add_param_arguments(parser)
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from nst_core.transfer import StyleTransfer
     from nst_shared.errors import NstError
     from nst_shared.images import encode_image, load_image, output_format
+    from nst_shared.masks import check_mask_count, check_mask_covers
 
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
         content = load_image(content_path)
         styles = [load_image(p) for p in style_paths]
+        check_mask_count(len(args.style_mask or []), len(style_paths))
+        style_masks = [load_image(p) for p in args.style_mask or []]
+        for index, mask in enumerate(style_masks):
+            check_mask_covers(mask, index)
         engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision,
                                memory_budget_bytes=int(args.memory_gb * 2**30) or None)
         params = for_device(params, engine.device.type, explicit=params.model_fields_set)
@@ -93,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with bar:
-            result = engine.stylize(content, styles, params, callback=on_progress)
+            result = engine.stylize(content, styles, params, style_masks=style_masks, callback=on_progress)
     except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 1
