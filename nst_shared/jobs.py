@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from nst_shared import webhooks
+from nst_shared import webhook_outbox
 
 PREFIX = "nst"
 EVENTS_MAXLEN = 5000
@@ -48,7 +48,7 @@ class Keys:
     queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
-    # Metrics (nst_shared/metrics.py): hashes every API process reads at scrape time.
+    # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
     job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
     job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
     queue_wait = f"{PREFIX}:metrics:queue_wait"  # histogram "<le>", "sum", "count"
@@ -251,7 +251,7 @@ class JobStore:
             fields.setdefault("finished_at", now)
         return self._transition(
             keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts, Keys.queued,
-                  webhooks.PENDING, *([Keys.heartbeat(job_id)] if only_if_lost else [])],
+                  webhook_outbox.PENDING, *([Keys.heartbeat(job_id)] if only_if_lost else [])],
             args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
                   repr(now), *_pairs(fields)], client=client)
 

@@ -16,7 +16,7 @@ from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
-from nst_shared import metrics
+from nst_shared import job_metrics
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
 from nst_shared.jobs import JobStatus, JobStore
@@ -50,7 +50,7 @@ def run_job(job_id: str) -> str:
         store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
         run = _Run(job_id, store, job_storage(), settings, rq_job)
         outcome = run.run()
-        if outcome in metrics.FINISHED:
+        if outcome in job_metrics.FINISHED:
             _observe_duration(store, job_id)
         return outcome
     finally:
@@ -89,7 +89,7 @@ class _Run:
                     device=engine.device_name, precision=engine.precision, worker=self.rq_job.worker_name or "",
                     attempts=record.attempts + 1), "starting"):
                 return "skipped"
-            metrics.observe_queue_wait(store.redis, started_at - record.created_at)
+            job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
             log.info("started on %s (%s)", engine.device_name, engine.precision)
             try:
                 params = for_device(TransferParams.from_dict(record.params), engine.device.type,
@@ -136,7 +136,7 @@ class _Run:
                 raise StopTransfer()
 
         result = engine.stylize(content, styles, params, callback=on_progress)
-        metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
+        job_metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
         stop = reason.get("stop")
         if stop == "shutdown":
             return self.requeue()
@@ -206,7 +206,7 @@ def _observe_duration(store: JobStore, job_id: str) -> None:
         log.warning("metrics not recorded: %s", exc)
         return
     if record is not None and record.status.terminal and record.started_at and record.finished_at:
-        metrics.observe_job_duration(store.redis, record.status.value, record.finished_at - record.started_at)
+        job_metrics.observe_job_duration(store.redis, record.status.value, record.finished_at - record.started_at)
 
 
 def _input(storage: Storage, job_id: str, name: str) -> bytes:
