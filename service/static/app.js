@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { config: null, content: null, styles: [], job: null, source: null, lastEventId: null, look: null };
+const state = { config: null, content: null, styles: [], job: null, source: null, lastEventId: null, look: null,
+                lookControls: {} };
 const RECENT_KEY = "nst.recentJobs";
 const API_KEY = "nst.apiKey";
 
@@ -192,6 +193,19 @@ function chooseLook(name) {
   $("style_scale").value = values.style_scale;
   $("style_scale").dispatchEvent(new Event("input"));
   $("preserve_colors").checked = values.preserve_colors;
+  // As the controls hold them (a range snaps to its step): a control still there is left to the look.
+  state.lookControls = Object.fromEntries(LOOK_CONTROLS.map(([id]) => [id, controlValue(id)]));
+}
+
+// The controls a look sets, and the parameter each one sends.
+const LOOK_CONTROLS = [["style_strength", "style_weight"], ["content_weight", "content_weight"],
+                       ["style_scale", "style_scale"], ["tv_weight", "tv_weight"],
+                       ["preserve_colors", "preserve_colors"]];
+
+function controlValue(id) {
+  if (id === "style_strength") return String(styleWeightFromSlider($(id).value));
+  if (id === "preserve_colors") return $(id).checked ? "true" : "false";
+  return $(id).value;
 }
 
 // Sizes above the slider's are prints: offered up to this service's cap, with their size at 300 dpi.
@@ -218,18 +232,11 @@ function formData() {
   data.append("look", state.look);
   data.append("max_size", chosenSize());
   data.append("steps", $("steps").value);
-  const look = lookValues();
-  const changed = (name, value) => {
-    if (value !== "" && Number(value) !== Number(look[name])) data.append(name, value);
-  };
-  changed("style_weight", String(styleWeightFromSlider($("style_strength").value)));
-  changed("content_weight", $("content_weight").value);
-  changed("style_scale", $("style_scale").value);
-  changed("tv_weight", $("tv_weight").value);
-  if ($("seed").value !== "") data.append("seed", $("seed").value);
-  if ($("preserve_colors").checked !== look.preserve_colors) {
-    data.append("preserve_colors", $("preserve_colors").checked ? "true" : "false");
+  for (const [id, name] of LOOK_CONTROLS) {
+    const value = controlValue(id);
+    if (value !== "" && value !== state.lookControls[id]) data.append(name, value);
   }
+  if ($("seed").value !== "") data.append("seed", $("seed").value);
   data.append("preview_every", String(Math.max(1, Math.round(Number($("steps").value) / 30))));
   if (state.styles.length > 1) {
     const weights = Array.from(document.querySelectorAll(".blend-weight")).map((r) => Number(r.value) / 100);
