@@ -132,9 +132,10 @@ class NstClient:
                params: "TransferParams | None" = None, idempotency_key: str | None = None,
                webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
                **fields: FormValue) -> Job:
-        """Upload the images and queue a job. Parameters are the API's form fields (`steps=60`,
-        `style_weight=300`, `style_blend=(0.7, 0.3)`), or a whole `TransferParams` as `params`; those not
-        given take the service's defaults. Raises `InvalidRequest` (with `field`) for a refused one."""
+        """Upload the images and queue a job. Parameters are the API's form fields (`look="painterly"`,
+        `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`), or a whole `TransferParams` as `params`; those
+        not given take the look's values, then the service's defaults. Raises `InvalidRequest` (with `field`)
+        for a refused one."""
         files, form, headers = _submission(content, styles, params, fields, idempotency_key, webhook_url,
                                            webhook_events)
         return Job.from_json(self._request("POST", "/jobs", files=files, data=form, headers=headers).json())

@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -22,6 +23,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from nst_shared.errors import InvalidParameter
+from nst_shared.looks import DEFAULT_LOOK, LOOK_DESCRIPTIONS, Look, look_values
 
 Init = Literal["content", "noise", "style"]
 INITS: tuple[str, ...] = get_args(Init)
@@ -64,6 +66,9 @@ class TransferParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    look: Annotated[Look, Field(description="A named preset of the knobs below (a knob given explicitly wins): "
+                                + "; ".join(f"{k}: {v}" for k, v in LOOK_DESCRIPTIONS.items()) + "."
+                                )] = DEFAULT_LOOK
     max_size: Annotated[int, Field(ge=64, le=8192, description="Longest side of the output in pixels (above "
                                    "1024: a print, painted coarse to fine up to it).")] = 384
     steps: Annotated[int, Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each "
@@ -100,6 +105,18 @@ class TransferParams(BaseModel):
     style_layer_weights: Annotated[tuple[Weight, ...] | None, Field(
         description="Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the default "
         "balances the five default layers.")] = STYLE_LAYER_WEIGHTS
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fill_from_look(cls, data: Any, handler: ModelWrapValidatorHandler[TransferParams]) -> TransferParams:
+        """The look's values for the fields not given, validated like given ones; `model_fields_set` stays the
+        fields the caller gave, so the explicit ones can be told from the look's."""
+        if not isinstance(data, dict):
+            return handler(data)
+        given = set(data) & set(cls.model_fields)
+        params = handler({**look_values(str(data.get("look", DEFAULT_LOOK))), **data})
+        object.__setattr__(params, "__pydantic_fields_set__", given)
+        return params
 
     @field_validator("style_blend")
     @classmethod

@@ -52,3 +52,19 @@ def test_nst_run_bad_parameter(tmp_path):
     done = subprocess.run([*NST, "run", "--steps", "0", "--output", str(tmp_path / "o.png")], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "--steps" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_nst_run_look(tmp_path):
+    (tmp_path / "c.png").write_bytes(make_image(64, 64, seed=1))
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    pictures = []
+    for look in ("subtle", "texture"):
+        out = tmp_path / f"{look}.png"
+        done = subprocess.run([*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"),
+                               "--output", str(out), "--look", look, "--max-size", "64", "--steps", "3", "--seed", "1"],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        pictures.append(Image.open(out).tobytes())
+    assert pictures[0] != pictures[1]
+    unknown = subprocess.run([*NST, "run", "--look", "impressionist"], cwd=ROOT, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "painterly" in unknown.stderr

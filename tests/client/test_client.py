@@ -213,3 +213,23 @@ def test_submit_params_model_sends_only_what_it_sets(service, images):
         record = JobStore(redis.Redis.from_url(service.redis_url), ttl_s=60).get(job.id)
         assert record.extra["explicit"] == ["max_size", "seed", "steps"]
         assert client.wait(job.id, timeout_s=120).status == "succeeded"
+
+
+def test_submit_with_a_look_sends_the_look_and_what_it_overrides(service, images):
+    import redis
+
+    from nst_shared.jobs import JobStore
+    from nst_shared.looks import LOOKS
+    from nst_shared.params import TransferParams
+
+    content, style = images
+    with NstClient(service.url) as client:
+        job = client.submit(content, style, params=TransferParams(look="painterly", max_size=64, steps=2,
+                                                                  style_weight=9))
+        assert (job.params["look"], job.params["style_weight"]) == ("painterly", 9)
+        assert job.params["style_layer_weights"] == list(LOOKS["painterly"]["style_layer_weights"])
+        record = JobStore(redis.Redis.from_url(service.redis_url), ttl_s=60).get(job.id)
+        assert record.extra["explicit"] == ["look", "max_size", "steps", "style_weight"]
+        by_field = client.submit(content, style, look="subtle", max_size=64, steps=2)
+        assert by_field.params["style_weight"] == LOOKS["subtle"]["style_weight"]
+        assert client.wait(job.id, timeout_s=120).status == "succeeded"
