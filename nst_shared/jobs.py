@@ -120,7 +120,7 @@ end
 local extra = redis.call('HGET', KEYS[1], 'extra')
 if extra and string.find(extra, '"webhook"', 1, true) then
   local hook = cjson.decode(extra).webhook
-  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params'}
+  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
   local values = redis.call('HMGET', KEYS[1], unpack(names))
   local record = {}
   for i, name in ipairs(names) do record[name] = values[i] or '' end
