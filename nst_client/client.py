@@ -1,5 +1,5 @@
 """Sync and async clients of the job service: submit, get, list, follow events, wait, download, cancel,
-delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
+finish, delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
 
 from __future__ import annotations
 
@@ -151,6 +151,11 @@ class NstClient:
         """Queued: canceled at once; running: stops within one iteration. `Conflict` once finished."""
         return Job.from_json(self._request("POST", f"/jobs/{job_id}/cancel").json())
 
+    def finish(self, job_id: str) -> Job:
+        """Running: stops after its current step and succeeds with the latest picture (`Job.steps_done` says
+        how far it got). `Conflict` while queued (nothing to keep yet: cancel it) and once finished."""
+        return Job.from_json(self._request("POST", f"/jobs/{job_id}/finish").json())
+
     def delete(self, job_id: str) -> None:
         """Remove the job and its files (a running job is stopped first)."""
         self._request("DELETE", f"/jobs/{job_id}")
@@ -235,6 +240,9 @@ class AsyncNstClient:
 
     async def cancel(self, job_id: str) -> Job:
         return Job.from_json((await self._request("POST", f"/jobs/{job_id}/cancel")).json())
+
+    async def finish(self, job_id: str) -> Job:
+        return Job.from_json((await self._request("POST", f"/jobs/{job_id}/finish")).json())
 
     async def delete(self, job_id: str) -> None:
         await self._request("DELETE", f"/jobs/{job_id}")

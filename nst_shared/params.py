@@ -7,6 +7,7 @@ read `TransferParams`; the deployment's own caps (NST_MAX_SIZE_PX, ...) are appl
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -42,6 +43,8 @@ STYLE_LAYERS: tuple[Layer, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "
 # loss is nearly all conv4_1; about the inverse of each layer's typical size lets each count alike (conv5_1 a
 # little less, or it stamps the painting's large shapes onto the subject). The README's "Why these defaults".
 STYLE_LAYER_WEIGHTS: tuple[float, ...] = (333.0, 3.3, 10.0, 0.2, 300.0)
+
+SEED_MAX = 2**31 - 1  # a seed fits a signed 32-bit integer: every client language and JSON reader keeps it exact
 
 # Parameters of the engine alone: not form fields of the API, nor CLI flags.
 ENGINE_ONLY: frozenset[str] = frozenset({"content_layers", "style_layers", "style_layer_weights"})
@@ -87,7 +90,7 @@ class TransferParams(BaseModel):
     preserve_colors: Annotated[bool, Field(description="Keep the content image's colours: transfer on "
                                            "luminance only.")] = False
     init: Annotated[Init, Field(description="Starting image: content, noise or style.")] = "content"
-    seed: Annotated[Annotated[int, Field(ge=0, le=2**31 - 1)] | None, Field(
+    seed: Annotated[Annotated[int, Field(ge=0, le=SEED_MAX)] | None, Field(
         description="Random seed; runs with the same seed are reproducible on the CPU.")] = None
     scales: Annotated[int, Field(ge=1, le=6, description="Number of scales, coarse to fine (1 = single scale, as "
                                  "in Gatys et al.).")] = 3
@@ -220,6 +223,12 @@ def for_device(params: TransferParams, device_type: str, *, explicit: set[str] |
     """`params` with `device_type`'s defaults for every field not in `explicit` (the ones the caller set)."""
     changes = {k: v for k, v in DEVICE_DEFAULTS.get(device_type, {}).items() if k not in explicit}
     return params.replace(**changes) if changes else params
+
+
+def with_seed(params: TransferParams) -> TransferParams:
+    """`params` with a seed drawn within the seed's bounds when none is set, so the run can be recorded and
+    repeated."""
+    return params if params.seed is not None else params.replace(seed=secrets.randbelow(SEED_MAX + 1))
 
 
 DEFAULTS = TransferParams()

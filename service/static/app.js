@@ -290,6 +290,7 @@ function showJob(job) {
   }
   if (job.progress) showProgress(job.progress);
   if (job.status === "running" && !job.progress) setStatus("Starting…");
+  $("finish").hidden = job.status !== "running";  // a queued job has no picture to keep yet
 }
 
 function finish(job) {
@@ -298,12 +299,15 @@ function finish(job) {
   $("cancel").hidden = true;
   $("submit").disabled = false;
   showJob(job);
+  $("finish").hidden = true;
   if (job.status === "succeeded") {
     $("bar").style.width = "100%";
     const seconds = (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000;
-    setStatus(Number.isFinite(seconds)
+    const early = job.steps_done != null && job.steps_done < job.params.steps
+      ? ` Finished early: ${job.steps_done} of ${job.params.steps} steps.` : "";
+    setStatus((Number.isFinite(seconds)
       ? `Done in ${seconds.toFixed(1)} s on ${job.device}${job.precision ? ` (${job.precision})` : ""}.`
-      : "Done.");
+      : "Done.") + early);
     const url = job.links.result;
     $("live-view").src = url;
     $("live-caption").textContent = "Result";
@@ -343,7 +347,12 @@ function connect(job) {
   state.source = source;
   const track = (e) => { if (e.lastEventId) state.lastEventId = e.lastEventId; };
   source.addEventListener("snapshot", (e) => showJob(JSON.parse(e.data)));
-  source.addEventListener("status", (e) => { track(e); const d = JSON.parse(e.data); if (d.status === "running") setStatus("Starting…"); });
+  source.addEventListener("status", (e) => {
+    track(e);
+    const d = JSON.parse(e.data);
+    if (d.status === "running") { setStatus("Starting…"); $("finish").hidden = false; }
+  });
+  source.addEventListener("finished_early", (e) => { track(e); setStatus("Finishing: keeping this picture…"); });
   source.addEventListener("progress", (e) => { track(e); showProgress(JSON.parse(e.data)); });
   source.addEventListener("preview", (e) => { track(e); $("live-view").src = JSON.parse(e.data).url; });
   source.addEventListener("completed", (e) => { track(e); state.lastEventId = null; finish(JSON.parse(e.data)); });
@@ -370,6 +379,13 @@ async function cancel() {
   const response = await api(`/jobs/${state.job.id}/cancel`, { method: "POST" });
   if (!response.ok) showError(await checkResponse(response));
   else setStatus("Canceling…");
+}
+
+async function finishNow() {
+  if (!state.job) return;
+  const response = await api(`/jobs/${state.job.id}/finish`, { method: "POST" });
+  if (!response.ok) showError(await checkResponse(response));
+  else setStatus("Finishing after this step…");
 }
 
 function loadRecent() { try { return JSON.parse(localStorage.getItem(RECENT_KEY)) || []; } catch (_) { return []; } }
@@ -468,6 +484,7 @@ async function main() {
   });
   $("params").addEventListener("submit", submit);
   $("cancel").addEventListener("click", cancel);
+  $("finish").addEventListener("click", finishNow);
   renderRecent();
   refreshRecent();
 }

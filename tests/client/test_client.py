@@ -129,6 +129,28 @@ def test_events_resume_from_an_earlier_iteration(service_url, images):
     assert steps == list(range(1, 9))
 
 
+def test_finish_keeps_the_picture_so_far(service_url, images):
+    content, style = images
+    with NstClient(service_url) as client:
+        job = client.submit(content, style, **LONG)
+        for event in client.events(job.id):
+            if event.progress and event.progress.step >= 2:
+                break
+        assert client.finish(job.id).status == "running"
+        final = client.wait(job.id, timeout_s=60)
+        assert final.status == "succeeded" and final.steps_done is not None and 2 <= final.steps_done < 1000
+        assert Image.open(io.BytesIO(client.result(job.id))).size == (96, 72)
+        with pytest.raises(Conflict):
+            client.finish(job.id)
+
+    async def finish_again() -> None:
+        async with AsyncNstClient(service_url) as nst:
+            await nst.finish(job.id)
+
+    with pytest.raises(Conflict):
+        asyncio.run(finish_again())
+
+
 def test_wait_timeout_then_cancel(service_url, images):
     content, style = images
     with NstClient(service_url) as client:

@@ -126,6 +126,25 @@ def test_page_cancels_running_job(stack_url, browser, tmp_path):
     page.close()
 
 
+def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(stack_url)
+    one_style_job(page, tmp_path, max_size=128, steps=1000)
+    assert page.locator("#finish").is_hidden()
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
+                           timeout=60_000)
+    page.click("#finish")  # beside Cancel while the job runs
+    page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+    status = page.inner_text("#status-line")
+    assert re.search(r"Finished early: \d+ of 1000 steps\.", status), status
+    assert page.locator("#finish").is_hidden() and page.locator("#cancel").is_hidden()
+    src = page.get_attribute("#live-view", "src")
+    assert src is not None and "/result" in src
+    page.screenshot(path=ARTIFACTS / "4b-finished.png", full_page=True)
+    page.close()
+
+
 def test_page_shows_api_error(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(stack_url)
