@@ -28,6 +28,10 @@ from nst_shared.looks import DEFAULT_LOOK, LOOK_DESCRIPTIONS, Look, look_values
 
 Init = Literal["content", "noise", "style"]
 INITS: tuple[str, ...] = get_args(Init)
+# style: the painting's colours; luminance: the photo's colours, painted on luminance only; match: the style
+# image recoloured to the photo's colour statistics before the run (nst_core/colors.py).
+ColorMode = Literal["style", "luminance", "match"]
+COLOR_MODES: tuple[str, ...] = get_args(ColorMode)
 # The number format of the network (nst_core/precision.py): an engine setting, like the device, not a job's.
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -87,8 +91,12 @@ class TransferParams(BaseModel):
                                         "style_scale when over 1).")] = 1.0
     style_blend: Annotated[StyleBlend, Field(description="Weights of the style images, one per style "
                                              "(normalised to sum 1); equal when unset.")] = None
-    preserve_colors: Annotated[bool, Field(description="Keep the content image's colours: transfer on "
-                                           "luminance only.")] = False
+    color_mode: Annotated[ColorMode, Field(description="Colours of the picture: style (the painting's), "
+                                           "luminance (the photo's, transfer on luminance only) or match (the "
+                                           "style image recoloured to the photo's colours first).")] = "style"
+    # Left out of dumps: color_mode carries its meaning, so a stored or copied model never holds both.
+    preserve_colors: Annotated[bool | None, Field(exclude=True, description="Older name of color_mode="
+                                                  "luminance: true means it, false rules it out.")] = None
     init: Annotated[Init, Field(description="Starting image: content, noise or style.")] = "content"
     seed: Annotated[Annotated[int, Field(ge=0, le=SEED_MAX)] | None, Field(
         description="Random seed; runs with the same seed are reproducible on the CPU.")] = None
@@ -134,6 +142,20 @@ class TransferParams(BaseModel):
         if weights is not None and len(weights) != len(self.style_layers):
             raise ValueError(f"style_layer_weights has {len(weights)} values for {len(self.style_layers)} style "
                              "layers; give one weight per style layer")
+        return self
+
+    @model_validator(mode="after")
+    def _preserve_colors_is_an_alias(self) -> TransferParams:
+        """preserve_colors=true is color_mode=luminance; false rules luminance out; with color_mode, they agree."""
+        if self.preserve_colors is None:
+            return self
+        if "color_mode" in self.model_fields_set:
+            if self.preserve_colors != (self.color_mode == "luminance"):
+                raise ValueError(f"preserve_colors={str(self.preserve_colors).lower()} contradicts "
+                                 f"color_mode={self.color_mode}; give color_mode alone")
+        elif self.preserve_colors:
+            object.__setattr__(self, "color_mode", "luminance")  # a frozen model: set once, while validating
+            self.model_fields_set.add("color_mode")  # an explicit choice: clients send it, workers keep it
         return self
 
     def replace(self, **changes: Any) -> TransferParams:

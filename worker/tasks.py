@@ -98,7 +98,7 @@ class _Run:
                                               explicit=frozenset(record.extra.get("explicit", record.params))))
                 if params.to_dict() != record.params:  # clients see the parameters as applied
                     self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
-                return self.transfer(engine, params, record.styles)
+                return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
             except NstError as exc:
                 log.info("failed: %s: %s", exc.code, exc)
                 return self.fail(exc.code, str(exc))
@@ -113,13 +113,15 @@ class _Run:
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
 
-    def transfer(self, engine: Any, params: TransferParams, n_styles: int) -> str:
+    def transfer(self, engine: Any, params: TransferParams, n_styles: int, n_masks: int) -> str:
         job_id, storage = self.job_id, self.storage
         max_pixels = self.settings.max_image_pixels
         content_file = _input(storage, job_id, "content")
         style_files = [_input(storage, job_id, f"style-{i}") for i in range(n_styles)]
+        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(n_masks)]
         content = decode_image(content_file, max_pixels=max_pixels)
         styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
+        masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
         writer = ProgressWriter(self.store, job_id)
         reason: dict[str, str] = {}
 
@@ -138,7 +140,7 @@ class _Run:
             if reason:
                 raise StopTransfer()
 
-        result = engine.stylize(content, styles, params, callback=on_progress)
+        result = engine.stylize(content, styles, params, style_masks=masks, callback=on_progress)
         job_metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
         stop = reason.get("stop")
         if stop == "shutdown":
@@ -153,7 +155,8 @@ class _Run:
             log.info("canceled after %d steps", result.steps_done)
             return "canceled"
         record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
-                                  precision=engine.precision, content=content_file, styles=style_files)
+                                  precision=engine.precision, content=content_file, styles=style_files,
+                                  masks=mask_files)
         storage.put(job_id, RESULT, encode_image(result.image, record=record))
         if stop == StopRequest.FINISH and not self.retried(lambda: self.store.running_event(
                 job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}), "finishing early"):
