@@ -7,6 +7,7 @@ read `TransferParams`; the deployment's own caps (NST_MAX_SIZE_PX, ...) are appl
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -14,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -22,6 +24,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from nst_shared.errors import InvalidParameter
+from nst_shared.looks import DEFAULT_LOOK, LOOK_DESCRIPTIONS, Look, look_values
 
 Init = Literal["content", "noise", "style"]
 INITS: tuple[str, ...] = get_args(Init)
@@ -44,6 +47,8 @@ STYLE_LAYERS: tuple[Layer, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "
 # loss is nearly all conv4_1; about the inverse of each layer's typical size lets each count alike (conv5_1 a
 # little less, or it stamps the painting's large shapes onto the subject). The README's "Why these defaults".
 STYLE_LAYER_WEIGHTS: tuple[float, ...] = (333.0, 3.3, 10.0, 0.2, 300.0)
+
+SEED_MAX = 2**31 - 1  # a seed fits a signed 32-bit integer: every client language and JSON reader keeps it exact
 
 # Parameters of the engine alone: not form fields of the API, nor CLI flags.
 ENGINE_ONLY: frozenset[str] = frozenset({"content_layers", "style_layers", "style_layer_weights"})
@@ -68,6 +73,9 @@ class TransferParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    look: Annotated[Look, Field(description="A named preset of the knobs below (a knob given explicitly wins): "
+                                + "; ".join(f"{k}: {v}" for k, v in LOOK_DESCRIPTIONS.items()) + "."
+                                )] = DEFAULT_LOOK
     max_size: Annotated[int, Field(ge=64, le=8192, description="Longest side of the output in pixels (above "
                                    "1024: a print, painted coarse to fine up to it).")] = 384
     steps: Annotated[int, Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each "
@@ -90,7 +98,7 @@ class TransferParams(BaseModel):
     preserve_colors: Annotated[bool | None, Field(exclude=True, description="Older name of color_mode="
                                                   "luminance: true means it, false rules it out.")] = None
     init: Annotated[Init, Field(description="Starting image: content, noise or style.")] = "content"
-    seed: Annotated[Annotated[int, Field(ge=0, le=2**31 - 1)] | None, Field(
+    seed: Annotated[Annotated[int, Field(ge=0, le=SEED_MAX)] | None, Field(
         description="Random seed; runs with the same seed are reproducible on the CPU.")] = None
     scales: Annotated[int, Field(ge=1, le=6, description="Number of scales, coarse to fine (1 = single scale, as "
                                  "in Gatys et al.).")] = 3
@@ -108,6 +116,21 @@ class TransferParams(BaseModel):
     style_layer_weights: Annotated[tuple[Weight, ...] | None, Field(
         description="Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the default "
         "balances the five default layers.")] = STYLE_LAYER_WEIGHTS
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fill_from_look(cls, data: Any, handler: ModelWrapValidatorHandler[TransferParams]) -> TransferParams:
+        """The look's values for the fields not given, validated like given ones; `model_fields_set` stays the
+        fields the caller gave (and what an alias among them set), so the explicit ones can be told from the
+        look's."""
+        if not isinstance(data, dict):
+            return handler(data)
+        given = set(data) & set(cls.model_fields)
+        look = look_values(str(data.get("look", DEFAULT_LOOK)))
+        params = handler({**look, **data})
+        # What validation set from the given fields (color_mode from preserve_colors) counts as given too.
+        object.__setattr__(params, "__pydantic_fields_set__", given | (params.model_fields_set - set(look)))
+        return params
 
     @field_validator("style_blend")
     @classmethod
@@ -225,6 +248,12 @@ def for_device(params: TransferParams, device_type: str, *, explicit: set[str] |
     """`params` with `device_type`'s defaults for every field not in `explicit` (the ones the caller set)."""
     changes = {k: v for k, v in DEVICE_DEFAULTS.get(device_type, {}).items() if k not in explicit}
     return params.replace(**changes) if changes else params
+
+
+def with_seed(params: TransferParams) -> TransferParams:
+    """`params` with a seed drawn within the seed's bounds when none is set, so the run can be recorded and
+    repeated."""
+    return params if params.seed is not None else params.replace(seed=secrets.randbelow(SEED_MAX + 1))
 
 
 DEFAULTS = TransferParams()

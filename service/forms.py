@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import FormData, UploadFile
 
-from nst_shared import webhooks
+from nst_shared import webhook_outbox
 from nst_shared.errors import InvalidParameter
 from nst_shared.masks import check_mask_count
 from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first_error, form_properties, form_schema
@@ -36,8 +36,8 @@ class WebhookFields(BaseModel):
     @classmethod
     def _known_events(cls, text: str) -> str:
         events = [e.strip() for e in text.split(",") if e.strip()]
-        if not events or any(e not in webhooks.EVENTS for e in events):
-            raise ValueError(f"any of {', '.join(webhooks.EVENTS)}")
+        if not events or any(e not in webhook_outbox.EVENTS for e in events):
+            raise ValueError(f"any of {', '.join(webhook_outbox.EVENTS)}")
         return ",".join(events)
 
     @property

@@ -13,7 +13,7 @@ from typing import Any
 from rq import Queue
 from starlette.datastructures import UploadFile
 
-from nst_shared import capacity, webhooks
+from nst_shared import capacity, webhook_urls
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import JobRecord, JobStore, Keys, new_job_id
@@ -68,8 +68,8 @@ class Submissions:
             raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service "
                            "(NST_WEBHOOK_SECRET)", field="webhook_url")
         try:  # DNS: off the loop
-            await asyncio.to_thread(webhooks.check_url, url, allow=self.settings.webhook_allow)
-        except webhooks.WebhookRefused as exc:
+            await asyncio.to_thread(webhook_urls.check_url, url, allow=self.settings.webhook_allow)
+        except webhook_urls.WebhookRefused as exc:
             raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
         return {"url": url, "events": events}
 
