@@ -162,8 +162,11 @@ class TransferParams(BaseModel):
         return self
 
     def replace(self, **changes: Any) -> TransferParams:
-        """A copy with `changes`, validated like any other."""
-        return type(self).model_validate({**self.model_dump(), **changes})
+        """A copy with `changes`, validated like any other (preserve_colors, changed alone, sets color_mode)."""
+        base = self.model_dump()
+        if "preserve_colors" in changes and "color_mode" not in changes:
+            del base["color_mode"]
+        return type(self).model_validate({**base, **changes})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (tuples become lists), for job records and the queue."""

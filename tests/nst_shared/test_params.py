@@ -58,6 +58,7 @@ def test_preserve_colors_is_an_alias_of_color_mode(given, mode):
     # Stored and copied as color_mode alone, so a copy may change the mode.
     assert "preserve_colors" not in params.to_dict() and TransferParams.from_dict(params.to_dict()) == params.replace()
     assert params.replace(color_mode="style").color_mode == "style"
+    assert params.replace(preserve_colors=True).color_mode == "luminance"
 
 
 @pytest.mark.parametrize("given", [{"preserve_colors": True, "color_mode": "style"},
