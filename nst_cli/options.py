@@ -45,7 +45,7 @@ def add_param_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flags = [flag_name(name)] + ([f"--{name}"] if name in SEED_SPELLINGS else [])
         # default None: a flag not given is left to the model (and to the worker's device defaults).
-        if info.annotation is bool:
+        if form_schema()[name].get("type") == "boolean":
             parser.add_argument(*flags, dest=name, action="store_true", default=None, help=help_text(name))
         elif get_origin(info.annotation) is Literal:
             parser.add_argument(*flags, dest=name, choices=get_args(info.annotation), default=None,
