@@ -121,12 +121,15 @@ class TransferParams(BaseModel):
     @classmethod
     def _fill_from_look(cls, data: Any, handler: ModelWrapValidatorHandler[TransferParams]) -> TransferParams:
         """The look's values for the fields not given, validated like given ones; `model_fields_set` stays the
-        fields the caller gave, so the explicit ones can be told from the look's."""
+        fields the caller gave (and what an alias among them set), so the explicit ones can be told from the
+        look's."""
         if not isinstance(data, dict):
             return handler(data)
         given = set(data) & set(cls.model_fields)
-        params = handler({**look_values(str(data.get("look", DEFAULT_LOOK))), **data})
-        object.__setattr__(params, "__pydantic_fields_set__", given)
+        look = look_values(str(data.get("look", DEFAULT_LOOK)))
+        params = handler({**look, **data})
+        # What validation set from the given fields (color_mode from preserve_colors) counts as given too.
+        object.__setattr__(params, "__pydantic_fields_set__", given | (params.model_fields_set - set(look)))
         return params
 
     @field_validator("style_blend")
