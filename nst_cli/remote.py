@@ -1,4 +1,5 @@
-"""`nst submit`, `nst status`, `nst cancel`, `nst jobs`: the job service from a terminal, through nst_client."""
+"""`nst submit`, `nst status`, `nst cancel`, `nst finish`, `nst jobs`: the job service from a terminal, through
+nst_client."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      description="Upload a photo and style images to the job service. Prints the job id; with "
                                  "--wait (or --output) shows a progress bar until the job ends, then downloads "
                                  "the PNG. Ctrl-C while waiting cancels the job on the server (--detach: leaves "
-                                 "it running).")
+                                 "it running); `nst finish ID` from another terminal ends it now with the "
+                                 "picture so far.")
     submit.add_argument("content", type=Path, metavar="CONTENT", help="the photograph to paint")
     submit.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style images")
     add_param_arguments(submit)
@@ -87,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("job_id", metavar="ID")
     _add_connection(cancel)
     cancel.set_defaults(handler=run_cancel)
+
+    finish = _parser(subparsers, "finish", help="finish a running job now, keeping its picture so far",
+                     description="Stop a running job after its current step: it succeeds with the latest picture "
+                                 "as its result (a queued or finished job is refused: exit 2).")
+    finish.add_argument("job_id", metavar="ID")
+    _add_connection(finish)
+    finish.set_defaults(handler=run_finish)
 
     jobs = _parser(subparsers, "jobs", help="list the service's recent jobs", description="Recent jobs, newest first.")
     jobs.add_argument("--limit", type=int, default=20, help="how many (1..100; default: %(default)s)")
@@ -265,6 +274,13 @@ def _cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _finish(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.finish(args.job_id)
+    print(f"{job.id} {job.status.value}" + (" (finishing after the current step)" if job.status == "running" else ""))
+    return EXIT_OK
+
+
 def _jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
         page = client.list_jobs(offset=args.offset, limit=args.limit)
@@ -281,4 +297,5 @@ def _jobs(args: argparse.Namespace) -> int:
 run_submit = _guarded("submit", _submit)
 run_status = _guarded("status", _status)
 run_cancel = _guarded("cancel", _cancel)
+run_finish = _guarded("finish", _finish)
 run_jobs = _guarded("jobs", _jobs)

@@ -1,5 +1,5 @@
 """Sync and async clients of the job service: submit, get, list, follow events, wait, download, cancel,
-delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
+finish, delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
 
 from __future__ import annotations
 
@@ -132,9 +132,10 @@ class NstClient:
                params: "TransferParams | None" = None, idempotency_key: str | None = None,
                webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
                **fields: FormValue) -> Job:
-        """Upload the images and queue a job. Parameters are the API's form fields (`steps=60`,
-        `style_weight=300`, `style_blend=(0.7, 0.3)`), or a whole `TransferParams` as `params`; those not
-        given take the service's defaults. Raises `InvalidRequest` (with `field`) for a refused one."""
+        """Upload the images and queue a job. Parameters are the API's form fields (`look="painterly"`,
+        `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`), or a whole `TransferParams` as `params`; those
+        not given take the look's values, then the service's defaults. Raises `InvalidRequest` (with `field`)
+        for a refused one."""
         files, form, headers = _submission(content, styles, params, fields, idempotency_key, webhook_url,
                                            webhook_events)
         return Job.from_json(self._request("POST", "/jobs", files=files, data=form, headers=headers).json())
@@ -149,6 +150,11 @@ class NstClient:
     def cancel(self, job_id: str) -> Job:
         """Queued: canceled at once; running: stops within one iteration. `Conflict` once finished."""
         return Job.from_json(self._request("POST", f"/jobs/{job_id}/cancel").json())
+
+    def finish(self, job_id: str) -> Job:
+        """Running: stops after its current step and succeeds with the latest picture (`Job.steps_done` says
+        how far it got). `Conflict` while queued (nothing to keep yet: cancel it) and once finished."""
+        return Job.from_json(self._request("POST", f"/jobs/{job_id}/finish").json())
 
     def delete(self, job_id: str) -> None:
         """Remove the job and its files (a running job is stopped first)."""
@@ -234,6 +240,9 @@ class AsyncNstClient:
 
     async def cancel(self, job_id: str) -> Job:
         return Job.from_json((await self._request("POST", f"/jobs/{job_id}/cancel")).json())
+
+    async def finish(self, job_id: str) -> Job:
+        return Job.from_json((await self._request("POST", f"/jobs/{job_id}/finish")).json())
 
     async def delete(self, job_id: str) -> None:
         await self._request("DELETE", f"/jobs/{job_id}")

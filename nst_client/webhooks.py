@@ -7,7 +7,7 @@ import json
 from typing import Any, Mapping
 
 from nst_client.errors import InvalidSignature
-from nst_shared.webhooks import TOLERANCE_S, signature_problem  # the signing the service uses (stdlib only)
+from nst_shared.webhook_signing import TOLERANCE_S, signature_problem  # the signing the service uses (stdlib only)
 
 __all__ = ["verify_webhook", "verify_signature", "TOLERANCE_S"]
 

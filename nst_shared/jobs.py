@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from nst_shared import webhooks
+from nst_shared import webhook_outbox
 
 PREFIX = "nst"
 EVENTS_MAXLEN = 5000
@@ -39,6 +39,13 @@ class JobStatus(str, enum.Enum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
 
 
+class StopRequest(str, enum.Enum):
+    """What a client asked a running job to do at its next step."""
+
+    CANCEL = "cancel"  # stop and keep no result
+    FINISH = "finish"  # stop and keep the latest picture as the result
+
+
 class Keys:
     """The Redis key layout, in one place."""
 
@@ -48,7 +55,7 @@ class Keys:
     queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
-    # Metrics (nst_shared/metrics.py): hashes every API process reads at scrape time.
+    # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
     job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
     job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
     queue_wait = f"{PREFIX}:metrics:queue_wait"  # histogram "<le>", "sum", "count"
@@ -65,6 +72,10 @@ class Keys:
     @staticmethod
     def cancel(job_id: str) -> str:
         return f"{PREFIX}:job:{job_id}:cancel"
+
+    @staticmethod
+    def finish(job_id: str) -> str:
+        return f"{PREFIX}:job:{job_id}:finish"
 
     @staticmethod
     def heartbeat(job_id: str) -> str:
@@ -109,7 +120,7 @@ end
 local extra = redis.call('HGET', KEYS[1], 'extra')
 if extra and string.find(extra, '"webhook"', 1, true) then
   local hook = cjson.decode(extra).webhook
-  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params'}
+  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
   local values = redis.call('HMGET', KEYS[1], unpack(names))
   local record = {}
   for i, name in ipairs(names) do record[name] = values[i] or '' end
@@ -159,6 +170,7 @@ class JobRecord:
     error: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
     preview_step: int | None = None
+    steps_done: int | None = None  # L-BFGS steps the run did, once it ended (fewer than asked when finished early)
     rq_job_id: str | None = None
     attempts: int = 0
     owner: str | None = None
@@ -179,6 +191,7 @@ class JobRecord:
                    worker=data.get("worker") or None,
                    error=js("error"), progress=js("progress"),
                    preview_step=int(data["preview_step"]) if data.get("preview_step") else None,
+                   steps_done=int(data["steps_done"]) if data.get("steps_done") else None,
                    rq_job_id=data.get("rq_job_id") or None, attempts=int(data.get("attempts", 0)),
                    owner=data.get("owner") or None, extra=js("extra") or {})
 
@@ -251,7 +264,7 @@ class JobStore:
             fields.setdefault("finished_at", now)
         return self._transition(
             keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts, Keys.queued,
-                  webhooks.PENDING, *([Keys.heartbeat(job_id)] if only_if_lost else [])],
+                  webhook_outbox.PENDING, *([Keys.heartbeat(job_id)] if only_if_lost else [])],
             args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
                   repr(now), *_pairs(fields)], client=client)
 
@@ -263,8 +276,13 @@ class JobStore:
     def request_cancel(self, job_id: str) -> None:
         self.redis.set(Keys.cancel(job_id), 1, ex=self.ttl_s)
 
-    def cancel_requested(self, job_id: str) -> bool:
-        return bool(self.redis.exists(Keys.cancel(job_id)))
+    def request_finish(self, job_id: str) -> None:
+        self.redis.set(Keys.finish(job_id), 1, ex=self.ttl_s)
+
+    def stop_requested(self, job_id: str) -> StopRequest | None:
+        """What a client asked of the running job, in one read: cancel (wins over finish), finish, or nothing."""
+        cancel, finish = self.redis.mget(Keys.cancel(job_id), Keys.finish(job_id))
+        return StopRequest.CANCEL if cancel else StopRequest.FINISH if finish else None
 
     def beat(self, job_id: str, ttl_s: int) -> None:
         self.redis.set(Keys.heartbeat(job_id), 1, ex=ttl_s)

@@ -23,9 +23,9 @@ from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
 from service.headers import SecurityHeaders
-from service.limits import BodySizeLimit
+from service.body_limit import BodySizeLimit
 from service.ratelimit import RateLimiter
-from service.metrics import build_registry
+from service.metrics_registry import build_registry
 from service.openapi import install_openapi
 from service.request_ids import RequestIds
 from service import web

@@ -10,12 +10,16 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import FormData, UploadFile
 
-from nst_shared import webhooks
+from nst_shared import webhook_outbox
+from nst_shared.errors import InvalidParameter
+from nst_shared.masks import check_mask_count
 from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first_error, form_properties, form_schema
 from service.errors import ApiError
 
 # The files of a submission, with their descriptions for the OpenAPI page.
-FILES = {"content": "The photograph to paint.", "style": "One or more style images (repeat the field)."}
+FILES = {"content": "The photograph to paint.", "style": "One or more style images (repeat the field).",
+         "style_mask": "Optional: one mask per style image, in the same order (repeat the field). White paints "
+                       "that style, black keeps it out, grey blends; where no mask is white the photo stays."}
 
 
 class WebhookFields(BaseModel):
@@ -32,8 +36,8 @@ class WebhookFields(BaseModel):
     @classmethod
     def _known_events(cls, text: str) -> str:
         events = [e.strip() for e in text.split(",") if e.strip()]
-        if not events or any(e not in webhooks.EVENTS for e in events):
-            raise ValueError(f"any of {', '.join(webhooks.EVENTS)}")
+        if not events or any(e not in webhook_outbox.EVENTS for e in events):
+            raise ValueError(f"any of {', '.join(webhook_outbox.EVENTS)}")
         return ",".join(events)
 
     @property
@@ -50,6 +54,7 @@ class JobForm:
 
     content: UploadFile
     styles: list[UploadFile]
+    style_masks: list[UploadFile]  # none, or one per style
     params: TransferParams
     webhook: WebhookFields
 
@@ -67,6 +72,13 @@ def read_job_form(form: FormData) -> JobForm:
     styles = [s for s in form.getlist("style") if isinstance(s, UploadFile)]
     if not styles or len(styles) != len(form.getlist("style")):
         raise ApiError(422, "invalid_parameter", "style: at least one image file is needed", field="style")
+    style_masks = [m for m in form.getlist("style_mask") if isinstance(m, UploadFile)]
+    if len(style_masks) != len(form.getlist("style_mask")):
+        raise ApiError(422, "invalid_parameter", "style_mask: image files are expected", field="style_mask")
+    try:
+        check_mask_count(len(style_masks), len(styles))
+    except InvalidParameter as exc:
+        raise ApiError(422, exc.code, str(exc), field=exc.field) from None
     values: dict[str, str] = {}
     for name in set(form.keys()) - set(FILES):
         value = form[name]
@@ -74,7 +86,7 @@ def read_job_form(form: FormData) -> JobForm:
             raise ApiError(422, "invalid_parameter", f"{name}: a value is expected, not a file", field=name)
         if value != "":  # an empty field is a field left blank: the default, as browsers send them
             values[name] = value
-    return JobForm(content=content, styles=styles,
+    return JobForm(content=content, styles=styles, style_masks=style_masks,
                    params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
                    webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}))
 
@@ -107,6 +119,7 @@ def job_form_schema(*, caps: dict[str, int], max_styles: int) -> dict[str, Any]:
         "content": {**binary, "description": FILES["content"]},
         "style": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_styles,
                   "description": FILES["style"]},
+        "style_mask": {"type": "array", "items": binary, "maxItems": max_styles, "description": FILES["style_mask"]},
         **parameters,
         **form_properties(WebhookFields),
     }

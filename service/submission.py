@@ -13,17 +13,18 @@ from typing import Any
 from rq import Queue
 from starlette.datastructures import UploadFile
 
-from nst_shared import capacity, webhooks
+from nst_shared import capacity, webhook_urls
 from nst_shared.errors import ImageError
-from nst_shared.images import check_min_side, fit_size
+from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import JobRecord, JobStore, Keys, new_job_id
+from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 from service.caps import check_budget, check_caps, check_memory
-from service.decoding import check_upload
+from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
 
@@ -44,8 +45,12 @@ class Submissions:
             extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
         content = await self._read(form.content, "content")
         styles = [await self._read(style, "style") for style in form.styles]
+        masks = [await self._read(mask, "style_mask") for mask in form.style_masks]
+        if masks:
+            extra["style_masks"] = len(masks)
         # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
-        return await asyncio.to_thread(self._create, form.params, extra, content, styles, owner, idempotency_key)
+        return await asyncio.to_thread(self._create, form.params, extra, content, styles, masks, owner,
+                                       idempotency_key)
 
     async def _read(self, upload: UploadFile, field: str) -> bytes:
         limit = self.settings.max_upload_bytes
@@ -63,17 +68,18 @@ class Submissions:
             raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service "
                            "(NST_WEBHOOK_SECRET)", field="webhook_url")
         try:  # DNS: off the loop
-            await asyncio.to_thread(webhooks.check_url, url, allow=self.settings.webhook_allow)
-        except webhooks.WebhookRefused as exc:
+            await asyncio.to_thread(webhook_urls.check_url, url, allow=self.settings.webhook_allow)
+        except webhook_urls.WebhookRefused as exc:
             raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
         return {"url": url, "events": events}
 
     def _create(self, params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes],
-                owner: str | None, idempotency_key: str | None) -> JobRecord:
+                masks: list[bytes], owner: str | None, idempotency_key: str | None) -> JobRecord:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
         self._check_images(content, styles, params)
+        self._check_masks(masks)
         digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
-        for data in (content, *styles):
+        for data in (content, *styles, *masks):
             digest.update(hashlib.sha256(data).digest())
         digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
         if self.queue.count >= self.settings.max_queued_jobs:
@@ -90,6 +96,8 @@ class Submissions:
             self.storage.put(job_id, "content", content)
             for i, data in enumerate(styles):
                 self.storage.put(job_id, f"style-{i}", data)
+            for i, data in enumerate(masks):
+                self.storage.put(job_id, f"style-mask-{i}", data)
             self.store.create(job_id, params=params.to_dict(), styles=len(styles), owner=owner, extra=extra)
             self.store.set_fields(job_id, rq_job_id=job_id)
             enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict())
@@ -118,6 +126,16 @@ class Submissions:
                 check_min_side(fit_size(*style_size, longest), "style image at this style_scale")
             except ImageError as exc:
                 raise from_image_error(exc, "style") from None
+
+    def _check_masks(self, masks: list[bytes]) -> None:
+        """Each mask passes the checks of any image, and is white somewhere (decoded within the pixel budget)."""
+        for index, data in enumerate(masks):
+            try:
+                width, height = check_upload(data, self.settings)
+                with pixel_budget(self.settings.max_decoding_pixels).hold(width * height):
+                    check_mask_covers(decode_image(data, max_pixels=self.settings.max_image_pixels), index)
+            except ImageError as exc:
+                raise from_image_error(exc, "style_mask") from None
 
     def _undo(self, job_id: str, claim: str | None) -> None:
         for undo in (lambda: self.store.delete(job_id), lambda: self.storage.delete_job(job_id),

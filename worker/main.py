@@ -22,7 +22,7 @@ from worker import tasks
 from worker.engine import get_engine
 from worker.outage import REDIS_DOWN, until_redis_answers
 from worker.precision import decide_precision
-from worker.webhooks import WebhookSender
+from worker.webhook_delivery import WebhookSender
 
 log = logging.getLogger("nst.worker")
 

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus' text format (see `service.metrics` for what it holds)."""
+"""GET /metrics: Prometheus' text format (see `service.metrics_registry` for what it holds)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from nst_client import NstClient
+from nst_shared.looks import LOOKS
 from tests.conftest import ROOT, free_port, make_image, wait_until
 
 NST = str(ROOT / ".venv" / "bin" / "nst")
@@ -101,6 +102,19 @@ def test_ctrl_c_with_detach_leaves_the_job_running(service_url, images):
         assert client.wait(job_id, timeout_s=30).status == "canceled"
 
 
+def test_nst_finish_ends_a_waiting_submit_with_its_picture(service_url, images, tmp_path):
+    out = tmp_path / "early.png"
+    process, job_id = _start_long_job(service_url, *images, "--output", str(out))
+    finished = nst("finish", job_id, "--server", service_url)
+    assert finished.returncode == 0 and "finishing after the current step" in finished.stdout, finished.stderr
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    with Image.open(out) as image:
+        assert image.size == (96, 72)
+    again = nst("finish", job_id, "--server", service_url)
+    assert again.returncode == 2 and "job_finished" in again.stderr
+
+
 def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
     content, style = images
     timed_out = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--wait",
@@ -111,3 +125,14 @@ def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
         assert client.get(job_id).status in ("queued", "running")
         client.cancel(job_id)
         assert client.wait(job_id, timeout_s=30).status == "canceled"
+
+
+def test_submit_with_a_look(service_url, images):
+    content, style = images
+    submitted = nst("submit", str(content), str(style), "--look", "texture", "--max_size", "64", "--steps", "2",
+                    "--server", service_url)
+    assert submitted.returncode == 0, submitted.stderr
+    params = json.loads(nst("status", submitted.stdout.strip(), "--json", "--server", service_url).stdout)["params"]
+    assert params["look"] == "texture" and params["style_weight"] == LOOKS["texture"]["style_weight"]
+    unknown = nst("submit", str(content), str(style), "--look", "impressionist", "--server", service_url)
+    assert unknown.returncode == 2 and "painterly" in unknown.stderr

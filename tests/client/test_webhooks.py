@@ -18,9 +18,11 @@ from nst_client import InvalidRequest, InvalidSignature, NstClient
 from nst_client.webhooks import verify_signature, verify_webhook
 from nst_shared.settings import Settings
 from nst_shared.jobs import JobStatus, JobStore, new_job_id
-from nst_shared.webhooks import PENDING, RETRY, WebhookRefused, check_url, sign, signed_headers
+from nst_shared.webhook_outbox import PENDING, RETRY
+from nst_shared.webhook_signing import sign, signed_headers
+from nst_shared.webhook_urls import WebhookRefused, check_url
 from tests.conftest import make_image, next_database_url, start_stack, wait_until
-from worker.webhooks import WebhookSender
+from worker.webhook_delivery import WebhookSender
 
 SECRET = "s3cret-for-tests"
 
@@ -198,6 +200,7 @@ def test_webhook_delivery_is_signed_and_retried_after_a_failure(hook_stack):
         delivered = verify_webhook(SECRET, headers, body)
         assert delivered["type"] == "job.completed"
         assert delivered["job"]["id"] == job.id and delivered["job"]["status"] == "succeeded"
+        assert delivered["job"]["steps_done"] == 3
         assert not verify_signature("wrong secret", headers, body)
     finally:
         receiver.close()

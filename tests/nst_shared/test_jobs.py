@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from nst_shared.jobs import JobStatus, JobStore, Keys, new_job_id
 from nst_shared.queueing import MAX_REPAIRS, enqueue_job, repair_queued, requeue
 from nst_shared.settings import Settings
-from nst_shared.webhooks import PENDING, delivery_body
+from nst_shared.webhook_outbox import PENDING, delivery_body
 from tests.conftest import next_database_url
 
 

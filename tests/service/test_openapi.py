@@ -21,8 +21,8 @@ from nst_shared.settings import Settings
 from tests.conftest import ROOT, make_image, start_stack
 
 BIN = Path(sys.executable).parent
-OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "get_result", "get_preview",
-              "stream_events", "healthz", "readyz", "get_metrics"}
+OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "finish_job", "get_result",
+              "get_preview", "stream_events", "healthz", "readyz", "get_metrics"}
 
 
 def document(**settings: object) -> dict:

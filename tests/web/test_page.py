@@ -126,6 +126,25 @@ def test_page_cancels_running_job(stack_url, browser, tmp_path):
     page.close()
 
 
+def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(stack_url)
+    one_style_job(page, tmp_path, max_size=128, steps=1000)
+    assert page.locator("#finish").is_hidden()
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
+                           timeout=60_000)
+    page.click("#finish")  # beside Cancel while the job runs
+    page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+    status = page.inner_text("#status-line")
+    assert re.search(r"Finished early: \d+ of 1000 steps\.", status), status
+    assert page.locator("#finish").is_hidden() and page.locator("#cancel").is_hidden()
+    src = page.get_attribute("#live-view", "src")
+    assert src is not None and "/result" in src
+    page.screenshot(path=ARTIFACTS / "4b-finished.png", full_page=True)
+    page.close()
+
+
 def test_page_shows_api_error(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(stack_url)
@@ -218,3 +237,27 @@ def test_page_offers_print_sizes_and_zooms_into_the_result(browser, tmp_path, re
     finally:
         page.close()
         stack.stop()
+
+
+def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = csp_violations(page)
+    page.goto(stack_url)
+    page.wait_for_selector("#looks button.look[aria-checked=true]")
+    looks = page.eval_on_selector_all("#looks button.look", "els => els.map(e => e.dataset.look)")
+    assert looks == ["subtle", "balanced", "painterly", "texture"]
+    assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "balanced"
+    page.wait_for_function("() => [...document.querySelectorAll('#looks img')].every(i => i.naturalWidth > 0)",
+                           timeout=30_000)  # the thumbnails load
+    page.click("#looks [data-look=painterly]")
+    assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "painterly"
+    page.screenshot(path=ARTIFACTS / "8-looks.png", full_page=True)
+    one_style_job(page, tmp_path, max_size=64, steps=2)
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/jobs")) as request_info:
+        page.click("#submit")
+    body = request_info.value.post_data_buffer
+    assert b'name="look"\r\n\r\npainterly\r\n' in body
+    assert b'name="style_weight"' not in body  # left at the look's value: the look's own knobs come with it
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert refused == []
+    page.close()

@@ -12,7 +12,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Hist
 from prometheus_client.registry import Collector
 from rq import Queue
 
-from nst_shared import metrics
+from nst_shared import job_metrics
 from nst_shared.presence import live_workers
 
 
@@ -25,7 +25,7 @@ class JobCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            snapshot = metrics.read_snapshot(self._redis)
+            snapshot = job_metrics.read_snapshot(self._redis)
             queue = Queue(self._queue_name, connection=self._redis)
             depth = queue.count
             workers = live_workers(self._redis)
@@ -37,7 +37,7 @@ class JobCollector(Collector):
                                   value=snapshot.counts.get("submitted", 0))
         finished = CounterMetricFamily("nst_jobs_finished", "Jobs that ended, by final status.",
                                        labels=["status"])
-        for status in metrics.FINISHED:
+        for status in job_metrics.FINISHED:
             finished.add_metric([status], snapshot.counts.get(status, 0))
         yield finished
         yield GaugeMetricFamily("nst_jobs_running", "Jobs a worker is running now.", value=snapshot.running)
@@ -65,7 +65,7 @@ class JobCollector(Collector):
         yield last
 
 
-def _buckets(histogram: metrics.Histogram) -> list[tuple[str, float]]:
+def _buckets(histogram: job_metrics.Histogram) -> list[tuple[str, float]]:
     return [("+Inf" if bound == float("inf") else repr(bound), count) for bound, count in histogram.buckets]
 
 

@@ -21,8 +21,9 @@ import redis
 
 from nst_shared.logs import current_job_id
 from nst_shared.settings import Settings
-from nst_shared.webhooks import (PENDING, RETRY, SENDERS, Resolver, Target, WebhookRefused, check_url, delivery_body,
-                                  processing_list, sender_alive, signed_headers)
+from nst_shared.webhook_outbox import PENDING, RETRY, SENDERS, delivery_body, processing_list, sender_alive
+from nst_shared.webhook_signing import signed_headers
+from nst_shared.webhook_urls import Resolver, Target, WebhookRefused, check_url
 from worker.outage import until_redis_answers
 
 log = logging.getLogger("nst.webhooks")

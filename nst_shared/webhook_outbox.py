@@ -1,0 +1,51 @@
+"""The webhook outbox: the events a job may report, the Redis keys deliveries wait in, and the body a delivery
+sends. A job's transition script writes it (nst_shared/jobs.py); the workers deliver (worker/webhook_delivery.py).
+
+A sender moves one delivery at a time from PENDING to a processing list of its own and removes it there only once
+it is sent, given up or rescheduled on RETRY, so a sender that dies mid-delivery loses nothing: its list goes back
+to PENDING (at least once).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+EVENTS = ("completed", "status")  # completed: once, when the job ends; status: every status change
+PENDING = "nst:webhooks:pending"  # Redis list of deliveries ready to send
+RETRY = "nst:webhooks:retry"  # Redis sorted set: delivery -> time of its next attempt
+SENDERS = "nst:webhooks:senders"  # set of sender ids that may hold deliveries in a processing list
+
+
+def _iso(value: float | None) -> str | None:
+    return datetime.fromtimestamp(value, tz=timezone.utc).isoformat() if value is not None else None
+
+
+def processing_list(sender_id: str) -> str:
+    """The Redis list holding the delivery a sender is working on."""
+    return f"nst:webhooks:processing:{sender_id}"
+
+
+def sender_alive(sender_id: str) -> str:
+    """The key whose life (a TTL the sender refreshes) says the sender is still running."""
+    return f"nst:webhooks:sender:{sender_id}"
+
+
+def delivery_body(delivery: dict[str, Any]) -> dict[str, Any]:
+    """The JSON a delivery POSTs, from its outbox entry (the message id, URL, event, time, and the job's
+    record fields as the transition left them): enough to act on without another request (the full job is
+    at `links.self`)."""
+    record = delivery["record"]
+
+    def number(name: str) -> float | None:
+        return float(record[name]) if record.get(name) else None
+
+    base = f"/jobs/{record['id']}"
+    return {"type": f"job.{delivery['event']}", "timestamp": _iso(float(delivery["at"])),
+            "job": {"id": record["id"], "status": record["status"],
+                    "error": json.loads(record["error"]) if record.get("error") else None,
+                    "created_at": _iso(number("created_at")), "started_at": _iso(number("started_at")),
+                    "finished_at": _iso(number("finished_at")),
+                    "params": json.loads(record["params"]) if record.get("params") else {},
+                    "links": {"self": base, "events": f"{base}/events", "result": f"{base}/result"}}}
