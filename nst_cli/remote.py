@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from nst_cli.options import add_param_arguments, help_text, params_from_args
+from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, help_text, params_from_args
 
 if TYPE_CHECKING:
     from nst_client import Event, Job, NstClient, NstClientError
@@ -60,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  "picture so far.")
     submit.add_argument("content", type=Path, metavar="CONTENT", help="the photograph to paint")
     submit.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style images")
+    submit.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
+                        help=STYLE_MASK_HELP)
     add_param_arguments(submit)
     submit.add_argument("--preview-every", default=None, metavar="N", help=help_text("preview_every"))
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
@@ -155,15 +157,17 @@ def _guarded(name: str, action: Callable[[argparse.Namespace], int]) -> Callable
 
 def _submit(args: argparse.Namespace) -> int:
     from nst_client import WaitTimeout
+    from nst_shared.masks import check_mask_count
 
     try:
         overrides = {"preview_every": args.preview_every} if args.preview_every is not None else {}
         params = params_from_args(args, **overrides)
         params.style_weights(len(args.styles))
+        check_mask_count(len(args.style_mask or []), len(args.styles))
     except ValueError as exc:
         _error("nst submit", str(exc))
         return EXIT_REFUSED
-    for path in [args.content, *args.styles]:
+    for path in [args.content, *args.styles, *(args.style_mask or [])]:
         if not path.is_file():
             _error("nst submit", f"no such file: {path}")
             return EXIT_REFUSED
@@ -171,7 +175,8 @@ def _submit(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in params.to_dict().items() if k in params.model_fields_set}
     events = [e.strip() for e in args.webhook_events.split(",")] if args.webhook_events else None
     with _client(args) as client:
-        job = client.submit(args.content, args.styles, idempotency_key=args.idempotency_key,
+        job = client.submit(args.content, args.styles, style_masks=args.style_mask,
+                            idempotency_key=args.idempotency_key,
                             webhook_url=args.webhook, webhook_events=events, **fields)
         print(job.id, flush=True)
         if not (args.wait or args.output or args.finish_after is not None):

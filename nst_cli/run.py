@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nst_cli.options import add_param_arguments, params_from_args
+from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
 from nst_shared.looks import LOOKS
 from nst_shared.params import PRECISIONS, TransferParams, for_device, with_seed
 
@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="content image (default: examples/chelsea.jpg)")
     parser.add_argument("--style", type=Path, action="append", default=None,
                         help="style image; repeat for several (default: examples/swirls.jpg)")
+    parser.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
+                        help=STYLE_MASK_HELP)
     parser.add_argument("--output", type=Path, default=Path("out.png"),
                         help="output file: .png, .jpg or .webp (it records the parameters, seed and inputs' "
                              "hashes: `nst info FILE`)")
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from nst_shared import provenance
     from nst_shared.errors import NstError
     from nst_shared.images import decode_image, encode_image, output_format, read_file
+    from nst_shared.masks import check_mask_count, check_mask_covers
 
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
@@ -65,10 +68,15 @@ def run(args: argparse.Namespace) -> int:
         if recorded is not None:
             params = with_recorded(params, recorded)
         params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
+        check_mask_count(len(args.style_mask or []), len(style_paths))
         content_file = read_file(content_path)
         style_files = [read_file(p) for p in style_paths]
+        mask_files = [read_file(p) for p in args.style_mask or []]
         content = decode_image(content_file)
         styles = [decode_image(data) for data in style_files]
+        style_masks = [decode_image(data) for data in mask_files]
+        for index, mask in enumerate(style_masks):
+            check_mask_covers(mask, index)
         engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision,
                                memory_budget_bytes=int(args.memory_gb * 2**30) or None)
         params = with_seed(for_device(params, engine.device.type, explicit=params.model_fields_set))
@@ -108,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with bar:
-            result = engine.stylize(content, styles, params, callback=on_progress)
+            result = engine.stylize(content, styles, params, style_masks=style_masks, callback=on_progress)
     except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 1
@@ -119,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     output.parent.mkdir(parents=True, exist_ok=True)
     record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
-                              precision=engine.precision, content=content_file, styles=style_files)
+                              precision=engine.precision, content=content_file, styles=style_files,
+                              masks=mask_files)
     output.write_bytes(encode_image(result.image, fmt, record=record))
     state = "stopped early" if result.stopped else "done"
     print(f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name} "

@@ -219,12 +219,15 @@ class JobStore:
         self._set_fields = connection.register_script(_SET_FIELDS)
 
     def create(self, job_id: str, *, params: dict[str, Any], styles: int, owner: str | None = None,
-               extra: dict[str, Any] | None = None, now: float | None = None) -> JobRecord:
+               extra: dict[str, Any] | None = None, rq_job_id: str | None = None, now: float | None = None,
+               pipeline: redis.client.Pipeline | None = None) -> JobRecord:
+        """Write a new queued job; with `pipeline`, the writes are queued on it for the caller to execute
+        (with the RQ job, in one transaction). Returns the record as written."""
         created = now if now is not None else time.time()
         mapping = {"id": job_id, "status": JobStatus.QUEUED.value, "created_at": repr(created),
-                   "params": json.dumps(params), "styles": styles, "attempts": 0,
-                   "owner": owner or "", "extra": json.dumps(extra or {})}
-        pipe = self.redis.pipeline()
+                   "params": json.dumps(params), "styles": str(styles), "attempts": "0",
+                   "owner": owner or "", "extra": json.dumps(extra or {}), "rq_job_id": rq_job_id or ""}
+        pipe = pipeline if pipeline is not None else self.redis.pipeline()
         pipe.hset(Keys.job(job_id), mapping=mapping)
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
@@ -234,8 +237,9 @@ class JobStore:
             pipe.zadd(Keys.owner_jobs(owner), {job_id: created})
             pipe.sadd(Keys.owners, owner)
         pipe.hincrby(Keys.job_counts, "submitted", 1)
-        pipe.execute()
-        return self.get(job_id)  # type: ignore[return-value]
+        if pipeline is None:
+            pipe.execute()
+        return JobRecord.from_hash(mapping)
 
     def get(self, job_id: str) -> JobRecord | None:
         data = self.redis.hgetall(Keys.job(job_id))

@@ -28,7 +28,7 @@ class WebhookFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     webhook_url: Annotated[str | None, Field(max_length=2000, description="POSTed to when the job ends "
-                                             "(signed; see the README).")] = None
+                                             "(signed; see docs/client.md).")] = None
     webhook_events: Annotated[str, Field(max_length=200, description="Comma-separated: completed (the end), "
                                          "status (every status change).")] = "completed"
 

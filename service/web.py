@@ -56,7 +56,8 @@ def config(settings: SettingsDep, request: Request) -> dict[str, Any]:
     caps = param_caps(settings)
     params = {name: {"default": TransferParams.model_fields[name].default, "min": schema.get("minimum"),
                      "max": min(schema["maximum"], caps[name]) if name in caps else schema.get("maximum"),
-                     "help": schema["description"]} for name, schema in form_schema().items()}
+                     "help": schema["description"], "choices": schema.get("enum")}
+              for name, schema in form_schema().items()}
     return {"params": params, "max_upload_bytes": settings.max_upload_bytes, "max_styles": settings.max_styles,
             "api_keys": request.app.state.keys.enabled,
             "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],

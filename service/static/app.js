@@ -2,8 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { config: null, content: null, styles: [], job: null, source: null, lastEventId: null, look: null,
-                lookControls: {} };
+const state = { config: null, content: null, styles: [], masks: [], job: null, source: null, lastEventId: null,
+                look: null, lookControls: {} };
 const RECENT_KEY = "nst.recentJobs";
 const API_KEY = "nst.apiKey";
 
@@ -90,8 +90,33 @@ function setStyles(files) {
   }
   showError(files.length > max ? `At most ${max} style images; the first ${max} are used.` : "");
   state.styles = list;
+  state.masks = list.map(() => null);
   $("style-thumbs").replaceChildren(...list.map(thumb));
   renderBlend();
+  renderMasks();
+}
+
+// One optional mask per style, in the styles' order: the API takes none, or one for each.
+function renderMasks() {
+  $("mask-field").hidden = state.styles.length === 0;
+  $("masks").replaceChildren(...state.styles.map((file, i) => {
+    const row = document.createElement("div");
+    row.className = "mask-row";
+    const input = Object.assign(document.createElement("input"),
+      { type: "file", accept: state.config.formats.join(","), className: "style-mask", ariaLabel: `mask for ${file.name}` });
+    const shown = document.createElement("span");
+    shown.className = "mask-thumb";
+    input.addEventListener("change", () => {
+      const mask = input.files[0] || null;
+      const problem = mask && checkFile(mask);
+      if (problem) { input.value = ""; return showError(problem); }
+      showError("");
+      state.masks[i] = mask;
+      shown.replaceChildren(...(mask ? [thumb(mask)] : []));
+    });
+    row.append(thumb(file), input, shown);
+    return row;
+  }));
 }
 
 function renderBlend() {
@@ -124,6 +149,9 @@ async function exampleFile(name) {
   return new File([blob], name, { type: "image/jpeg" });
 }
 
+const COLOR_MODES = { style: "The painting's", luminance: "The photo's (luminance only)",
+                      match: "The photo's, matched into the style" };
+
 function styleWeightFromSlider(value) { return Number(Math.pow(10, Number(value)).toPrecision(2)); }
 function sliderFromStyleWeight(weight) { return Math.log10(Math.max(weight, 1)); }
 
@@ -152,7 +180,11 @@ function setupControls() {
   const showStrength = () => { $("style_strength_out").textContent = `style weight ${styleWeightFromSlider(strength.value)}`; };
   strength.addEventListener("input", showStrength);
   showStrength();
-  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed"]) {
+  const colours = $("color_mode");
+  for (const mode of p.color_mode.choices) colours.append(new Option(COLOR_MODES[mode] || mode, mode));
+  colours.value = p.color_mode.default;
+  $("color_mode_help").textContent = p.color_mode.help;
+  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed", "color_mode"]) {
     $(id).title = p[id]?.help || "";
   }
 }
@@ -192,7 +224,7 @@ function chooseLook(name) {
   $("tv_weight").value = values.tv_weight;
   $("style_scale").value = values.style_scale;
   $("style_scale").dispatchEvent(new Event("input"));
-  $("preserve_colors").checked = values.preserve_colors;
+  $("color_mode").value = values.color_mode;
   // As the controls hold them (a range snaps to its step): a control still there is left to the look.
   state.lookControls = Object.fromEntries(LOOK_CONTROLS.map(([id]) => [id, controlValue(id)]));
 }
@@ -200,11 +232,10 @@ function chooseLook(name) {
 // The controls a look sets, and the parameter each one sends.
 const LOOK_CONTROLS = [["style_strength", "style_weight"], ["content_weight", "content_weight"],
                        ["style_scale", "style_scale"], ["tv_weight", "tv_weight"],
-                       ["preserve_colors", "preserve_colors"]];
+                       ["color_mode", "color_mode"]];
 
 function controlValue(id) {
   if (id === "style_strength") return String(styleWeightFromSlider($(id).value));
-  if (id === "preserve_colors") return $(id).checked ? "true" : "false";
   return $(id).value;
 }
 
@@ -237,6 +268,7 @@ function formData() {
     if (value !== "" && value !== state.lookControls[id]) data.append(name, value);
   }
   if ($("seed").value !== "") data.append("seed", $("seed").value);
+  for (const mask of state.masks.filter(Boolean)) data.append("style_mask", mask, mask.name);
   data.append("preview_every", String(Math.max(1, Math.round(Number($("steps").value) / 30))));
   if (state.styles.length > 1) {
     const weights = Array.from(document.querySelectorAll(".blend-weight")).map((r) => Number(r.value) / 100);
@@ -250,6 +282,8 @@ async function submit(event) {
   showError("");
   if (!state.content) return showError("Choose a content photo first.");
   if (state.styles.length === 0) return showError("Choose at least one style image.");
+  const masks = state.masks.filter(Boolean).length;
+  if (masks && masks !== state.styles.length) return showError("Give a mask for every style, or none.");
   $("submit").disabled = true;
   try {
     const response = await api("/jobs", { method: "POST", body: formData() });

@@ -104,6 +104,29 @@ def test_nst_run_bad_parameter(tmp_path):
     assert done.returncode == 2 and "--steps" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_nst_run_style_masks_and_colour_mode(tmp_path):
+    (tmp_path / "c.png").write_bytes(make_image(64, 48, seed=1))
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (0, 0, 32, 48))
+    mask.save(tmp_path / "left.png")
+    out = tmp_path / "out.png"
+    common = [*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"), "--output",
+              str(out), "--max_size", "64", "--steps", "3", "--scales", "1"]
+    done = subprocess.run([*common, "--style-mask", str(tmp_path / "left.png"), "--color-mode", "match"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    painted = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+    photo = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"), dtype=float)
+    assert np.abs(painted[:, 40:] - photo[:, 40:]).max() <= 1  # no mask there: the photo
+    twice = subprocess.run([*common, "--style-mask", str(tmp_path / "left.png"), "--style-mask",
+                            str(tmp_path / "left.png")], cwd=ROOT, capture_output=True, text=True)
+    assert twice.returncode == 2 and "style_mask: 2 mask(s) for 1 style image(s)" in twice.stderr
+    both = subprocess.run([*common, "--preserve-colors", "--color-mode", "match"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert both.returncode == 2 and "contradicts color_mode=match" in both.stderr
+
+
 def test_nst_run_look(tmp_path):
     (tmp_path / "c.png").write_bytes(make_image(64, 64, seed=1))
     (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))

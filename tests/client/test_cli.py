@@ -141,6 +141,21 @@ def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
         assert client.wait(job_id, timeout_s=30).status == "canceled"
 
 
+def test_submit_style_masks_and_color_mode(service_url, images, tmp_path):
+    content, style = images
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(make_image(80, 60, seed=6))
+    done = nst("submit", str(content), str(style), "--style-mask", str(mask), "--color-mode", "luminance",
+               "--max_size", "64", "--steps", "2", "--wait", "--server", service_url)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip().splitlines()[0]
+    as_json = json.loads(nst("status", job_id, "--json", "--server", service_url).stdout)
+    assert as_json["status"] == "succeeded" and as_json["params"]["color_mode"] == "luminance"
+    extra = nst("submit", str(content), str(style), "--style-mask", str(mask), "--style-mask", str(mask),
+                "--server", service_url)
+    assert extra.returncode == 2 and "style_mask: 2 mask(s) for 1 style image(s)" in extra.stderr
+
+
 def test_submit_with_a_look(service_url, images):
     content, style = images
     submitted = nst("submit", str(content), str(style), "--look", "texture", "--max_size", "64", "--steps", "2",

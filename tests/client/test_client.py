@@ -237,6 +237,25 @@ def test_submit_params_model_sends_only_what_it_sets(service, images):
         assert client.wait(job.id, timeout_s=120).status == "succeeded"
 
 
+def test_submit_style_masks_and_color_mode(service, images, tmp_path):
+    from nst_shared.params import TransferParams
+
+    content, style = images
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(make_image(80, 60, seed=9))
+    with NstClient(service.url) as client:
+        job = client.submit(content, [style], style_masks=[mask], max_size=64, steps=2, color_mode="match")
+        assert job.params["color_mode"] == "match"
+        assert (service.storage_dir / job.id / "style-mask-0").read_bytes() == mask.read_bytes()
+        # The older name, given in a parameter model, arrives as the colour mode it stands for.
+        aliased = client.submit(content, style, params=TransferParams(max_size=64, steps=2, preserve_colors=True))
+        assert aliased.params["color_mode"] == "luminance"
+        with pytest.raises(InvalidRequest) as refused:
+            client.submit(content, style, style_masks=[mask, mask], max_size=64, steps=2)
+        assert refused.value.field == "style_mask"
+        assert client.wait(job.id, timeout_s=120).status == "succeeded"
+
+
 def test_submit_with_a_look_sends_the_look_and_what_it_overrides(service, images):
     import redis
 
