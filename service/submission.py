@@ -87,10 +87,6 @@ class Submissions:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
         self._check_images(content, styles, params)
         self._check_masks(masks)
-        digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
-        for data in (content, *styles, *masks):
-            digest.update(hashlib.sha256(data).digest())
-        digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
         if self.queue.count >= self.settings.max_queued_jobs:
             raise ApiError(503, "queue_full", f"{self.settings.max_queued_jobs} jobs are waiting already; try "
                            "again later", headers={"Retry-After": "30"})
@@ -98,7 +94,8 @@ class Submissions:
         claim = None
         if idempotency_key:
             # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
-            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest.hexdigest())
+            digest = _request_digest(params, extra, content, [*styles, *masks])
+            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
             if existing is not None:
                 position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
                 queued = existing.status is JobStatus.QUEUED and position is not None
@@ -175,3 +172,12 @@ class Submissions:
                 return None, record
             time.sleep(0.05)
         raise not_found(earlier["job_id"])
+
+
+def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, images: list[bytes]) -> str:
+    """What makes two submissions the same request (images: the styles, then the masks), for an Idempotency-Key."""
+    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
+    for data in (content, *images):
+        digest.update(hashlib.sha256(data).digest())
+    digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
+    return digest.hexdigest()

@@ -17,7 +17,7 @@ from service.deps import (AsyncRedisDep, JobIdDep, JobReaderDep, QueueDep, Setti
                           SubmissionsDep)
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
-from service.forms import read_job_form
+from service.forms import form_data, read_job_form
 from service.openapi import SUBMISSION_BODY, error_responses, png_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
 
@@ -68,8 +68,8 @@ CREATED: dict[int | str, dict[str, Any]] = {202: {
 @router.post("", status_code=202, response_model=JobPublic, operation_id="create_job",
              summary="Submit a style-transfer job", openapi_extra=SUBMISSION_BODY,
              responses={**CREATED, **error_responses(401, 413, 415, 422, 429, 503)})
-async def create_job(request: Request, response: Response, submissions: SubmissionsDep, caller: KeyCallerDep,
-                     keys: KeysDep,
+async def create_job(request: Request, response: Response, submissions: SubmissionsDep, settings: SettingsDep,
+                     caller: KeyCallerDep, keys: KeysDep,
                      idempotency_key: Annotated[str | None, Header(
                          max_length=200, description="Sending the same request again with the same key "
                          "answers with the same job; the key with another request is a 422.")] = None,
@@ -77,7 +77,7 @@ async def create_job(request: Request, response: Response, submissions: Submissi
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
     at once, with the job's URL in Location."""
-    async with request.form() as form:
+    async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
         submitted = await submissions.submit(read_job_form(form), owner=caller.owner,
                                              idempotency_key=idempotency_key)
     record = submitted.record
