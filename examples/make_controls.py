@@ -15,7 +15,7 @@ from nst_shared.params import COLOR_MODES, TransferParams
 
 HERE = Path(__file__).resolve().parent
 PANEL_PX = 300  # each picture's width in the strips
-PARAMS = TransferParams(max_size=384, seed=0)
+PARAMS = TransferParams(max_size=320, steps=80, scales=2, seed=0)
 
 
 def masks(size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
@@ -48,7 +48,7 @@ def strip(panels: list[tuple[str, Image.Image]]) -> Image.Image:
 
 
 def main() -> None:
-    engine = StyleTransfer(device="cpu", precision="fp32")
+    engine = StyleTransfer()
     photo, swirls, mosaic = (Image.open(HERE / n).convert("RGB") for n in ("chelsea.jpg", "swirls.jpg", "mosaic.jpg"))
     swirls_mask, mosaic_mask = masks(photo.size)
     masked = engine.stylize(photo, [swirls, mosaic], PARAMS, style_masks=[swirls_mask, mosaic_mask]).image
