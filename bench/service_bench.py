@@ -102,8 +102,16 @@ class Pool:
         self.port, self.idle = port, []  # type: ignore[var-annotated]
 
     async def send(self, raw: bytes, expect: int) -> None:
-        connection = self.idle.pop() if self.idle else await Connection.open(self.port)
-        status, body = await connection.send(raw)
+        while self.idle:
+            connection = self.idle.pop()
+            try:
+                status, body = await connection.send(raw)
+                break
+            except (asyncio.IncompleteReadError, ConnectionError):  # closed by the server after its keep-alive
+                connection.close()
+        else:
+            connection = await Connection.open(self.port)
+            status, body = await connection.send(raw)
         if status != expect:
             connection.close()
             raise RuntimeError(f"answered {status}, not {expect}: {body[:300]!r}")
@@ -306,6 +314,11 @@ async def measure(apis: list[Api], post: bytes, step_s: float, rounds: int) -> d
     return results
 
 
+def held(rate: tuple[int, float], tried: tuple[int, ...]) -> str:
+    """The highest rate held and its p99, or that not even the lowest was."""
+    return f"{rate[0]} ({rate[1] * 1000:.0f} ms)" if rate[0] else f"< {tried[0]}"
+
+
 def export_tree(ref: str, into: Path) -> Path:
     """The files of `ref` (git archive), to run its API beside this checkout's."""
     into.mkdir(parents=True)
@@ -363,10 +376,8 @@ def main() -> None:
     print(f"{'measure':<44}" + "".join(f"{n:>{width + 2}}" for n in names) + f"{'target':>12}")
     rows = [("API CPU per GET /jobs/{id}", lambda r: f"{r.get_cpu_ms:.2f} ms", "<= 1 ms"),
             ("API CPU per POST /jobs (1 MB + 1 MB JPEG)", lambda r: f"{r.post_cpu_ms:.1f} ms", "<= 25 ms"),
-            ("GET /jobs/{id} per s held, p99 < 100 ms", lambda r: f"{r.get_rate[0]} ({r.get_rate[1] * 1000:.0f} ms)",
-             ">= 500"),
-            ("POST /jobs per s held, p99 < 100 ms", lambda r: f"{r.post_rate[0]} ({r.post_rate[1] * 1000:.0f} ms)",
-             ">= 30")]
+            ("GET /jobs/{id} per s held, p99 < 100 ms", lambda r: held(r.get_rate, GET_RATES), ">= 500"),
+            ("POST /jobs per s held, p99 < 100 ms", lambda r: held(r.post_rate, POST_RATES), ">= 30")]
     for title, cell, target in rows:
         print(f"{title:<44}" + "".join(f"{cell(results[n]):>{width + 2}}" for n in names) + f"{target:>12}")
     print(f"(load average after: {load()})")
