@@ -7,7 +7,7 @@ API's CPU is read from /proc for its processes only: the load generator (raw HTT
 not counted. `--baseline REF` measures the API of a git ref (e.g. `main`) the same way in the same run, so the
 two columns share the machine's load. Bounded: a few thousand requests, every step a few seconds.
 
-    .venv/bin/python bench/service_bench.py [--baseline REF] [--api-workers N] [--step-s 4]
+    .venv/bin/python bench/service_bench.py [--baseline REF] [--api-workers N] [--step-s 4] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -102,8 +102,16 @@ class Pool:
         self.port, self.idle = port, []  # type: ignore[var-annotated]
 
     async def send(self, raw: bytes, expect: int) -> None:
-        connection = self.idle.pop() if self.idle else await Connection.open(self.port)
-        status, body = await connection.send(raw)
+        while self.idle:
+            connection = self.idle.pop()
+            try:
+                status, body = await connection.send(raw)
+                break
+            except (asyncio.IncompleteReadError, ConnectionError):  # closed by the server after its keep-alive
+                connection.close()
+        else:
+            connection = await Connection.open(self.port)
+            status, body = await connection.send(raw)
         if status != expect:
             connection.close()
             raise RuntimeError(f"answered {status}, not {expect}: {body[:300]!r}")
@@ -273,24 +281,42 @@ async def highest_rate(pool: Pool, raw: bytes, expect: int, rates: tuple[int, ..
     return held
 
 
-async def measure(api: Api, post: bytes, step_s: float) -> Result:
-    result = Result()
-    pool = Pool(api.port)
+async def measure(apis: list[Api], post: bytes, step_s: float, rounds: int) -> dict[str, Result]:
+    """CPU per request, best of `rounds` taken in turn from each API (so each sees the same spells of load),
+    then the rates each holds."""
+    results = {api.name: Result() for api in apis}
+    pools = {api.name: Pool(api.port) for api in apis}
+    gets = {}
     try:
-        for _ in range(5):  # warm: imports, connections, scripts loaded
-            await pool.send(post, 202)
-        status, body = await (await Connection.open(api.port)).send(post)
-        job_id = json.loads(body)["id"]
-        get = request_bytes("GET", f"/jobs/{job_id}")
-        for _ in range(50):
-            await pool.send(get, 200)
-        result.get_cpu_ms = await cpu_per_request(api, pool, get, 200, 3000, 8)
-        result.post_cpu_ms = await cpu_per_request(api, pool, post, 202, 60, 4)
-        result.get_rate = await highest_rate(pool, get, 200, GET_RATES, step_s, result.notes, "GET")
-        result.post_rate = await highest_rate(pool, post, 202, POST_RATES, step_s, result.notes, "POST")
+        for api in apis:
+            for _ in range(5):  # warm: imports, connections, scripts loaded
+                await pools[api.name].send(post, 202)
+            _, body = await (await Connection.open(api.port)).send(post)
+            gets[api.name] = request_bytes("GET", f"/jobs/{json.loads(body)['id']}")
+            for _ in range(50):
+                await pools[api.name].send(gets[api.name], 200)
+        for _ in range(rounds):
+            for api in apis:
+                result, pool = results[api.name], pools[api.name]
+                get_ms = await cpu_per_request(api, pool, gets[api.name], 200, 2000, 8)
+                post_ms = await cpu_per_request(api, pool, post, 202, 40, 4)
+                result.get_cpu_ms = min(result.get_cpu_ms or get_ms, get_ms)
+                result.post_cpu_ms = min(result.post_cpu_ms or post_ms, post_ms)
+        print(f"CPU measured (load average {load()})", flush=True)
+        for api in apis:
+            result, pool = results[api.name], pools[api.name]
+            result.get_rate = await highest_rate(pool, gets[api.name], 200, GET_RATES, step_s, result.notes, "GET")
+            result.post_rate = await highest_rate(pool, post, 202, POST_RATES, step_s, result.notes, "POST")
+            print(f"rates of {api.name} measured (load average {load()})", flush=True)
     finally:
-        pool.close()
-    return result
+        for pool in pools.values():
+            pool.close()
+    return results
+
+
+def held(rate: tuple[int, float], tried: tuple[int, ...]) -> str:
+    """The highest rate held and its p99, or that not even the lowest was."""
+    return f"{rate[0]} ({rate[1] * 1000:.0f} ms)" if rate[0] else f"< {tried[0]}"
 
 
 def export_tree(ref: str, into: Path) -> Path:
@@ -311,6 +337,7 @@ def main() -> None:
     parser.add_argument("--baseline", help="a git ref whose API is measured too (e.g. main), for an old column")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of this checkout")
     parser.add_argument("--step-s", type=float, default=4.0, help="seconds at each request rate")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU measurements per API, the best kept")
     args = parser.parse_args()
 
     content, style = photo_jpeg(1600, 1200, 1), photo_jpeg(1200, 1200, 2)
@@ -318,7 +345,6 @@ def main() -> None:
                          f"multipart/form-data; boundary={BOUNDARY}")
     print(f"content {len(content) / 2**20:.2f} MB 1600x1200, style {len(style) / 2**20:.2f} MB 1200x1200 JPEG; "
           f"{os.cpu_count()} cores, load average {load()}", flush=True)
-    results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory() as tmp:
         redis_port = free_port()
         redis = subprocess.Popen([redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -332,12 +358,13 @@ def main() -> None:
             if args.api_workers > 1:
                 label += f", {args.api_workers} API workers"
             targets.append(Api(label, ROOT, redis_port, Path(tmp) / "storage", args.api_workers))
-            for api in targets:
-                try:
+            try:
+                for api in targets:
                     api.start()
-                    print(f"measuring {api.name} (load average {load()})", flush=True)
-                    results[api.name] = asyncio.run(measure(api, post, args.step_s))
-                finally:
+                print(f"measuring (load average {load()})", flush=True)
+                results = asyncio.run(measure(targets, post, args.step_s, args.rounds))
+            finally:
+                for api in targets:
                     api.stop()
         finally:
             redis.terminate()
@@ -345,13 +372,12 @@ def main() -> None:
 
     names = list(results)
     width = max(12, *(len(n) for n in names))
-    print(f"\n{'measure':<44}" + "".join(f"{n:>{width + 2}}" for n in names) + f"{'target':>12}")
+    print(f"\nAPI CPU: best of {args.rounds} rounds of 2000 GETs and 40 POSTs each, taken in turn")
+    print(f"{'measure':<44}" + "".join(f"{n:>{width + 2}}" for n in names) + f"{'target':>12}")
     rows = [("API CPU per GET /jobs/{id}", lambda r: f"{r.get_cpu_ms:.2f} ms", "<= 1 ms"),
             ("API CPU per POST /jobs (1 MB + 1 MB JPEG)", lambda r: f"{r.post_cpu_ms:.1f} ms", "<= 25 ms"),
-            ("GET /jobs/{id} per s held, p99 < 100 ms", lambda r: f"{r.get_rate[0]} ({r.get_rate[1] * 1000:.0f} ms)",
-             ">= 500"),
-            ("POST /jobs per s held, p99 < 100 ms", lambda r: f"{r.post_rate[0]} ({r.post_rate[1] * 1000:.0f} ms)",
-             ">= 30")]
+            ("GET /jobs/{id} per s held, p99 < 100 ms", lambda r: held(r.get_rate, GET_RATES), ">= 500"),
+            ("POST /jobs per s held, p99 < 100 ms", lambda r: held(r.post_rate, POST_RATES), ">= 30")]
     for title, cell, target in rows:
         print(f"{title:<44}" + "".join(f"{cell(results[n]):>{width + 2}}" for n in names) + f"{target:>12}")
     print(f"(load average after: {load()})")
