@@ -12,7 +12,7 @@ from nst_shared.allocator import restart_with_engine_malloc
 # Each module has `register(subparsers)`, which adds its parsers with `set_defaults(handler=...)`;
 # a handler takes the parsed namespace and returns the exit code. Modules import lazily what they use,
 # so `nst submit` never pays for torch.
-COMMAND_MODULES: tuple[str, ...] = ("nst_cli.run", "nst_cli.up", "nst_cli.remote")
+COMMAND_MODULES: tuple[str, ...] = ("nst_cli.run", "nst_cli.info", "nst_cli.up", "nst_cli.remote")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""`nst submit`, `nst status`, `nst cancel`, `nst jobs`: the job service from a terminal, through nst_client."""
+"""`nst submit`, `nst status`, `nst cancel`, `nst finish`, `nst jobs`: the job service from a terminal, through
+nst_client."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from nst_cli.options import add_param_arguments, help_text, params_from_args
+from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, help_text, params_from_args
 
 if TYPE_CHECKING:
     from nst_client import Event, Job, NstClient, NstClientError
@@ -55,15 +56,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      description="Upload a photo and style images to the job service. Prints the job id; with "
                                  "--wait (or --output) shows a progress bar until the job ends, then downloads "
                                  "the PNG. Ctrl-C while waiting cancels the job on the server (--detach: leaves "
-                                 "it running).")
+                                 "it running); `nst finish ID` from another terminal ends it now with the "
+                                 "picture so far.")
     submit.add_argument("content", type=Path, metavar="CONTENT", help="the photograph to paint")
     submit.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style images")
+    submit.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
+                        help=STYLE_MASK_HELP)
     add_param_arguments(submit)
     submit.add_argument("--preview-every", default=None, metavar="N", help=help_text("preview_every"))
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     submit.add_argument("--output", "-o", type=Path, help="save the result here (implies --wait)")
     submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="stop waiting after this long (exit 4; the job goes on)")
+    submit.add_argument("--finish-after", type=float, default=None, metavar="SECONDS",
+                        help="paint for at most this long once running, then finish the job with the picture so "
+                             "far (implies --wait)")
     submit.add_argument("--detach", action="store_true",
                         help="on Ctrl-C stop waiting but leave the job running (default: cancel it)")
     submit.add_argument("--idempotency-key", metavar="KEY",
@@ -87,6 +94,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cancel.add_argument("job_id", metavar="ID")
     _add_connection(cancel)
     cancel.set_defaults(handler=run_cancel)
+
+    finish = _parser(subparsers, "finish", help="finish a running job now, keeping its picture so far",
+                     description="Stop a running job after its current step: it succeeds with the latest picture "
+                                 "as its result (a queued or finished job is refused: exit 2).")
+    finish.add_argument("job_id", metavar="ID")
+    _add_connection(finish)
+    finish.set_defaults(handler=run_finish)
 
     jobs = _parser(subparsers, "jobs", help="list the service's recent jobs", description="Recent jobs, newest first.")
     jobs.add_argument("--limit", type=int, default=20, help="how many (1..100; default: %(default)s)")
@@ -143,15 +157,17 @@ def _guarded(name: str, action: Callable[[argparse.Namespace], int]) -> Callable
 
 def _submit(args: argparse.Namespace) -> int:
     from nst_client import WaitTimeout
+    from nst_shared.masks import check_mask_count
 
     try:
         overrides = {"preview_every": args.preview_every} if args.preview_every is not None else {}
         params = params_from_args(args, **overrides)
         params.style_weights(len(args.styles))
+        check_mask_count(len(args.style_mask or []), len(args.styles))
     except ValueError as exc:
         _error("nst submit", str(exc))
         return EXIT_REFUSED
-    for path in [args.content, *args.styles]:
+    for path in [args.content, *args.styles, *(args.style_mask or [])]:
         if not path.is_file():
             _error("nst submit", f"no such file: {path}")
             return EXIT_REFUSED
@@ -159,13 +175,14 @@ def _submit(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in params.to_dict().items() if k in params.model_fields_set}
     events = [e.strip() for e in args.webhook_events.split(",")] if args.webhook_events else None
     with _client(args) as client:
-        job = client.submit(args.content, args.styles, idempotency_key=args.idempotency_key,
+        job = client.submit(args.content, args.styles, style_masks=args.style_mask,
+                            idempotency_key=args.idempotency_key,
                             webhook_url=args.webhook, webhook_events=events, **fields)
         print(job.id, flush=True)
-        if not (args.wait or args.output):
+        if not (args.wait or args.output or args.finish_after is not None):
             return EXIT_OK
         try:
-            final = _follow(client, job.id, timeout_s=args.timeout)
+            final = _follow(client, job.id, timeout_s=args.timeout, finish_after_s=args.finish_after)
         except WaitTimeout as exc:
             _error("nst submit", f"{exc}; it goes on (nst status {job.id})")
             return EXIT_TIMEOUT
@@ -199,7 +216,7 @@ def _interrupted(client: "NstClient", job_id: str, *, detach: bool) -> None:
         pass
 
 
-def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Job":
+def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None, finish_after_s: float | None = None) -> "Job":
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -207,8 +224,11 @@ def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Jo
                    TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
                    console=Console(stderr=True), transient=False)
     task = bar.add_task("connecting", total=None, losses="", left="")
+    finish = _FinishAfter(client, job_id, finish_after_s) if finish_after_s is not None else None
 
     def on_event(event: "Event") -> None:
+        if finish is not None:
+            finish.on_event(event)
         job = event.job
         if job is not None and job.status == "queued":
             where = f" #{job.queue_position}" if job.queue_position else ""
@@ -228,6 +248,27 @@ def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Jo
         job = client.wait(job_id, timeout_s=timeout_s, on_event=on_event)
         bar.update(task, description=job.status.value, left="")
     return job
+
+
+class _FinishAfter:
+    """Asks the job to finish once its run has lasted `after_s` seconds, by the worker's own clock (a progress
+    event's `elapsed_s`), so a late or resumed connection replaying old steps does not shift it."""
+
+    def __init__(self, client: "NstClient", job_id: str, after_s: float) -> None:
+        self.client, self.job_id, self.after_s = client, job_id, after_s
+        self.asked = False
+
+    def on_event(self, event: "Event") -> None:
+        from nst_client import Conflict
+
+        progress = event.progress
+        if self.asked or progress is None or (progress.elapsed_s or 0.0) < self.after_s:
+            return
+        self.asked = True
+        try:
+            self.client.finish(self.job_id)
+        except Conflict:  # it ended meanwhile
+            pass
 
 
 def _duration(seconds: float) -> str:
@@ -265,6 +306,13 @@ def _cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _finish(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.finish(args.job_id)
+    print(f"{job.id} {job.status.value}" + (" (finishing after the current step)" if job.status == "running" else ""))
+    return EXIT_OK
+
+
 def _jobs(args: argparse.Namespace) -> int:
     with _client(args) as client:
         page = client.list_jobs(offset=args.offset, limit=args.limit)
@@ -281,4 +329,5 @@ def _jobs(args: argparse.Namespace) -> int:
 run_submit = _guarded("submit", _submit)
 run_status = _guarded("status", _status)
 run_cancel = _guarded("cancel", _cancel)
+run_finish = _guarded("finish", _finish)
 run_jobs = _guarded("jobs", _jobs)

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nst_cli.options import add_param_arguments, params_from_args
-from nst_shared.params import PRECISIONS, for_device
+from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
+from nst_shared.looks import LOOKS
+from nst_shared.params import PRECISIONS, TransferParams, for_device, with_seed
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
@@ -26,8 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="content image (default: examples/chelsea.jpg)")
     parser.add_argument("--style", type=Path, action="append", default=None,
                         help="style image; repeat for several (default: examples/swirls.jpg)")
+    parser.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
+                        help=STYLE_MASK_HELP)
     parser.add_argument("--output", type=Path, default=Path("out.png"),
-                        help="output file: .png, .jpg or .webp")
+                        help="output file: .png, .jpg or .webp (it records the parameters, seed and inputs' "
+                             "hashes: `nst info FILE`)")
+    parser.add_argument("--from", dest="from_picture", type=Path, default=None, metavar="PICTURE",
+                        help="paint with the parameters and seed recorded in a picture nst made (the flags "
+                             "given here override them)")
     add_param_arguments(parser)
     parser.add_argument("--save-every", type=int, default=0, metavar="N",
                         help="also write the picture every N steps (out.0050.png ...)")
@@ -48,22 +55,38 @@ def run(args: argparse.Namespace) -> int:
 
     from nst_core.progress import StopTransfer
     from nst_core.transfer import StyleTransfer
+    from nst_shared import provenance
     from nst_shared.errors import NstError
-    from nst_shared.images import encode_image, load_image, output_format
+    from nst_shared.images import decode_image, encode_image, output_format, read_file
+    from nst_shared.masks import check_mask_count, check_mask_covers
 
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
     try:
         params = params_from_args(args, preview_every=args.save_every)
+        recorded = _recorded(args.from_picture) if args.from_picture else None
+        if recorded is not None:
+            params = with_recorded(params, recorded)
         params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
-        content = load_image(content_path)
-        styles = [load_image(p) for p in style_paths]
+        check_mask_count(len(args.style_mask or []), len(style_paths))
+        content_file = read_file(content_path)
+        style_files = [read_file(p) for p in style_paths]
+        mask_files = [read_file(p) for p in args.style_mask or []]
+        content = decode_image(content_file)
+        styles = [decode_image(data) for data in style_files]
+        style_masks = [decode_image(data) for data in mask_files]
+        for index, mask in enumerate(style_masks):
+            check_mask_covers(mask, index)
         engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision,
                                memory_budget_bytes=int(args.memory_gb * 2**30) or None)
-        params = for_device(params, engine.device.type, explicit=params.model_fields_set)
+        params = with_seed(for_device(params, engine.device.type, explicit=params.model_fields_set))
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 2
+    style_hashes = [provenance.sha256(data) for data in style_files]
+    if recorded is not None and recorded.get("sha256", {}).get("styles") != style_hashes:
+        print(f"nst run: note: the style images differ from those {args.from_picture} was painted with "
+              "(give them with --style)", file=sys.stderr)
 
     output: Path = args.output
     fmt = output_format(output)
@@ -93,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with bar:
-            result = engine.stylize(content, styles, params, callback=on_progress)
+            result = engine.stylize(content, styles, params, style_masks=style_masks, callback=on_progress)
     except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 1
@@ -103,9 +126,33 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(encode_image(result.image, fmt))
+    record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
+                              precision=engine.precision, content=content_file, styles=style_files,
+                              masks=mask_files)
+    output.write_bytes(encode_image(result.image, fmt, record=record))
     state = "stopped early" if result.stopped else "done"
     print(f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name} "
           f"({engine.precision})"
           f" -> {output} ({result.image.width}x{result.image.height})")
     return 130 if result.stopped else 0
+
+
+def _recorded(picture: Path) -> dict[str, Any]:
+    """The record inside a picture nst made; ValueError when there is none."""
+    from nst_shared import provenance
+    from nst_shared.images import read_file
+
+    record = provenance.read(read_file(picture))
+    if record is None:
+        raise ValueError(f"--from: {picture} carries no nst record (only pictures nst made do)")
+    return record
+
+
+def with_recorded(given: TransferParams, record: dict[str, Any]) -> TransferParams:
+    """The recorded parameters (seed included), with the flags `given` on top; all of them count as set, so no
+    device default replaces them. A new --look sets its own knobs, as it would without --from."""
+    flags = {k: v for k, v in given.to_dict().items() if k in given.model_fields_set}
+    recorded = dict(record["params"])
+    if "look" in flags:
+        recorded = {k: v for k, v in recorded.items() if k not in {f for knobs in LOOKS.values() for f in knobs}}
+    return TransferParams.from_dict({**recorded, **flags})

@@ -1,5 +1,5 @@
 """Sync and async clients of the job service: submit, get, list, follow events, wait, download, cancel,
-delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
+finish, delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
 
 from __future__ import annotations
 
@@ -43,18 +43,26 @@ def _form_value(value: FormValue) -> str:
     return str(value)
 
 
-def _submission(content: ImageInput, styles: ImageInput | Sequence[ImageInput], params: "TransferParams | None",
+def _images(value: ImageInput | Sequence[ImageInput] | None) -> list[ImageInput]:
+    """One image or several as a list."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, os.PathLike)) or hasattr(value, "read"):
+        return [value]  # type: ignore[list-item]
+    return list(value)  # type: ignore[arg-type]
+
+
+def _submission(content: ImageInput, styles: ImageInput | Sequence[ImageInput],
+                style_masks: ImageInput | Sequence[ImageInput] | None, params: "TransferParams | None",
                 fields: dict[str, FormValue], idempotency_key: str | None, webhook_url: str | None,
                 webhook_events: Sequence[str] | None) -> tuple[_RequestFiles, dict[str, str], dict[str, str]]:
     """The multipart files, form fields and headers of `POST /jobs`."""
-    if isinstance(styles, (str, bytes, os.PathLike)) or hasattr(styles, "read"):
-        style_list: list[ImageInput] = [styles]  # type: ignore[list-item]
-    else:
-        style_list = list(styles)  # type: ignore[arg-type]
+    style_list = _images(styles)
     if not style_list:
         raise ValueError("at least one style image is needed")
     files = [("content", _image(content, "content"))]
     files += [("style", _image(s, f"style-{i}")) for i, s in enumerate(style_list)]
+    files += [("style_mask", _image(m, f"style-mask-{i}")) for i, m in enumerate(_images(style_masks))]
     values: dict[str, FormValue] = {}
     if params is not None:
         from nst_shared.params import api_fields  # pydantic only: no torch
@@ -129,14 +137,17 @@ class NstClient:
             raise TransportError(f"cannot reach the service at {self.server}: {exc}") from exc
 
     def submit(self, content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
+               style_masks: ImageInput | Sequence[ImageInput] | None = None,
                params: "TransferParams | None" = None, idempotency_key: str | None = None,
                webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
                **fields: FormValue) -> Job:
-        """Upload the images and queue a job. Parameters are the API's form fields (`steps=60`,
-        `style_weight=300`, `style_blend=(0.7, 0.3)`), or a whole `TransferParams` as `params`; those not
-        given take the service's defaults. Raises `InvalidRequest` (with `field`) for a refused one."""
-        files, form, headers = _submission(content, styles, params, fields, idempotency_key, webhook_url,
-                                           webhook_events)
+        """Upload the images and queue a job. `style_masks`, when given, are one mask per style in the same
+        order (white: that style paints there). Parameters are the API's form fields (`look="painterly"`,
+        `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`, `color_mode="match"`), or a whole
+        `TransferParams` as `params`; those not given take the look's values, then the service's defaults. Raises
+        `InvalidRequest` (with `field`) for a refused one."""
+        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key,
+                                           webhook_url, webhook_events)
         return Job.from_json(self._request("POST", "/jobs", files=files, data=form, headers=headers).json())
 
     def get(self, job_id: str) -> Job:
@@ -149,6 +160,11 @@ class NstClient:
     def cancel(self, job_id: str) -> Job:
         """Queued: canceled at once; running: stops within one iteration. `Conflict` once finished."""
         return Job.from_json(self._request("POST", f"/jobs/{job_id}/cancel").json())
+
+    def finish(self, job_id: str) -> Job:
+        """Running: stops after its current step and succeeds with the latest picture (`Job.steps_done` says
+        how far it got). `Conflict` while queued (nothing to keep yet: cancel it) and once finished."""
+        return Job.from_json(self._request("POST", f"/jobs/{job_id}/finish").json())
 
     def delete(self, job_id: str) -> None:
         """Remove the job and its files (a running job is stopped first)."""
@@ -217,11 +233,12 @@ class AsyncNstClient:
             raise TransportError(f"cannot reach the service at {self.server}: {exc}") from exc
 
     async def submit(self, content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
+                     style_masks: ImageInput | Sequence[ImageInput] | None = None,
                      params: "TransferParams | None" = None, idempotency_key: str | None = None,
                      webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
                      **fields: FormValue) -> Job:
-        files, form, headers = _submission(content, styles, params, fields, idempotency_key, webhook_url,
-                                           webhook_events)
+        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key,
+                                           webhook_url, webhook_events)
         response = await self._request("POST", "/jobs", files=files, data=form, headers=headers)
         return Job.from_json(response.json())
 
@@ -234,6 +251,9 @@ class AsyncNstClient:
 
     async def cancel(self, job_id: str) -> Job:
         return Job.from_json((await self._request("POST", f"/jobs/{job_id}/cancel")).json())
+
+    async def finish(self, job_id: str) -> Job:
+        return Job.from_json((await self._request("POST", f"/jobs/{job_id}/finish")).json())
 
     async def delete(self, job_id: str) -> None:
         await self._request("DELETE", f"/jobs/{job_id}")

@@ -62,7 +62,7 @@ def _time(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Job:
-    """One job: what `submit`, `get`, `cancel`, `list_jobs` and the final event return."""
+    """One job: what `submit`, `get`, `cancel`, `finish`, `list_jobs` and the final event return."""
 
     id: str
     status: JobStatus
@@ -71,6 +71,7 @@ class Job:
     finished_at: datetime | None = None
     queue_position: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    steps_done: int | None = None  # once ended: the steps the run did (fewer than params["steps"] if finished early)
     styles: int = 0
     device: str | None = None
     precision: str | None = None  # the number format the worker's network ran in: fp32 or bf16
@@ -89,6 +90,7 @@ class Job:
         return cls(id=data["id"], status=JobStatus(data["status"]), created_at=_time(data.get("created_at")),
                    started_at=_time(data.get("started_at")), finished_at=_time(data.get("finished_at")),
                    queue_position=data.get("queue_position"), params=data.get("params") or {},
+                   steps_done=data.get("steps_done"),
                    styles=int(data.get("styles") or 0), device=data.get("device"), precision=data.get("precision"),
                    progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
                    error=JobError(error["code"], error["message"]) if error else None, raw=data)

@@ -13,9 +13,10 @@ def widen(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class _Gram(torch.autograd.Function):
-    """G = RᵀR / norm for rows R (N, H*W, C), with a backward of one matmul instead of autograd's two:
-    dR = R (dG + dGᵀ) / norm. Working on (H*W, C) rows keeps channels_last features a view, and the
-    gradient comes back in the same layout as the convolution's, so adding the two needs no transpose.
+    """G = Rᵀ W R / norm for rows R (N, H*W, C) and cell weights W (None: all 1), with a backward of one matmul
+    instead of autograd's two: dR = W R (dG + dGᵀ) / norm. Working on (H*W, C) rows keeps channels_last features
+    a view, and the gradient comes back in the same layout as the convolution's, so adding the two needs no
+    transpose.
 
     With bf16 features the products run in bf16 (accumulating in float32) and come out rounded to bf16; G is
     that, widened to float32, so the target and the loss are float32. A float32 Gram from widened features was
@@ -24,22 +25,32 @@ class _Gram(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, norm: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(rows)
+    def forward(ctx, rows: torch.Tensor, weights: torch.Tensor | None,  # type: ignore[override]
+                norm: float | torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows, weights)
         ctx.norm = norm
-        return widen(torch.bmm(rows.transpose(1, 2), rows)) / norm
+        weighted = rows if weights is None else rows * weights.to(rows.dtype)
+        return widen(torch.bmm(rows.transpose(1, 2), weighted)) / norm
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (rows,) = ctx.saved_tensors
-        return torch.bmm(rows, ((grad + grad.transpose(1, 2)) / ctx.norm).to(rows.dtype)), None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        rows, weights = ctx.saved_tensors
+        weighted = rows if weights is None else rows * weights.to(rows.dtype)
+        return torch.bmm(weighted, ((grad + grad.transpose(1, 2)) / ctx.norm).to(rows.dtype)), None, None
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrix (N, C, C) of (N, C, H, W) features, normalised by C*H*W so sizes and layers compare."""
+def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Gram matrix (N, C, C) of (N, C, H, W) features, normalised by C*H*W so sizes and layers compare.
+
+    With a mask (1, 1, H, W) of cell weights, the guided Gram matrix of Gatys et al. 2017 (§4): each cell's
+    outer product weighted by the mask and normalised by C times the mask's area, so a style's statistics over
+    its region alone compare with its image's, however small the region."""
     n, c, h, w = features.shape
     rows = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
-    return _Gram.apply(rows, float(c * h * w))
+    if mask is None:
+        return _Gram.apply(rows, None, float(c * h * w))
+    weights = mask.reshape(1, h * w, 1)
+    return _Gram.apply(rows, weights, c * weights.sum())  # a tensor: no device sync
 
 
 class ContentLoss(nn.Module):

@@ -4,7 +4,8 @@ Both give the same numbers (a test holds them to 1e-3 in float32). Block by bloc
 "Scaling Painting Style Transfer" (2022): a first pass without gradients sums every block's Gram matrices into
 the exact global ones; then, since the gradient of the Gram loss with respect to a layer's features is linear
 in them given the global Gram (dL/dF = c (G - T) F), a second pass backpropagates it block by block, together
-with the content and total-variation terms, which are local anyway.
+with the content and total-variation terms, which are local anyway. A style mask is sliced like the image: each
+block's cores weigh their cells by the mask's cells there, and the guided Gram matrices are summed as plain ones.
 """
 
 from __future__ import annotations
@@ -23,11 +24,20 @@ BlockCallback = Callable[[int, int], None]  # (blocks done, blocks) within one e
 
 
 @dataclass(frozen=True)
+class StyleTarget:
+    """A Gram matrix the picture's should match at one layer, with its weight (the layer weight folded in)."""
+
+    weight: float
+    gram: torch.Tensor  # one style's, or a blend of several
+    mask: torch.Tensor | None = None  # (1, 1, h, w) cell weights at the layer where it paints; None: everywhere
+
+
+@dataclass(frozen=True)
 class LossTerms:
     """What one scale's loss compares, each target with its weight (the layer weights folded in)."""
 
     content: dict[str, tuple[float, torch.Tensor]]  # layer: (weight, the content image's features)
-    style: dict[str, tuple[float, torch.Tensor]]  # layer: (weight, the style's Gram matrix)
+    style: dict[str, list[StyleTarget]]  # layer: its targets (one per masked style; else one blend)
     tv_weight: float
 
     @property
@@ -55,7 +65,8 @@ def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch
     feats = net(image, terms.layers)
     zero = image.new_zeros(())
     content = sum((w * F.mse_loss(widen(feats[n]), t) for n, (w, t) in terms.content.items()), zero)
-    style = sum((w * F.mse_loss(gram_matrix(feats[n]), g) for n, (w, g) in terms.style.items()), zero)
+    style = sum((t.weight * F.mse_loss(gram_matrix(feats[n], t.mask), t.gram)
+                 for n, targets in terms.style.items() for t in targets), zero)
     tv = terms.tv_weight * total_variation(image) if terms.tv_weight else zero
     total = content + style + tv
     total.backward()
@@ -66,16 +77,19 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
                     on_block: BlockCallback | None = None) -> torch.Tensor:
     """As `evaluate_whole`, with the network's memory bounded by the largest block of `grid`."""
     height, width = image.shape[-2:]
-    grams = gram_matrices_by_blocks(net, image.detach(), list(terms.style), grid)
+    masks = {name: [t.mask for t in targets] for name, targets in terms.style.items()}
+    grams = guided_gram_matrices_by_blocks(net, image.detach(), masks, grid)
     style = image.new_zeros(())
-    style_grads: dict[str, torch.Tensor] = {}
-    for name, (weight, target) in terms.style.items():
-        diff = grams[name] - target
-        style = style + weight * diff.pow(2).mean()
-        c = diff.shape[-1]
-        cells = (height // layer_stride(name)) * (width // layer_stride(name))
-        # d(w mean((G - T)^2))/dF for G = F^T F / (c cells): F (4 w (G - T) / (c^2 c cells)), G - T symmetric.
-        style_grads[name] = diff[0] * (4 * weight / (c**3 * cells))
+    style_grads: dict[str, list[tuple[torch.Tensor, torch.Tensor | None]]] = {}
+    for name, targets in terms.style.items():
+        style_grads[name] = []
+        for target, gram in zip(targets, grams[name]):
+            diff = gram - target.gram
+            style = style + target.weight * diff.pow(2).mean()
+            c = diff.shape[-1]
+            area = _area(target.mask, name, height, width)
+            # d(w mean((G - T)^2))/dF for G = F^T M F / (c area), G - T symmetric: M F (4 w (G - T) / (c^3 area)).
+            style_grads[name].append((diff[0] * (4 * target.weight / (c**3 * area)), target.mask))
 
     grad = torch.zeros_like(image)
     content = image.new_zeros(())
@@ -84,10 +98,13 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
         x = image.detach()[..., block.rows.outer, block.cols.outer].requires_grad_(True)
         feats = net(x, terms.layers)
         grad_outputs = {name: torch.zeros_like(f) for name, f in feats.items()}
-        for name, matrix in style_grads.items():
+        for name, parts in style_grads.items():
             core = _core(feats[name], block, name)
-            _core(grad_outputs[name], block, name).add_(
-                (core.permute(0, 2, 3, 1) @ matrix.to(core.dtype)).permute(0, 3, 1, 2))
+            for matrix, mask in parts:
+                part = core.permute(0, 2, 3, 1) @ matrix.to(core.dtype)
+                if mask is not None:
+                    part = part * _block_mask(mask, block, name).permute(0, 2, 3, 1).to(part.dtype)
+                _core(grad_outputs[name], block, name).add_(part.permute(0, 3, 1, 2))
         for name, (weight, target) in terms.content.items():
             stride = layer_stride(name)
             diff = widen(_core(feats[name], block, name)) - _core(
@@ -115,24 +132,46 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
 def gram_matrices_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],
                             grid: Sequence[Block]) -> dict[str, torch.Tensor]:
     """The whole image's Gram matrices (as `gram_matrix`), summed over the blocks' cores without gradients."""
+    grams = guided_gram_matrices_by_blocks(net, image, {name: [None] for name in layers}, grid)
+    return {name: found[0] for name, found in grams.items()}
+
+
+def guided_gram_matrices_by_blocks(net: Network, image: torch.Tensor,
+                                   masks: dict[str, list[torch.Tensor | None]],
+                                   grid: Sequence[Block]) -> dict[str, list[torch.Tensor]]:
+    """For each layer, the whole image's Gram matrix under each of its masks (as `gram_matrix(features, mask)`;
+    None: unmasked), summed over the blocks' cores without gradients."""
     height, width = image.shape[-2:]
-    sums: dict[str, torch.Tensor] = {}
-    if not layers:
+    sums: dict[str, list[torch.Tensor]] = {}
+    if not masks:
         return sums
     with torch.no_grad():
         for block in grid:
-            feats = net(image[..., block.rows.outer, block.cols.outer], layers)
-            for name in layers:
+            feats = net(image[..., block.rows.outer, block.cols.outer], list(masks))
+            for name, layer_masks in masks.items():
                 core = _core(feats[name], block, name)
                 rows = core.permute(0, 2, 3, 1).reshape(core.shape[0], -1, core.shape[1])
-                part = widen(torch.bmm(rows.transpose(1, 2), rows))
-                sums[name] = sums[name] + part if name in sums else part
+                parts = []
+                for mask in layer_masks:
+                    weighted = rows if mask is None else \
+                        rows * _block_mask(mask, block, name).reshape(1, -1, 1).to(rows.dtype)
+                    parts.append(widen(torch.bmm(rows.transpose(1, 2), weighted)))
+                sums[name] = [a + b for a, b in zip(sums[name], parts)] if name in sums else parts
             del feats
-    grams = {}
-    for name, total in sums.items():
-        stride = layer_stride(name)
-        grams[name] = total / (total.shape[-1] * (height // stride) * (width // stride))
-    return grams
+    return {name: [total / (total.shape[-1] * _area(mask, name, height, width))
+                   for total, mask in zip(totals, masks[name])] for name, totals in sums.items()}
+
+
+def _area(mask: torch.Tensor | None, layer: str, height: int, width: int) -> float | torch.Tensor:
+    """The cells a Gram matrix at `layer` averages over: all of them, or the mask's weight."""
+    stride = layer_stride(layer)
+    return (height // stride) * (width // stride) if mask is None else mask.sum()
+
+
+def _block_mask(mask: torch.Tensor, block: Block, layer: str) -> torch.Tensor:
+    """The block's core cells of a whole-image mask at `layer`."""
+    stride = layer_stride(layer)
+    return _core(mask[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, layer)
 
 
 def features_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],

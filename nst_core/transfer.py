@@ -5,8 +5,9 @@ the image optimised with L-BFGS starting from the content image.
 Deviations from the paper, each for speed or looks: the image is optimised coarse to fine over several
 scales (each scale starts from the previous result, so the fine scales only refine: nst_shared/schedule.py);
 a picture too large for the memory budget is evaluated block by block with the exact global loss (objective.py);
-the style image keeps its aspect ratio and is sized relative to the output, never past its own resolution; colour preservation transfers on luminance only
-(Gatys et al., "Preserving Color in Neural Artistic Style Transfer", 2016); where the device multiplies bf16
+the style image keeps its aspect ratio and is sized relative to the output, never past its own resolution; colour
+control and masks follow Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer" (2017): colours.py,
+masks.py (where no mask reaches, the content is put back across a feathered edge); where the device multiplies bf16
 much faster (AMX CPUs, Ampere GPUs), the network runs in bf16 and everything else in float32 (precision.py).
 """
 
@@ -24,18 +25,19 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from nst_core import colors
+from nst_core import colors, masks
 from nst_core.blocks import Block, block_grid, grid_of
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
-from nst_core.objective import (LossTerms, Network, evaluate_blocks, evaluate_whole, features_by_blocks,
-                                gram_matrices_by_blocks)
+from nst_core.objective import (LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole,
+                                features_by_blocks, gram_matrices_by_blocks)
 from nst_core.precision import DTYPES, Precision, resolve_precision
 from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
 from nst_shared.errors import DeviceOutOfMemory, Diverged, InvalidParameter
 from nst_shared.images import check_min_side, fit_size, resize
+from nst_shared.masks import check_mask_count, check_mask_covers
 from nst_shared.memory import MemoryPlan, default_budget_bytes, format_bytes, plan_memory
 from nst_shared.params import TransferParams
 from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
@@ -117,10 +119,12 @@ class StyleTransfer:
         return str(self.device)
 
     def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: TransferParams, *,
+                style_masks: Sequence[Image.Image] | None = None,
                 callback: ProgressCallback | None = None) -> TransferResult:
-        """Paint `content` in the style of `styles` (RGB images); see `TransferParams` for the options (already
-        validated by the model; the engine checks only what needs the images)."""
-        run = self._start(content, styles, params, callback)
+        """Paint `content` in the style of `styles` (RGB images), each style only where its mask in `style_masks`
+        is white, when given (masks.py); see `TransferParams` for the options (already validated by the model;
+        the engine checks only what needs the images)."""
+        run = self._start(content, styles, style_masks or [], params, callback)
         image: torch.Tensor | None = None
         outcome = _ScaleOutcome(image=None, step=0, total_loss=math.nan, stopped=False)
         try:
@@ -146,22 +150,29 @@ class StyleTransfer:
         return TransferResult(image=result, steps_done=outcome.step, stopped=outcome.stopped,
                               elapsed_s=run.elapsed_s(), total_loss=outcome.total_loss)
 
-    def _start(self, content: Image.Image, styles: Sequence[Image.Image], params: TransferParams,
-               callback: ProgressCallback | None) -> _Run:
+    def _start(self, content: Image.Image, styles: Sequence[Image.Image], style_masks: Sequence[Image.Image],
+               params: TransferParams, callback: ProgressCallback | None) -> _Run:
         """Everything a run's scales share, checked before any work."""
         started = time.perf_counter()
         blend = params.style_weights(len(styles))  # raises InvalidParameter unless one weight per style
         check_min_side(fit_size(*content.size, params.max_size), "content image")
+        check_mask_count(len(style_masks), len(styles))
+        for index, mask in enumerate(style_masks):
+            check_mask_covers(mask, index)
         content_work, styles_work = content, list(styles)
-        if params.preserve_colors:
+        if params.color_mode == "luminance":
             content_work = colors.luminance_image(content)
             styles_work = [colors.match_luminance(colors.luminance_image(s), content_work) for s in styles]
+        elif params.color_mode == "match":
+            styles_work = [colors.match_colors(s, content) for s in styles]
         seed = params.seed if params.seed is not None else torch.seed() % 2**63
         plan = plan_scales(content.size, params)
         return _Run(params=params, plan=plan, content=content,
                     step_costs=[step_cost(s, precision=self.precision, budget_bytes=self.memory_budget_bytes)
                                 for s in plan],
                     content_work=content_work, styles_work=styles_work, blend=blend,
+                    masks=[masks.mask_tensor(m) for m in style_masks],
+                    uncovered=list(style_masks) if style_masks and not masks.covers_everywhere(style_masks) else [],
                     content_layers=[activation_name(n) for n in params.content_layers],
                     style_layers=[activation_name(n) for n in params.style_layers],
                     layer_weights=params.layer_weights(), generator=torch.Generator().manual_seed(seed),
@@ -249,12 +260,40 @@ class StyleTransfer:
                 content_feats = {n: widen(f) for n, f in self.net(content_t, run.content_layers).items()}
             else:
                 content_feats = features_by_blocks(self.net, content_t, run.content_layers, grid)
-        grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale,
-                                  run.style_layers)
-        return LossTerms(
-            content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
-            style={n: (params.style_weight * w, grams[n]) for n, w in zip(run.style_layers, run.layer_weights)},
-            tv_weight=params.tv_weight)
+        layers = list(zip(run.style_layers, run.layer_weights))
+        if run.masks:
+            style = self._guided_targets(run, scale)
+        else:
+            grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale,
+                                      run.style_layers)
+            style = {n: [StyleTarget(params.style_weight * w, grams[n])] for n, w in layers}
+        return LossTerms(content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
+                         style=style, tv_weight=params.tv_weight)
+
+    def _guided_targets(self, run: _Run, scale: Scale) -> dict[str, list[StyleTarget]]:
+        """Each style's own Gram matrices, each matched over its mask (at each layer's resolution).
+
+        A style's weight is its share of the blend times the number of styles (1 with equal weights), times its
+        mask's mean at the layer: with the Gram normalised by the mask's area, each pixel under a mask is pulled
+        as hard as under an unmasked single style, whatever the mask's size."""
+        params = run.params
+        targets: dict[str, list[StyleTarget]] = {n: [] for n in run.style_layers}
+        for style, share, mask in zip(run.styles_work, run.blend, run.masks):
+            if share == 0:
+                continue
+            grams = self._style_gram(style, self._style_size(style, max(scale.size), params.style_scale),
+                                     run.style_layers)
+            mask_here = masks.at_size(mask, scale.size, self.device)
+            for name, layer_weight in zip(run.style_layers, run.layer_weights):
+                layer_mask = masks.at_layer(mask_here, name)
+                weight = params.style_weight * layer_weight * share * len(run.styles_work) * layer_mask.mean().item()
+                targets[name].append(StyleTarget(weight, grams[name], layer_mask))
+        return targets
+
+    def _style_size(self, style: Image.Image, output_longest: int, style_scale: float) -> tuple[int, int]:
+        size = fit_size(*style.size, style_longest_px(style.size, output_longest, style_scale))
+        check_min_side(size, "style image (at this style_scale)")
+        return size
 
     def _style_grams(self, styles: Sequence[Image.Image], blend: Sequence[float], output_longest: int,
                      style_scale: float, layers: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -264,8 +303,7 @@ class StyleTransfer:
         for style, weight in zip(styles, blend):
             if weight == 0:
                 continue
-            size = fit_size(*style.size, style_longest_px(style.size, output_longest, style_scale))
-            check_min_side(size, "style image (at this style_scale)")
+            size = self._style_size(style, output_longest, style_scale)
             for name, gram in self._style_gram(style, size, layers).items():
                 grams[name] = grams[name] + weight * gram if name in grams else weight * gram
         return grams
@@ -320,6 +358,8 @@ class _Run:
     content_work: Image.Image  # as the network sees it: its luminance when the colours are preserved
     styles_work: list[Image.Image]
     blend: list[float]
+    masks: list[torch.Tensor]  # one per style at its own size (masks.mask_tensor), or none
+    uncovered: list[Image.Image]  # the masks, when some of the picture is left out of all: composited back
     content_layers: list[str]
     style_layers: list[str]
     layer_weights: list[float]
@@ -343,7 +383,9 @@ class _Run:
             height, width = image.shape[-2:]
             image = _resample(image, fit_size(width, height, PREVIEW_MAX_PX), mode="area")
         out = tensor_to_image(image)
-        return colors.transfer_chroma(out, self.content) if self.params.preserve_colors else out
+        if self.params.color_mode == "luminance":
+            out = colors.transfer_chroma(out, self.content)
+        return masks.composite(out, self.content, self.uncovered) if self.uncovered else out
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,12 @@ class ImageTooSmall(ImageError):
     code = "image_too_small"
 
 
+class EmptyMask(ImageError):
+    """Raised when a style mask is black everywhere: its style would paint nowhere."""
+
+    code = "empty_mask"
+
+
 class InvalidParameter(NstError, ValueError):
     """Raised when parameters do not fit the inputs (a blend per style, known layer names...)."""
 

@@ -6,11 +6,12 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager, Mapping
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nst_shared import provenance
 from nst_shared.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
 from nst_shared.polyglots import PngTrailer, hidden_markup
 
@@ -109,11 +110,15 @@ def _unidentified(data: bytes) -> Exception:
 
 def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read and decode an image file (see `decode_image`)."""
+    return decode_image(read_file(path), max_pixels=max_pixels)
+
+
+def read_file(path: str | Path) -> bytes:
+    """A file's bytes; `UnreadableImage` when it cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise UnreadableImage(f"cannot read {path}: {exc.strerror or exc}") from None
-    return decode_image(data, max_pixels=max_pixels)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -168,11 +173,13 @@ def output_format(path: str | Path) -> str:
     return OUTPUT_FORMATS.get(Path(path).suffix.lower(), "PNG")
 
 
-def encode_image(image: Image.Image, format: str = "PNG") -> bytes:
-    """Encode as PNG (lossless), or JPEG / WebP at quality 95."""
+def encode_image(image: Image.Image, format: str = "PNG", *, record: Mapping[str, Any] | None = None) -> bytes:
+    """Encode as PNG (lossless), or JPEG / WebP at quality 95; with `record` (nst_shared.provenance.build)
+    inside the file."""
     buffer = io.BytesIO()
-    if format.upper() in ("JPEG", "WEBP"):
-        image.save(buffer, format=format.upper(), quality=95)
-    else:
-        image.save(buffer, format="PNG")
+    fmt = format.upper() if format.upper() in ("JPEG", "WEBP") else "PNG"
+    options: dict[str, Any] = {"quality": 95} if fmt != "PNG" else {}
+    if record is not None:
+        options.update(provenance.save_options(fmt, record))
+    image.save(buffer, format=fmt, **options)
     return buffer.getvalue()

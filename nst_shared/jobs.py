@@ -14,7 +14,8 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
 
@@ -37,6 +38,13 @@ class JobStatus(str, enum.Enum):
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class StopRequest(str, enum.Enum):
+    """What a client asked a running job to do at its next step."""
+
+    CANCEL = "cancel"  # stop and keep no result
+    FINISH = "finish"  # stop and keep the latest picture as the result
 
 
 class Keys:
@@ -65,6 +73,10 @@ class Keys:
     @staticmethod
     def cancel(job_id: str) -> str:
         return f"{PREFIX}:job:{job_id}:cancel"
+
+    @staticmethod
+    def finish(job_id: str) -> str:
+        return f"{PREFIX}:job:{job_id}:finish"
 
     @staticmethod
     def heartbeat(job_id: str) -> str:
@@ -109,7 +121,7 @@ end
 local extra = redis.call('HGET', KEYS[1], 'extra')
 if extra and string.find(extra, '"webhook"', 1, true) then
   local hook = cjson.decode(extra).webhook
-  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params'}
+  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
   local values = redis.call('HMGET', KEYS[1], unpack(names))
   local record = {}
   for i, name in ipairs(names) do record[name] = values[i] or '' end
@@ -159,6 +171,7 @@ class JobRecord:
     error: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
     preview_step: int | None = None
+    steps_done: int | None = None  # L-BFGS steps the run did, once it ended (fewer than asked when finished early)
     rq_job_id: str | None = None
     attempts: int = 0
     owner: str | None = None
@@ -179,6 +192,7 @@ class JobRecord:
                    worker=data.get("worker") or None,
                    error=js("error"), progress=js("progress"),
                    preview_step=int(data["preview_step"]) if data.get("preview_step") else None,
+                   steps_done=int(data["steps_done"]) if data.get("steps_done") else None,
                    rq_job_id=data.get("rq_job_id") or None, attempts=int(data.get("attempts", 0)),
                    owner=data.get("owner") or None, extra=js("extra") or {})
 
@@ -198,7 +212,7 @@ def is_job_id(text: str) -> bool:
 class JobStore:
     """Reads and changes job records; every write that changes state goes through one Lua script."""
 
-    def __init__(self, connection: redis.Redis, *, ttl_s: int) -> None:
+    def __init__(self, connection: redis.Redis[bytes], *, ttl_s: int) -> None:
         self.redis = connection
         self.ttl_s = ttl_s
         self._transition = connection.register_script(_TRANSITION)
@@ -207,7 +221,7 @@ class JobStore:
 
     def create(self, job_id: str, *, params: dict[str, Any], styles: int, owner: str | None = None,
                extra: dict[str, Any] | None = None, rq_job_id: str | None = None, now: float | None = None,
-               pipeline: redis.client.Pipeline | None = None) -> JobRecord:
+               pipeline: redis.client.Pipeline[bytes] | None = None) -> JobRecord:
         """Write a new queued job; with `pipeline`, the writes are queued on it for the caller to execute
         (with the RQ job, in one transaction). Returns the record as written."""
         created = now if now is not None else time.time()
@@ -215,7 +229,7 @@ class JobStore:
                    "params": json.dumps(params), "styles": str(styles), "attempts": "0",
                    "owner": owner or "", "extra": json.dumps(extra or {}), "rq_job_id": rq_job_id or ""}
         pipe = pipeline if pipeline is not None else self.redis.pipeline()
-        pipe.hset(Keys.job(job_id), mapping=mapping)
+        pipe.hset(Keys.job(job_id), mapping=cast("Mapping[str | bytes, str]", mapping))
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.zadd(Keys.jobs_index, {job_id: created})
@@ -240,9 +254,9 @@ class JobStore:
                    only_if_lost: bool = False, **fields: Any) -> bool:
         """Move the job to `to` if its status is in `allowed` (and, with `only_if_lost`, no worker beats for
         it); set `fields` with it. False when it was not."""
-        return _decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK"
+        return bool(_decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK")
 
-    def transition_in(self, pipeline: redis.client.Pipeline, job_id: str, to: JobStatus, *,
+    def transition_in(self, pipeline: redis.client.Pipeline[bytes], job_id: str, to: JobStatus, *,
                       allowed: set[JobStatus] | frozenset[JobStatus], **fields: Any) -> None:
         """Queue the same transition on `pipeline`, a transaction whose caller has checked (under WATCH)
         that it applies, so that it commits together with the caller's other writes."""
@@ -267,8 +281,13 @@ class JobStore:
     def request_cancel(self, job_id: str) -> None:
         self.redis.set(Keys.cancel(job_id), 1, ex=self.ttl_s)
 
-    def cancel_requested(self, job_id: str) -> bool:
-        return bool(self.redis.exists(Keys.cancel(job_id)))
+    def request_finish(self, job_id: str) -> None:
+        self.redis.set(Keys.finish(job_id), 1, ex=self.ttl_s)
+
+    def stop_requested(self, job_id: str) -> StopRequest | None:
+        """What a client asked of the running job, in one read: cancel (wins over finish), finish, or nothing."""
+        cancel, finish = self.redis.mget(Keys.cancel(job_id), Keys.finish(job_id))
+        return StopRequest.CANCEL if cancel else StopRequest.FINISH if finish else None
 
     def beat(self, job_id: str, ttl_s: int) -> None:
         self.redis.set(Keys.heartbeat(job_id), 1, ex=ttl_s)
@@ -389,5 +408,5 @@ def _decode_value(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _decode(data: dict) -> dict[str, str]:
+def _decode(data: dict[Any, Any]) -> dict[str, str]:
     return {_decode_value(k): _decode_value(v) for k, v in data.items()}

@@ -7,6 +7,7 @@ read `TransferParams`; the deployment's own caps (NST_MAX_SIZE_PX, ...) are appl
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -14,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -22,9 +24,14 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from nst_shared.errors import InvalidParameter
+from nst_shared.looks import DEFAULT_LOOK, LOOK_DESCRIPTIONS, Look, look_values
 
 Init = Literal["content", "noise", "style"]
 INITS: tuple[str, ...] = get_args(Init)
+# style: the painting's colours; luminance: the photo's colours, painted on luminance only; match: the style
+# image recoloured to the photo's colour statistics before the run (nst_core/colors.py).
+ColorMode = Literal["style", "luminance", "match"]
+COLOR_MODES: tuple[str, ...] = get_args(ColorMode)
 # The number format of the network (nst_core/precision.py): an engine setting, like the device, not a job's.
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -38,8 +45,10 @@ CONTENT_LAYERS: tuple[Layer, ...] = ("conv4_2",)
 STYLE_LAYERS: tuple[Layer, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 # The Gram matrices of these layers differ in size by four orders of magnitude, so with equal weights the style
 # loss is nearly all conv4_1; about the inverse of each layer's typical size lets each count alike (conv5_1 a
-# little less, or it stamps the painting's large shapes onto the subject). The README's "Why these defaults".
+# little less, or it stamps the painting's large shapes onto the subject). docs/parameters.md, "Why these defaults".
 STYLE_LAYER_WEIGHTS: tuple[float, ...] = (333.0, 3.3, 10.0, 0.2, 300.0)
+
+SEED_MAX = 2**31 - 1  # a seed fits a signed 32-bit integer: every client language and JSON reader keeps it exact
 
 # Parameters of the engine alone: not form fields of the API, nor CLI flags.
 ENGINE_ONLY: frozenset[str] = frozenset({"content_layers", "style_layers", "style_layer_weights"})
@@ -64,6 +73,9 @@ class TransferParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    look: Annotated[Look, Field(description="A named preset of the knobs below (a knob given explicitly wins): "
+                                + "; ".join(f"{k}: {v}" for k, v in LOOK_DESCRIPTIONS.items()) + "."
+                                )] = DEFAULT_LOOK
     max_size: Annotated[int, Field(ge=64, le=8192, description="Longest side of the output in pixels (above "
                                    "1024: a print, painted coarse to fine up to it).")] = 384
     steps: Annotated[int, Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each "
@@ -79,10 +91,14 @@ class TransferParams(BaseModel):
                                         "style_scale when over 1).")] = 1.0
     style_blend: Annotated[StyleBlend, Field(description="Weights of the style images, one per style "
                                              "(normalised to sum 1); equal when unset.")] = None
-    preserve_colors: Annotated[bool, Field(description="Keep the content image's colours: transfer on "
-                                           "luminance only.")] = False
+    color_mode: Annotated[ColorMode, Field(description="Colours of the picture: style (the painting's), "
+                                           "luminance (the photo's, transfer on luminance only) or match (the "
+                                           "style image recoloured to the photo's colours first).")] = "style"
+    # Left out of dumps: color_mode carries its meaning, so a stored or copied model never holds both.
+    preserve_colors: Annotated[bool | None, Field(exclude=True, description="Older name of color_mode="
+                                                  "luminance: true means it, false rules it out.")] = None
     init: Annotated[Init, Field(description="Starting image: content, noise or style.")] = "content"
-    seed: Annotated[Annotated[int, Field(ge=0, le=2**31 - 1)] | None, Field(
+    seed: Annotated[Annotated[int, Field(ge=0, le=SEED_MAX)] | None, Field(
         description="Random seed; runs with the same seed are reproducible on the CPU.")] = None
     scales: Annotated[int, Field(ge=1, le=6, description="Number of scales, coarse to fine (1 = single scale, as "
                                  "in Gatys et al.).")] = 3
@@ -101,6 +117,21 @@ class TransferParams(BaseModel):
         description="Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the default "
         "balances the five default layers.")] = STYLE_LAYER_WEIGHTS
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fill_from_look(cls, data: Any, handler: ModelWrapValidatorHandler[TransferParams]) -> TransferParams:
+        """The look's values for the fields not given, validated like given ones; `model_fields_set` stays the
+        fields the caller gave (and what an alias among them set), so the explicit ones can be told from the
+        look's."""
+        if not isinstance(data, dict):
+            return handler(data)
+        given = set(data) & set(cls.model_fields)
+        look = look_values(str(data.get("look", DEFAULT_LOOK)))
+        params = handler({**look, **data})
+        # What validation set from the given fields (color_mode from preserve_colors) counts as given too.
+        object.__setattr__(params, "__pydantic_fields_set__", given | (params.model_fields_set - set(look)))
+        return params
+
     @field_validator("style_blend")
     @classmethod
     def _blend_not_all_zero(cls, blend: tuple[float, ...] | None) -> tuple[float, ...] | None:
@@ -114,6 +145,20 @@ class TransferParams(BaseModel):
         if weights is not None and len(weights) != len(self.style_layers):
             raise ValueError(f"style_layer_weights has {len(weights)} values for {len(self.style_layers)} style "
                              "layers; give one weight per style layer")
+        return self
+
+    @model_validator(mode="after")
+    def _preserve_colors_is_an_alias(self) -> TransferParams:
+        """preserve_colors=true is color_mode=luminance; false rules luminance out; with color_mode, they agree."""
+        if self.preserve_colors is None:
+            return self
+        if "color_mode" in self.model_fields_set:
+            if self.preserve_colors != (self.color_mode == "luminance"):
+                raise ValueError(f"preserve_colors={str(self.preserve_colors).lower()} contradicts "
+                                 f"color_mode={self.color_mode}; give color_mode alone")
+        elif self.preserve_colors:
+            object.__setattr__(self, "color_mode", "luminance")  # a frozen model: set once, while validating
+            self.model_fields_set.add("color_mode")  # an explicit choice: clients send it, workers keep it
         return self
 
     def replace(self, **changes: Any) -> TransferParams:
@@ -164,7 +209,7 @@ def api_fields() -> dict[str, FieldInfo]:
 @functools.cache
 def form_schema() -> dict[str, dict[str, Any]]:
     """Each API parameter's JSON schema as a form field (or flag) carries it. The OpenAPI form, the CLI's
-    help, the web page and the README's table read it; shared, so copy before changing."""
+    help, the web page and docs/parameters.md read it; shared, so copy before changing."""
     return {k: v for k, v in form_properties(TransferParams).items() if k in api_fields()}
 
 
@@ -203,6 +248,12 @@ def for_device(params: TransferParams, device_type: str, *, explicit: set[str] |
     """`params` with `device_type`'s defaults for every field not in `explicit` (the ones the caller set)."""
     changes = {k: v for k, v in DEVICE_DEFAULTS.get(device_type, {}).items() if k not in explicit}
     return params.replace(**changes) if changes else params
+
+
+def with_seed(params: TransferParams) -> TransferParams:
+    """`params` with a seed drawn within the seed's bounds when none is set, so the run can be recorded and
+    repeated."""
+    return params if params.seed is not None else params.replace(seed=secrets.randbelow(SEED_MAX + 1))
 
 
 DEFAULTS = TransferParams()

@@ -34,7 +34,7 @@ def job_timeout_s(settings: Settings, params: TransferParams) -> int:
     return int(settings.job_timeout_base_s + params_cost(params) * settings.job_timeout_per_mpx_step_s)
 
 
-def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict, attempt: int = 0,
+def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict[str, Any], attempt: int = 0,
                 at_front: bool = False, rq_id: str | None = None, pipeline: Any = None) -> str:
     """Queue job `job_id` (its `attempt`-th retry when > 0, under a fresh RQ id); returns the RQ job id.
     With `pipeline` (a transaction), the RQ job is written when the caller executes it."""
@@ -63,8 +63,8 @@ def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,
         while True:
             try:
                 pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))
-                status, attempts, params = (_text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts",
-                                                                         "params"))
+                status, attempts, params = (_text(v) for v in _now(pipe.hmget(Keys.job(job_id), "status",
+                                                                              "attempts", "params")))
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
                     return None
                 rq_id = f"{job_id}-{max(int(attempts or 0), 1)}"
@@ -100,19 +100,19 @@ def repair_queued(store: JobStore, queue: Queue, *, settings: Settings, grace_s:
     return repaired
 
 
-def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -> list[str]:
+def _without_rq_job(connection: redis.Redis[bytes], queue: Queue, job_ids: list[str]) -> list[str]:
     """Those of the queued `job_ids` that RQ holds no job for: not in the queue, not started by a live worker."""
     pipe = connection.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.hmget(Keys.job(job_id), "status", "rq_job_id")
     records = [(job_id, _text(status), _text(rq_id)) for job_id, (status, rq_id) in zip(job_ids, pipe.execute())]
-    records = [(job_id, rq_id) for job_id, status, rq_id in records if status == JobStatus.QUEUED.value]
+    queued = [(job_id, rq_id) for job_id, status, rq_id in records if status == JobStatus.QUEUED.value]
     waiting = set(queue.get_job_ids())
     pipe = connection.pipeline(transaction=False)
-    for _, rq_id in records:
+    for _, rq_id in queued:
         pipe.hmget(Job.key_for(rq_id or "-"), "status", "worker_name")
     missing = []
-    for (job_id, rq_id), (status, worker) in zip(records, pipe.execute()):
+    for (job_id, rq_id), (status, worker) in zip(queued, pipe.execute()):
         status, worker = _text(status), _text(worker)
         if rq_id in waiting or status in _LATER:
             continue
@@ -126,8 +126,8 @@ def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, n
     with store.redis.pipeline() as pipe:
         try:
             pipe.watch(Keys.job(job_id))
-            status, rq_id, repairs, params = (_text(v) for v in pipe.hmget(
-                Keys.job(job_id), "status", "rq_job_id", "repairs", "params"))
+            status, rq_id, repairs, params = (_text(v) for v in _now(pipe.hmget(
+                Keys.job(job_id), "status", "rq_job_id", "repairs", "params")))
             if status != JobStatus.QUEUED.value:
                 return 0
             count = int(repairs or 0) + 1
@@ -154,5 +154,10 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _json(raw: str | None) -> dict:
+def _json(raw: str | None) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
+
+
+def _now(reply: Any) -> list[Any]:
+    """A command's reply on a watched pipeline, which runs commands at once (the stubs type it as queued)."""
+    return list(reply)

@@ -16,11 +16,15 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from nst_shared import webhook_outbox
+from nst_shared.errors import InvalidParameter
+from nst_shared.masks import check_mask_count
 from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first_error, form_properties, form_schema
 from service.errors import ApiError
 
 # The files of a submission, with their descriptions for the OpenAPI page.
-FILES = {"content": "The photograph to paint.", "style": "One or more style images (repeat the field)."}
+FILES = {"content": "The photograph to paint.", "style": "One or more style images (repeat the field).",
+         "style_mask": "Optional: one mask per style image, in the same order (repeat the field). White paints "
+                       "that style, black keeps it out, grey blends; where no mask is white the photo stays."}
 
 
 class WebhookFields(BaseModel):
@@ -29,7 +33,7 @@ class WebhookFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     webhook_url: Annotated[str | None, Field(max_length=2000, description="POSTed to when the job ends "
-                                             "(signed; see the README).")] = None
+                                             "(signed; see docs/client.md).")] = None
     webhook_events: Annotated[str, Field(max_length=200, description="Comma-separated: completed (the end), "
                                          "status (every status change).")] = "completed"
 
@@ -55,6 +59,7 @@ class JobForm:
 
     content: UploadFile
     styles: list[UploadFile]
+    style_masks: list[UploadFile]  # none, or one per style
     params: TransferParams
     webhook: WebhookFields
 
@@ -94,6 +99,13 @@ def read_job_form(form: FormData) -> JobForm:
     styles = [s for s in form.getlist("style") if isinstance(s, UploadFile)]
     if not styles or len(styles) != len(form.getlist("style")):
         raise ApiError(422, "invalid_parameter", "style: at least one image file is needed", field="style")
+    style_masks = [m for m in form.getlist("style_mask") if isinstance(m, UploadFile)]
+    if len(style_masks) != len(form.getlist("style_mask")):
+        raise ApiError(422, "invalid_parameter", "style_mask: image files are expected", field="style_mask")
+    try:
+        check_mask_count(len(style_masks), len(styles))
+    except InvalidParameter as exc:
+        raise ApiError(422, exc.code, str(exc), field=exc.field) from None
     values: dict[str, str] = {}
     for name in set(form.keys()) - set(FILES):
         value = form[name]
@@ -101,7 +113,7 @@ def read_job_form(form: FormData) -> JobForm:
             raise ApiError(422, "invalid_parameter", f"{name}: a value is expected, not a file", field=name)
         if value != "":  # an empty field is a field left blank: the default, as browsers send them
             values[name] = value
-    return JobForm(content=content, styles=styles,
+    return JobForm(content=content, styles=styles, style_masks=style_masks,
                    params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
                    webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}))
 
@@ -134,6 +146,7 @@ def job_form_schema(*, caps: dict[str, int], max_styles: int) -> dict[str, Any]:
         "content": {**binary, "description": FILES["content"]},
         "style": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_styles,
                   "description": FILES["style"]},
+        "style_mask": {"type": "array", "items": binary, "maxItems": max_styles, "description": FILES["style_mask"]},
         **parameters,
         **form_properties(WebhookFields),
     }

@@ -16,15 +16,16 @@ from starlette.datastructures import UploadFile
 
 from nst_shared import capacity, webhook_urls
 from nst_shared.errors import ImageError
-from nst_shared.images import check_min_side, fit_size
+from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys, new_job_id
+from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 from service.caps import check_budget, check_caps, check_memory
-from service.decoding import check_upload
+from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
 
@@ -53,8 +54,12 @@ class Submissions:
             extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
         content = await self._read(form.content, "content")
         styles = [await self._read(style, "style") for style in form.styles]
+        masks = [await self._read(mask, "style_mask") for mask in form.style_masks]
+        if masks:
+            extra["style_masks"] = len(masks)
         # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
-        return await asyncio.to_thread(self._create, form.params, extra, content, styles, owner, idempotency_key)
+        return await asyncio.to_thread(self._create, form.params, extra, content, styles, masks, owner,
+                                       idempotency_key)
 
     async def _read(self, upload: UploadFile, field: str) -> bytes:
         limit = self.settings.max_upload_bytes
@@ -78,9 +83,10 @@ class Submissions:
         return {"url": url, "events": events}
 
     def _create(self, params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes],
-                owner: str | None, idempotency_key: str | None) -> Submitted:
+                masks: list[bytes], owner: str | None, idempotency_key: str | None) -> Submitted:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
         self._check_images(content, styles, params)
+        self._check_masks(masks)
         if self.queue.count >= self.settings.max_queued_jobs:
             raise ApiError(503, "queue_full", f"{self.settings.max_queued_jobs} jobs are waiting already; try "
                            "again later", headers={"Retry-After": "30"})
@@ -88,7 +94,7 @@ class Submissions:
         claim = None
         if idempotency_key:
             # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
-            digest = _request_digest(params, extra, content, styles)
+            digest = _request_digest(params, extra, content, [*styles, *masks])
             claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
             if existing is not None:
                 position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
@@ -98,6 +104,8 @@ class Submissions:
             self.storage.put(job_id, "content", content)
             for i, data in enumerate(styles):
                 self.storage.put(job_id, f"style-{i}", data)
+            for i, data in enumerate(masks):
+                self.storage.put(job_id, f"style-mask-{i}", data)
             with self.store.redis.pipeline() as pipe:  # the record and its RQ job: both or neither
                 pipe.multi()  # (RQ asks for an explicit transaction)
                 record = self.store.create(job_id, params=params.to_dict(), styles=len(styles), owner=owner,
@@ -129,6 +137,16 @@ class Submissions:
             except ImageError as exc:
                 raise from_image_error(exc, "style") from None
 
+    def _check_masks(self, masks: list[bytes]) -> None:
+        """Each mask passes the checks of any image, and is white somewhere (decoded within the pixel budget)."""
+        for index, data in enumerate(masks):
+            try:
+                width, height = check_upload(data, self.settings)
+                with pixel_budget(self.settings.max_decoding_pixels).hold(width * height):
+                    check_mask_covers(decode_image(data, max_pixels=self.settings.max_image_pixels), index)
+            except ImageError as exc:
+                raise from_image_error(exc, "style_mask") from None
+
     def _undo(self, job_id: str, claim: str | None) -> None:
         for undo in (lambda: self.store.delete(job_id), lambda: self.storage.delete_job(job_id),
                      lambda: self.store.redis.delete(claim) if claim else None):
@@ -156,10 +174,10 @@ class Submissions:
         raise not_found(earlier["job_id"])
 
 
-def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes]) -> str:
-    """What makes two submissions the same request, for an Idempotency-Key."""
+def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, images: list[bytes]) -> str:
+    """What makes two submissions the same request (images: the styles, then the masks), for an Idempotency-Key."""
     digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
-    for data in (content, *styles):
+    for data in (content, *images):
         digest.update(hashlib.sha256(data).digest())
     digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
     return digest.hexdigest()

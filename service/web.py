@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from nst_shared.looks import LOOK_DESCRIPTIONS, LOOK_NAMES
 from nst_shared.params import TransferParams, form_schema
 from service.caps import param_caps
 from service.deps import SettingsDep
@@ -15,6 +16,7 @@ from service.errors import ApiError
 
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+LOOK_THUMBNAILS = EXAMPLES / "looks"  # written by examples/make_looks.py
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 
 router = APIRouter(include_in_schema=False)
@@ -40,14 +42,30 @@ def example(name: str) -> FileResponse:
     return FileResponse(allowed[name], media_type="image/jpeg")
 
 
+@router.get("/examples/looks/{name}")
+def look_thumbnail(name: str) -> FileResponse:
+    allowed = {f"{look}.jpg": LOOK_THUMBNAILS / f"{look}.jpg" for look in LOOK_NAMES}
+    if name not in allowed or not allowed[name].is_file():
+        raise ApiError(404, "not_found", f"no look thumbnail {name!r}")
+    return FileResponse(allowed[name], media_type="image/jpeg")
+
+
 @router.get("/api/config")
 def config(settings: SettingsDep, request: Request) -> dict[str, Any]:
     """Defaults and bounds of every parameter, with this deployment's caps: the page checks against these."""
     caps = param_caps(settings)
     params = {name: {"default": TransferParams.model_fields[name].default, "min": schema.get("minimum"),
                      "max": min(schema["maximum"], caps[name]) if name in caps else schema.get("maximum"),
-                     "help": schema["description"]} for name, schema in form_schema().items()}
+                     "help": schema["description"], "choices": schema.get("enum")}
+              for name, schema in form_schema().items()}
     return {"params": params, "max_upload_bytes": settings.max_upload_bytes, "max_styles": settings.max_styles,
             "api_keys": request.app.state.keys.enabled,
             "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],
-            "examples": {"content": ["chelsea.jpg"], "style": ["swirls.jpg", "mosaic.jpg"]}}
+            "examples": {"content": ["chelsea.jpg"], "style": ["swirls.jpg", "mosaic.jpg"]},
+            "looks": [_look(name, set(params) - {"look"}) for name in LOOK_NAMES]}
+
+
+def _look(name: str, fields: set[str]) -> dict[str, Any]:
+    """A look as the page shows it: its thumbnail, and the values its controls take when it is picked."""
+    return {"name": name, "description": LOOK_DESCRIPTIONS[name], "thumbnail": f"/examples/looks/{name}.jpg",
+            "values": TransferParams(look=name).model_dump(mode="json", include=fields)}

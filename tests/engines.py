@@ -43,6 +43,7 @@ class InstantEngine:
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes("cpu")
 
     def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, *,
+                style_masks: Sequence[Image.Image] | None = None,
                 callback: Callable[[Progress], None] | None = None) -> FakeResult:
         started = time.monotonic()
         image = resize(content, fit_size(*content.size, params.max_size))

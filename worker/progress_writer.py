@@ -7,7 +7,7 @@ import enum
 import time
 from typing import Any
 
-from nst_shared.jobs import JobStore
+from nst_shared.jobs import JobStore, StopRequest
 from worker.outage import REDIS_DOWN
 
 
@@ -49,9 +49,9 @@ class ProgressWriter:
         self._down_until = 0.0
         return Written.YES
 
-    def cancel_requested(self) -> bool:
-        """The cancel flag; False while Redis is away (it is read again at the next step)."""
+    def stop_requested(self) -> StopRequest | None:
+        """A client's cancel or finish request; None while Redis is away (it is read again at the next step)."""
         try:
-            return self._store.cancel_requested(self._job_id)
+            return self._store.stop_requested(self._job_id)
         except REDIS_DOWN:
-            return False
+            return None

@@ -16,12 +16,12 @@ from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
-from nst_shared import job_metrics
+from nst_shared import job_metrics, provenance
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
-from nst_shared.jobs import JobStatus, JobStore
+from nst_shared.jobs import JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
-from nst_shared.params import TransferParams, for_device
+from nst_shared.params import TransferParams, for_device, with_seed
 from nst_shared.queueing import requeue
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
@@ -92,11 +92,13 @@ class _Run:
             job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
             log.info("started on %s (%s)", engine.device_name, engine.precision)
             try:
-                params = for_device(TransferParams.from_dict(record.params), engine.device.type,
-                                    explicit=frozenset(record.extra.get("explicit", record.params)))
+                # An unset seed is drawn here and written to the record: a requeued run and the picture's
+                # provenance use the same one.
+                params = with_seed(for_device(TransferParams.from_dict(record.params), engine.device.type,
+                                              explicit=frozenset(record.extra.get("explicit", record.params))))
                 if params.to_dict() != record.params:  # clients see the parameters as applied
                     self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
-                return self.transfer(engine, params, record.styles)
+                return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
             except NstError as exc:
                 log.info("failed: %s: %s", exc.code, exc)
                 return self.fail(exc.code, str(exc))
@@ -111,12 +113,15 @@ class _Run:
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
 
-    def transfer(self, engine: Any, params: TransferParams, n_styles: int) -> str:
+    def transfer(self, engine: Any, params: TransferParams, n_styles: int, n_masks: int) -> str:
         job_id, storage = self.job_id, self.storage
         max_pixels = self.settings.max_image_pixels
-        content = decode_image(_input(storage, job_id, "content"), max_pixels=max_pixels)
-        styles = [decode_image(_input(storage, job_id, f"style-{i}"), max_pixels=max_pixels)
-                  for i in range(n_styles)]
+        content_file = _input(storage, job_id, "content")
+        style_files = [_input(storage, job_id, f"style-{i}") for i in range(n_styles)]
+        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(n_masks)]
+        content = decode_image(content_file, max_pixels=max_pixels)
+        styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
+        masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
         writer = ProgressWriter(self.store, job_id)
         reason: dict[str, str] = {}
 
@@ -128,14 +133,14 @@ class _Run:
                 written = writer.write("preview", {"step": progress.step}, preview_step=progress.step)
             if written is Written.NOT_RUNNING:
                 reason["stop"] = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
-            elif written is Written.YES and writer.cancel_requested():
-                reason["stop"] = "cancel"
+            elif written is Written.YES and (request := writer.stop_requested()) is not None:
+                reason["stop"] = request.value
             elif shutdown_requested.is_set():
                 reason["stop"] = "shutdown"
             if reason:
                 raise StopTransfer()
 
-        result = engine.stylize(content, styles, params, callback=on_progress)
+        result = engine.stylize(content, styles, params, style_masks=masks, callback=on_progress)
         job_metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
         stop = reason.get("stop")
         if stop == "shutdown":
@@ -143,16 +148,23 @@ class _Run:
         # What Redis missed of the last steps goes before the final event.
         if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
             return self.not_ours("stopped")
-        if stop == "cancel":
+        if stop == StopRequest.CANCEL:
             storage.put(job_id, PREVIEW, encode_image(result.image))
-            if not self.finish(JobStatus.CANCELED):
+            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done):
                 return self.not_ours("canceled")
             log.info("canceled after %d steps", result.steps_done)
             return "canceled"
-        storage.put(job_id, RESULT, encode_image(result.image))
-        if not self.finish(JobStatus.SUCCEEDED):
+        record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
+                                  precision=engine.precision, content=content_file, styles=style_files,
+                                  masks=mask_files)
+        storage.put(job_id, RESULT, encode_image(result.image, record=record))
+        if stop == StopRequest.FINISH and not self.retried(lambda: self.store.running_event(
+                job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}), "finishing early"):
+            return self.not_ours("finished early")
+        if not self.finish(JobStatus.SUCCEEDED, steps_done=result.steps_done):
             return self.not_ours("finished")
-        log.info("succeeded: %d steps in %.1f s", result.steps_done, result.elapsed_s)
+        log.info("succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done,
+                 result.elapsed_s)
         return "succeeded"
 
     def finish(self, status: JobStatus, **fields: Any) -> bool:

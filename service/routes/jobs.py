@@ -1,4 +1,4 @@
-"""/jobs: submit, read, list, follow, download, cancel and delete style-transfer jobs (HTTP only: a
+"""/jobs: submit, read, list, follow, download, cancel, finish and delete style-transfer jobs (HTTP only: a
 submission is service/submission.py's)."""
 
 from __future__ import annotations
@@ -195,6 +195,23 @@ def cancel_job(job_id: JobIdDep, store: StoreDep, queue: QueueDep, caller: KeyCa
         if record.status in TERMINAL:
             raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
         store.request_cancel(job_id)
+    return _public(_load(store, job_id, caller, keys), keys)
+
+
+@router.post("/{job_id}/finish", response_model=JobPublic, status_code=202, operation_id="finish_job",
+             summary="Finish a running job now, keeping its latest picture",
+             responses=error_responses(401, 404, 409, 422, 429, 503))
+def finish_job(job_id: JobIdDep, store: StoreDep, caller: KeyCallerDep, keys: KeysDep) -> JobPublic:
+    """Running: stops after its current step and succeeds with the latest picture as its result (at the full
+    size, also when it stops on a coarse scale), `steps_done` saying how far it got. Queued (no picture yet:
+    cancel it instead) or finished: 409."""
+    record = _load(store, job_id, caller, keys)
+    if record.status is JobStatus.QUEUED:
+        raise ApiError(409, "job_not_started", "the job is still queued: there is no picture to keep yet "
+                       "(cancel it instead)")
+    if record.status in TERMINAL:
+        raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
+    store.request_finish(job_id)
     return _public(_load(store, job_id, caller, keys), keys)
 
 

@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { config: null, content: null, styles: [], job: null, source: null, lastEventId: null };
+const state = { config: null, content: null, styles: [], masks: [], job: null, source: null, lastEventId: null,
+                look: null, lookControls: {} };
 const RECENT_KEY = "nst.recentJobs";
 const API_KEY = "nst.apiKey";
 
@@ -89,8 +90,33 @@ function setStyles(files) {
   }
   showError(files.length > max ? `At most ${max} style images; the first ${max} are used.` : "");
   state.styles = list;
+  state.masks = list.map(() => null);
   $("style-thumbs").replaceChildren(...list.map(thumb));
   renderBlend();
+  renderMasks();
+}
+
+// One optional mask per style, in the styles' order: the API takes none, or one for each.
+function renderMasks() {
+  $("mask-field").hidden = state.styles.length === 0;
+  $("masks").replaceChildren(...state.styles.map((file, i) => {
+    const row = document.createElement("div");
+    row.className = "mask-row";
+    const input = Object.assign(document.createElement("input"),
+      { type: "file", accept: state.config.formats.join(","), className: "style-mask", ariaLabel: `mask for ${file.name}` });
+    const shown = document.createElement("span");
+    shown.className = "mask-thumb";
+    input.addEventListener("change", () => {
+      const mask = input.files[0] || null;
+      const problem = mask && checkFile(mask);
+      if (problem) { input.value = ""; return showError(problem); }
+      showError("");
+      state.masks[i] = mask;
+      shown.replaceChildren(...(mask ? [thumb(mask)] : []));
+    });
+    row.append(thumb(file), input, shown);
+    return row;
+  }));
 }
 
 function renderBlend() {
@@ -123,6 +149,9 @@ async function exampleFile(name) {
   return new File([blob], name, { type: "image/jpeg" });
 }
 
+const COLOR_MODES = { style: "The painting's", luminance: "The photo's (luminance only)",
+                      match: "The photo's, matched into the style" };
+
 function styleWeightFromSlider(value) { return Number(Math.pow(10, Number(value)).toPrecision(2)); }
 function sliderFromStyleWeight(weight) { return Math.log10(Math.max(weight, 1)); }
 
@@ -151,9 +180,63 @@ function setupControls() {
   const showStrength = () => { $("style_strength_out").textContent = `style weight ${styleWeightFromSlider(strength.value)}`; };
   strength.addEventListener("input", showStrength);
   showStrength();
-  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed"]) {
+  const colours = $("color_mode");
+  for (const mode of p.color_mode.choices) colours.append(new Option(COLOR_MODES[mode] || mode, mode));
+  colours.value = p.color_mode.default;
+  $("color_mode_help").textContent = p.color_mode.help;
+  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed", "color_mode"]) {
     $(id).title = p[id]?.help || "";
   }
+}
+
+// The looks: a row of thumbnails (the example photo painted in each). Picking one sets the controls it
+// changes to its values; a control left at the look's value is not sent, so the look's other knobs
+// (the style layer weights) come with it and a control moved by hand wins over the look.
+function setupLooks() {
+  const row = $("looks");
+  row.replaceChildren(...state.config.looks.map((look) => {
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "look" });
+    button.dataset.look = look.name;
+    button.setAttribute("role", "radio");
+    button.title = look.description;
+    const img = Object.assign(document.createElement("img"), { src: look.thumbnail, alt: "" });
+    const caption = Object.assign(document.createElement("span"), { textContent: look.name });
+    button.append(img, caption);
+    button.addEventListener("click", () => chooseLook(look.name));
+    return button;
+  }));
+  chooseLook(state.config.params.look.default);
+}
+
+function lookValues() { return state.config.looks.find((l) => l.name === state.look).values; }
+
+function chooseLook(name) {
+  state.look = name;
+  for (const button of $("looks").children) {
+    button.setAttribute("aria-checked", String(button.dataset.look === name));
+  }
+  const values = lookValues();
+  $("look_out").textContent = name;
+  $("look-help").textContent = state.config.looks.find((l) => l.name === name).description;
+  $("style_strength").value = sliderFromStyleWeight(values.style_weight);
+  $("style_strength").dispatchEvent(new Event("input"));
+  $("content_weight").value = values.content_weight;
+  $("tv_weight").value = values.tv_weight;
+  $("style_scale").value = values.style_scale;
+  $("style_scale").dispatchEvent(new Event("input"));
+  $("color_mode").value = values.color_mode;
+  // As the controls hold them (a range snaps to its step): a control still there is left to the look.
+  state.lookControls = Object.fromEntries(LOOK_CONTROLS.map(([id]) => [id, controlValue(id)]));
+}
+
+// The controls a look sets, and the parameter each one sends.
+const LOOK_CONTROLS = [["style_strength", "style_weight"], ["content_weight", "content_weight"],
+                       ["style_scale", "style_scale"], ["tv_weight", "tv_weight"],
+                       ["color_mode", "color_mode"]];
+
+function controlValue(id) {
+  if (id === "style_strength") return String(styleWeightFromSlider($(id).value));
+  return $(id).value;
 }
 
 // Sizes above the slider's are prints: offered up to this service's cap, with their size at 300 dpi.
@@ -177,14 +260,15 @@ function formData() {
   const data = new FormData();
   data.append("content", state.content, state.content.name);
   for (const file of state.styles) data.append("style", file, file.name);
+  data.append("look", state.look);
   data.append("max_size", chosenSize());
   data.append("steps", $("steps").value);
-  data.append("style_weight", styleWeightFromSlider($("style_strength").value));
-  data.append("content_weight", $("content_weight").value || "1");
-  data.append("style_scale", $("style_scale").value);
-  data.append("tv_weight", $("tv_weight").value || "0");
+  for (const [id, name] of LOOK_CONTROLS) {
+    const value = controlValue(id);
+    if (value !== "" && value !== state.lookControls[id]) data.append(name, value);
+  }
   if ($("seed").value !== "") data.append("seed", $("seed").value);
-  data.append("preserve_colors", $("preserve_colors").checked ? "true" : "false");
+  for (const mask of state.masks.filter(Boolean)) data.append("style_mask", mask, mask.name);
   data.append("preview_every", String(Math.max(1, Math.round(Number($("steps").value) / 30))));
   if (state.styles.length > 1) {
     const weights = Array.from(document.querySelectorAll(".blend-weight")).map((r) => Number(r.value) / 100);
@@ -198,6 +282,8 @@ async function submit(event) {
   showError("");
   if (!state.content) return showError("Choose a content photo first.");
   if (state.styles.length === 0) return showError("Choose at least one style image.");
+  const masks = state.masks.filter(Boolean).length;
+  if (masks && masks !== state.styles.length) return showError("Give a mask for every style, or none.");
   $("submit").disabled = true;
   try {
     const response = await api("/jobs", { method: "POST", body: formData() });
@@ -223,11 +309,12 @@ function formatSeconds(s) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
 
-function showProgress(p) {
+function showProgress(p, ended = false) {
   $("bar").style.width = `${(p.fraction * 100).toFixed(1)}%`;
   setStatus(`Painting: step ${p.step} of ${p.steps}`);
   const block = p.block ? ` · block ${p.block}/${p.blocks}` : "";
-  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height})${block} · time left ${formatSeconds(p.eta_s)}`
+  const left = ended ? "" : ` · time left ${formatSeconds(p.eta_s)}`;  // none once the job has ended
+  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height})${block}${left}`
     + ` · content ${p.losses.content.toExponential(2)} · style ${p.losses.style.toExponential(2)}`;
 }
 
@@ -236,8 +323,9 @@ function showJob(job) {
   if (job.status === "queued") {
     setStatus(job.queue_position ? `Queued: position ${job.queue_position}` : "Queued");
   }
-  if (job.progress) showProgress(job.progress);
+  if (job.progress) showProgress(job.progress, ["succeeded", "failed", "canceled"].includes(job.status));
   if (job.status === "running" && !job.progress) setStatus("Starting…");
+  $("finish").hidden = job.status !== "running";  // a queued job has no picture to keep yet
 }
 
 function finish(job) {
@@ -246,12 +334,15 @@ function finish(job) {
   $("cancel").hidden = true;
   $("submit").disabled = false;
   showJob(job);
+  $("finish").hidden = true;
   if (job.status === "succeeded") {
     $("bar").style.width = "100%";
     const seconds = (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000;
-    setStatus(Number.isFinite(seconds)
+    const early = job.steps_done != null && job.steps_done < job.params.steps
+      ? ` Finished early: ${job.steps_done} of ${job.params.steps} steps.` : "";
+    setStatus((Number.isFinite(seconds)
       ? `Done in ${seconds.toFixed(1)} s on ${job.device}${job.precision ? ` (${job.precision})` : ""}.`
-      : "Done.");
+      : "Done.") + early);
     const url = job.links.result;
     $("live-view").src = url;
     $("live-caption").textContent = "Result";
@@ -291,7 +382,12 @@ function connect(job) {
   state.source = source;
   const track = (e) => { if (e.lastEventId) state.lastEventId = e.lastEventId; };
   source.addEventListener("snapshot", (e) => showJob(JSON.parse(e.data)));
-  source.addEventListener("status", (e) => { track(e); const d = JSON.parse(e.data); if (d.status === "running") setStatus("Starting…"); });
+  source.addEventListener("status", (e) => {
+    track(e);
+    const d = JSON.parse(e.data);
+    if (d.status === "running") { setStatus("Starting…"); $("finish").hidden = false; }
+  });
+  source.addEventListener("finished_early", (e) => { track(e); setStatus("Finishing: keeping this picture…"); });
   source.addEventListener("progress", (e) => { track(e); showProgress(JSON.parse(e.data)); });
   source.addEventListener("preview", (e) => { track(e); $("live-view").src = JSON.parse(e.data).url; });
   source.addEventListener("completed", (e) => { track(e); state.lastEventId = null; finish(JSON.parse(e.data)); });
@@ -318,6 +414,13 @@ async function cancel() {
   const response = await api(`/jobs/${state.job.id}/cancel`, { method: "POST" });
   if (!response.ok) showError(await checkResponse(response));
   else setStatus("Canceling…");
+}
+
+async function finishNow() {
+  if (!state.job) return;
+  const response = await api(`/jobs/${state.job.id}/finish`, { method: "POST" });
+  if (!response.ok) showError(await checkResponse(response));
+  else setStatus("Finishing after this step…");
 }
 
 function loadRecent() { try { return JSON.parse(localStorage.getItem(RECENT_KEY)) || []; } catch (_) { return []; } }
@@ -404,6 +507,7 @@ function setupZoom() {
 async function main() {
   state.config = await (await fetch("/api/config")).json();
   setupControls();
+  setupLooks();
   setupKey();
   setupZoom();
   wireDrop("content-drop", "content-input", (files) => files[0] && setContent(files[0]));
@@ -415,6 +519,7 @@ async function main() {
   });
   $("params").addEventListener("submit", submit);
   $("cancel").addEventListener("click", cancel);
+  $("finish").addEventListener("click", finishNow);
   renderRecent();
   refreshRecent();
 }

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 from PIL import Image
 
+from nst_cli.run import with_recorded
+from nst_shared import provenance
+from nst_shared.params import DEFAULTS, TransferParams
 from tests.conftest import ROOT, make_image
 
 NST = [sys.executable, "-m", "nst_cli.main"]
@@ -25,6 +30,51 @@ def test_nst_run_writes_picture(tmp_path):
     image = Image.open(out)
     assert image.format == "WEBP" and image.size == (64, 43)
     assert (tmp_path / "out.0002.webp").is_file() and (tmp_path / "out.0004.webp").is_file()
+    record = provenance.read(out.read_bytes())  # the WebP's EXIF carries the record
+    assert record is not None and record["params"]["style_blend"] == [0.7, 0.3] and record["steps_done"] == 4
+    assert record["sha256"]["styles"] == [provenance.sha256((tmp_path / n).read_bytes()) for n in ("s1.jpg", "s2.png")]
+
+
+def test_nst_run_records_a_drawn_seed_and_from_repaints_the_picture(tmp_path):
+    (tmp_path / "c.png").write_bytes(make_image(90, 60, seed=1))
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    inputs = ["--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png")]
+    first = subprocess.run([*NST, "run", *inputs, "--output", str(tmp_path / "a.png"), "--max-size", "64",
+                            "--steps", "3", "--init", "noise"], cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    info = subprocess.run([*NST, "info", str(tmp_path / "a.png")], cwd=ROOT, capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    record = json.loads(info.stdout)
+    assert record["params"]["init"] == "noise" and 0 <= record["seed"] <= 2**31 - 1
+    assert record["steps_done"] == 3 and record["device"] == "cpu" and record["precision"] in ("fp32", "bf16")
+
+    # The same seed from the picture: the noise it started from, so the same picture on this CPU.
+    again = subprocess.run([*NST, "run", "--from", str(tmp_path / "a.png"), *inputs, "--output",
+                            str(tmp_path / "b.png")], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "differ" not in again.stderr
+    assert provenance.read_file(tmp_path / "b.png") == record
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+
+    # Flags given override the picture's parameters; a JPEG carries the record in its EXIF.
+    (tmp_path / "other.png").write_bytes(make_image(64, 64, seed=9))
+    override = subprocess.run([*NST, "run", "--from", str(tmp_path / "a.png"), "--content", str(tmp_path / "c.png"),
+                               "--style", str(tmp_path / "other.png"), "--steps", "1", "--output",
+                               str(tmp_path / "c.jpg")], cwd=ROOT, capture_output=True, text=True)
+    assert override.returncode == 0, override.stderr
+    assert "style images differ" in override.stderr
+    jpeg = provenance.read_file(tmp_path / "c.jpg")
+    assert jpeg is not None and Image.open(tmp_path / "c.jpg").format == "JPEG"
+    assert jpeg["params"] == {**record["params"], "steps": 1} and jpeg["steps_done"] == 1
+
+
+def test_nst_info_and_from_refuse_a_picture_without_a_record(tmp_path):
+    (tmp_path / "plain.png").write_bytes(make_image(64, 64, seed=2))
+    info = subprocess.run([*NST, "info", str(tmp_path / "plain.png")], cwd=ROOT, capture_output=True, text=True)
+    assert info.returncode == 2 and "no nst record" in info.stderr
+    run = subprocess.run([*NST, "run", "--from", str(tmp_path / "plain.png"), "--output", str(tmp_path / "o.png")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 2 and "no nst record" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_nst_run_takes_print_sizes(tmp_path):
@@ -52,3 +102,53 @@ def test_nst_run_bad_parameter(tmp_path):
     done = subprocess.run([*NST, "run", "--steps", "0", "--output", str(tmp_path / "o.png")], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "--steps" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_nst_run_style_masks_and_colour_mode(tmp_path):
+    (tmp_path / "c.png").write_bytes(make_image(64, 48, seed=1))
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (0, 0, 32, 48))
+    mask.save(tmp_path / "left.png")
+    out = tmp_path / "out.png"
+    common = [*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"), "--output",
+              str(out), "--max_size", "64", "--steps", "3", "--scales", "1"]
+    done = subprocess.run([*common, "--style-mask", str(tmp_path / "left.png"), "--color-mode", "match"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    painted = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+    photo = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"), dtype=float)
+    assert np.abs(painted[:, 40:] - photo[:, 40:]).max() <= 1  # no mask there: the photo
+    twice = subprocess.run([*common, "--style-mask", str(tmp_path / "left.png"), "--style-mask",
+                            str(tmp_path / "left.png")], cwd=ROOT, capture_output=True, text=True)
+    assert twice.returncode == 2 and "style_mask: 2 mask(s) for 1 style image(s)" in twice.stderr
+    both = subprocess.run([*common, "--preserve-colors", "--color-mode", "match"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert both.returncode == 2 and "contradicts color_mode=match" in both.stderr
+
+
+def test_nst_run_look(tmp_path):
+    (tmp_path / "c.png").write_bytes(make_image(64, 64, seed=1))
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    pictures = []
+    for look in ("subtle", "texture"):
+        out = tmp_path / f"{look}.png"
+        done = subprocess.run([*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"),
+                               "--output", str(out), "--look", look, "--max-size", "64", "--steps", "3", "--seed", "1"],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        pictures.append(Image.open(out).tobytes())
+    assert pictures[0] != pictures[1]
+    unknown = subprocess.run([*NST, "run", "--look", "impressionist"], cwd=ROOT, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "painterly" in unknown.stderr
+
+
+def test_from_keeps_the_recorded_knobs_unless_a_new_look_is_given():
+    recorded = {"params": TransferParams(look="painterly", steps=7, seed=5).to_dict()}
+    same = with_recorded(TransferParams.model_validate({"max_size": 96}), recorded)
+    assert same.look == "painterly" and same.style_weight == 30.0 and (same.steps, same.seed) == (7, 5)
+    assert same.max_size == 96
+    subtle = with_recorded(TransferParams.model_validate({"look": "subtle"}), recorded)
+    assert subtle.look == "subtle" and subtle.style_weight == 5.0
+    assert subtle.style_layer_weights == DEFAULTS.style_layer_weights
+    assert (subtle.steps, subtle.seed) == (7, 5)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from nst_client import NstClient
+from nst_shared.looks import LOOKS
 from tests.conftest import ROOT, free_port, make_image, wait_until
 
 NST = str(ROOT / ".venv" / "bin" / "nst")
@@ -101,6 +102,33 @@ def test_ctrl_c_with_detach_leaves_the_job_running(service_url, images):
         assert client.wait(job_id, timeout_s=30).status == "canceled"
 
 
+def test_nst_finish_ends_a_waiting_submit_with_its_picture(service_url, images, tmp_path):
+    out = tmp_path / "early.png"
+    process, job_id = _start_long_job(service_url, *images, "--output", str(out))
+    finished = nst("finish", job_id, "--server", service_url)
+    assert finished.returncode == 0 and "finishing after the current step" in finished.stdout, finished.stderr
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    with Image.open(out) as image:
+        assert image.size == (96, 72)
+    again = nst("finish", job_id, "--server", service_url)
+    assert again.returncode == 2 and "job_finished" in again.stderr
+
+
+def test_submit_finish_after_keeps_the_picture_painted_so_far(service_url, images, tmp_path):
+    content, style = images
+    out = tmp_path / "budget.png"
+    done = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--finish-after", "2",
+               "--output", str(out), "--server", service_url)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as image:
+        assert image.size == (96, 72)
+    with NstClient(service_url) as client:
+        job = client.get(done.stdout.strip().splitlines()[0])
+    assert job.status == "succeeded" and job.steps_done is not None and 1 <= job.steps_done < 1000
+    assert job.progress is not None and job.progress.elapsed_s is not None and job.progress.elapsed_s >= 2
+
+
 def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
     content, style = images
     timed_out = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--wait",
@@ -111,3 +139,29 @@ def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
         assert client.get(job_id).status in ("queued", "running")
         client.cancel(job_id)
         assert client.wait(job_id, timeout_s=30).status == "canceled"
+
+
+def test_submit_style_masks_and_color_mode(service_url, images, tmp_path):
+    content, style = images
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(make_image(80, 60, seed=6))
+    done = nst("submit", str(content), str(style), "--style-mask", str(mask), "--color-mode", "luminance",
+               "--max_size", "64", "--steps", "2", "--wait", "--server", service_url)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip().splitlines()[0]
+    as_json = json.loads(nst("status", job_id, "--json", "--server", service_url).stdout)
+    assert as_json["status"] == "succeeded" and as_json["params"]["color_mode"] == "luminance"
+    extra = nst("submit", str(content), str(style), "--style-mask", str(mask), "--style-mask", str(mask),
+                "--server", service_url)
+    assert extra.returncode == 2 and "style_mask: 2 mask(s) for 1 style image(s)" in extra.stderr
+
+
+def test_submit_with_a_look(service_url, images):
+    content, style = images
+    submitted = nst("submit", str(content), str(style), "--look", "texture", "--max_size", "64", "--steps", "2",
+                    "--server", service_url)
+    assert submitted.returncode == 0, submitted.stderr
+    params = json.loads(nst("status", submitted.stdout.strip(), "--json", "--server", service_url).stdout)["params"]
+    assert params["look"] == "texture" and params["style_weight"] == LOOKS["texture"]["style_weight"]
+    unknown = nst("submit", str(content), str(style), "--look", "impressionist", "--server", service_url)
+    assert unknown.returncode == 2 and "painterly" in unknown.stderr

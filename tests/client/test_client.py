@@ -129,6 +129,28 @@ def test_events_resume_from_an_earlier_iteration(service_url, images):
     assert steps == list(range(1, 9))
 
 
+def test_finish_keeps_the_picture_so_far(service_url, images):
+    content, style = images
+    with NstClient(service_url) as client:
+        job = client.submit(content, style, **LONG)
+        for event in client.events(job.id):
+            if event.progress and event.progress.step >= 2:
+                break
+        assert client.finish(job.id).status == "running"
+        final = client.wait(job.id, timeout_s=60)
+        assert final.status == "succeeded" and final.steps_done is not None and 2 <= final.steps_done < 1000
+        assert Image.open(io.BytesIO(client.result(job.id))).size == (96, 72)
+        with pytest.raises(Conflict):
+            client.finish(job.id)
+
+    async def finish_again() -> None:
+        async with AsyncNstClient(service_url) as nst:
+            await nst.finish(job.id)
+
+    with pytest.raises(Conflict):
+        asyncio.run(finish_again())
+
+
 def test_wait_timeout_then_cancel(service_url, images):
     content, style = images
     with NstClient(service_url) as client:
@@ -212,4 +234,43 @@ def test_submit_params_model_sends_only_what_it_sets(service, images):
         # The rest were left to the service, so a GPU worker's defaults may replace them.
         record = JobStore(redis.Redis.from_url(service.redis_url), ttl_s=60).get(job.id)
         assert record.extra["explicit"] == ["max_size", "seed", "steps"]
+        assert client.wait(job.id, timeout_s=120).status == "succeeded"
+
+
+def test_submit_style_masks_and_color_mode(service, images, tmp_path):
+    from nst_shared.params import TransferParams
+
+    content, style = images
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(make_image(80, 60, seed=9))
+    with NstClient(service.url) as client:
+        job = client.submit(content, [style], style_masks=[mask], max_size=64, steps=2, color_mode="match")
+        assert job.params["color_mode"] == "match"
+        assert (service.storage_dir / job.id / "style-mask-0").read_bytes() == mask.read_bytes()
+        # The older name, given in a parameter model, arrives as the colour mode it stands for.
+        aliased = client.submit(content, style, params=TransferParams(max_size=64, steps=2, preserve_colors=True))
+        assert aliased.params["color_mode"] == "luminance"
+        with pytest.raises(InvalidRequest) as refused:
+            client.submit(content, style, style_masks=[mask, mask], max_size=64, steps=2)
+        assert refused.value.field == "style_mask"
+        assert client.wait(job.id, timeout_s=120).status == "succeeded"
+
+
+def test_submit_with_a_look_sends_the_look_and_what_it_overrides(service, images):
+    import redis
+
+    from nst_shared.jobs import JobStore
+    from nst_shared.looks import LOOKS
+    from nst_shared.params import TransferParams
+
+    content, style = images
+    with NstClient(service.url) as client:
+        job = client.submit(content, style, params=TransferParams(look="painterly", max_size=64, steps=2,
+                                                                  style_weight=9))
+        assert (job.params["look"], job.params["style_weight"]) == ("painterly", 9)
+        assert job.params["style_layer_weights"] == list(LOOKS["painterly"]["style_layer_weights"])
+        record = JobStore(redis.Redis.from_url(service.redis_url), ttl_s=60).get(job.id)
+        assert record.extra["explicit"] == ["look", "max_size", "steps", "style_weight"]
+        by_field = client.submit(content, style, look="subtle", max_size=64, steps=2)
+        assert by_field.params["style_weight"] == LOOKS["subtle"]["style_weight"]
         assert client.wait(job.id, timeout_s=120).status == "succeeded"

@@ -217,6 +217,7 @@ def test_webhook_delivery_is_signed_and_retried_after_a_failure(hook_stack):
         delivered = verify_webhook(SECRET, headers, body)
         assert delivered["type"] == "job.completed"
         assert delivered["job"]["id"] == job.id and delivered["job"]["status"] == "succeeded"
+        assert delivered["job"]["steps_done"] == 3
         assert not verify_signature("wrong secret", headers, body)
     finally:
         receiver.close()

@@ -10,7 +10,7 @@ import torch
 
 from nst_core.blocks import block_grid
 from nst_core.features import layer_stride, receptive_field_px
-from nst_core.objective import LossTerms, Network, evaluate_blocks, evaluate_whole, features_by_blocks
+from nst_core.objective import LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole, features_by_blocks
 from nst_core.progress import StopTransfer
 from nst_core.tensors import image_to_tensor
 from nst_core import transfer
@@ -39,14 +39,33 @@ def terms_of(net: Network, which: str) -> LossTerms:
 
     return LossTerms(
         content={"relu4_2": (1.0, target)} if which == "content" else {},
-        style={n: (15 * w, gram_matrix(style_feats[n])) for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)}
+        style={n: [StyleTarget(15 * w, gram_matrix(style_feats[n]))] for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)}
         if which == "style" else {},
         tv_weight=0.5 if which == "tv" else 0.0)
 
 
-@pytest.mark.parametrize("which, part", [("content", 0), ("style", 1), ("tv", 2)])
+def masked_terms_of(net: Network) -> LossTerms:
+    """Two styles, each matched over its own region (a soft left half, a thin stripe): guided Gram matrices."""
+    from nst_core import masks
+    from nst_core.losses import gram_matrix
+
+    left = torch.zeros(1, 1, HEIGHT, WIDTH)
+    left[..., : WIDTH // 2] = 1.0
+    left[..., WIDTH // 2: WIDTH // 2 + 16] = 0.4
+    stripe = torch.zeros(1, 1, HEIGHT, WIDTH)
+    stripe[..., 50:58, :] = 1.0
+    targets: dict[str, list[StyleTarget]] = {n: [] for n in STYLE_LAYERS}
+    for seed, mask in ((4, left), (8, stripe)):
+        with torch.no_grad():
+            feats = net(image_to_tensor(picture(96, 96, seed)), STYLE_LAYERS)
+        for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS):
+            targets[n].append(StyleTarget(15 * w, gram_matrix(feats[n]), masks.at_layer(mask, n)))
+    return LossTerms(content={}, style=targets, tv_weight=0.0)
+
+
+@pytest.mark.parametrize("which, part", [("content", 0), ("style", 1), ("tv", 2), ("masked", 1)])
 def test_blockwise_loss_and_gradient_equal_whole_image(fp32_net, which, part):
-    terms = terms_of(fp32_net, which)
+    terms = masked_terms_of(fp32_net) if which == "masked" else terms_of(fp32_net, which)
     image = image_to_tensor(picture(WIDTH, HEIGHT, 5)).requires_grad_()
     whole = evaluate_whole(fp32_net, image, terms)
     whole_grad, image.grad = image.grad, None

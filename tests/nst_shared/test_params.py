@@ -43,8 +43,29 @@ def test_params_refuse_out_of_bounds_and_unknown_values():
 
 def test_form_text_parses_as_the_model_says():
     params = TransferParams.model_validate({"steps": "5", "style_blend": " 0.7, 0.3", "preserve_colors": "true"})
-    assert params.steps == 5 and params.style_blend == (0.7, 0.3) and params.preserve_colors is True
-    assert params.model_fields_set == {"steps", "style_blend", "preserve_colors"}
+    assert params.steps == 5 and params.style_blend == (0.7, 0.3) and params.color_mode == "luminance"
+    assert params.model_fields_set == {"steps", "style_blend", "preserve_colors", "color_mode"}
+
+
+@pytest.mark.parametrize("given, mode", [
+    ({"preserve_colors": True}, "luminance"), ({"preserve_colors": False}, "style"),
+    ({"preserve_colors": "true", "color_mode": "luminance"}, "luminance"),
+    ({"preserve_colors": False, "color_mode": "match"}, "match"), ({"color_mode": "match"}, "match"), ({}, "style"),
+])
+def test_preserve_colors_is_an_alias_of_color_mode(given, mode):
+    params = TransferParams.model_validate(given)
+    assert params.color_mode == mode
+    # Stored and copied as color_mode alone, so a copy may change the mode.
+    assert "preserve_colors" not in params.to_dict() and TransferParams.from_dict(params.to_dict()) == params.replace()
+    assert params.replace(color_mode="style").color_mode == "style"
+
+
+@pytest.mark.parametrize("given", [{"preserve_colors": True, "color_mode": "style"},
+                                   {"preserve_colors": "true", "color_mode": "match"},
+                                   {"preserve_colors": False, "color_mode": "luminance"}])
+def test_contradicting_colour_pair_refused(given):
+    with pytest.raises(ValidationError, match="contradicts color_mode"):
+        TransferParams.model_validate(given)
 
 
 def test_style_weights_one_per_style():
@@ -80,7 +101,7 @@ def test_flags_given_are_the_explicit_ones():
     add_param_arguments(parser)
     args = parser.parse_args(["--steps", "5", "--max_size=64", "--preserve-colors", "--style-blend", "1,2"])
     params = params_from_args(args)
-    assert params.model_fields_set == {"steps", "max_size", "preserve_colors", "style_blend"}
+    assert params.model_fields_set == {"steps", "max_size", "preserve_colors", "color_mode", "style_blend"}
     assert (params.steps, params.max_size, params.style_blend) == (5, 64, (1.0, 2.0))
     with pytest.raises(ValueError, match="--early-stop"):
         params_from_args(parser.parse_args(["--early-stop", "9"]))

@@ -74,7 +74,7 @@ def test_poll_job_until_done_with_etag(service):
         assert final["device"] == "cpu" and final["error"] is None
         # The worker's network ran in the precision its engine picks on this machine (NST_PRECISION=auto).
         assert final["precision"] == resolve_precision("auto", torch.device("cpu"))
-        assert set(final["links"]) == {"self", "events", "result", "preview", "cancel"}
+        assert set(final["links"]) == {"self", "events", "result", "preview", "cancel", "finish"}
         first = client.get(f"/jobs/{job['id']}")
         etag = first.headers["ETag"]
         again = client.get(f"/jobs/{job['id']}", headers={"If-None-Match": etag})

@@ -21,8 +21,8 @@ from nst_shared.settings import Settings
 from tests.conftest import ROOT, make_image, start_stack
 
 BIN = Path(sys.executable).parent
-OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "get_result", "get_preview",
-              "stream_events", "healthz", "readyz", "get_metrics"}
+OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "finish_job", "get_result",
+              "get_preview", "stream_events", "healthz", "readyz", "get_metrics"}
 
 
 def document(**settings: object) -> dict:
@@ -62,7 +62,11 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
     props = form["properties"]
     assert props["content"] == {"type": "string", "format": "binary", "description": props["content"]["description"]}
     assert props["style"]["items"] == {"type": "string", "format": "binary"} and props["style"]["maxItems"] == 3
-    assert set(props) == {"content", "style", *api_fields(), "webhook_url", "webhook_events"}
+    assert props["style_mask"]["items"] == {"type": "string", "format": "binary"} and "minItems" not in props[
+        "style_mask"]
+    assert set(props) == {"content", "style", "style_mask", *api_fields(), "webhook_url", "webhook_events"}
+    assert props["color_mode"]["enum"] == ["style", "luminance", "match"] and "default" not in props[
+        "preserve_colors"]
     assert props["max_size"]["maximum"] == 512 and props["init"]["enum"] == ["content", "noise", "style"]
     assert props["seed"]["type"] == "integer" and props["style_blend"]["type"] == "string"
 
@@ -94,6 +98,22 @@ DOC = (ROOT / "docs" / "openapi.md").read_text()
 EXAMPLE = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)[0]
 
 
+# Masks ride along as a repeated file field: the generated model takes a list of files, like the styles.
+MASKED = """
+from nst_api import Client
+from nst_api.api.jobs import create_job
+from nst_api.models import JobSubmission, JobSubmissionColorMode
+from nst_api.types import File
+
+client = Client(base_url="URL", raise_on_unexpected_status=True)
+photo, starry, wave, left, right = (File(payload=open(n, "rb"), file_name=n)
+                                    for n in ("photo.jpg", "starry.jpg", "wave.jpg", "left.png", "right.png"))
+body = JobSubmission(content=photo, style=[starry, wave], style_mask=[left, right], steps=3, max_size=64,
+                     color_mode=JobSubmissionColorMode.MATCH)
+print(create_job.sync(client=client, body=body).id)
+"""
+
+
 @pytest.mark.timeout(300)
 def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_server):
     stack = start_stack(tmp_path / "stack", redis_server.url, engine="tests.engines:InstantEngine")
@@ -118,6 +138,16 @@ def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_ser
         as_bytes = httpx.get(result, headers={"Accept": "application/octet-stream"})
         assert as_bytes.headers["content-type"] == "application/octet-stream"
         assert as_bytes.content == (tmp_path / "out.png").read_bytes()
+
+        for name, seed in (("left.png", 4), ("right.png", 5)):
+            (tmp_path / name).write_bytes(make_image(80, 60, seed=seed))
+        done = subprocess.run([sys.executable, "-c", MASKED.replace("URL", stack.url)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        job_id = done.stdout.strip()
+        assert httpx.get(f"{stack.url}/jobs/{job_id}").json()["params"]["color_mode"] == "match"
+        for i, name in enumerate(("left.png", "right.png")):
+            assert (stack.storage_dir / job_id / f"style-mask-{i}").read_bytes() == (tmp_path / name).read_bytes()
     finally:
         stack.stop()
 

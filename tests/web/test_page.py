@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -126,6 +127,26 @@ def test_page_cancels_running_job(stack_url, browser, tmp_path):
     page.close()
 
 
+def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(stack_url)
+    one_style_job(page, tmp_path, max_size=128, steps=1000)
+    assert page.locator("#finish").is_hidden()
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
+                           timeout=60_000)
+    page.click("#finish")  # beside Cancel while the job runs
+    page.wait_for_selector("#download:not([hidden])", timeout=60_000)
+    status = page.inner_text("#status-line")
+    assert re.search(r"Finished early: \d+ of 1000 steps\.", status), status
+    assert page.locator("#finish").is_hidden() and page.locator("#cancel").is_hidden()
+    assert "time left" not in page.inner_text("#numbers")  # the job has ended
+    src = page.get_attribute("#live-view", "src")
+    assert src is not None and "/result" in src
+    page.screenshot(path=ARTIFACTS / "4b-finished.png", full_page=True)
+    page.close()
+
+
 def test_page_shows_api_error(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(stack_url)
@@ -218,3 +239,65 @@ def test_page_offers_print_sizes_and_zooms_into_the_result(browser, tmp_path, re
     finally:
         page.close()
         stack.stop()
+
+
+def test_page_sends_a_mask_per_style_and_the_colour_mode(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    refused = csp_violations(page)
+    page.goto(stack_url)
+    content, style1, style2 = images(tmp_path)
+    masks = []
+    for i, columns in enumerate(((0, 32), (32, 64))):  # the right third of the 96 px photo: no style
+        mask = Image.new("L", (96, 72), 0)
+        mask.paste(255, (columns[0], 0, columns[1], 72))
+        masks.append(tmp_path / f"mask{i}.png")
+        mask.save(masks[-1])
+    page.set_input_files("#content-input", str(content))
+    page.set_input_files("#style-input", [str(style1), str(style2)])
+    assert page.locator(".style-mask").count() == 2
+    assert page.eval_on_selector_all("#color_mode option", "els => els.map(e => e.value)") == [
+        "style", "luminance", "match"]
+    set_range(page, "#max_size", 96)
+    set_range(page, "#steps", 6)
+    page.locator(".style-mask").nth(0).set_input_files(str(masks[0]))
+    page.click("#submit")  # one mask for two styles: refused here, before any upload
+    assert page.inner_text("#error") == "Give a mask for every style, or none."
+    page.locator(".style-mask").nth(1).set_input_files(str(masks[1]))
+    assert page.locator(".mask-row img").count() == 4  # each style beside its mask
+    page.select_option("#color_mode", "match")
+    page.click("#submit")
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    page.screenshot(path=ARTIFACTS / "9-masks.png", full_page=True)
+    with page.expect_download() as download_info:
+        page.click("#download")
+    saved = tmp_path / "masked.png"
+    download_info.value.save_as(saved)
+    painted = np.asarray(Image.open(saved).convert("RGB"), dtype=float)
+    photo = np.asarray(Image.open(content).convert("RGB"), dtype=float)
+    assert np.abs(painted[:, 72:] - photo[:, 72:]).max() <= 1  # where neither mask reaches: the photo
+    assert refused == []
+    page.close()
+
+
+def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = csp_violations(page)
+    page.goto(stack_url)
+    page.wait_for_selector("#looks button.look[aria-checked=true]")
+    looks = page.eval_on_selector_all("#looks button.look", "els => els.map(e => e.dataset.look)")
+    assert looks == ["subtle", "balanced", "painterly", "texture"]
+    assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "balanced"
+    page.wait_for_function("() => [...document.querySelectorAll('#looks img')].every(i => i.naturalWidth > 0)",
+                           timeout=30_000)  # the thumbnails load
+    page.click("#looks [data-look=painterly]")
+    assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "painterly"
+    page.screenshot(path=ARTIFACTS / "8-looks.png", full_page=True)
+    one_style_job(page, tmp_path, max_size=64, steps=2)
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/jobs")) as request_info:
+        page.click("#submit")
+    body = request_info.value.post_data_buffer
+    assert b'name="look"\r\n\r\npainterly\r\n' in body
+    assert b'name="style_weight"' not in body  # left at the look's value: the look's own knobs come with it
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert refused == []
+    page.close()
