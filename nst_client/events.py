@@ -83,7 +83,7 @@ def _past(deadline: float | None, clock: Callable[[], float]) -> bool:
 
 def _delay_s(failures: int, retry_s: float | None, backoff_s: float) -> float:
     base = retry_s if retry_s is not None else backoff_s
-    return min(base * 2 ** (failures - 1), 10.0)
+    return min(base * 2.0 ** (failures - 1), 10.0)
 
 
 def _response_error(response: httpx.Response) -> ApiError:
