@@ -21,7 +21,7 @@ class WorkerMemory:
     device: str
 
 
-def offers(connection: redis.Redis[bytes]) -> list[WorkerMemory]:
+def offers(connection: redis.Redis) -> list[WorkerMemory]:
     """The offers of the workers alive now (none when no worker has announced itself yet)."""
     return [WorkerMemory(worker=w["name"], budget_bytes=int(w["memory_budget_bytes"]), precision=w["precision"],
                          device=w["device"])

@@ -40,21 +40,21 @@ def _record(pipe: Any) -> None:
         log.warning("metrics not recorded: %s", exc)
 
 
-def observe_queue_wait(connection: redis.Redis[bytes], wait_s: float) -> None:
+def observe_queue_wait(connection: redis.Redis, wait_s: float) -> None:
     """A job was taken by a worker `wait_s` after it was submitted."""
     pipe = connection.pipeline(transaction=True)
     _observe(pipe, Keys.queue_wait, QUEUE_WAIT_BUCKETS_S, max(wait_s, 0.0))
     _record(pipe)
 
 
-def observe_job_duration(connection: redis.Redis[bytes], status: str, duration_s: float) -> None:
+def observe_job_duration(connection: redis.Redis, status: str, duration_s: float) -> None:
     """A job a worker ran ended with `status` after `duration_s` of running."""
     pipe = connection.pipeline(transaction=True)
     _observe(pipe, Keys.job_duration, DURATION_BUCKETS_S, max(duration_s, 0.0), label=status)
     _record(pipe)
 
 
-def observe_iterations(connection: redis.Redis[bytes], device: str, iterations: int, elapsed_s: float) -> None:
+def observe_iterations(connection: redis.Redis, device: str, iterations: int, elapsed_s: float) -> None:
     """A run on `device` did `iterations` optimiser steps in `elapsed_s`."""
     if iterations <= 0:
         return
@@ -87,7 +87,7 @@ class Snapshot:
     last_seconds_per_iteration: dict[str, float] = field(default_factory=dict)
 
 
-def read_snapshot(connection: redis.Redis[bytes]) -> Snapshot:
+def read_snapshot(connection: redis.Redis) -> Snapshot:
     pipe = connection.pipeline(transaction=True)
     pipe.hgetall(Keys.job_counts)
     pipe.scard(Keys.running)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from nst_shared import webhook_outbox
 
@@ -212,7 +213,7 @@ def is_job_id(text: str) -> bool:
 class JobStore:
     """Reads and changes job records; every write that changes state goes through one Lua script."""
 
-    def __init__(self, connection: redis.Redis[bytes], *, ttl_s: int) -> None:
+    def __init__(self, connection: redis.Redis, *, ttl_s: int) -> None:
         self.redis = connection
         self.ttl_s = ttl_s
         self._transition = connection.register_script(_TRANSITION)
@@ -221,7 +222,7 @@ class JobStore:
 
     def create(self, job_id: str, *, params: dict[str, Any], styles: int, owner: str | None = None,
                extra: dict[str, Any] | None = None, rq_job_id: str | None = None, now: float | None = None,
-               pipeline: redis.client.Pipeline[bytes] | None = None) -> JobRecord:
+               pipeline: redis.client.Pipeline | None = None) -> JobRecord:
         """Write a new queued job; with `pipeline`, the writes are queued on it for the caller to execute
         (with the RQ job, in one transaction). Returns the record as written."""
         created = now if now is not None else time.time()
@@ -229,7 +230,7 @@ class JobStore:
                    "params": json.dumps(params), "styles": str(styles), "attempts": "0",
                    "owner": owner or "", "extra": json.dumps(extra or {}), "rq_job_id": rq_job_id or ""}
         pipe = pipeline if pipeline is not None else self.redis.pipeline()
-        pipe.hset(Keys.job(job_id), mapping=cast("Mapping[str | bytes, str]", mapping))
+        pipe.hset(Keys.job(job_id), mapping=cast("Mapping[FieldT, EncodableT]", mapping))
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.zadd(Keys.jobs_index, {job_id: created})
@@ -256,7 +257,7 @@ class JobStore:
         it); set `fields` with it. False when it was not."""
         return bool(_decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK")
 
-    def transition_in(self, pipeline: redis.client.Pipeline[bytes], job_id: str, to: JobStatus, *,
+    def transition_in(self, pipeline: redis.client.Pipeline, job_id: str, to: JobStatus, *,
                       allowed: set[JobStatus] | frozenset[JobStatus], **fields: Any) -> None:
         """Queue the same transition on `pipeline`, a transaction whose caller has checked (under WATCH)
         that it applies, so that it commits together with the caller's other writes."""

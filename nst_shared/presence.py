@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from nst_shared.jobs import Keys
 
@@ -14,21 +15,21 @@ from nst_shared.jobs import Keys
 INFO_FIELDS: tuple[str, ...] = ("device", "precision", "precision_reason", "gpu", "memory_budget_bytes")
 
 
-def announce(connection: redis.Redis[bytes], name: str, *, ttl_s: float, info: Mapping[str, str] | None = None) -> None:
+def announce(connection: redis.Redis, name: str, *, ttl_s: float, info: Mapping[str, str] | None = None) -> None:
     """Worker `name` is alive for the next `ttl_s`, running on `info` (INFO_FIELDS only)."""
     unknown = set(info or {}) - set(INFO_FIELDS)
     if unknown:
         raise ValueError(f"not worker info fields: {sorted(unknown)}")
     pipe = connection.pipeline()
     pipe.sadd(Keys.workers, name)
-    fields: dict[str | bytes, str] = {"alive": "1"}
+    fields: dict[FieldT, EncodableT] = {"alive": "1"}
     fields.update(info or {})
     pipe.hset(Keys.worker(name), mapping=fields)
     pipe.pexpire(Keys.worker(name), int(ttl_s * 1000))
     pipe.execute()
 
 
-def withdraw(connection: redis.Redis[bytes], name: str) -> None:
+def withdraw(connection: redis.Redis, name: str) -> None:
     """Worker `name` stops (a clean exit: it stops counting at once)."""
     pipe = connection.pipeline()
     pipe.srem(Keys.workers, name)
@@ -36,7 +37,7 @@ def withdraw(connection: redis.Redis[bytes], name: str) -> None:
     pipe.execute()
 
 
-def live_workers(connection: redis.Redis[bytes]) -> list[dict[str, str]]:
+def live_workers(connection: redis.Redis) -> list[dict[str, str]]:
     """The workers that announced themselves within their TTL: name and INFO_FIELDS ('' where not said);
     the names of the others are dropped."""
     names = sorted(n.decode() if isinstance(n, bytes) else n for n in connection.smembers(Keys.workers))

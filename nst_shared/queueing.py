@@ -62,9 +62,9 @@ def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,
     with store.redis.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))
-                status, attempts, params = (_text(v) for v in _now(pipe.hmget(Keys.job(job_id), "status",
-                                                                              "attempts", "params")))
+                pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
+                status, attempts, params = (_text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts",
+                                                                         "params"))
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
                     return None
                 rq_id = f"{job_id}-{max(int(attempts or 0), 1)}"
@@ -100,7 +100,7 @@ def repair_queued(store: JobStore, queue: Queue, *, settings: Settings, grace_s:
     return repaired
 
 
-def _without_rq_job(connection: redis.Redis[bytes], queue: Queue, job_ids: list[str]) -> list[str]:
+def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -> list[str]:
     """Those of the queued `job_ids` that RQ holds no job for: not in the queue, not started by a live worker."""
     pipe = connection.pipeline(transaction=False)
     for job_id in job_ids:
@@ -125,9 +125,9 @@ def _without_rq_job(connection: redis.Redis[bytes], queue: Queue, job_ids: list[
 def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, now: float) -> int:
     with store.redis.pipeline() as pipe:
         try:
-            pipe.watch(Keys.job(job_id))
-            status, rq_id, repairs, params = (_text(v) for v in _now(pipe.hmget(
-                Keys.job(job_id), "status", "rq_job_id", "repairs", "params")))
+            pipe.watch(Keys.job(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
+            status, rq_id, repairs, params = (_text(v) for v in pipe.hmget(
+                Keys.job(job_id), "status", "rq_job_id", "repairs", "params"))
             if status != JobStatus.QUEUED.value:
                 return 0
             count = int(repairs or 0) + 1
@@ -157,7 +157,3 @@ def _text(value: Any) -> Any:
 def _json(raw: str | None) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
-
-def _now(reply: Any) -> list[Any]:
-    """A command's reply on a watched pipeline, which runs commands at once (the stubs type it as queued)."""
-    return list(reply)
