@@ -7,6 +7,8 @@ peak RSS and the picture. Each row and each schedule runs in a subprocess of its
 with the engine's malloc settings. Usage:
     .venv/bin/python bench/print_bench.py [--sizes 1024 2048] [--iterations 3] [--block-px 512]
     .venv/bin/python bench/print_bench.py --schedule 2048 4096 [--out DIR]
+    python3 bench/print_bench.py --device cuda --sizes 4096 8192 --modes blocks   # issue 13's GPU check
+On CUDA, "peak" is the device's (torch.cuda.max_memory_allocated), not the process's RSS.
 """
 
 from __future__ import annotations
@@ -37,15 +39,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def row(size: int, mode: str, iterations: int, block_px: int, precision: str) -> dict:
+def peak_mb(device: str) -> float:
+    """The peak memory that bounds a print: the GPU's on CUDA, the process's RSS on the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return peak_rss_mb()
+
+
+def row(size: int, mode: str, iterations: int, block_px: int, precision: str, device: str) -> dict:
     """One scale of `size` px (3:2), `iterations` timed after two warm-up iterations."""
     from nst_core.transfer import StyleTransfer
     from nst_shared.params import TransferParams
 
     budget = 64 * 2**30 if mode == "whole" else None  # whole: a budget it always fits
-    engine = StyleTransfer(device="cpu", precision=precision, memory_budget_bytes=budget,
+    engine = StyleTransfer(device=device, precision=precision, memory_budget_bytes=budget,
                            block_px=block_px if mode == "blocks" else None)
-    engine_mb = peak_rss_mb()
+    engine_mb = peak_mb(device)
     stamps: list[float] = []
     blocks: list[int] = []
 
@@ -58,7 +69,7 @@ def row(size: int, mode: str, iterations: int, block_px: int, precision: str) ->
     params = TransferParams(max_size=size, steps=iterations + 2, scales=1)
     engine.stylize(picture(size, height, 0), [picture(size, height, 1)], params, callback=on_progress)
     return {"size": f"{size}x{height}", "mode": mode, "precision": engine.precision, "blocks": blocks[-1],
-            "s_per_iter": (stamps[-1] - stamps[1]) / (len(stamps) - 2), "peak_rss_mb": peak_rss_mb(),
+            "s_per_iter": (stamps[-1] - stamps[1]) / (len(stamps) - 2), "peak_rss_mb": peak_mb(device),
             "engine_mb": engine_mb}
 
 
@@ -100,13 +111,15 @@ def schedule(size: int, out: str) -> dict:
             "scales": scales}
 
 
-def run_child(args: list[str]) -> dict:
+def run_child(args: list[str]) -> dict | None:
+    """The child's result; None (its error printed) when it failed, e.g. out of memory on a GPU."""
     from nst_shared.allocator import with_engine_malloc
 
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         env=with_engine_malloc(os.environ))
+                         env=with_engine_malloc(os.environ), check=False)
     if out.returncode != 0:
-        raise SystemExit(out.stderr[-3000:])
+        print(f"  {' '.join(args[-3:])}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,6 +129,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--block-px", type=int, default=512)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--modes", nargs="*", default=["whole", "blocks"], choices=["whole", "blocks"])
     parser.add_argument("--schedule", type=int, nargs="*", default=[], help="print schedules at these sizes")
     parser.add_argument("--out", default="", help="folder for the schedules' pictures")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
@@ -123,7 +138,8 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "row":
-            print(json.dumps(row(int(rest[0]), rest[1], args.iterations, args.block_px, args.precision)))
+            print(json.dumps(row(int(rest[0]), rest[1], args.iterations, args.block_px, args.precision,
+                                 args.device)))
         else:
             print(json.dumps(schedule(int(rest[0]), args.out)))
         return
@@ -132,19 +148,23 @@ def main() -> None:
 
     print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     if args.sizes:
-        print(f"{'size':>10} {'mode':>7} {'prec':>5} {'blocks':>6} {'s/iter':>8} {'peak RSS MB':>12} "
+        print(f"{'size':>10} {'mode':>7} {'prec':>5} {'blocks':>6} {'s/iter':>8} {'peak MB':>12} "
               f"{'engine MB':>10} {'time ratio':>10} {'RSS ratio':>10}")
     for size in args.sizes:
-        whole = run_child(["--iterations", str(args.iterations), "--precision", args.precision,
-                           "--child", "row", str(size), "whole"])
-        blocks = run_child(["--iterations", str(args.iterations), "--precision", args.precision,
-                            "--block-px", str(args.block_px), "--child", "row", str(size), "blocks"])
-        for r in (whole, blocks):
+        rows = [run_child(["--iterations", str(args.iterations), "--precision", args.precision, "--device",
+                           args.device, "--block-px", str(args.block_px), "--child", "row", str(size), mode])
+                for mode in args.modes]
+        first = next((r for r in rows if r), None)
+        for r in rows:
+            if r is None or first is None:
+                continue
             print(f"{r['size']:>10} {r['mode']:>7} {r['precision']:>5} {r['blocks']:>6} {r['s_per_iter']:>8.2f} "
-                  f"{r['peak_rss_mb']:>12.0f} {r['engine_mb']:>10.0f} {r['s_per_iter'] / whole['s_per_iter']:>9.2f}x "
-                  f"{r['peak_rss_mb'] / whole['peak_rss_mb']:>9.2f}x", flush=True)
+                  f"{r['peak_rss_mb']:>12.0f} {r['engine_mb']:>10.0f} {r['s_per_iter'] / first['s_per_iter']:>9.2f}x "
+                  f"{r['peak_rss_mb'] / first['peak_rss_mb']:>9.2f}x", flush=True)
     for size in args.schedule:
         r = run_child(["--out", args.out, "--child", "schedule", str(size)])
+        if r is None:
+            continue
         print(f"print schedule at {size} px ({r['precision']}): {r['total_s']:.0f} s in all, "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")
         for s in r["scales"]:

@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--output", "-o", type=Path, help="save the result here (implies --wait)")
     submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="stop waiting after this long (exit 4; the job goes on)")
+    submit.add_argument("--finish-after", type=float, default=None, metavar="SECONDS",
+                        help="paint for at most this long once running, then finish the job with the picture so "
+                             "far (implies --wait)")
     submit.add_argument("--detach", action="store_true",
                         help="on Ctrl-C stop waiting but leave the job running (default: cancel it)")
     submit.add_argument("--idempotency-key", metavar="KEY",
@@ -176,10 +179,10 @@ def _submit(args: argparse.Namespace) -> int:
                             idempotency_key=args.idempotency_key,
                             webhook_url=args.webhook, webhook_events=events, **fields)
         print(job.id, flush=True)
-        if not (args.wait or args.output):
+        if not (args.wait or args.output or args.finish_after is not None):
             return EXIT_OK
         try:
-            final = _follow(client, job.id, timeout_s=args.timeout)
+            final = _follow(client, job.id, timeout_s=args.timeout, finish_after_s=args.finish_after)
         except WaitTimeout as exc:
             _error("nst submit", f"{exc}; it goes on (nst status {job.id})")
             return EXIT_TIMEOUT
@@ -213,7 +216,7 @@ def _interrupted(client: "NstClient", job_id: str, *, detach: bool) -> None:
         pass
 
 
-def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Job":
+def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None, finish_after_s: float | None = None) -> "Job":
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -221,8 +224,11 @@ def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Jo
                    TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
                    console=Console(stderr=True), transient=False)
     task = bar.add_task("connecting", total=None, losses="", left="")
+    finish = _FinishAfter(client, job_id, finish_after_s) if finish_after_s is not None else None
 
     def on_event(event: "Event") -> None:
+        if finish is not None:
+            finish.on_event(event)
         job = event.job
         if job is not None and job.status == "queued":
             where = f" #{job.queue_position}" if job.queue_position else ""
@@ -242,6 +248,27 @@ def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None) -> "Jo
         job = client.wait(job_id, timeout_s=timeout_s, on_event=on_event)
         bar.update(task, description=job.status.value, left="")
     return job
+
+
+class _FinishAfter:
+    """Asks the job to finish once its run has lasted `after_s` seconds, by the worker's own clock (a progress
+    event's `elapsed_s`), so a late or resumed connection replaying old steps does not shift it."""
+
+    def __init__(self, client: "NstClient", job_id: str, after_s: float) -> None:
+        self.client, self.job_id, self.after_s = client, job_id, after_s
+        self.asked = False
+
+    def on_event(self, event: "Event") -> None:
+        from nst_client import Conflict
+
+        progress = event.progress
+        if self.asked or progress is None or (progress.elapsed_s or 0.0) < self.after_s:
+            return
+        self.asked = True
+        try:
+            self.client.finish(self.job_id)
+        except Conflict:  # it ended meanwhile
+            pass
 
 
 def _duration(seconds: float) -> str:

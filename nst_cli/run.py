@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
+from nst_shared.looks import LOOKS
 from nst_shared.params import PRECISIONS, TransferParams, for_device, with_seed
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         params = params_from_args(args, preview_every=args.save_every)
         recorded = _recorded(args.from_picture) if args.from_picture else None
         if recorded is not None:
-            params = _with_recorded(params, recorded)
+            params = with_recorded(params, recorded)
         params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
         check_mask_count(len(args.style_mask or []), len(style_paths))
         content_file = read_file(content_path)
@@ -147,8 +148,11 @@ def _recorded(picture: Path) -> dict[str, Any]:
     return record
 
 
-def _with_recorded(given: TransferParams, record: dict[str, Any]) -> TransferParams:
+def with_recorded(given: TransferParams, record: dict[str, Any]) -> TransferParams:
     """The recorded parameters (seed included), with the flags `given` on top; all of them count as set, so no
-    device default replaces them."""
+    device default replaces them. A new --look sets its own knobs, as it would without --from."""
     flags = {k: v for k, v in given.to_dict().items() if k in given.model_fields_set}
-    return TransferParams.from_dict({**record["params"], **flags})
+    recorded = dict(record["params"])
+    if "look" in flags:
+        recorded = {k: v for k, v in recorded.items() if k not in {f for knobs in LOOKS.values() for f in knobs}}
+    return TransferParams.from_dict({**recorded, **flags})

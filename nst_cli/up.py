@@ -28,14 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--api-workers", type=int, default=1, metavar="N",
+                        help="API processes (uvicorn's workers) sharing the port, for a host with the cores "
+                             "(default 1)")
     parser.set_defaults(handler=run_up)
 
 
-def api_command(host: str, port: int) -> list[str]:
-    """The API under uvicorn. Forwarded headers are the app's to trust (NST_TRUSTED_PROXIES), not uvicorn's
-    (it would trust them from any local peer)."""
+def api_command(host: str, port: int, *, processes: int = 1) -> list[str]:
+    """The API under uvicorn, in `processes` processes (uvicorn's own manager keeps them running). Forwarded
+    headers are the app's to trust (NST_TRUSTED_PROXIES), not uvicorn's (it would trust them from any local
+    peer)."""
     return [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", host, "--port",
-            str(port), "--log-level", "warning", "--no-proxy-headers"]
+            str(port), "--log-level", "warning", "--no-proxy-headers",
+            *(["--workers", str(processes)] if processes > 1 else [])]
 
 
 def _free_port() -> int:
@@ -97,14 +102,17 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"Redis:   {settings.redis_url}", flush=True)
 
     worker_envs = worker_environments(args.workers, with_engine_malloc(env), device=settings.device)  # GPUs
-    api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port), env=env))
+    if args.api_workers < 1:
+        raise SystemExit("nst up: --api-workers must be at least 1")
+    api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port, processes=args.api_workers),
+                                                env=env))
     workers = [Child(f"worker {i + 1}",
                      lambda i=i: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_envs[i]))
                for i in range(args.workers)]
     children = [*([redis_child] if redis_child else []), api, *workers]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Web:     http://{shown}:{args.port}/\nAPI:     http://{shown}:{args.port}/docs\n"
-          f"Workers: {args.workers}. Ctrl-C stops everything.", flush=True)
+          f"Workers: {args.workers}, API processes: {args.api_workers}. Ctrl-C stops everything.", flush=True)
 
     stopping = False
 

@@ -49,7 +49,7 @@ def _images(value: ImageInput | Sequence[ImageInput] | None) -> list[ImageInput]
         return []
     if isinstance(value, (str, bytes, os.PathLike)) or hasattr(value, "read"):
         return [value]  # type: ignore[list-item]
-    return list(value)  # type: ignore[arg-type]
+    return list(value)
 
 
 def _submission(content: ImageInput, styles: ImageInput | Sequence[ImageInput],

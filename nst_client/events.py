@@ -1,4 +1,4 @@
-"""A job's Server-Sent Events: a text/event-stream decoder, and iterators that reconnect after a dropped
+"""A job's Server-Sent Events (decoded by httpx-sse), followed by iterators that reconnect after a dropped
 connection with `Last-Event-ID`, so no event is lost or repeated."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from nst_client.errors import ApiError, ServiceUnavailable, TransportError, WaitTimeout, error_for
 from nst_client.jobs import Job, JobStatus, Progress
@@ -24,8 +25,8 @@ _STATUSES = {s.value for s in JobStatus}
 class Event:
     """One event: `type` is `snapshot`, `status`, `progress`, `preview` or `completed`; `data` its JSON.
 
-    `id` is the position in the job's event stream (None for `snapshot`, which the service sends first on
-    every connection, so after a reconnect a fresh snapshot comes again)."""
+    `id` is the position in the job's event stream, as EventSource's lastEventId: None for `snapshot`, which
+    the service sends first on every connection, so after a reconnect a fresh snapshot comes again."""
 
     type: str
     data: dict[str, Any]
@@ -43,44 +44,15 @@ class Event:
         return Progress.from_json(self.data) if self.type == "progress" else None
 
 
-class SSEDecoder:
-    """Turns the lines of a text/event-stream into `Event`s (the WHATWG rules this service needs)."""
-
-    def __init__(self) -> None:
-        self.retry_s: float | None = None  # the server's `retry:` advice, used as the reconnect delay
-        self._reset()
-
-    def _reset(self) -> None:
-        self._id: str | None = None
-        self._type = "message"
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> Event | None:
-        """One line without its end; returns an Event when a blank line completes one."""
-        if line == "":
-            event = None
-            if self._data:
-                text = "\n".join(self._data)
-                try:
-                    data = json.loads(text)
-                except ValueError:
-                    data = {"text": text}
-                event = Event(self._type, data if isinstance(data, dict) else {"value": data}, self._id)
-            self._reset()
-            return event
-        if line.startswith(":"):  # a comment: the keep-alive
-            return None
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "id" and "\0" not in value:
-            self._id = value
-        elif name == "event":
-            self._type = value
-        elif name == "data":
-            self._data.append(value)
-        elif name == "retry" and value.isdigit():
-            self.retry_s = int(value) / 1000
+def _event(sse: ServerSentEvent) -> Event | None:
+    """Our `Event` of a decoded one; None for one without data (the service's `retry:` advice comes so)."""
+    if not sse.data:
         return None
+    try:
+        data = json.loads(sse.data)
+    except ValueError:
+        data = {"text": sse.data}
+    return Event(sse.event, data if isinstance(data, dict) else {"value": data}, sse.id or None)
 
 
 @dataclass(frozen=True)
@@ -109,9 +81,9 @@ def _past(deadline: float | None, clock: Callable[[], float]) -> bool:
     return deadline is not None and clock() >= deadline
 
 
-def _delay_s(failures: int, decoder: SSEDecoder | None, backoff_s: float) -> float:
-    base = decoder.retry_s if decoder and decoder.retry_s is not None else backoff_s
-    return min(base * 2 ** (failures - 1), 10.0)
+def _delay_s(failures: int, retry_s: float | None, backoff_s: float) -> float:
+    base = retry_s if retry_s is not None else backoff_s
+    return min(base * 2.0 ** (failures - 1), 10.0)
 
 
 def _response_error(response: httpx.Response) -> ApiError:
@@ -132,18 +104,18 @@ def iter_events(http: httpx.Client, job_id: str, *, last_event_id: str | None = 
     Raises `JobNotFound`, `WaitTimeout` after `timeout_s`, `TransportError` when the retries run out."""
     deadline = None if timeout_s is None else clock() + timeout_s
     failures = 0
+    retry_s: float | None = None  # the service's `retry:` advice, used as the reconnect delay
     while True:
         attempt = _attempt(job_id, last_event_id, deadline, clock, timeout_s)
-        decoder: SSEDecoder | None = None
         try:
             with http.stream("GET", f"/jobs/{job_id}/events", headers=attempt.headers,
                              timeout=attempt.timeout) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _response_error(response)
-                decoder = SSEDecoder()
-                for line in response.iter_lines():
-                    event = decoder.feed(line)
+                for sse in EventSource(response).iter_sse():
+                    retry_s = sse.retry / 1000 if sse.retry is not None else retry_s
+                    event = _event(sse)
                     if event is not None:
                         failures = 0
                         if event.id:
@@ -156,14 +128,14 @@ def iter_events(http: httpx.Client, job_id: str, *, last_event_id: str | None = 
             reason = "the stream ended before the job did"
         except ServiceUnavailable as exc:
             reason = str(exc)
-        except httpx.TransportError as exc:  # connection refused or reset, read timeout, broken chunking
+        except httpx.TransportError as exc:  # refused, reset, read timeout, broken chunking, not an event stream
             if _past(deadline, clock):
                 raise WaitTimeout(f"job {job_id} did not end within {timeout_s:g} s", job_id=job_id) from None
             reason = f"{type(exc).__name__}: {exc}"
         failures += 1
         if failures > retries:
             raise TransportError(f"the event stream of job {job_id} keeps failing ({reason})")
-        sleep(_delay_s(failures, decoder, backoff_s))
+        sleep(_delay_s(failures, retry_s, backoff_s))
 
 
 async def aiter_events(http: httpx.AsyncClient, job_id: str, *, last_event_id: str | None = None,
@@ -172,18 +144,18 @@ async def aiter_events(http: httpx.AsyncClient, job_id: str, *, last_event_id: s
     """`iter_events` for asyncio."""
     deadline = None if timeout_s is None else clock() + timeout_s
     failures = 0
+    retry_s: float | None = None  # the service's `retry:` advice, used as the reconnect delay
     while True:
         attempt = _attempt(job_id, last_event_id, deadline, clock, timeout_s)
-        decoder: SSEDecoder | None = None
         try:
             async with http.stream("GET", f"/jobs/{job_id}/events", headers=attempt.headers,
                                    timeout=attempt.timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _response_error(response)
-                decoder = SSEDecoder()
-                async for line in response.aiter_lines():
-                    event = decoder.feed(line)
+                async for sse in EventSource(response).aiter_sse():
+                    retry_s = sse.retry / 1000 if sse.retry is not None else retry_s
+                    event = _event(sse)
                     if event is not None:
                         failures = 0
                         if event.id:
@@ -203,4 +175,4 @@ async def aiter_events(http: httpx.AsyncClient, job_id: str, *, last_event_id: s
         failures += 1
         if failures > retries:
             raise TransportError(f"the event stream of job {job_id} keeps failing ({reason})")
-        await asyncio.sleep(_delay_s(failures, decoder, backoff_s))
+        await asyncio.sleep(_delay_s(failures, retry_s, backoff_s))

@@ -20,7 +20,8 @@ def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes, *, tole
     problem = signature_problem(secret, headers, body, tolerance_s=tolerance_s, now=now)
     if problem is not None:
         raise InvalidSignature(problem)
-    return json.loads(body)
+    delivery: dict[str, Any] = json.loads(body)
+    return delivery
 
 
 def verify_signature(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = TOLERANCE_S,

@@ -50,7 +50,8 @@ def _sqrtm(covariance: np.ndarray, *, inverse: bool = False) -> np.ndarray:
     """The symmetric square root (or its inverse) of a covariance matrix."""
     values, vectors = np.linalg.eigh(covariance)
     values = np.maximum(values, _MIN_VARIANCE)
-    return (vectors * (values ** (-0.5 if inverse else 0.5))) @ vectors.T
+    root: np.ndarray = (vectors * (values ** (-0.5 if inverse else 0.5))) @ vectors.T
+    return root
 
 
 def color_stats(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 import torch
 from torch import nn
@@ -34,7 +34,8 @@ LAYER_NAMES: tuple[str, ...] = tuple(
 
 def layer_stride(layer: str) -> int:
     """Image pixels per activation cell at `layer`: 2 for every max-pool before it."""
-    return 2 ** sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer)] if name.startswith("pool"))
+    pools = sum(1 for name in LAYER_NAMES[: LAYER_NAMES.index(layer)] if name.startswith("pool"))
+    return int(2**pools)
 
 
 def receptive_field_px(layer: str) -> int:
@@ -96,6 +97,9 @@ class VGG19Features(nn.Module):
     `forward(image, layers)` takes RGB images in 0..1 (N, 3, H, W) and returns {layer name: activation}.
     """
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], *, name: WeightsName,
                  last_layer: str = "relu5_1") -> None:
         super().__init__()
@@ -111,7 +115,8 @@ class VGG19Features(nn.Module):
                 first = layer.endswith("_1")
                 cin, cout = channels[block]
                 # skip_init: no random initialisation for weights that are overwritten at once.
-                conv = torch.nn.utils.skip_init(nn.Conv2d, cin if first else cout, cout, kernel_size=3, padding=1)
+                conv = torch.nn.utils.skip_init(  # type: ignore[no-untyped-call]
+                    nn.Conv2d, cin if first else cout, cout, kernel_size=3, padding=1)
                 weight, bias = weights[layer]
                 with torch.no_grad():
                     conv.weight.copy_(weight)
@@ -181,7 +186,7 @@ class _ReluMaxPool(torch.autograd.Function):
     for its own backward: 126 MB over the four blocks of a 512 px image, a twelfth of a worker's peak."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         pooled, indices = F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
         pooled.relu_()
         ctx.save_for_backward(pooled, indices)
@@ -189,10 +194,11 @@ class _ReluMaxPool(torch.autograd.Function):
         return pooled
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         pooled, indices = ctx.saved_tensors
         # The gradient reaches each window's maximum only, and only where it was positive (the ReLU's mask).
-        return F.max_unpool2d(grad * (pooled > 0), indices, kernel_size=2, stride=2, output_size=ctx.input_size)
+        return F.max_unpool2d(grad * (pooled > 0), indices, kernel_size=(2, 2), stride=(2, 2),
+                            output_size=ctx.input_size)
 
 
 def build_vgg19(name: WeightsName = "caffe", *, last_layer: str = "relu5_1") -> VGG19Features:

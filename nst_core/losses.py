@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -25,7 +27,7 @@ class _Gram(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, weights: torch.Tensor | None,  # type: ignore[override]
+    def forward(ctx: Any, rows: torch.Tensor, weights: torch.Tensor | None,
                 norm: float | torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(rows, weights)
         ctx.norm = norm
@@ -33,7 +35,7 @@ class _Gram(torch.autograd.Function):
         return widen(torch.bmm(rows.transpose(1, 2), weighted)) / norm
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         rows, weights = ctx.saved_tensors
         weighted = rows if weights is None else rows * weights.to(rows.dtype)
         return torch.bmm(weighted, ((grad + grad.transpose(1, 2)) / ctx.norm).to(rows.dtype)), None, None
@@ -48,13 +50,17 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     n, c, h, w = features.shape
     rows = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
     if mask is None:
-        return _Gram.apply(rows, None, float(c * h * w))
+        gram: torch.Tensor = _Gram.apply(rows, None, float(c * h * w))
+        return gram
     weights = mask.reshape(1, h * w, 1)
-    return _Gram.apply(rows, weights, c * weights.sum())  # a tensor: no device sync
+    gram = _Gram.apply(rows, weights, c * weights.sum())  # a tensor: no device sync
+    return gram
 
 
 class ContentLoss(nn.Module):
     """MSE between features and the content image's features at the same layer, in float32."""
+
+    target: torch.Tensor
 
     def __init__(self, target: torch.Tensor) -> None:
         super().__init__()
@@ -66,6 +72,8 @@ class ContentLoss(nn.Module):
 
 class StyleLoss(nn.Module):
     """MSE between the Gram matrix of features and a target Gram (one style's, or a blend of several)."""
+
+    target: torch.Tensor
 
     def __init__(self, target_gram: torch.Tensor) -> None:
         super().__init__()

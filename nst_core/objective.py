@@ -57,7 +57,8 @@ class Network:
         if not layers:
             return {}
         x = image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
-        return self.model(x, layers)
+        features: dict[str, torch.Tensor] = self.model(x, layers)
+        return features
 
 
 def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch.Tensor:
@@ -69,7 +70,7 @@ def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch
                  for n, targets in terms.style.items() for t in targets), zero)
     tv = terms.tv_weight * total_variation(image) if terms.tv_weight else zero
     total = content + style + tv
-    total.backward()
+    total.backward()  # type: ignore[no-untyped-call]
     return torch.stack([content.detach(), style.detach(), tv.detach(), total.detach()])
 
 
@@ -105,12 +106,13 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
                 if mask is not None:
                     part = part * _block_mask(mask, block, name).permute(0, 2, 3, 1).to(part.dtype)
                 _core(grad_outputs[name], block, name).add_(part.permute(0, 3, 1, 2))
-        for name, (weight, target) in terms.content.items():
+        for name, (weight, content_target) in terms.content.items():
             stride = layer_stride(name)
             diff = widen(_core(feats[name], block, name)) - _core(
-                target[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, name)
-            content = content + weight * diff.pow(2).sum().detach() / target.numel()
-            _core(grad_outputs[name], block, name).add_((2 * weight / target.numel() * diff).to(feats[name].dtype))
+                content_target[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, name)
+            content = content + weight * diff.pow(2).sum().detach() / content_target.numel()
+            _core(grad_outputs[name], block, name).add_(
+                (2 * weight / content_target.numel() * diff).to(feats[name].dtype))
         outputs, grads = [feats[n] for n in grad_outputs], list(grad_outputs.values())
         if terms.tv_weight:
             tv_part = terms.tv_weight * _total_variation_of_core(x, block, height, width)

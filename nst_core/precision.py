@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from nst_shared.errors import InvalidParameter
-from nst_shared.params import PRECISIONS, Precision
+from nst_shared.params import PRECISIONS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

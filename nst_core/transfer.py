@@ -32,14 +32,14 @@ from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
 from nst_core.objective import (LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole,
                                 features_by_blocks, gram_matrices_by_blocks)
-from nst_core.precision import DTYPES, Precision, resolve_precision
+from nst_core.precision import DTYPES, resolve_precision
 from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
 from nst_shared.errors import DeviceOutOfMemory, Diverged, InvalidParameter
 from nst_shared.images import check_min_side, fit_size, resize
 from nst_shared.masks import check_mask_count, check_mask_covers
 from nst_shared.memory import MemoryPlan, default_budget_bytes, format_bytes, plan_memory
-from nst_shared.params import TransferParams
+from nst_shared.params import Precision, TransferParams
 from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
 
 ProgressCallback = Callable[[Progress], None]
@@ -110,7 +110,7 @@ class StyleTransfer:
         # What a run may use at its peak: decides between the whole image and blocks, and the L-BFGS history.
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes(self.device.type, total)
         self.block_px = block_px  # set: blocks of this side wherever the picture is larger (tests, benchmarks)
-        self._style_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+        self._style_cache: OrderedDict[tuple[object, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._style_cache_size = style_cache_size
         self._cache_lock = threading.Lock()
 
@@ -357,12 +357,12 @@ class _Run:
     content: Image.Image
     content_work: Image.Image  # as the network sees it: its luminance when the colours are preserved
     styles_work: list[Image.Image]
-    blend: list[float]
+    blend: Sequence[float]
     masks: list[torch.Tensor]  # one per style at its own size (masks.mask_tensor), or none
     uncovered: list[Image.Image]  # the masks, when some of the picture is left out of all: composited back
     content_layers: list[str]
     style_layers: list[str]
-    layer_weights: list[float]
+    layer_weights: Sequence[float]
     generator: torch.Generator
     callback: ProgressCallback | None
     started: float
@@ -390,7 +390,7 @@ class _Run:
 
 @dataclass(frozen=True)
 class _ScaleOutcome:
-    image: torch.Tensor
+    image: torch.Tensor | None  # None before the first scale has run
     step: int  # steps done over the whole run
     total_loss: float
     stopped: bool

@@ -120,6 +120,6 @@ def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
 
 
-def _text(data: dict) -> dict[str, str]:
+def _text(data: dict[bytes, bytes]) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in data.items()}

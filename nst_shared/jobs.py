@@ -14,9 +14,11 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from nst_shared import webhook_outbox
 
@@ -219,13 +221,16 @@ class JobStore:
         self._set_fields = connection.register_script(_SET_FIELDS)
 
     def create(self, job_id: str, *, params: dict[str, Any], styles: int, owner: str | None = None,
-               extra: dict[str, Any] | None = None, now: float | None = None) -> JobRecord:
+               extra: dict[str, Any] | None = None, rq_job_id: str | None = None, now: float | None = None,
+               pipeline: redis.client.Pipeline | None = None) -> JobRecord:
+        """Write a new queued job; with `pipeline`, the writes are queued on it for the caller to execute
+        (with the RQ job, in one transaction). Returns the record as written."""
         created = now if now is not None else time.time()
         mapping = {"id": job_id, "status": JobStatus.QUEUED.value, "created_at": repr(created),
-                   "params": json.dumps(params), "styles": styles, "attempts": 0,
-                   "owner": owner or "", "extra": json.dumps(extra or {})}
-        pipe = self.redis.pipeline()
-        pipe.hset(Keys.job(job_id), mapping=mapping)
+                   "params": json.dumps(params), "styles": str(styles), "attempts": "0",
+                   "owner": owner or "", "extra": json.dumps(extra or {}), "rq_job_id": rq_job_id or ""}
+        pipe = pipeline if pipeline is not None else self.redis.pipeline()
+        pipe.hset(Keys.job(job_id), mapping=cast("Mapping[FieldT, EncodableT]", mapping))
         pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.zadd(Keys.jobs_index, {job_id: created})
@@ -234,8 +239,9 @@ class JobStore:
             pipe.zadd(Keys.owner_jobs(owner), {job_id: created})
             pipe.sadd(Keys.owners, owner)
         pipe.hincrby(Keys.job_counts, "submitted", 1)
-        pipe.execute()
-        return self.get(job_id)  # type: ignore[return-value]
+        if pipeline is None:
+            pipe.execute()
+        return JobRecord.from_hash(mapping)
 
     def get(self, job_id: str) -> JobRecord | None:
         data = self.redis.hgetall(Keys.job(job_id))
@@ -249,7 +255,7 @@ class JobStore:
                    only_if_lost: bool = False, **fields: Any) -> bool:
         """Move the job to `to` if its status is in `allowed` (and, with `only_if_lost`, no worker beats for
         it); set `fields` with it. False when it was not."""
-        return _decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK"
+        return bool(_decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK")
 
     def transition_in(self, pipeline: redis.client.Pipeline, job_id: str, to: JobStatus, *,
                       allowed: set[JobStatus] | frozenset[JobStatus], **fields: Any) -> None:
@@ -403,5 +409,5 @@ def _decode_value(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _decode(data: dict) -> dict[str, str]:
+def _decode(data: dict[Any, Any]) -> dict[str, str]:
     return {_decode_value(k): _decode_value(v) for k, v in data.items()}

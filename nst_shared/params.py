@@ -45,7 +45,7 @@ CONTENT_LAYERS: tuple[Layer, ...] = ("conv4_2",)
 STYLE_LAYERS: tuple[Layer, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 # The Gram matrices of these layers differ in size by four orders of magnitude, so with equal weights the style
 # loss is nearly all conv4_1; about the inverse of each layer's typical size lets each count alike (conv5_1 a
-# little less, or it stamps the painting's large shapes onto the subject). The README's "Why these defaults".
+# little less, or it stamps the painting's large shapes onto the subject). docs/parameters.md, "Why these defaults".
 STYLE_LAYER_WEIGHTS: tuple[float, ...] = (333.0, 3.3, 10.0, 0.2, 300.0)
 
 SEED_MAX = 2**31 - 1  # a seed fits a signed 32-bit integer: every client language and JSON reader keeps it exact
@@ -212,7 +212,7 @@ def api_fields() -> dict[str, FieldInfo]:
 @functools.cache
 def form_schema() -> dict[str, dict[str, Any]]:
     """Each API parameter's JSON schema as a form field (or flag) carries it. The OpenAPI form, the CLI's
-    help, the web page and the README's table read it; shared, so copy before changing."""
+    help, the web page and docs/parameters.md read it; shared, so copy before changing."""
     return {k: v for k, v in form_properties(TransferParams).items() if k in api_fields()}
 
 

@@ -166,7 +166,9 @@ def _outside_pixels(data: bytes, image: Image.Image) -> Iterator[Region]:
                 counts = counts if isinstance(counts, tuple) else (counts,)
                 pixels += [(o, o + c) for o, c in zip(offsets, counts)]
     else:
-        for tile in image.tile:  # BMP: a raw tile's args are (mode, stride, orientation); RLE runs to the end
+        # BMP (an ImageFile, whose tiles Image does not declare): a raw tile's args are (mode, stride, orientation);
+        # RLE runs to the end.
+        for tile in getattr(image, "tile", ()):
             args = tile.args if isinstance(tile.args, tuple) else ()
             stride = args[1] if tile.codec_name == "raw" and len(args) > 1 and isinstance(args[1], int) else 0
             rows = tile.extents[3] - tile.extents[1] if tile.extents else 0

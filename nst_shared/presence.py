@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from nst_shared.jobs import Keys
 
@@ -21,7 +22,9 @@ def announce(connection: redis.Redis, name: str, *, ttl_s: float, info: Mapping[
         raise ValueError(f"not worker info fields: {sorted(unknown)}")
     pipe = connection.pipeline()
     pipe.sadd(Keys.workers, name)
-    pipe.hset(Keys.worker(name), mapping={"alive": "1", **(info or {})})
+    fields: dict[FieldT, EncodableT] = {"alive": "1"}
+    fields.update(info or {})
+    pipe.hset(Keys.worker(name), mapping=fields)
     pipe.pexpire(Keys.worker(name), int(ttl_s * 1000))
     pipe.execute()
 

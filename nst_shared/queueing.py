@@ -34,7 +34,7 @@ def job_timeout_s(settings: Settings, params: TransferParams) -> int:
     return int(settings.job_timeout_base_s + params_cost(params) * settings.job_timeout_per_mpx_step_s)
 
 
-def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict, attempt: int = 0,
+def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict[str, Any], attempt: int = 0,
                 at_front: bool = False, rq_id: str | None = None, pipeline: Any = None) -> str:
     """Queue job `job_id` (its `attempt`-th retry when > 0, under a fresh RQ id); returns the RQ job id.
     With `pipeline` (a transaction), the RQ job is written when the caller executes it."""
@@ -62,7 +62,7 @@ def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,
     with store.redis.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))
+                pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
                 status, attempts, params = (_text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts",
                                                                          "params"))
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
@@ -106,13 +106,13 @@ def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -
     for job_id in job_ids:
         pipe.hmget(Keys.job(job_id), "status", "rq_job_id")
     records = [(job_id, _text(status), _text(rq_id)) for job_id, (status, rq_id) in zip(job_ids, pipe.execute())]
-    records = [(job_id, rq_id) for job_id, status, rq_id in records if status == JobStatus.QUEUED.value]
+    queued = [(job_id, rq_id) for job_id, status, rq_id in records if status == JobStatus.QUEUED.value]
     waiting = set(queue.get_job_ids())
     pipe = connection.pipeline(transaction=False)
-    for _, rq_id in records:
+    for _, rq_id in queued:
         pipe.hmget(Job.key_for(rq_id or "-"), "status", "worker_name")
     missing = []
-    for (job_id, rq_id), (status, worker) in zip(records, pipe.execute()):
+    for (job_id, rq_id), (status, worker) in zip(queued, pipe.execute()):
         status, worker = _text(status), _text(worker)
         if rq_id in waiting or status in _LATER:
             continue
@@ -125,7 +125,7 @@ def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -
 def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, now: float) -> int:
     with store.redis.pipeline() as pipe:
         try:
-            pipe.watch(Keys.job(job_id))
+            pipe.watch(Keys.job(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
             status, rq_id, repairs, params = (_text(v) for v in pipe.hmget(
                 Keys.job(job_id), "status", "rq_job_id", "repairs", "params"))
             if status != JobStatus.QUEUED.value:
@@ -154,5 +154,6 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _json(raw: str | None) -> dict:
+def _json(raw: str | None) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
+

@@ -51,7 +51,8 @@ class S3Storage:
             if _code(exc) in _MISSING:
                 return None
             raise
-        return reply["Body"].read()
+        body: bytes = reply["Body"].read()
+        return body
 
     def exists(self, job_id: str, name: str) -> bool:
         try:

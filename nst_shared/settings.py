@@ -13,7 +13,7 @@ from nst_shared.params import Precision
 
 
 class Settings(BaseSettings):
-    """Every setting, with its environment variable NST_<NAME>; the README's table lists them."""
+    """Every setting, with its environment variable NST_<NAME>; docs/settings.md lists them."""
 
     model_config = SettingsConfigDict(env_prefix="NST_", extra="ignore")
 

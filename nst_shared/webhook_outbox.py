@@ -48,4 +48,5 @@ def delivery_body(delivery: dict[str, Any]) -> dict[str, Any]:
                     "created_at": _iso(number("created_at")), "started_at": _iso(number("started_at")),
                     "finished_at": _iso(number("finished_at")),
                     "params": json.loads(record["params"]) if record.get("params") else {},
+                    "steps_done": int(record["steps_done"]) if record.get("steps_done") else None,
                     "links": {"self": base, "events": f"{base}/events", "result": f"{base}/result"}}}

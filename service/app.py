@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
+from rq import Queue
+from rq.serializers import JSONSerializer
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nst_shared.jobs import JobStore
@@ -23,6 +25,7 @@ from service.errors import install_error_handlers
 from service.auth import KeyRing
 from service.guard import AccessGuard
 from service.headers import SecurityHeaders
+from service.job_reads import JobReader
 from service.body_limit import BodySizeLimit
 from service.ratelimit import RateLimiter
 from service.metrics_registry import build_registry
@@ -74,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                     health_check_interval=10,
                                                     max_connections=settings.redis_max_connections)
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
+    app.state.queue = Queue(settings.queue_name, connection=app.state.redis, serializer=JSONSerializer)
+    app.state.job_reader = JobReader(app.state.async_redis, queue_key=app.state.queue.key)
     app.state.storage = open_storage(settings)
     app.state.keys = KeyRing.from_settings(settings)
     app.state.rate_limiter = RateLimiter(app.state.async_redis)

@@ -112,7 +112,7 @@ class Caller:
                            headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'})
 
 
-def get_keys(request: Request) -> KeyRing:
+async def get_keys(request: Request) -> KeyRing:
     return request.app.state.keys
 
 
@@ -154,13 +154,13 @@ _BEARER = HTTPBearer(auto_error=False, description="An API key from NST_API_KEYS
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")
 
 
-def key_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
+async def key_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
                _header: Annotated[object, Depends(_HEADER)]) -> Caller:
     """The caller of a route that needs the API key itself (when keys are on)."""
     return authenticate(request, links=False)
 
 
-def link_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
+async def link_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
                 _header: Annotated[object, Depends(_HEADER)],
                 token: Annotated[str | None, Query(max_length=200, description="A signed link from the job's "
                                                    "links, instead of the key (for browsers).")] = None,

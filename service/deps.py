@@ -1,4 +1,7 @@
-"""Dependencies: what a route may ask for, built from the app's settings (set by `create_app`)."""
+"""Dependencies: what a route may ask for, built from the app's settings (set by `create_app`).
+
+Each is `async def` although none awaits: FastAPI runs a plain `def` dependency in its thread pool, a hop
+that costs more than the dependency itself."""
 
 from __future__ import annotations
 
@@ -8,41 +11,44 @@ import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, Path, Request
 from rq import Queue
-from rq.serializers import JSONSerializer
 
 from nst_shared.jobs import JOB_ID_PATTERN, JobStore, is_job_id
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 from service.errors import not_found
+from service.job_reads import JobReader
 from service.submission import Submissions
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_redis(request: Request) -> redis.Redis:
+async def get_redis(request: Request) -> redis.Redis:
     return request.app.state.redis
 
 
-def get_async_redis(request: Request) -> aioredis.Redis:
+async def get_async_redis(request: Request) -> aioredis.Redis:
     return request.app.state.async_redis
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
-def get_queue(request: Request) -> Queue:
-    settings: Settings = request.app.state.settings
-    return Queue(settings.queue_name, connection=request.app.state.redis, serializer=JSONSerializer)
+async def get_queue(request: Request) -> Queue:
+    return request.app.state.queue
 
 
-def job_id_path(job_id: Annotated[str, Path(description="The job's id, as `POST /jobs` gave it.",
+async def get_job_reader(request: Request) -> JobReader:
+    return request.app.state.job_reader
+
+
+async def job_id_path(job_id: Annotated[str, Path(description="The job's id, as `POST /jobs` gave it.",
                                              json_schema_extra={"pattern": JOB_ID_PATTERN})]) -> str:
     """404 for an id `new_job_id` cannot have made, before any of the job's Redis keys is read."""
     if not is_job_id(job_id):
@@ -56,10 +62,11 @@ AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
+JobReaderDep = Annotated[JobReader, Depends(get_job_reader)]
 JobIdDep = Annotated[str, Depends(job_id_path)]
 
 
-def get_submissions(settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Submissions:
+async def get_submissions(settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Submissions:
     return Submissions(settings=settings, store=store, storage=storage, queue=queue)
 
 

@@ -3,12 +3,17 @@ OpenAPI schema; both are built from `TransferParams`, so a field, bound or defau
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, AsyncIterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
 
 from nst_shared import webhook_outbox
 from nst_shared.errors import InvalidParameter
@@ -28,7 +33,7 @@ class WebhookFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     webhook_url: Annotated[str | None, Field(max_length=2000, description="POSTed to when the job ends "
-                                             "(signed; see the README).")] = None
+                                             "(signed; see docs/client.md).")] = None
     webhook_events: Annotated[str, Field(max_length=200, description="Comma-separated: completed (the end), "
                                          "status (every status change).")] = "completed"
 
@@ -57,6 +62,28 @@ class JobForm:
     style_masks: list[UploadFile]  # none, or one per style
     params: TransferParams
     webhook: WebhookFields
+
+
+@contextlib.asynccontextmanager
+async def form_data(request: Request, *, max_file_bytes: int) -> AsyncIterator[FormData]:
+    """The request's form. A multipart one keeps files up to `max_file_bytes` in memory (the submission reads
+    them whole anyway): Starlette spools a file past 1 MB to disk, a thread-pool hop for every chunk written
+    and read."""
+    content_type, _ = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data":
+        async with request.form() as form:
+            yield form
+        return
+    parser = MultiPartParser(request.headers, request.stream())
+    parser.spool_max_size = max_file_bytes + 1
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:  # as Starlette's request.form() answers it
+        raise HTTPException(400, detail=exc.message) from None
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 def read_job_form(form: FormData) -> JobForm:

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rq import Queue
@@ -16,7 +17,7 @@ from starlette.datastructures import UploadFile
 from nst_shared import capacity, webhook_urls
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
-from nst_shared.jobs import JobRecord, JobStore, Keys, new_job_id
+from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
@@ -29,14 +30,22 @@ from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """The job a submission made (or found, for a repeated Idempotency-Key) and its 1-based queue position."""
+
+    record: JobRecord
+    queue_position: int | None
+
+
 class Submissions:
     """Turns a read form into a queued job (or answers why not, as an ApiError)."""
 
     def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, queue: Queue) -> None:
         self.settings, self.store, self.storage, self.queue = settings, store, storage, queue
 
-    async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> JobRecord:
-        """The new job's record, or the earlier one when `idempotency_key` came before with the same request."""
+    async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> Submitted:
+        """The new job, or the earlier one when `idempotency_key` came before with the same request."""
         check_caps(form.params, styles=len(form.styles), settings=self.settings)
         form.params.style_weights(len(form.styles))  # InvalidParameter (422) unless one weight per style
         # Which parameters the client chose: the worker may replace the others with its device's defaults.
@@ -74,14 +83,10 @@ class Submissions:
         return {"url": url, "events": events}
 
     def _create(self, params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes],
-                masks: list[bytes], owner: str | None, idempotency_key: str | None) -> JobRecord:
+                masks: list[bytes], owner: str | None, idempotency_key: str | None) -> Submitted:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
         self._check_images(content, styles, params)
         self._check_masks(masks)
-        digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
-        for data in (content, *styles, *masks):
-            digest.update(hashlib.sha256(data).digest())
-        digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
         if self.queue.count >= self.settings.max_queued_jobs:
             raise ApiError(503, "queue_full", f"{self.settings.max_queued_jobs} jobs are waiting already; try "
                            "again later", headers={"Retry-After": "30"})
@@ -89,26 +94,31 @@ class Submissions:
         claim = None
         if idempotency_key:
             # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
-            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest.hexdigest())
+            digest = _request_digest(params, extra, content, [*styles, *masks])
+            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
             if existing is not None:
-                return existing
+                position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
+                queued = existing.status is JobStatus.QUEUED and position is not None
+                return Submitted(existing, position + 1 if queued else None)
         try:
             self.storage.put(job_id, "content", content)
             for i, data in enumerate(styles):
                 self.storage.put(job_id, f"style-{i}", data)
             for i, data in enumerate(masks):
                 self.storage.put(job_id, f"style-mask-{i}", data)
-            self.store.create(job_id, params=params.to_dict(), styles=len(styles), owner=owner, extra=extra)
-            self.store.set_fields(job_id, rq_job_id=job_id)
-            enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict())
+            with self.store.redis.pipeline() as pipe:  # the record and its RQ job: both or neither
+                pipe.multi()  # (RQ asks for an explicit transaction)
+                record = self.store.create(job_id, params=params.to_dict(), styles=len(styles), owner=owner,
+                                           extra=extra, rq_job_id=job_id, pipeline=pipe)
+                enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
+                pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
+                index = pipe.execute()[-1]
         except Exception:
             # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
             # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
             self._undo(job_id, claim)
             raise
-        record = self.store.get(job_id)
-        assert record is not None
-        return record
+        return Submitted(record, index + 1 if index is not None else None)
 
     def _check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
         try:
@@ -162,3 +172,12 @@ class Submissions:
                 return None, record
             time.sleep(0.05)
         raise not_found(earlier["job_id"])
+
+
+def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, images: list[bytes]) -> str:
+    """What makes two submissions the same request (images: the styles, then the masks), for an Idempotency-Key."""
+    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
+    for data in (content, *images):
+        digest.update(hashlib.sha256(data).digest())
+    digest.update(json.dumps(extra, sort_keys=True).encode())  # another webhook is another request
+    return digest.hexdigest()

@@ -4,7 +4,6 @@ submission is service/submission.py's)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -14,10 +13,11 @@ from rq import Queue
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
-from service.deps import AsyncRedisDep, JobIdDep, QueueDep, SettingsDep, StorageDep, StoreDep, SubmissionsDep
+from service.deps import (AsyncRedisDep, JobIdDep, JobReaderDep, QueueDep, SettingsDep, StorageDep, StoreDep,
+                          SubmissionsDep)
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
-from service.forms import read_job_form
+from service.forms import form_data, read_job_form
 from service.openapi import SUBMISSION_BODY, error_responses, png_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
 
@@ -68,7 +68,7 @@ CREATED: dict[int | str, dict[str, Any]] = {202: {
 @router.post("", status_code=202, response_model=JobPublic, operation_id="create_job",
              summary="Submit a style-transfer job", openapi_extra=SUBMISSION_BODY,
              responses={**CREATED, **error_responses(401, 413, 415, 422, 429, 503)})
-async def create_job(request: Request, response: Response, submissions: SubmissionsDep, queue: QueueDep,
+async def create_job(request: Request, response: Response, submissions: SubmissionsDep, settings: SettingsDep,
                      caller: KeyCallerDep, keys: KeysDep,
                      idempotency_key: Annotated[str | None, Header(
                          max_length=200, description="Sending the same request again with the same key "
@@ -77,12 +77,13 @@ async def create_job(request: Request, response: Response, submissions: Submissi
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
     at once, with the job's URL in Location."""
-    async with request.form() as form:
-        record = await submissions.submit(read_job_form(form), owner=caller.owner,
-                                          idempotency_key=idempotency_key)
+    async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
+        submitted = await submissions.submit(read_job_form(form), owner=caller.owner,
+                                             idempotency_key=idempotency_key)
+    record = submitted.record
     response.headers["Location"] = f"/jobs/{record.id}"
     response.headers["Retry-After"] = "1"
-    return _public(record, keys, queue)
+    return public_job(record, queue_position=submitted.queue_position, token=_token(record, keys))
 
 
 @router.get("", response_model=JobList, operation_id="list_jobs", summary="Recent jobs, newest first",
@@ -100,18 +101,18 @@ def list_jobs(store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: Keys
 @router.get("/{job_id}", response_model=JobPublic, operation_id="get_job", summary="A job's status and progress",
             responses={304: {"description": "Not modified since the ETag sent in If-None-Match"},
                        **error_responses(401, 404, 422, 429, 503)})
-def get_job(job_id: JobIdDep, request: Request, store: StoreDep, queue: QueueDep, caller: KeyCallerDep,
-            keys: KeysDep) -> Response:
+async def get_job(job_id: JobIdDep, request: Request, reader: JobReaderDep, caller: KeyCallerDep,
+                  keys: KeysDep) -> Response:
     """Cheap to poll: send the ETag back in If-None-Match and get 304 while nothing changed."""
-    record = _load(store, job_id, caller, keys)
-    # The ETag leaves the signed links out: they change every second, the job does not.
-    body = public_job(record, queue_position=_queue_position(queue, record)).model_dump_json().encode()
-    etag = '"' + hashlib.sha1(body).hexdigest() + '"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    if keys.enabled:
-        body = _public(record, keys, queue).model_dump_json().encode()
-    return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
+    found = await reader.read(job_id)
+    if found is None:
+        raise not_found(job_id)
+    caller.may_read(found.record, keys)
+    if request.headers.get("if-none-match") == found.etag:
+        return Response(status_code=304, headers={"ETag": found.etag})
+    body = public_job(found.record, queue_position=found.queue_position, token=_token(found.record, keys))
+    return Response(body.model_dump_json(), media_type="application/json",
+                    headers={"ETag": found.etag, "Cache-Control": "no-cache"})
 
 
 EVENTS: dict[int | str, dict[str, Any]] = {200: {"description": (

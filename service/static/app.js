@@ -309,11 +309,12 @@ function formatSeconds(s) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
 
-function showProgress(p) {
+function showProgress(p, ended = false) {
   $("bar").style.width = `${(p.fraction * 100).toFixed(1)}%`;
   setStatus(`Painting: step ${p.step} of ${p.steps}`);
   const block = p.block ? ` · block ${p.block}/${p.blocks}` : "";
-  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height})${block} · time left ${formatSeconds(p.eta_s)}`
+  const left = ended ? "" : ` · time left ${formatSeconds(p.eta_s)}`;  // none once the job has ended
+  $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height})${block}${left}`
     + ` · content ${p.losses.content.toExponential(2)} · style ${p.losses.style.toExponential(2)}`;
 }
 
@@ -322,7 +323,7 @@ function showJob(job) {
   if (job.status === "queued") {
     setStatus(job.queue_position ? `Queued: position ${job.queue_position}` : "Queued");
   }
-  if (job.progress) showProgress(job.progress);
+  if (job.progress) showProgress(job.progress, ["succeeded", "failed", "canceled"].includes(job.status));
   if (job.status === "running" && !job.progress) setStatus("Starting…");
   $("finish").hidden = job.status !== "running";  // a queued job has no picture to keep yet
 }

@@ -35,10 +35,27 @@ def children_of(pid: int) -> dict[str, list[int]]:
     return found
 
 
-class NstUp:
-    """`nst up --workers N` with NST_* overrides, its own embedded Redis and storage under `folder`."""
+def spawned_children(pid: int) -> list[int]:
+    """The live children of `pid` started by multiprocessing's spawn (uvicorn's workers), not its helpers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
 
-    def __init__(self, folder: Path, *, workers: int, **settings: object) -> None:
+
+class NstUp:
+    """`nst up --workers N [--api-workers M]` with NST_* overrides, its own embedded Redis and storage under
+    `folder`."""
+
+    def __init__(self, folder: Path, *, workers: int, api_workers: int = 1, **settings: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "nst-up.log"
@@ -47,7 +64,8 @@ class NstUp:
                     "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0", "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",
                     **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}})
         self.process = subprocess.Popen([sys.executable, "-m", "nst_cli.main", "up", "--port", str(self.port),
-                                         "--workers", str(workers)], cwd=ROOT, env=env,
+                                         "--workers", str(workers), "--api-workers", str(api_workers)], cwd=ROOT,
+                                        env=env,
                                         stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
         wait_until(lambda: answers_ok(f"{self.url}/healthz"), timeout_s=60, what="nst up's API")
         with self.client() as client:

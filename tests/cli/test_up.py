@@ -3,7 +3,7 @@ on its port and append-only file, and a job running meanwhile rides out the Redi
 
 from __future__ import annotations
 
-from tests.cli.stack import NstUp
+from tests.cli.stack import NstUp, spawned_children
 from tests.conftest import answers_ok, wait_until
 from tests.service.test_jobs import submit, wait_status
 
@@ -38,3 +38,18 @@ def test_nst_up_restarts_every_child_and_a_running_job_rides_out_its_redis(tmp_p
     finally:
         assert up.stop() == 0
     assert up.children() == {"redis": [], "api": [], "worker": []}
+
+
+def test_nst_up_api_workers_serve_from_several_processes(tmp_path):
+    up = NstUp(tmp_path, workers=1, api_workers=2, engine="tests.engines:InstantEngine")
+    try:
+        [api] = up.children()["api"]
+        wait_until(lambda: len(spawned_children(api)) == 2, timeout_s=60, what="two API processes")
+        with up.client() as client:
+            jobs = [submit(client).json()["id"] for _ in range(4)]
+            for job_id in jobs:
+                assert wait_status(client, job_id, {"succeeded", "failed"})["status"] == "succeeded"
+    finally:
+        assert up.stop() == 0
+    assert up.children() == {"redis": [], "api": [], "worker": []} and spawned_children(api) == []
+

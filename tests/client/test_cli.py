@@ -115,6 +115,20 @@ def test_nst_finish_ends_a_waiting_submit_with_its_picture(service_url, images, 
     assert again.returncode == 2 and "job_finished" in again.stderr
 
 
+def test_submit_finish_after_keeps_the_picture_painted_so_far(service_url, images, tmp_path):
+    content, style = images
+    out = tmp_path / "budget.png"
+    done = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--finish-after", "2",
+               "--output", str(out), "--server", service_url)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as image:
+        assert image.size == (96, 72)
+    with NstClient(service_url) as client:
+        job = client.get(done.stdout.strip().splitlines()[0])
+    assert job.status == "succeeded" and job.steps_done is not None and 1 <= job.steps_done < 1000
+    assert job.progress is not None and job.progress.elapsed_s is not None and job.progress.elapsed_s >= 2
+
+
 def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
     content, style = images
     timed_out = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--wait",

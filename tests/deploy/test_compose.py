@@ -1,4 +1,4 @@
-"""docker-compose.yml as Docker Compose itself reads it (`docker-compose config`, every combination the README
+"""docker-compose.yml as Docker Compose itself reads it (`docker-compose config`, every combination docs/deployment.md
 documents), checked for what Compose cannot know: every command, console script, setting, healthcheck path and
 volume is real, the stack is closed by default, each GPU worker has a GPU of its own, and the Dockerfiles'
 build-time checks pass here."""
@@ -30,7 +30,7 @@ EXTRAS = {"api": {"s3"}, "worker": {"engine", "s3"}}  # what each image installs
 # The stack's own values; every other setting passes through from the operator's shell or env file.
 FIXED = {"NST_REDIS_URL": "redis://redis:6379/0", "NST_STORAGE_DIR": "/data/storage", "NST_LOG_FORMAT": "json"}
 SETTINGS = {f"NST_{name.upper()}" for name in Settings.model_fields}
-# What the README documents (name: the compose arguments), each read by Compose in every test below.
+# What docs/deployment.md documents (name: the compose arguments), each read by Compose in every test below.
 COMBINATIONS = {
     "gpu": {},
     "cpu": {"files": (COMPOSE, CPU_OVERRIDE)},
@@ -47,7 +47,7 @@ def combination(request) -> dict:
 
 
 def gpu_override(tmp_path: Path, gpus: str) -> dict:
-    """The compose model with `docker/gpu_workers.py GPUS` written where the README puts it (beside the base)."""
+    """The compose model with `docker/gpu_workers.py GPUS` written beside the base, as docs/deployment.md does."""
     project = tmp_path / "project"
     shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".venv", ".git", "var", "test-artifacts",
                                                                  "__pycache__", ".gpu-trip"))

@@ -84,7 +84,9 @@ def test_content_features_by_blocks_equal_whole_image(fp32_net):
         whole = fp32_net(image, ["relu4_2", "relu5_1"])
     by_blocks = features_by_blocks(fp32_net, image, ["relu4_2", "relu5_1"], block_grid(WIDTH, HEIGHT, GRID))
     for name in whole:
-        assert torch.allclose(by_blocks[name], whole[name], rtol=1e-4, atol=1e-3), name
+        # Relative to the layer's scale: convolution algorithms differ by CPU in the last bits of each sum.
+        error = (by_blocks[name] - whole[name]).abs().max() / whole[name].abs().max()
+        assert error < 1e-5, (name, float(error))
 
 
 def test_block_cores_tile_the_image_on_the_pooling_grid():

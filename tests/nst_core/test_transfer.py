@@ -82,9 +82,9 @@ def test_stylize_blend_of_one_equals_single_style(engine):
     assert not np.array_equal(np.asarray(single), np.asarray(mixed))
 
 
-def test_stylize_preserve_colors_keeps_content_chroma(engine):
+def test_stylize_luminance_keeps_content_chroma(engine):
     content = picture(64, 64, 6)
-    result = engine.stylize(content, [picture(64, 64, 1)], SMALL.replace(steps=5, preserve_colors=True)).image
+    result = engine.stylize(content, [picture(64, 64, 1)], SMALL.replace(steps=5, color_mode="luminance")).image
     plain = engine.stylize(content, [picture(64, 64, 1)], SMALL.replace(steps=5)).image
     chroma = lambda im: np.asarray(im.convert("YCbCr"), dtype=float)[..., 1:]  # noqa: E731
     assert np.abs(chroma(result) - chroma(content)).mean() < 1.5

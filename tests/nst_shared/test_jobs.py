@@ -11,7 +11,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from nst_shared.jobs import JobStatus, JobStore, Keys, new_job_id
+from nst_shared.jobs import JobStatus, JobStore, Keys, StopRequest, new_job_id
 from nst_shared.queueing import MAX_REPAIRS, enqueue_job, repair_queued, requeue
 from nst_shared.settings import Settings
 from nst_shared.webhook_outbox import PENDING, delivery_body
@@ -54,6 +54,20 @@ def test_transition_writes_webhook_deliveries_in_the_same_script(store, connecti
     body = delivery_body(entries[-1])
     assert body["type"] == "job.completed" and body["job"]["id"] == job_id
     assert body["job"]["params"] == {"steps": 1} and body["job"]["finished_at"].endswith("+00:00")
+
+
+def test_stop_requests_cancel_wins_over_finish_and_steps_done_is_recorded(store, connection):
+    job_id = new_job_id()
+    store.create(job_id, params={"steps": 9}, styles=1)
+    assert store.stop_requested(job_id) is None
+    store.request_finish(job_id)
+    assert store.stop_requested(job_id) is StopRequest.FINISH
+    store.request_cancel(job_id)
+    assert store.stop_requested(job_id) is StopRequest.CANCEL
+    assert 0 < connection.ttl(Keys.finish(job_id)) <= 60  # the flag expires with the job
+    store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED})
+    store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING}, steps_done=4)
+    assert store.get(job_id).steps_done == 4
 
 
 def test_recent_reads_one_page_of_the_owners_index(store, connection):

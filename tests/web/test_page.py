@@ -140,6 +140,7 @@ def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path
     status = page.inner_text("#status-line")
     assert re.search(r"Finished early: \d+ of 1000 steps\.", status), status
     assert page.locator("#finish").is_hidden() and page.locator("#cancel").is_hidden()
+    assert "time left" not in page.inner_text("#numbers")  # the job has ended
     src = page.get_attribute("#live-view", "src")
     assert src is not None and "/result" in src
     page.screenshot(path=ARTIFACTS / "4b-finished.png", full_page=True)
