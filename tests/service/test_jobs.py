@@ -28,7 +28,10 @@ def submit(client: httpx.Client, *, styles: int = 1, headers: dict | None = None
 
 def wait_status(client: httpx.Client, job_id: str, statuses: set[str], timeout_s: float = 120) -> dict:
     def done():
-        job = client.get(f"/jobs/{job_id}").json()
+        response = client.get(f"/jobs/{job_id}")
+        if response.status_code == 503:  # the job store is restarting (tests that kill Redis): ask again
+            return None
+        job = response.json()
         return job if job["status"] in statuses else None
     return wait_until(done, timeout_s=timeout_s, interval_s=0.2, what=f"job {job_id} in {statuses}")
 
