@@ -168,8 +168,7 @@ def objective_pictures(size: int, content_path: str, style_path: str):
     return content, style, resize(content, frame), resize(style, frame)
 
 
-def seed_run(size: int, content_path: str, style_path: str, *, device: str = "cpu",
-             steps: int = SEED_STEPS) -> dict:
+def seed_run(size: int, content_path: str, style_path: str, *, device: str = "cpu", steps: int = SEED_STEPS) -> dict:
     """The seed's algorithm as the seed ran it (the plain implementation, 300 L-BFGS iterations, style weight
     300, equal layer weights): its time, its final picture and that picture's objective."""
     from bench.objective_bench import seed_objective
@@ -193,8 +192,14 @@ def ours_run(size: int, content_path: str, style_path: str, target: float, scale
 
     content, style, _, _ = objective_pictures(size, content_path, style_path)
     engine = StyleTransfer(device="cpu", precision=precision)
-    params = TransferParams(max_size=size, steps=SEED_STEPS, scales=scales, style_weight=SEED_STYLE_WEIGHT,
-                            style_layer_weights=None, preview_every=1)
+    params = TransferParams(
+        max_size=size,
+        steps=SEED_STEPS,
+        scales=scales,
+        style_weight=SEED_STYLE_WEIGHT,
+        style_layer_weights=None,
+        preview_every=1,
+    )
     curve: list[tuple[float, float]] = []  # (elapsed s, engine loss) at the full size
     scoring = 0.0  # seconds spent scoring, taken out of the times
     objective = float("inf")
@@ -216,8 +221,13 @@ def ours_run(size: int, content_path: str, style_path: str, target: float, scale
     elapsed = time.perf_counter() - started - scoring
     if objective > target:
         objective = seed_objective(result.image, content, style, style_weight=SEED_STYLE_WEIGHT)
-    return {"time_s": elapsed, "objective": objective, "reached": objective <= target, "curve": curve,
-            "precision": engine.precision}
+    return {
+        "time_s": elapsed,
+        "objective": objective,
+        "reached": objective <= target,
+        "curve": curve,
+        "precision": engine.precision,
+    }
 
 
 def run_one(kind: str, size: int, iterations: int, extra: list[str]) -> dict:
@@ -247,8 +257,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--objective-size", type=int, default=512,
-                        help="size of the time-to-objective runs (0: skip them; they take ~20 min at 512)")
+    parser.add_argument(
+        "--objective-size",
+        type=int,
+        default=512,
+        help="size of the time-to-objective runs (0: skip them; they take ~20 min at 512)",
+    )
     parser.add_argument("--content", default=str(SHARED / "content" / "tiger.jpg"))
     parser.add_argument("--style", default=str(SHARED / "style" / "starry.jpg"))
     parser.add_argument("--one", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
@@ -264,13 +278,30 @@ def main() -> None:
     def child(kind: str, size: int, *extra: object) -> dict:
         # Ours runs with the malloc settings a worker and `nst run` start with; the baseline with glibc's own.
         env = with_engine_malloc(plain_env) if kind.startswith("ours") else plain_env
-        out = subprocess.run([sys.executable, __file__, "--iterations", str(args.iterations), "--one", kind,
-                              str(size), *map(str, extra)], capture_output=True, text=True, check=True, env=env)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--iterations",
+                str(args.iterations),
+                "--one",
+                kind,
+                str(size),
+                *map(str, extra),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     peaks = {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
-    print(f"matmul peak (this run, best of torch.mm and a oneDNN 1x1 convolution): fp32 {peaks['fp32']:.0f}, "
-          f"bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
+    print(
+        f"matmul peak (this run, best of torch.mm and a oneDNN 1x1 convolution): fp32 {peaks['fp32']:.0f}, "
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s",
+        flush=True,
+    )
     rows = []
     for size in args.sizes:
         base, mine = child("baseline", size), {p: child(f"ours:{p}", size) for p in ("fp32", "auto")}
@@ -280,30 +311,82 @@ def main() -> None:
             runs.append(("ours", mine["auto"]["precision"], mine["auto"]))
         for name, precision, r in runs:
             rate = gflop / r["s_per_iter"]
-            rows.append([f"{size}", f"{name} {precision}", f"{r['s_per_iter']:.3f}", f"{gflop:.0f}", f"{rate:.0f}",
-                         f"{100 * rate / peaks['fp32']:.0f}%", f"{100 * rate / peaks[precision]:.0f}%",
-                         f"{r['peak_rss_mb']:.0f}", f"{base['s_per_iter'] / r['s_per_iter']:.2f}x", ""])
+            rows.append(
+                [
+                    f"{size}",
+                    f"{name} {precision}",
+                    f"{r['s_per_iter']:.3f}",
+                    f"{gflop:.0f}",
+                    f"{rate:.0f}",
+                    f"{100 * rate / peaks['fp32']:.0f}%",
+                    f"{100 * rate / peaks[precision]:.0f}%",
+                    f"{r['peak_rss_mb']:.0f}",
+                    f"{base['s_per_iter'] / r['s_per_iter']:.2f}x",
+                    "",
+                ]
+            )
     if args.objective_size:
         size = args.objective_size
         seed = child("seed", size, args.content, args.style)
-        rows.append([f"{size}", "seed fp32", "", "", "", "", "", f"{seed['peak_rss_mb']:.0f}", "",
-                     f"{seed['time_s']:.0f} s (objective {seed['objective']:.4g})"])
+        rows.append(
+            [
+                f"{size}",
+                "seed fp32",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"{seed['peak_rss_mb']:.0f}",
+                "",
+                f"{seed['time_s']:.0f} s (objective {seed['objective']:.4g})",
+            ]
+        )
         for scales, precision in ((1, "fp32"), (1, "auto"), (3, "auto")):
             r = child(f"ours-{scales}-{precision}", size, args.content, args.style, seed["objective"])
             # The engine's loss at a quarter of the seed's time, from the full-size part of the run.
             quarter = [loss for t, loss in r["curve"] if t <= seed["time_s"] / 4]
             at_quarter = f", at 1/4 of its time {quarter[-1] / seed['objective']:.2f}x" if quarter else ""
-            reached = (f"{r['time_s']:.0f} s = {r['time_s'] / seed['time_s']:.2f} of the seed's" if r["reached"]
-                       else f"not in {SEED_STEPS} steps ({r['objective'] / seed['objective']:.2f}x)")
-            rows.append([f"{size}", f"ours x{scales} {r['precision']}", "", "", "", "", "", f"{r['peak_rss_mb']:.0f}",
-                         "", reached + at_quarter])
-    header = ["size", "impl", "s/iter", "GFLOP/iter", "GFLOP/s", "% fp32 peak", "% own peak", "peak RSS MB",
-              "speed-up", f"time to the seed's {SEED_STEPS}-step objective"]
+            reached = (
+                f"{r['time_s']:.0f} s = {r['time_s'] / seed['time_s']:.2f} of the seed's"
+                if r["reached"]
+                else f"not in {SEED_STEPS} steps ({r['objective'] / seed['objective']:.2f}x)"
+            )
+            rows.append(
+                [
+                    f"{size}",
+                    f"ours x{scales} {r['precision']}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"{r['peak_rss_mb']:.0f}",
+                    "",
+                    reached + at_quarter,
+                ]
+            )
+    header = [
+        "size",
+        "impl",
+        "s/iter",
+        "GFLOP/iter",
+        "GFLOP/s",
+        "% fp32 peak",
+        "% own peak",
+        "peak RSS MB",
+        "speed-up",
+        f"time to the seed's {SEED_STEPS}-step objective",
+    ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for line in [header, *rows]:
-        print("  ".join(cell.rjust(w) if i < len(header) - 1 else cell for i, (cell, w) in enumerate(zip(line, widths))))
-    print(f"(matmul peak again after the runs: fp32 {matmul_gflops('fp32'):.0f}, bf16 {matmul_gflops('bf16'):.0f} "
-          "GFLOP/s; '% own peak' is against the peak of the row's precision)")
+        print(
+            "  ".join(cell.rjust(w) if i < len(header) - 1 else cell for i, (cell, w) in enumerate(zip(line, widths)))
+        )
+    print(
+        f"(matmul peak again after the runs: fp32 {matmul_gflops('fp32'):.0f}, bf16 {matmul_gflops('bf16'):.0f} "
+        "GFLOP/s; '% own peak' is against the peak of the row's precision)"
+    )
 
 
 if __name__ == "__main__":

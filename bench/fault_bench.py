@@ -25,8 +25,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cli.stack import NstUp  # noqa: E402
-from tests.conftest import make_image  # noqa: E402
+from tests.cli.stack import NstUp
+from tests.conftest import make_image
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 KILL_ORDER = ("worker", "api", "worker", "redis")
@@ -46,8 +46,10 @@ class Submitter(threading.Thread):
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
             while not self.stop.wait(self.random.expovariate(self.rate)):
-                files = [("content", ("c.png", self.images[0], "image/png")),
-                         ("style", ("s.png", self.images[1], "image/png"))]
+                files = [
+                    ("content", ("c.png", self.images[0], "image/png")),
+                    ("style", ("s.png", self.images[1], "image/png")),
+                ]
                 data = {"max_size": "64", "steps": str(self.random.randint(2, 15)), "preview_every": "0"}
                 try:
                     response = client.post("/jobs", files=files, data=data)
@@ -91,9 +93,18 @@ def final_states(url: str, job_ids: list[str], timeout_s: float) -> dict[str, di
 def trial(seconds: float, workers: int, kill_every: float, rate: float, seed: int) -> bool:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as folder:
-        up = NstUp(Path(folder), workers=workers, engine="tests.engines:SlowEngine", heartbeat_interval_s=0.5,
-                   heartbeat_ttl_s=2, reaper_interval_s=1, queued_grace_s=5, retry_lost_jobs=2,
-                   max_queued_jobs=100_000, log_level="WARNING")
+        up = NstUp(
+            Path(folder),
+            workers=workers,
+            engine="tests.engines:SlowEngine",
+            heartbeat_interval_s=0.5,
+            heartbeat_ttl_s=2,
+            reaper_interval_s=1,
+            queued_grace_s=5,
+            retry_lost_jobs=2,
+            max_queued_jobs=100_000,
+            log_level="WARNING",
+        )
         try:
             submitter = Submitter(up.url, rate, seed)
             submitter.start()
@@ -131,20 +142,35 @@ def trial(seconds: float, workers: int, kill_every: float, rate: float, seed: in
     restarts = Counter(re.findall(r"nst up: (Redis|API|worker) (?:\d+ )?restarted", log))
     # A child that exited by itself (not killed by this trial) is a fault of its own: a worker must ride out
     # a Redis restart, not quit.
-    own_exits = Counter(role for role, code in re.findall(r"nst up: (Redis|API|worker)(?: \d+)? \(pid \d+\) "
-                                                         r"exited with (-?\d+)", log) if code != "-9")
+    own_exits = Counter(
+        role
+        for role, code in re.findall(
+            r"nst up: (Redis|API|worker)(?: \d+)? \(pid \d+\) "
+            r"exited with (-?\d+)",
+            log,
+        )
+        if code != "-9"
+    )
     bad = sum(n for what, n in outcomes.items() if what.startswith(("LOST", "STUCK")) or "NO CODE" in what)
-    print(f"fault trial: {chaos_s:.0f} s of submissions at {rate}/s with a SIGKILL every ~{kill_every} s; "
-          f"nst up with {workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)")
+    print(
+        f"fault trial: {chaos_s:.0f} s of submissions at {rate}/s with a SIGKILL every ~{kill_every} s; "
+        f"nst up with {workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)"
+    )
     print(f"kills:      {', '.join(f'{k} {n}' for k, n in sorted(kills.items()))}")
-    print(f"restarts:   {', '.join(f'{k} {n}' for k, n in sorted(restarts.items()))} (said in nst up's log); "
-          f"exits without a kill: {', '.join(f'{k} {n}' for k, n in sorted(own_exits.items())) or 'none'}")
+    print(
+        f"restarts:   {', '.join(f'{k} {n}' for k, n in sorted(restarts.items()))} (said in nst up's log); "
+        f"exits without a kill: {', '.join(f'{k} {n}' for k, n in sorted(own_exits.items())) or 'none'}"
+    )
     refused = sum(submitter.refused.values())
-    print(f"submitted:  {len(submitter.accepted) + refused}: accepted {len(submitter.accepted)}, refused "
-          f"{refused} ({', '.join(f'{k} {n}' for k, n in sorted(submitter.refused.items())) or '-'})")
+    print(
+        f"submitted:  {len(submitter.accepted) + refused}: accepted {len(submitter.accepted)}, refused "
+        f"{refused} ({', '.join(f'{k} {n}' for k, n in sorted(submitter.refused.items())) or '-'})"
+    )
     print(f"accepted:   {len(submitter.accepted)}: {', '.join(f'{k} {n}' for k, n in sorted(outcomes.items()))}")
-    print(f"recovered:  {'yes' if recovered else 'NO'}: ready with {workers} workers and a new job succeeded "
-          f"{recovered_at - last_kill_at:.1f} s after the last kill; nst up exited with {stopped}")
+    print(
+        f"recovered:  {'yes' if recovered else 'NO'}: ready with {workers} workers and a new job succeeded "
+        f"{recovered_at - last_kill_at:.1f} s after the last kill; nst up exited with {stopped}"
+    )
     ok = not bad and not own_exits and recovered and stopped == 0
     print(f"verdict:    {'OK: every accepted job ended, none lost or stuck' if ok else 'FAILED'}")
     return ok
@@ -158,8 +184,10 @@ def _recovered(up: NstUp, workers: int) -> tuple[bool, float]:
             try:
                 ready = client.get("/readyz")
                 if ready.status_code == 200 and ready.json()["workers"] == workers:
-                    files = [("content", ("c.png", make_image(80, 60), "image/png")),
-                             ("style", ("s.png", make_image(64, 64), "image/png"))]
+                    files = [
+                        ("content", ("c.png", make_image(80, 60), "image/png")),
+                        ("style", ("s.png", make_image(64, 64), "image/png")),
+                    ]
                     job = client.post("/jobs", files=files, data={"max_size": "64", "steps": "2"}).json()
                     state = final_states(up.url, [job["id"]], timeout_s=60).get(job["id"])
                     return bool(state and state["status"] == "succeeded"), time.monotonic()

@@ -28,8 +28,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,6 +65,7 @@ def synchronize(device: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- engine
+
 
 def matmul_peaks(device: str, n: int) -> dict[str, float]:
     """TFLOP/s of an n x n x n matrix product in bf16, TF32 (float32 inputs on the tensor cores) and plain
@@ -124,12 +126,14 @@ def params_for(size: int, steps: int, **more: Any) -> Any:
     2048 px bound to find what fits."""
     from nst_shared.params import TransferParams
 
-    return TransferParams().model_copy(update=dict(max_size=size, steps=steps, scales=1, seed=0, preview_every=0,
-                                                   **more))
+    return TransferParams().model_copy(
+        update=dict(max_size=size, steps=steps, scales=1, seed=0, preview_every=0, **more)
+    )
 
 
-def timed_run(engine: Any, size: int, measure: int, *, device: str, warmup: int = 2,
-              count_steps: int = 0) -> dict[str, Any]:
+def timed_run(
+    engine: Any, size: int, measure: int, *, device: str, warmup: int = 2, count_steps: int = 0
+) -> dict[str, Any]:
     """One transfer at size x size: the time to the first step (setup and the first iteration at a shape), the
     median of `measure` steps after `warmup`, peak device memory, and then, over `count_steps` more steps (not
     timed: the profiler slows them), host syncs and kernel launches per step (sync debug mode, and the
@@ -148,16 +152,19 @@ def timed_run(engine: Any, size: int, measure: int, *, device: str, warmup: int 
         if progress.step == count_from:
             if device.startswith("cuda"):
                 torch.cuda.set_sync_debug_mode("warn")
-            counting["profiler"] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
-                [torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else []))
+            counting["profiler"] = torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU]
+                + ([torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+            )
             counting["profiler"].start()
             counting["warnings_before"] = len(caught)
         elif progress.step == steps and "profiler" in counting:
             if device.startswith("cuda"):
                 torch.cuda.set_sync_debug_mode("default")
             counting["profiler"].stop()
-            counting["syncs"] = sum("synchroniz" in str(w.message).lower()
-                                    for w in caught[counting["warnings_before"]:])
+            counting["syncs"] = sum(
+                "synchroniz" in str(w.message).lower() for w in caught[counting["warnings_before"] :]
+            )
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -165,9 +172,12 @@ def timed_run(engine: Any, size: int, measure: int, *, device: str, warmup: int 
         warnings.simplefilter("always")
         started = time.perf_counter()
         engine.stylize(picture(size, 0), [picture(size, 1)], params_for(size, steps), callback=on_step)
-    steady = [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:warmup + measure])]
-    out: dict[str, Any] = {"first_s": stamps[0] - started, "s_per_iter": statistics.median(steady),
-                           "measured_steps": len(steady)}
+    steady = [b - a for a, b in zip(stamps[warmup - 1 :], stamps[warmup : warmup + measure])]
+    out: dict[str, Any] = {
+        "first_s": stamps[0] - started,
+        "s_per_iter": statistics.median(steady),
+        "measured_steps": len(steady),
+    }
     if device.startswith("cuda"):
         out["peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
     if "profiler" in counting:
@@ -197,17 +207,34 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
             run = timed_run(engine, size, measure, device=device, warmup=args.warmup, count_steps=args.count_steps)
             rate = flop / run["s_per_iter"] / 1e12
             peak_key = "bf16" if precision == "bf16" else ("tf32" if "tf32" in peaks else "fp32")
-            result = {"precision": precision, "size": size, "gflop_per_iter": flop / 1e9, "tflops": rate,
-                      "pct_bf16_peak": 100 * rate / peaks["bf16"], "pct_own_peak": 100 * rate / peaks[peak_key],
-                      **run}
+            result = {
+                "precision": precision,
+                "size": size,
+                "gflop_per_iter": flop / 1e9,
+                "tflops": rate,
+                "pct_bf16_peak": 100 * rate / peaks["bf16"],
+                "pct_own_peak": 100 * rate / peaks[peak_key],
+                **run,
+            }
             results.append(result)
             print(json.dumps(result), flush=True)
-            rows.append([str(size), precision, f"{run['s_per_iter'] * 1e3:.2f}", f"{flop / 1e9:.0f}",
-                         f"{rate * 1e3:.0f}", f"{result['pct_bf16_peak']:.0f}%",
-                         f"{result['pct_own_peak']:.0f}% {peak_key}", f"{run.get('peak_gb', 0):.2f}",
-                         f"{run['first_s']:.2f}", _fmt(run.get("syncs_per_step_debug")),
-                         _fmt(run.get("syncs_per_step_profiler")), _fmt(run.get("launches_per_step")),
-                         f"{300 * run['s_per_iter']:.2f}"])
+            rows.append(
+                [
+                    str(size),
+                    precision,
+                    f"{run['s_per_iter'] * 1e3:.2f}",
+                    f"{flop / 1e9:.0f}",
+                    f"{rate * 1e3:.0f}",
+                    f"{result['pct_bf16_peak']:.0f}%",
+                    f"{result['pct_own_peak']:.0f}% {peak_key}",
+                    f"{run.get('peak_gb', 0):.2f}",
+                    f"{run['first_s']:.2f}",
+                    _fmt(run.get("syncs_per_step_debug")),
+                    _fmt(run.get("syncs_per_step_profiler")),
+                    _fmt(run.get("launches_per_step")),
+                    f"{300 * run['s_per_iter']:.2f}",
+                ]
+            )
         tuning = cudnn_benchmark_cost(engine, args.sizes[0], device, warmup=args.warmup, measure=args.iterations)
         tuning["precision"] = precision
         results.append({"cudnn_benchmark": tuning})
@@ -215,17 +242,35 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
         del engine
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    header = ["size", "prec", "ms/iter", "GFLOP/it", "GFLOP/s", "% bf16 pk", "% own pk", "peak GB", "1st s",
-              "syncs dbg", "syncs prof", "launches", "300 it s"]
+    header = [
+        "size",
+        "prec",
+        "ms/iter",
+        "GFLOP/it",
+        "GFLOP/s",
+        "% bf16 pk",
+        "% own pk",
+        "peak GB",
+        "1st s",
+        "syncs dbg",
+        "syncs prof",
+        "launches",
+        "300 it s",
+    ]
     notes = ["matmul peaks this run: " + ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in peaks.items())]
     for item in results:
         if "cudnn_benchmark" in item:
             t = item["cudnn_benchmark"]
-            notes.append(f"cudnn.benchmark at new shapes ({t['precision']}, ~{t['size']} px): first step "
-                         f"{t['on']['first_s']:.3f} s on / {t['off']['first_s']:.3f} s off, steady "
-                         f"{t['on']['s_per_iter'] * 1e3:.2f} / {t['off']['s_per_iter'] * 1e3:.2f} ms; "
-                         + (f"tuning pays after {t['break_even_steps']} steps" if t["break_even_steps"].isdigit()
-                            else "tuning does not pay (no faster steps)"))
+            notes.append(
+                f"cudnn.benchmark at new shapes ({t['precision']}, ~{t['size']} px): first step "
+                f"{t['on']['first_s']:.3f} s on / {t['off']['first_s']:.3f} s off, steady "
+                f"{t['on']['s_per_iter'] * 1e3:.2f} / {t['off']['s_per_iter'] * 1e3:.2f} ms; "
+                + (
+                    f"tuning pays after {t['break_even_steps']} steps"
+                    if t["break_even_steps"].isdigit()
+                    else "tuning does not pay (no faster steps)"
+                )
+            )
     print_table(header, rows, notes)
     return {"device": _device_name(device), "torch": torch.__version__, "peaks_tflops": peaks, "rows": results}
 
@@ -245,8 +290,11 @@ def cudnn_benchmark_cost(engine: Any, size: int, device: str, *, warmup: int, me
         torch.backends.cudnn.benchmark = saved
     extra_first = found["on"]["first_s"] - found["off"]["first_s"]
     saved_per_step = found["off"]["s_per_iter"] - found["on"]["s_per_iter"]
-    break_even = (f"{extra_first / saved_per_step:.0f}" if saved_per_step > 0 and extra_first > 0
-                  else ("0" if extra_first <= 0 else "never"))
+    break_even = (
+        f"{extra_first / saved_per_step:.0f}"
+        if saved_per_step > 0 and extra_first > 0
+        else ("0" if extra_first <= 0 else "never")
+    )
     return {"size": size, "on": found["on"], "off": found["off"], "break_even_steps": break_even}
 
 
@@ -265,6 +313,7 @@ def _device_name(device: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- objective
+
 
 def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
     """The seed's algorithm on this device (first, in a fresh process state: its own cuDNN and matmul
@@ -285,8 +334,7 @@ def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
     print(f"seed: {args.seed_steps} steps in {seed['time_s']:.2f} s, objective {target:.4g}", flush=True)
     content, style, _, _ = engine_bench.objective_pictures(size, args.content, args.style)
     engine = StyleTransfer(device=device, precision=args.precision)
-    params = params_for(size, args.seed_steps, style_weight=engine_bench.SEED_STYLE_WEIGHT,
-                        style_layer_weights=None)
+    params = params_for(size, args.seed_steps, style_weight=engine_bench.SEED_STYLE_WEIGHT, style_layer_weights=None)
     reached: dict[str, Any] = {}
 
     def score(progress: Any) -> None:
@@ -295,8 +343,9 @@ def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
             tf32 = torch.backends.cuda.matmul.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = False
             try:
-                objective = seed_objective(progress.preview, content, style,
-                                           style_weight=engine_bench.SEED_STYLE_WEIGHT, device=device)
+                objective = seed_objective(
+                    progress.preview, content, style, style_weight=engine_bench.SEED_STYLE_WEIGHT, device=device
+                )
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = tf32
             if objective <= target:
@@ -312,24 +361,52 @@ def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
     warm_total = time.perf_counter() - started
     if reached:
         ours_s = stamps[reached["step"] - 1] - started
-        line = (f"ours ({engine.precision}): the seed's objective at step {reached['step']}, {ours_s:.2f} s warm = "
-                f"{ours_s / seed['time_s']:.3f} of the seed's {seed['time_s']:.2f} s")
+        line = (
+            f"ours ({engine.precision}): the seed's objective at step {reached['step']}, {ours_s:.2f} s warm = "
+            f"{ours_s / seed['time_s']:.3f} of the seed's {seed['time_s']:.2f} s"
+        )
     else:
         ours_s = None
         line = f"ours ({engine.precision}): not reached in {args.seed_steps} steps"
     print(line, flush=True)
     if args.picture:
-        sheet([seed["image"], reached.get("image") or warm.image],
-              [f"seed, {args.seed_steps} steps", f"ours, step {reached['step']}" if reached else
-               f"ours, {args.seed_steps} steps (not reached)"], args.picture)
-    print_table(["device", "size", "seed s", "objective", "ours s", "ours step", "ratio", f"ours {args.seed_steps} s"],
-                [[_device_name(device), str(size), f"{seed['time_s']:.2f}", f"{target:.4g}",
-                  "-" if ours_s is None else f"{ours_s:.2f}", str(reached.get("step", "-")),
-                  "-" if ours_s is None else f"{ours_s / seed['time_s']:.3f}", f"{warm_total:.2f}"]])
-    return {"device": _device_name(device), "torch": torch.__version__, "size": size, "seed_s": seed["time_s"],
-            "seed_objective": target, "ours_s": ours_s, "ours_step": reached.get("step"),
-            "ours_objective": reached.get("objective"), "ours_full_run_s": warm_total,
-            "precision": engine.precision, "content": Path(args.content).name, "style": Path(args.style).name}
+        sheet(
+            [seed["image"], reached.get("image") or warm.image],
+            [
+                f"seed, {args.seed_steps} steps",
+                f"ours, step {reached['step']}" if reached else f"ours, {args.seed_steps} steps (not reached)",
+            ],
+            args.picture,
+        )
+    print_table(
+        ["device", "size", "seed s", "objective", "ours s", "ours step", "ratio", f"ours {args.seed_steps} s"],
+        [
+            [
+                _device_name(device),
+                str(size),
+                f"{seed['time_s']:.2f}",
+                f"{target:.4g}",
+                "-" if ours_s is None else f"{ours_s:.2f}",
+                str(reached.get("step", "-")),
+                "-" if ours_s is None else f"{ours_s / seed['time_s']:.3f}",
+                f"{warm_total:.2f}",
+            ]
+        ],
+    )
+    return {
+        "device": _device_name(device),
+        "torch": torch.__version__,
+        "size": size,
+        "seed_s": seed["time_s"],
+        "seed_objective": target,
+        "ours_s": ours_s,
+        "ours_step": reached.get("step"),
+        "ours_objective": reached.get("objective"),
+        "ours_full_run_s": warm_total,
+        "precision": engine.precision,
+        "content": Path(args.content).name,
+        "style": Path(args.style).name,
+    }
 
 
 def sheet(images: list, labels: list[str], path: str, height: int = 256) -> None:
@@ -349,6 +426,7 @@ def sheet(images: list, labels: list[str], path: str, height: int = 256) -> None
 
 # --------------------------------------------------------------------------------------------- service
 
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -356,8 +434,9 @@ def _free_port() -> int:
 
 
 def _curl(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["curl", "-sS", "--max-time", str(int(timeout_s)), *args], capture_output=True,
-                          timeout=timeout_s + 10)
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", str(int(timeout_s)), *args], capture_output=True, timeout=timeout_s + 10
+    )
 
 
 def bench_service(args: argparse.Namespace) -> dict[str, Any]:
@@ -373,12 +452,22 @@ def bench_service(args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NST_")}
-    env.update(NST_STORAGE_DIR=str(workdir / "storage"), NST_DEVICE=args.device, NST_LOG_FORMAT="text",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
+    env.update(
+        NST_STORAGE_DIR=str(workdir / "storage"),
+        NST_DEVICE=args.device,
+        NST_LOG_FORMAT="text",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    )
     log = open(workdir / "nst-up.log", "wb")
     started = time.perf_counter()
-    up = subprocess.Popen([sys.executable, "-m", "nst_cli.main", "up", "--port", str(port), "--workers", "1"],
-                          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "nst_cli.main", "up", "--port", str(port), "--workers", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     jobs: list[dict[str, Any]] = []
     pictures = []
     try:
@@ -405,8 +494,12 @@ def bench_service(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             posted = _curl("-X", "POST", *form, f"{url}/jobs")
             job = json.loads(posted.stdout)
-            events = _curl("-N", "-H", "Accept: text/event-stream", f"{url}{job['links']['events']}"
-                           if job["links"]["events"].startswith("/") else job["links"]["events"])
+            events = _curl(
+                "-N",
+                "-H",
+                "Accept: text/event-stream",
+                f"{url}{job['links']['events']}" if job["links"]["events"].startswith("/") else job["links"]["events"],
+            )
             stream = events.stdout.decode()
             t_done = time.perf_counter()
             result = _curl("-o", "-", f"{url}/jobs/{job['id']}/result")
@@ -417,16 +510,27 @@ def bench_service(args: argparse.Namespace) -> dict[str, Any]:
             from nst_shared.images import fit_size
 
             expected = fit_size(*Image.open(content).size, final["params"]["max_size"])
-            ok = (image.format == "PNG" and image.size == expected and final["status"] == "succeeded"
-                  and "event: completed" in stream)
+            ok = (
+                image.format == "PNG"
+                and image.size == expected
+                and final["status"] == "succeeded"
+                and "event: completed" in stream
+            )
             pictures.append(image.convert("RGB"))
-            record = {"job": i + 1, "ok": ok, "status": final["status"], "size": list(image.size),
-                      "steps": final["params"]["steps"], "submit_to_result_s": t1 - t0,
-                      "submit_to_completed_event_s": t_done - t0,
-                      "queue_pickup_s": _seconds(final["started_at"]) - _seconds(final["created_at"]),
-                      "run_s": _seconds(final["finished_at"]) - _seconds(final["started_at"]),
-                      "progress_events": stream.count("event: progress"), "device": final.get("device"),
-                      "precision": final.get("precision")}
+            record = {
+                "job": i + 1,
+                "ok": ok,
+                "status": final["status"],
+                "size": list(image.size),
+                "steps": final["params"]["steps"],
+                "submit_to_result_s": t1 - t0,
+                "submit_to_completed_event_s": t_done - t0,
+                "queue_pickup_s": _seconds(final["started_at"]) - _seconds(final["created_at"]),
+                "run_s": _seconds(final["finished_at"]) - _seconds(final["started_at"]),
+                "progress_events": stream.count("event: progress"),
+                "device": final.get("device"),
+                "precision": final.get("precision"),
+            }
             jobs.append(record)
             print(json.dumps(record), flush=True)
     finally:
@@ -436,16 +540,32 @@ def bench_service(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
         log.close()
-        print("--- nst up log (last lines) ---\n" + "\n".join(
-            (workdir / "nst-up.log").read_text(errors="replace").splitlines()[-15:]), flush=True)
+        print(
+            "--- nst up log (last lines) ---\n"
+            + "\n".join((workdir / "nst-up.log").read_text(errors="replace").splitlines()[-15:]),
+            flush=True,
+        )
         shutil.rmtree(workdir, ignore_errors=True)
     if args.picture and pictures:
         sheet(pictures, [f"job {j['job']} {j['submit_to_result_s']:.2f} s" for j in jobs], args.picture, height=192)
-    print_table(["job", "ok", "size", "steps", "submit->PNG s", "->completed s", "pickup s", "run s", "progress ev"],
-                [[str(j["job"]), str(j["ok"]), "x".join(map(str, j["size"])), str(j["steps"]),
-                  f"{j['submit_to_result_s']:.2f}", f"{j['submit_to_completed_event_s']:.2f}",
-                  f"{j['queue_pickup_s']:.3f}", f"{j['run_s']:.2f}", str(j["progress_events"])] for j in jobs],
-                [f"nst up ready in {start_s:.1f} s; job 1 is cold (new shapes), the others warm"])
+    print_table(
+        ["job", "ok", "size", "steps", "submit->PNG s", "->completed s", "pickup s", "run s", "progress ev"],
+        [
+            [
+                str(j["job"]),
+                str(j["ok"]),
+                "x".join(map(str, j["size"])),
+                str(j["steps"]),
+                f"{j['submit_to_result_s']:.2f}",
+                f"{j['submit_to_completed_event_s']:.2f}",
+                f"{j['queue_pickup_s']:.3f}",
+                f"{j['run_s']:.2f}",
+                str(j["progress_events"]),
+            ]
+            for j in jobs
+        ],
+        [f"nst up ready in {start_s:.1f} s; job 1 is cold (new shapes), the others warm"],
+    )
     if not all(j["ok"] for j in jobs):
         raise SystemExit("a job did not end as a checked PNG")
     return {"device": args.device, "start_s": start_s, "jobs": jobs}
@@ -459,6 +579,7 @@ def _seconds(stamp: str) -> float:
 
 # --------------------------------------------------------------------------------------------- largest
 
+
 def bench_largest(args: argparse.Namespace) -> dict[str, Any]:
     """Single-scale sizes in increasing order, two steps each, until one runs out of device memory."""
     import torch
@@ -468,8 +589,12 @@ def bench_largest(args: argparse.Namespace) -> dict[str, Any]:
 
     engine = StyleTransfer(device=args.device, precision=args.precision)
     rows, found = [], []
-    result = {"device": _device_name(args.device), "torch": torch.__version__, "precision": engine.precision,
-              "sizes": found}
+    result = {
+        "device": _device_name(args.device),
+        "torch": torch.__version__,
+        "precision": engine.precision,
+        "sizes": found,
+    }
     for size in args.sizes:
         try:
             run = timed_run(engine, size, 2, device=args.device, warmup=1)
@@ -490,7 +615,11 @@ def bench_largest(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "engine": bench_engine, "objective": bench_objective, "service": bench_service, "largest": bench_largest}
+    "engine": bench_engine,
+    "objective": bench_objective,
+    "service": bench_service,
+    "largest": bench_largest,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

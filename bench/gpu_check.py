@@ -52,28 +52,90 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
         return [py, BENCH, name, "--device", device, "--json", str(out / f"{name}.json"), *more]
 
     steps = [
-        Step("pytest", 100, [py, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-s", "-rfEs", "-p",
-                             "no:cacheprovider", f"--junitxml={out / 'pytest.xml'}", "-o", "addopts=",
-                             *(["-k", "not bf16"] if tiny else [])], env={"GPU_TEST_DEVICE": device}),
-        Step("engine", 80, bench("engine", *(["--sizes", "64", "--iterations", "2", "--warmup", "1", "--count-steps",
-                                               "1", "--precisions", "fp32", "--matmul-n", "256"] if tiny else
-                                             ["--sizes", "512", "1024", "2048"])), json_name="engine.json"),
-        Step("objective", 60, bench("objective", "--picture", str(out / "objective.png"),
-                                    *(["--size", "48", "--seed-steps", "4"] if tiny else
-                                      ["--size", "512", "--seed-steps", "300"])), json_name="objective.json"),
-        Step("service", 60, bench("service", "--picture", str(out / "service.png"),
-                                  *(["--jobs", "2", "--max-size", "64", "--steps", "3"] if tiny else ["--jobs", "5"])),
-             json_name="service.json"),
-        Step("largest", 45, bench("largest", "--sizes", *(["64"] if tiny else
-                                                           ["3072", "4096", "5120", "6144", "7168", "8192"])),
-             json_name="largest.json"),
+        Step(
+            "pytest",
+            100,
+            [
+                py,
+                "-m",
+                "pytest",
+                "-m",
+                "gpu",
+                "tests/gpu",
+                "-q",
+                "-s",
+                "-rfEs",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={out / 'pytest.xml'}",
+                "-o",
+                "addopts=",
+                *(["-k", "not bf16"] if tiny else []),
+            ],
+            env={"GPU_TEST_DEVICE": device},
+        ),
+        Step(
+            "engine",
+            80,
+            bench(
+                "engine",
+                *(
+                    [
+                        "--sizes",
+                        "64",
+                        "--iterations",
+                        "2",
+                        "--warmup",
+                        "1",
+                        "--count-steps",
+                        "1",
+                        "--precisions",
+                        "fp32",
+                        "--matmul-n",
+                        "256",
+                    ]
+                    if tiny
+                    else ["--sizes", "512", "1024", "2048"]
+                ),
+            ),
+            json_name="engine.json",
+        ),
+        Step(
+            "objective",
+            60,
+            bench(
+                "objective",
+                "--picture",
+                str(out / "objective.png"),
+                *(["--size", "48", "--seed-steps", "4"] if tiny else ["--size", "512", "--seed-steps", "300"]),
+            ),
+            json_name="objective.json",
+        ),
+        Step(
+            "service",
+            60,
+            bench(
+                "service",
+                "--picture",
+                str(out / "service.png"),
+                *(["--jobs", "2", "--max-size", "64", "--steps", "3"] if tiny else ["--jobs", "5"]),
+            ),
+            json_name="service.json",
+        ),
+        Step(
+            "largest",
+            45,
+            bench("largest", "--sizes", *(["64"] if tiny else ["3072", "4096", "5120", "6144", "7168", "8192"])),
+            json_name="largest.json",
+        ),
     ]
     # More rows: --extra 'NAME=COMMAND', run by bash with DEVICE, OUT and PYTHON set, e.g. the engine's print-size
     # bench: --extra 'print=$PYTHON bench/print_bench.py --device $DEVICE --sizes 4096 8192' (its name as it lands).
     for extra in args.extra:
         name, _, command = extra.partition("=")
-        steps.append(Step(name, args.extra_max_s, ["bash", "-c", command], env={"DEVICE": device, "OUT": str(out),
-                                                                                  "PYTHON": py}))
+        steps.append(
+            Step(name, args.extra_max_s, ["bash", "-c", command], env={"DEVICE": device, "OUT": str(out), "PYTHON": py})
+        )
     return [step for step in steps if not args.only or step.name in args.only]
 
 
@@ -82,8 +144,16 @@ def run_step(step: Step, timeout_s: float, log) -> dict:
     log.write(f"\n===== {step.name}: {shlex.join(step.command)} (at most {timeout_s:.0f} s)\n")
     log.flush()
     started = time.monotonic()
-    process = subprocess.Popen(step.command, cwd=ROOT, env={**os.environ, **step.env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True, text=True, errors="replace")
+    process = subprocess.Popen(
+        step.command,
+        cwd=ROOT,
+        env={**os.environ, **step.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+        errors="replace",
+    )
     lines: list[str] = []
     try:
         output, _ = process.communicate(timeout=timeout_s)
@@ -97,7 +167,7 @@ def run_step(step: Step, timeout_s: float, log) -> dict:
     log.write(f"\n===== {step.name}: {status} in {elapsed:.1f} s\n")
     log.flush()
     lines = output.splitlines()
-    table = lines[lines.index(TABLE) + 1:] if TABLE in lines else [line for line in lines[-12:] if line.strip()]
+    table = lines[lines.index(TABLE) + 1 :] if TABLE in lines else [line for line in lines[-12:] if line.strip()]
     return {"status": status, "seconds": round(elapsed, 1), "table": table}
 
 
@@ -116,18 +186,27 @@ def _end_group(process: subprocess.Popen) -> None:
 
 def machine() -> dict:
     """The card, driver and torch as this machine reports them."""
-    found = {"host": platform.node(), "python": platform.python_version(),
-             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    probe = ("import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, "
-             "'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))")
+    found = {
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    probe = (
+        "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, "
+        "'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
+    )
     try:
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
         found.update(json.loads(out.stdout.strip().splitlines()[-1]))
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         found["torch"] = "unknown"
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         found["nvidia_smi"] = smi.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         found["nvidia_smi"] = None
@@ -147,14 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget_s
-    results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s,
-               "steps": {}}
+    results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s, "steps": {}}
     with open(out / "steps.log", "w") as log:
         for step in plan(args, out):
             left = deadline - time.monotonic()
             if left < 10:
-                results["steps"][step.name] = {"status": "skipped: the time budget is spent", "seconds": 0,
-                                               "table": []}
+                results["steps"][step.name] = {"status": "skipped: the time budget is spent", "seconds": 0, "table": []}
                 continue
             results["steps"][step.name] = outcome = run_step(step, min(step.max_s, left), log)
             if step.json_name and (out / step.json_name).is_file():
@@ -162,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
                 (out / step.json_name).unlink()  # folded into results.json: fewer files to bring back
             print(f"{step.name}: {outcome['status']} in {outcome['seconds']} s", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    summary = [f"GPU check, {results['machine']['date']} on {results['machine']['host']}: "
-               f"{results['machine'].get('gpu') or args.device}, torch {results['machine'].get('torch')} "
-               f"(CUDA {results['machine'].get('cuda')}), Python {results['machine']['python']}",
-               f"nvidia-smi: {results['machine'].get('nvidia_smi')}", ""]
+    summary = [
+        f"GPU check, {results['machine']['date']} on {results['machine']['host']}: "
+        f"{results['machine'].get('gpu') or args.device}, torch {results['machine'].get('torch')} "
+        f"(CUDA {results['machine'].get('cuda')}), Python {results['machine']['python']}",
+        f"nvidia-smi: {results['machine'].get('nvidia_smi')}",
+        "",
+    ]
     for name, outcome in results["steps"].items():
         summary.append(f"## {name}: {outcome['status']} ({outcome['seconds']} s)")
         summary += outcome["table"] + [""]

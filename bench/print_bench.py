@@ -54,8 +54,9 @@ def row(size: int, mode: str, iterations: int, block_px: int, precision: str, de
     from nst_shared.params import TransferParams
 
     budget = 64 * 2**30 if mode == "whole" else None  # whole: a budget it always fits
-    engine = StyleTransfer(device=device, precision=precision, memory_budget_bytes=budget,
-                           block_px=block_px if mode == "blocks" else None)
+    engine = StyleTransfer(
+        device=device, precision=precision, memory_budget_bytes=budget, block_px=block_px if mode == "blocks" else None
+    )
     engine_mb = peak_mb(device)
     stamps: list[float] = []
     blocks: list[int] = []
@@ -68,9 +69,15 @@ def row(size: int, mode: str, iterations: int, block_px: int, precision: str, de
     height = size * 2 // 3
     params = TransferParams(max_size=size, steps=iterations + 2, scales=1)
     engine.stylize(picture(size, height, 0), [picture(size, height, 1)], params, callback=on_progress)
-    return {"size": f"{size}x{height}", "mode": mode, "precision": engine.precision, "blocks": blocks[-1],
-            "s_per_iter": (stamps[-1] - stamps[1]) / (len(stamps) - 2), "peak_rss_mb": peak_mb(device),
-            "engine_mb": engine_mb}
+    return {
+        "size": f"{size}x{height}",
+        "mode": mode,
+        "precision": engine.precision,
+        "blocks": blocks[-1],
+        "s_per_iter": (stamps[-1] - stamps[1]) / (len(stamps) - 2),
+        "peak_rss_mb": peak_mb(device),
+        "engine_mb": engine_mb,
+    }
 
 
 def schedule(size: int, out: str) -> dict:
@@ -94,8 +101,11 @@ def schedule(size: int, out: str) -> dict:
         if p.block:
             print(f"  scale {p.scale}/{p.scales} step {p.step} block {p.block}/{p.blocks}", file=sys.stderr, flush=True)
         else:
-            print(f"  scale {p.scale}/{p.scales} {p.width}x{p.height} step {p.step}/{p.steps} "
-                  f"{p.elapsed_s:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"  scale {p.scale}/{p.scales} {p.width}x{p.height} step {p.step}/{p.steps} {p.elapsed_s:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     result = engine.stylize(content, [style], params, callback=on_progress)
     total = time.perf_counter() - started
@@ -105,18 +115,35 @@ def schedule(size: int, out: str) -> dict:
     # A scale's time: from its first report to the next scale's (its first iteration's time is not counted,
     # an underestimate of one iteration per scale that the total includes).
     marks = [scale_started[i] for i in sorted(scale_started)] + [started + total]
-    scales = [{"size": f"{s.width}x{s.height}", "steps": s.steps, "blocks": scale_blocks.get(i + 1, 0),
-               "s": marks[i + 1] - marks[i]} for i, s in enumerate(plan)]
-    return {"size": size, "precision": engine.precision, "total_s": total, "peak_rss_mb": peak_rss_mb(),
-            "scales": scales}
+    scales = [
+        {
+            "size": f"{s.width}x{s.height}",
+            "steps": s.steps,
+            "blocks": scale_blocks.get(i + 1, 0),
+            "s": marks[i + 1] - marks[i],
+        }
+        for i, s in enumerate(plan)
+    ]
+    return {
+        "size": size,
+        "precision": engine.precision,
+        "total_s": total,
+        "peak_rss_mb": peak_rss_mb(),
+        "scales": scales,
+    }
 
 
 def run_child(args: list[str]) -> dict | None:
     """The child's result; None (its error printed) when it failed, e.g. out of memory on a GPU."""
     from nst_shared.allocator import with_engine_malloc
 
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         env=with_engine_malloc(os.environ), check=False)
+    out = subprocess.run(
+        [sys.executable, __file__, *args],
+        capture_output=True,
+        text=True,
+        env=with_engine_malloc(os.environ),
+        check=False,
+    )
     if out.returncode != 0:
         print(f"  {' '.join(args[-3:])}: failed: {out.stderr.strip().splitlines()[-1:]}", flush=True)
         return None
@@ -138,8 +165,7 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "row":
-            print(json.dumps(row(int(rest[0]), rest[1], args.iterations, args.block_px, args.precision,
-                                 args.device)))
+            print(json.dumps(row(int(rest[0]), rest[1], args.iterations, args.block_px, args.precision, args.device)))
         else:
             print(json.dumps(schedule(int(rest[0]), args.out)))
         return
@@ -148,25 +174,48 @@ def main() -> None:
 
     print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     if args.sizes:
-        print(f"{'size':>10} {'mode':>7} {'prec':>5} {'blocks':>6} {'s/iter':>8} {'peak MB':>12} "
-              f"{'engine MB':>10} {'time ratio':>10} {'RSS ratio':>10}")
+        print(
+            f"{'size':>10} {'mode':>7} {'prec':>5} {'blocks':>6} {'s/iter':>8} {'peak MB':>12} "
+            f"{'engine MB':>10} {'time ratio':>10} {'RSS ratio':>10}"
+        )
     for size in args.sizes:
-        rows = [run_child(["--iterations", str(args.iterations), "--precision", args.precision, "--device",
-                           args.device, "--block-px", str(args.block_px), "--child", "row", str(size), mode])
-                for mode in args.modes]
+        rows = [
+            run_child(
+                [
+                    "--iterations",
+                    str(args.iterations),
+                    "--precision",
+                    args.precision,
+                    "--device",
+                    args.device,
+                    "--block-px",
+                    str(args.block_px),
+                    "--child",
+                    "row",
+                    str(size),
+                    mode,
+                ]
+            )
+            for mode in args.modes
+        ]
         first = next((r for r in rows if r), None)
         for r in rows:
             if r is None or first is None:
                 continue
-            print(f"{r['size']:>10} {r['mode']:>7} {r['precision']:>5} {r['blocks']:>6} {r['s_per_iter']:>8.2f} "
-                  f"{r['peak_rss_mb']:>12.0f} {r['engine_mb']:>10.0f} {r['s_per_iter'] / first['s_per_iter']:>9.2f}x "
-                  f"{r['peak_rss_mb'] / first['peak_rss_mb']:>9.2f}x", flush=True)
+            print(
+                f"{r['size']:>10} {r['mode']:>7} {r['precision']:>5} {r['blocks']:>6} {r['s_per_iter']:>8.2f} "
+                f"{r['peak_rss_mb']:>12.0f} {r['engine_mb']:>10.0f} {r['s_per_iter'] / first['s_per_iter']:>9.2f}x "
+                f"{r['peak_rss_mb'] / first['peak_rss_mb']:>9.2f}x",
+                flush=True,
+            )
     for size in args.schedule:
         r = run_child(["--out", args.out, "--child", "schedule", str(size)])
         if r is None:
             continue
-        print(f"print schedule at {size} px ({r['precision']}): {r['total_s']:.0f} s in all, "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(
+            f"print schedule at {size} px ({r['precision']}): {r['total_s']:.0f} s in all, "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
         for s in r["scales"]:
             print(f"  {s['size']:>10}  {s['steps']:>3} steps  {s['blocks']:>3} blocks  {s['s']:>7.0f} s")
 

@@ -33,16 +33,24 @@ def quality_ratios(output: Image.Image, content: Image.Image, style: Image.Image
     model = judge_model()
     size = output.size
     layers = (*STYLE_LAYERS, CONTENT_LAYER)
-    feats = {name: model(image_to_tensor(img), layers) for name, img in (
-        ("out", output), ("content", resize(content, size)),
-        ("style", resize(style, fit_size(*style.size, max(size)))), ("stretched", resize(style, size)))}
+    feats = {
+        name: model(image_to_tensor(img), layers)
+        for name, img in (
+            ("out", output),
+            ("content", resize(content, size)),
+            ("style", resize(style, fit_size(*style.size, max(size)))),
+            ("stretched", resize(style, size)),
+        )
+    }
     grams = {k: {n: gram_matrix(v[n]) for n in STYLE_LAYERS} for k, v in feats.items()}
 
     def mse(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.mean((a - b) ** 2))
 
-    style_ratio = sum(mse(grams["out"][n], grams["style"][n]) / mse(grams["content"][n], grams["style"][n])
-                      for n in STYLE_LAYERS) / len(STYLE_LAYERS)
-    content_ratio = (mse(feats["out"][CONTENT_LAYER], feats["content"][CONTENT_LAYER])
-                     / mse(feats["stretched"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]))
+    style_ratio = sum(
+        mse(grams["out"][n], grams["style"][n]) / mse(grams["content"][n], grams["style"][n]) for n in STYLE_LAYERS
+    ) / len(STYLE_LAYERS)
+    content_ratio = mse(feats["out"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]) / mse(
+        feats["stretched"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]
+    )
     return style_ratio, content_ratio

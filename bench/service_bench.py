@@ -42,7 +42,7 @@ def photo_jpeg(width: int, height: int, seed: int, target_bytes: int = 2**20) ->
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack([np.sin(x / (37 + 11 * c) + c) * np.cos(y / (23 + 7 * c)) for c in range(3)], axis=-1)
-    smooth = (base * 90 + 128)
+    smooth = base * 90 + 128
     for grain in np.linspace(2, 80, 40):
         pixels = np.clip(smooth + rng.normal(0, grain, smooth.shape), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
@@ -53,11 +53,16 @@ def photo_jpeg(width: int, height: int, seed: int, target_bytes: int = 2**20) ->
 
 
 def multipart(content: bytes, style: bytes, fields: dict[str, str]) -> bytes:
-    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
     for name, data in (("content", content), ("style", style)):
-        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.jpg"\r\n'
-                     "Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
 
@@ -75,7 +80,7 @@ class Connection:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> "Connection":
+    async def open(cls, port: int) -> Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
         return cls(reader, writer)
 
@@ -180,15 +185,34 @@ class Api:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NST_")}
         many = str(10**9)
-        env.update(PYTHONPATH=str(self.tree), NST_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
-                   NST_STORAGE_DIR=str(self.storage), NST_MAX_QUEUED_JOBS=many,
-                   NST_RATE_LIMIT_REQUESTS_PER_MIN=many, NST_RATE_LIMIT_SUBMISSIONS_PER_MIN=many)
-        command = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--log-level", "warning", "--no-proxy-headers", "--no-access-log"]
+        env.update(
+            PYTHONPATH=str(self.tree),
+            NST_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            NST_STORAGE_DIR=str(self.storage),
+            NST_MAX_QUEUED_JOBS=many,
+            NST_RATE_LIMIT_REQUESTS_PER_MIN=many,
+            NST_RATE_LIMIT_SUBMISSIONS_PER_MIN=many,
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-proxy-headers",
+            "--no-access-log",
+        ]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(command, cwd=self.tree, env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, cwd=self.tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -268,8 +292,9 @@ async def p99_at_rate(pool: Pool, raw: bytes, expect: int, rate: int, duration_s
     return latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], total / elapsed
 
 
-async def highest_rate(pool: Pool, raw: bytes, expect: int, rates: tuple[int, ...], step_s: float,
-                       notes: list[str], what: str) -> tuple[int, float]:
+async def highest_rate(
+    pool: Pool, raw: bytes, expect: int, rates: tuple[int, ...], step_s: float, notes: list[str], what: str
+) -> tuple[int, float]:
     held = (0, 0.0)
     for rate in rates:
         p99, achieved = await p99_at_rate(pool, raw, expect, rate, step_s)
@@ -341,19 +366,47 @@ def main() -> None:
     args = parser.parse_args()
 
     content, style = photo_jpeg(1600, 1200, 1), photo_jpeg(1200, 1200, 2)
-    post = request_bytes("POST", "/jobs", multipart(content, style, {"max_size": "256", "steps": "10"}),
-                         f"multipart/form-data; boundary={BOUNDARY}")
-    print(f"content {len(content) / 2**20:.2f} MB 1600x1200, style {len(style) / 2**20:.2f} MB 1200x1200 JPEG; "
-          f"{os.cpu_count()} cores, load average {load()}", flush=True)
+    post = request_bytes(
+        "POST",
+        "/jobs",
+        multipart(content, style, {"max_size": "256", "steps": "10"}),
+        f"multipart/form-data; boundary={BOUNDARY}",
+    )
+    print(
+        f"content {len(content) / 2**20:.2f} MB 1600x1200, style {len(style) / 2**20:.2f} MB 1200x1200 JPEG; "
+        f"{os.cpu_count()} cores, load average {load()}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         redis_port = free_port()
-        redis = subprocess.Popen([redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+        redis = subprocess.Popen(
+            [
+                redis_binary(),
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             targets = []
             if args.baseline:
-                targets.append(Api(f"old ({args.baseline})", export_tree(args.baseline, Path(tmp) / "old"),
-                                   redis_port, Path(tmp) / "old-storage", 1))
+                targets.append(
+                    Api(
+                        f"old ({args.baseline})",
+                        export_tree(args.baseline, Path(tmp) / "old"),
+                        redis_port,
+                        Path(tmp) / "old-storage",
+                        1,
+                    )
+                )
             label = "new" if args.baseline else "this checkout"
             if args.api_workers > 1:
                 label += f", {args.api_workers} API workers"
@@ -374,10 +427,12 @@ def main() -> None:
     width = max(12, *(len(n) for n in names))
     print(f"\nAPI CPU: best of {args.rounds} rounds of 2000 GETs and 40 POSTs each, taken in turn")
     print(f"{'measure':<44}" + "".join(f"{n:>{width + 2}}" for n in names) + f"{'target':>12}")
-    rows = [("API CPU per GET /jobs/{id}", lambda r: f"{r.get_cpu_ms:.2f} ms", "<= 1 ms"),
-            ("API CPU per POST /jobs (1 MB + 1 MB JPEG)", lambda r: f"{r.post_cpu_ms:.1f} ms", "<= 25 ms"),
-            ("GET /jobs/{id} per s held, p99 < 100 ms", lambda r: held(r.get_rate, GET_RATES), ">= 500"),
-            ("POST /jobs per s held, p99 < 100 ms", lambda r: held(r.post_rate, POST_RATES), ">= 30")]
+    rows = [
+        ("API CPU per GET /jobs/{id}", lambda r: f"{r.get_cpu_ms:.2f} ms", "<= 1 ms"),
+        ("API CPU per POST /jobs (1 MB + 1 MB JPEG)", lambda r: f"{r.post_cpu_ms:.1f} ms", "<= 25 ms"),
+        ("GET /jobs/{id} per s held, p99 < 100 ms", lambda r: held(r.get_rate, GET_RATES), ">= 500"),
+        ("POST /jobs per s held, p99 < 100 ms", lambda r: held(r.post_rate, POST_RATES), ">= 30"),
+    ]
     for title, cell, target in rows:
         print(f"{title:<44}" + "".join(f"{cell(results[n]):>{width + 2}}" for n in names) + f"{target:>12}")
     print(f"(load average after: {load()})")

@@ -48,22 +48,28 @@ def main() -> None:
     width = int((args.megapixels * 1e6 * 1.5) ** 0.5)
     height = int(width / 1.5)
     picture = photo_like(width // 4, height // 4, seed=1).resize((width, height), Image.Resampling.BICUBIC)
-    print(f"{width}x{height} ({width * height / 1e6:.1f} MP); peak RSS growth and time of one check, each in "
-          "a fresh process")
-    print(f"{'format':6} {'file MB':>8} {'decode_image MB':>16} {'check_image MB':>15} {'decode ms':>10} "
-          f"{'check ms':>9}")
+    print(
+        f"{width}x{height} ({width * height / 1e6:.1f} MP); peak RSS growth and time of one check, each in "
+        "a fresh process"
+    )
+    print(
+        f"{'format':6} {'file MB':>8} {'decode_image MB':>16} {'check_image MB':>15} {'decode ms':>10} {'check ms':>9}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         for fmt, options in (("JPEG", {"quality": 90}), ("PNG", {}), ("WEBP", {"quality": 90})):
             path = Path(folder) / f"picture.{fmt.lower()}"
             path.write_bytes(encoded(picture, fmt, **options))
             row = {}
             for how in ("decode_image", "check_image"):
-                out = subprocess.run([sys.executable, __file__, "--measure", str(path), how], capture_output=True,
-                                     text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--measure", str(path), how], capture_output=True, text=True, check=True
+                )
                 row[how] = json.loads(out.stdout)
-            print(f"{fmt:6} {path.stat().st_size / 2**20:8.1f} {row['decode_image']['peak_mb']:16.0f} "
-                  f"{row['check_image']['peak_mb']:15.0f} {row['decode_image']['ms']:10.0f} "
-                  f"{row['check_image']['ms']:9.0f}")
+            print(
+                f"{fmt:6} {path.stat().st_size / 2**20:8.1f} {row['decode_image']['peak_mb']:16.0f} "
+                f"{row['check_image']['peak_mb']:15.0f} {row['decode_image']['ms']:10.0f} "
+                f"{row['check_image']['ms']:9.0f}"
+            )
 
 
 if __name__ == "__main__":

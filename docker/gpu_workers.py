@@ -29,19 +29,35 @@ def gpu_ids(spec: str) -> list[str]:
 
 def _reservation(gpu: str) -> list[str]:
     # !override: the list replaces the reservation of the service it extends instead of adding to it.
-    return ["    deploy:", "      resources:", "        reservations:", "          devices: !override",
-            "            - driver: nvidia", f'              device_ids: ["{gpu}"]', "              capabilities: [gpu]"]
+    return [
+        "    deploy:",
+        "      resources:",
+        "        reservations:",
+        "          devices: !override",
+        "            - driver: nvidia",
+        f'              device_ids: ["{gpu}"]',
+        "              capabilities: [gpu]",
+    ]
 
 
 def override(ids: list[str]) -> str:
-    lines = [f"# One worker per GPU ({', '.join(ids)}), each reserving only its own; written by",
-             f"# `python3 docker/gpu_workers.py {','.join(ids)}`. Use it on top of docker-compose.yml:",
-             "#   docker compose -f docker-compose.yml -f docker-compose.gpus.yml up --build -d",
-             "services:", "  worker:", *_reservation(ids[0])]
+    lines = [
+        f"# One worker per GPU ({', '.join(ids)}), each reserving only its own; written by",
+        f"# `python3 docker/gpu_workers.py {','.join(ids)}`. Use it on top of docker-compose.yml:",
+        "#   docker compose -f docker-compose.yml -f docker-compose.gpus.yml up --build -d",
+        "services:",
+        "  worker:",
+        *_reservation(ids[0]),
+    ]
     for gpu in ids[1:]:
         name = f"worker-gpu{gpu}" if gpu.isdigit() else f"worker-{gpu.lower()}"
-        lines += [f"  {name}:", "    extends:", "      file: docker-compose.yml", "      service: worker",
-                  *_reservation(gpu)]
+        lines += [
+            f"  {name}:",
+            "    extends:",
+            "      file: docker-compose.yml",
+            "      service: worker",
+            *_reservation(gpu),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -36,8 +36,10 @@ def mask_map(swirls_mask: Image.Image, mosaic_mask: Image.Image) -> Image.Image:
 
 def strip(panels: list[tuple[str, Image.Image]]) -> Image.Image:
     """The pictures side by side at PANEL_PX wide, each captioned."""
-    scaled = [(label, im.resize((PANEL_PX, round(im.height * PANEL_PX / im.width)), Image.Resampling.LANCZOS))
-              for label, im in panels]
+    scaled = [
+        (label, im.resize((PANEL_PX, round(im.height * PANEL_PX / im.width)), Image.Resampling.LANCZOS))
+        for label, im in panels
+    ]
     height = max(im.height for _, im in scaled)
     out = Image.new("RGB", (PANEL_PX * len(scaled), height + 18), "white")
     draw = ImageDraw.Draw(out)
@@ -52,10 +54,13 @@ def main() -> None:
     photo, swirls, mosaic = (Image.open(HERE / n).convert("RGB") for n in ("chelsea.jpg", "swirls.jpg", "mosaic.jpg"))
     swirls_mask, mosaic_mask = masks(photo.size)
     masked = engine.stylize(photo, [swirls, mosaic], PARAMS, style_masks=[swirls_mask, mosaic_mask]).image
-    strip([("photo", photo), ("masks: swirls blue, mosaic red", mask_map(swirls_mask, mosaic_mask)),
-           ("painted", masked)]).save(HERE / "controls-masks.jpg", quality=88)
-    modes = [(f"color_mode={mode}", engine.stylize(photo, [swirls], PARAMS.replace(color_mode=mode)).image)
-             for mode in COLOR_MODES]
+    strip(
+        [("photo", photo), ("masks: swirls blue, mosaic red", mask_map(swirls_mask, mosaic_mask)), ("painted", masked)]
+    ).save(HERE / "controls-masks.jpg", quality=88)
+    modes = [
+        (f"color_mode={mode}", engine.stylize(photo, [swirls], PARAMS.replace(color_mode=mode)).image)
+        for mode in COLOR_MODES
+    ]
     strip(modes).save(HERE / "controls-colours.jpg", quality=88)
 
 

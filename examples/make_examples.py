@@ -25,8 +25,16 @@ def swirls(size: int = 512, seed: int = 1) -> Image.Image:
     rng = np.random.default_rng(seed)
     image = Image.new("RGB", (size, size), (18, 32, 84))
     draw = ImageDraw.Draw(image)
-    palette = [(24, 52, 120), (38, 78, 160), (70, 110, 190), (20, 36, 90), (230, 200, 90), (250, 230, 140),
-               (120, 160, 210), (14, 26, 60)]
+    palette = [
+        (24, 52, 120),
+        (38, 78, 160),
+        (70, 110, 190),
+        (20, 36, 90),
+        (230, 200, 90),
+        (250, 230, 140),
+        (120, 160, 210),
+        (14, 26, 60),
+    ]
     centres = rng.uniform(0, size, (5, 2))
     for _ in range(2600):
         x, y = rng.uniform(0, size, 2)
@@ -51,16 +59,29 @@ def mosaic(size: int = 512, seed: int = 2) -> Image.Image:
     rng = np.random.default_rng(seed)
     image = Image.new("RGB", (size, size), (236, 222, 190))
     draw = ImageDraw.Draw(image)
-    palette = [(200, 40, 40), (30, 60, 150), (240, 190, 40), (20, 20, 20), (40, 130, 90), (230, 110, 40),
-               (140, 60, 140)]
+    palette = [
+        (200, 40, 40),
+        (30, 60, 150),
+        (240, 190, 40),
+        (20, 20, 20),
+        (40, 130, 90),
+        (230, 110, 40),
+        (140, 60, 140),
+    ]
     for _ in range(18):
         x0, y0 = rng.uniform(-100, size, 2)
-        draw.rectangle([x0, y0, x0 + rng.uniform(60, 220), y0 + rng.uniform(60, 220)],
-                       fill=palette[rng.integers(len(palette))] + ())
+        draw.rectangle(
+            [x0, y0, x0 + rng.uniform(60, 220), y0 + rng.uniform(60, 220)],
+            fill=palette[rng.integers(len(palette))] + (),
+        )
     for _ in range(40):
         x, y, r = *rng.uniform(0, size, 2), rng.uniform(8, 70)
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=palette[rng.integers(len(palette))],
-                     outline=(20, 20, 20), width=int(rng.integers(2, 6)))
+        draw.ellipse(
+            [x - r, y - r, x + r, y + r],
+            fill=palette[rng.integers(len(palette))],
+            outline=(20, 20, 20),
+            width=int(rng.integers(2, 6)),
+        )
     for _ in range(30):
         x0, y0, x1, y1 = rng.uniform(0, size, 4)
         draw.line([x0, y0, x1, y1], fill=(20, 20, 20), width=int(rng.integers(2, 7)))

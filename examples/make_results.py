@@ -29,12 +29,20 @@ def main() -> None:
         style = (HERE / f"{name}.jpg").read_bytes()
         started = time.perf_counter()
         result = engine.stylize(decode_image(content), [decode_image(style)], params)
-        record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
-                                  precision=engine.precision, content=content, styles=[style])
+        record = provenance.build(
+            params,
+            steps_done=result.steps_done,
+            device=engine.device_name,
+            precision=engine.precision,
+            content=content,
+            styles=[style],
+        )
         output = HERE / f"chelsea_{name}.jpg"
         result.image.save(output, quality=JPEG_QUALITY, optimize=True, **provenance.save_options("JPEG", record))
-        print(f"{output.name}: {result.image.width}x{result.image.height}, {result.steps_done} steps in "
-              f"{time.perf_counter() - started:.0f} s on {engine.device_name} ({engine.precision})")
+        print(
+            f"{output.name}: {result.image.width}x{result.image.height}, {result.steps_done} steps in "
+            f"{time.perf_counter() - started:.0f} s on {engine.device_name} ({engine.precision})"
+        )
 
 
 if __name__ == "__main__":

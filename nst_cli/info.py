@@ -10,11 +10,13 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "info", help="show how a picture was made (parameters, seed, steps, device, input hashes)",
+        "info",
+        help="show how a picture was made (parameters, seed, steps, device, input hashes)",
         description="Print, as JSON, the record nst writes into every picture it makes (PNG, JPEG or WebP): "
-                    "the parameters as applied, the seed, the steps done, the device and precision, the "
-                    "engine's version and the SHA-256 of the content, style and mask images. Exit status 2 "
-                    "when the file has none. `nst run --from FILE` paints again with them.")
+        "the parameters as applied, the seed, the steps done, the device and precision, the "
+        "engine's version and the SHA-256 of the content, style and mask images. Exit status 2 "
+        "when the file has none. `nst run --from FILE` paints again with them.",
+    )
     parser.add_argument("picture", type=Path, metavar="PICTURE")
     parser.set_defaults(handler=run)
 

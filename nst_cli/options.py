@@ -18,8 +18,10 @@ FLAG_NAMES = {"early_stop_tolerance": "--early-stop"}
 # Previews are files for `nst run` (--save-every) and events for `nst submit` (--preview-every).
 NOT_FLAGS = {"preview_every"}
 METAVARS = {"integer": "N", "number": "X", "string": "W,W.."}
-STYLE_MASK_HELP = ("mask image of the style in the same place (repeat: one per style, or none): white paints that "
-                   "style, black keeps it out, grey blends; where no mask is white the photo stays")
+STYLE_MASK_HELP = (
+    "mask image of the style in the same place (repeat: one per style, or none): white paints that "
+    "style, black keeps it out, grey blends; where no mask is white the photo stays"
+)
 
 
 def flag_name(field: str) -> str:
@@ -50,11 +52,13 @@ def add_param_arguments(parser: argparse.ArgumentParser) -> None:
         if form_schema()[name]["type"] == "boolean":
             parser.add_argument(*flags, dest=name, action="store_true", default=None, help=help_text(name))
         elif get_origin(info.annotation) is Literal:
-            parser.add_argument(*flags, dest=name, choices=get_args(info.annotation), default=None,
-                                help=help_text(name))
+            parser.add_argument(
+                *flags, dest=name, choices=get_args(info.annotation), default=None, help=help_text(name)
+            )
         else:
-            parser.add_argument(*flags, dest=name, default=None, metavar=METAVARS[form_schema()[name]["type"]],
-                                help=help_text(name))
+            parser.add_argument(
+                *flags, dest=name, default=None, metavar=METAVARS[form_schema()[name]["type"]], help=help_text(name)
+            )
 
 
 def params_from_args(args: argparse.Namespace, **overrides: Any) -> TransferParams:

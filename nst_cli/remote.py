@@ -7,8 +7,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, help_text, params_from_args
 
@@ -39,65 +40,107 @@ environment: NST_SERVER (service URL), NST_API_KEY (sent as a bearer token)"""
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
+
 def _add_connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=os.environ.get("NST_SERVER", DEFAULT_SERVER), metavar="URL",
-                        help="the service's URL (env NST_SERVER; default: %(default)s)")
-    parser.add_argument("--api-key", default=os.environ.get("NST_API_KEY"),
-                        help="API key, sent as a bearer token (env NST_API_KEY)")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("NST_SERVER", DEFAULT_SERVER),
+        metavar="URL",
+        help="the service's URL (env NST_SERVER; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("NST_API_KEY"), help="API key, sent as a bearer token (env NST_API_KEY)"
+    )
 
 
-def _parser(subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
-    return subparsers.add_parser(name, help=help, description=description, epilog=EXIT_CODES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser(
+    subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    submit = _parser(subparsers, "submit", help="send a job to the service (and wait for the picture)",
-                     description="Upload a photo and style images to the job service. Prints the job id; with "
-                                 "--wait (or --output) shows a progress bar until the job ends, then downloads "
-                                 "the PNG. Ctrl-C while waiting cancels the job on the server (--detach: leaves "
-                                 "it running); `nst finish ID` from another terminal ends it now with the "
-                                 "picture so far.")
+    submit = _parser(
+        subparsers,
+        "submit",
+        help="send a job to the service (and wait for the picture)",
+        description="Upload a photo and style images to the job service. Prints the job id; with "
+        "--wait (or --output) shows a progress bar until the job ends, then downloads "
+        "the PNG. Ctrl-C while waiting cancels the job on the server (--detach: leaves "
+        "it running); `nst finish ID` from another terminal ends it now with the "
+        "picture so far.",
+    )
     submit.add_argument("content", type=Path, metavar="CONTENT", help="the photograph to paint")
     submit.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style images")
-    submit.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
-                        help=STYLE_MASK_HELP)
+    submit.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK", help=STYLE_MASK_HELP)
     add_param_arguments(submit)
     submit.add_argument("--preview-every", default=None, metavar="N", help=help_text("preview_every"))
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     submit.add_argument("--output", "-o", type=Path, help="save the result here (implies --wait)")
-    submit.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="stop waiting after this long (exit 4; the job goes on)")
-    submit.add_argument("--finish-after", type=float, default=None, metavar="SECONDS",
-                        help="paint for at most this long once running, then finish the job with the picture so "
-                             "far (implies --wait)")
-    submit.add_argument("--detach", action="store_true",
-                        help="on Ctrl-C stop waiting but leave the job running (default: cancel it)")
-    submit.add_argument("--idempotency-key", metavar="KEY",
-                        help="submitting again with the same key and files returns the same job")
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting after this long (exit 4; the job goes on)",
+    )
+    submit.add_argument(
+        "--finish-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="paint for at most this long once running, then finish the job with the picture so far (implies --wait)",
+    )
+    submit.add_argument(
+        "--detach", action="store_true", help="on Ctrl-C stop waiting but leave the job running (default: cancel it)"
+    )
+    submit.add_argument(
+        "--idempotency-key", metavar="KEY", help="submitting again with the same key and files returns the same job"
+    )
     submit.add_argument("--webhook", metavar="URL", help="the service POSTs a signed notice here when the job ends")
-    submit.add_argument("--webhook-events", default=None, metavar="LIST",
-                        help="comma-separated: completed (the end; default), status (every status change)")
+    submit.add_argument(
+        "--webhook-events",
+        default=None,
+        metavar="LIST",
+        help="comma-separated: completed (the end; default), status (every status change)",
+    )
     _add_connection(submit)
     submit.set_defaults(handler=run_submit)
 
-    status = _parser(subparsers, "status", help="show a job of the service",
-                     description="Show a job's status and progress. Exit status 1 when it failed, 5 when "
-                                 "canceled.")
+    status = _parser(
+        subparsers,
+        "status",
+        help="show a job of the service",
+        description="Show a job's status and progress. Exit status 1 when it failed, 5 when canceled.",
+    )
     status.add_argument("job_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print the job as the API returns it")
     _add_connection(status)
     status.set_defaults(handler=run_status)
 
-    cancel = _parser(subparsers, "cancel", help="cancel a job of the service",
-                     description="Cancel a queued or running job (a finished one is refused: exit 2).")
+    cancel = _parser(
+        subparsers,
+        "cancel",
+        help="cancel a job of the service",
+        description="Cancel a queued or running job (a finished one is refused: exit 2).",
+    )
     cancel.add_argument("job_id", metavar="ID")
     _add_connection(cancel)
     cancel.set_defaults(handler=run_cancel)
 
-    finish = _parser(subparsers, "finish", help="finish a running job now, keeping its picture so far",
-                     description="Stop a running job after its current step: it succeeds with the latest picture "
-                                 "as its result (a queued or finished job is refused: exit 2).")
+    finish = _parser(
+        subparsers,
+        "finish",
+        help="finish a running job now, keeping its picture so far",
+        description="Stop a running job after its current step: it succeeds with the latest picture "
+        "as its result (a queued or finished job is refused: exit 2).",
+    )
     finish.add_argument("job_id", metavar="ID")
     _add_connection(finish)
     finish.set_defaults(handler=run_finish)
@@ -114,7 +157,7 @@ def _error(prefix: str, message: str) -> None:
     print(f"{prefix}: {message}", file=sys.stderr)
 
 
-def _exit_code(exc: "NstClientError") -> int:
+def _exit_code(exc: NstClientError) -> int:
     from nst_client import ApiError, Conflict, InvalidRequest, JobNotFound, ServiceUnavailable, TransportError
 
     if isinstance(exc, (InvalidRequest, Conflict)):
@@ -128,11 +171,11 @@ def _exit_code(exc: "NstClientError") -> int:
     return EXIT_FAILED
 
 
-def _job_code(job: "Job") -> int:
+def _job_code(job: Job) -> int:
     return {"failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job.status.value, EXIT_OK)
 
 
-def _client(args: argparse.Namespace) -> "NstClient":
+def _client(args: argparse.Namespace) -> NstClient:
     from nst_client import NstClient
 
     return NstClient(args.server, api_key=args.api_key)
@@ -175,9 +218,15 @@ def _submit(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in params.to_dict().items() if k in params.model_fields_set}
     events = [e.strip() for e in args.webhook_events.split(",")] if args.webhook_events else None
     with _client(args) as client:
-        job = client.submit(args.content, args.styles, style_masks=args.style_mask,
-                            idempotency_key=args.idempotency_key,
-                            webhook_url=args.webhook, webhook_events=events, **fields)
+        job = client.submit(
+            args.content,
+            args.styles,
+            style_masks=args.style_mask,
+            idempotency_key=args.idempotency_key,
+            webhook_url=args.webhook,
+            webhook_events=events,
+            **fields,
+        )
         print(job.id, flush=True)
         if not (args.wait or args.output or args.finish_after is not None):
             return EXIT_OK
@@ -199,7 +248,7 @@ def _submit(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def _interrupted(client: "NstClient", job_id: str, *, detach: bool) -> None:
+def _interrupted(client: NstClient, job_id: str, *, detach: bool) -> None:
     """Ctrl-C while waiting: cancel the job on the server, or leave it running with --detach."""
     from nst_client import NstClientError
 
@@ -208,25 +257,33 @@ def _interrupted(client: "NstClient", job_id: str, *, detach: bool) -> None:
         return
     try:
         job = client.cancel(job_id)
-        _error("nst submit", f"canceled job {job_id}" + (" (it stops within one step)"
-                                                         if job.status == "running" else ""))
+        _error(
+            "nst submit", f"canceled job {job_id}" + (" (it stops within one step)" if job.status == "running" else "")
+        )
     except NstClientError as exc:  # it ended meanwhile, or the service is gone
         _error("nst submit", f"could not cancel job {job_id}: {exc}")
     except KeyboardInterrupt:
         pass
 
 
-def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None, finish_after_s: float | None = None) -> "Job":
+def _follow(client: NstClient, job_id: str, *, timeout_s: float | None, finish_after_s: float | None = None) -> Job:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
-                   console=Console(stderr=True), transient=False)
+    bar = Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
+        console=Console(stderr=True),
+        transient=False,
+    )
     task = bar.add_task("connecting", total=None, losses="", left="")
     finish = _FinishAfter(client, job_id, finish_after_s) if finish_after_s is not None else None
 
-    def on_event(event: "Event") -> None:
+    def on_event(event: Event) -> None:
         if finish is not None:
             finish.on_event(event)
         job = event.job
@@ -237,12 +294,17 @@ def _follow(client: "NstClient", job_id: str, *, timeout_s: float | None, finish
             bar.update(task, description=str(event.data.get("status", "")))
         progress = event.progress or (job.progress if job is not None else None)
         if progress is not None:
-            losses = "  ".join(f"{k} {progress.losses[k]:.3g}" for k in ("content", "style")
-                               if k in progress.losses)
+            losses = "  ".join(f"{k} {progress.losses[k]:.3g}" for k in ("content", "style") if k in progress.losses)
             left = f"~{_duration(progress.eta_s)} left" if progress.eta_s is not None else ""
             scale = f" {progress.scale}/{progress.scales}" if progress.scale and (progress.scales or 0) > 1 else ""
-            bar.update(task, description=f"painting{scale}", total=progress.steps, completed=progress.step,
-                       losses=losses, left=left)
+            bar.update(
+                task,
+                description=f"painting{scale}",
+                total=progress.steps,
+                completed=progress.step,
+                losses=losses,
+                left=left,
+            )
 
     with bar:
         job = client.wait(job_id, timeout_s=timeout_s, on_event=on_event)
@@ -254,11 +316,11 @@ class _FinishAfter:
     """Asks the job to finish once its run has lasted `after_s` seconds, by the worker's own clock (a progress
     event's `elapsed_s`), so a late or resumed connection replaying old steps does not shift it."""
 
-    def __init__(self, client: "NstClient", job_id: str, after_s: float) -> None:
+    def __init__(self, client: NstClient, job_id: str, after_s: float) -> None:
         self.client, self.job_id, self.after_s = client, job_id, after_s
         self.asked = False
 
-    def on_event(self, event: "Event") -> None:
+    def on_event(self, event: Event) -> None:
         from nst_client import Conflict
 
         progress = event.progress
@@ -272,7 +334,7 @@ class _FinishAfter:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
 
 
@@ -286,7 +348,7 @@ def _status(args: argparse.Namespace) -> int:
     return _job_code(job)
 
 
-def _describe(job: "Job") -> str:
+def _describe(job: Job) -> str:
     parts = [job.id, job.status.value]
     if job.queue_position:
         parts.append(f"#{job.queue_position} in the queue")

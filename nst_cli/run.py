@@ -19,34 +19,59 @@ DEFAULT_STYLE = EXAMPLES / "swirls.jpg"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="paint one picture here (no service needed)",
+        "run",
+        help="paint one picture here (no service needed)",
         description="Neural style transfer on this machine. Without --content/--style it paints the "
-                    "project's example photo in an example style.",
+        "project's example photo in an example style.",
     )
-    parser.add_argument("--content", type=Path, default=None,
-                        help="content image (default: examples/chelsea.jpg)")
-    parser.add_argument("--style", type=Path, action="append", default=None,
-                        help="style image; repeat for several (default: examples/swirls.jpg)")
-    parser.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK",
-                        help=STYLE_MASK_HELP)
-    parser.add_argument("--output", type=Path, default=Path("out.png"),
-                        help="output file: .png, .jpg or .webp (it records the parameters, seed and inputs' "
-                             "hashes: `nst info FILE`)")
-    parser.add_argument("--from", dest="from_picture", type=Path, default=None, metavar="PICTURE",
-                        help="paint with the parameters and seed recorded in a picture nst made (the flags "
-                             "given here override them)")
+    parser.add_argument("--content", type=Path, default=None, help="content image (default: examples/chelsea.jpg)")
+    parser.add_argument(
+        "--style",
+        type=Path,
+        action="append",
+        default=None,
+        help="style image; repeat for several (default: examples/swirls.jpg)",
+    )
+    parser.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK", help=STYLE_MASK_HELP)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("out.png"),
+        help="output file: .png, .jpg or .webp (it records the parameters, seed and inputs' hashes: `nst info FILE`)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_picture",
+        type=Path,
+        default=None,
+        metavar="PICTURE",
+        help="paint with the parameters and seed recorded in a picture nst made (the flags given here override them)",
+    )
     add_param_arguments(parser)
-    parser.add_argument("--save-every", type=int, default=0, metavar="N",
-                        help="also write the picture every N steps (out.0050.png ...)")
+    parser.add_argument(
+        "--save-every", type=int, default=0, metavar="N", help="also write the picture every N steps (out.0050.png ...)"
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="number format of the network: auto (bf16 where the device runs it much faster, "
-                             "e.g. a CPU with AMX or an Ampere GPU; fp32 elsewhere), fp32, bf16")
-    parser.add_argument("--memory-gb", type=float, default=0.0,
-                        help="memory the engine may use at its peak; larger pictures are painted in blocks "
-                             "(default: 90%% of a GPU; on a CPU half the RAM, at most 6 GB)")
-    parser.add_argument("--weights", choices=("caffe", "torchvision"), default="caffe",
-                        help="VGG19 weights: the bundled original Caffe ones, or torchvision's if cached")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="number format of the network: auto (bf16 where the device runs it much faster, "
+        "e.g. a CPU with AMX or an Ampere GPU; fp32 elsewhere), fp32, bf16",
+    )
+    parser.add_argument(
+        "--memory-gb",
+        type=float,
+        default=0.0,
+        help="memory the engine may use at its peak; larger pictures are painted in blocks "
+        "(default: 90%% of a GPU; on a CPU half the RAM, at most 6 GB)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=("caffe", "torchvision"),
+        default="caffe",
+        help="VGG19 weights: the bundled original Caffe ones, or torchvision's if cached",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -77,28 +102,45 @@ def run(args: argparse.Namespace) -> int:
         style_masks = [decode_image(data) for data in mask_files]
         for index, mask in enumerate(style_masks):
             check_mask_covers(mask, index)
-        engine = StyleTransfer(device=args.device, weights=args.weights, precision=args.precision,
-                               memory_budget_bytes=int(args.memory_gb * 2**30) or None)
+        engine = StyleTransfer(
+            device=args.device,
+            weights=args.weights,
+            precision=args.precision,
+            memory_budget_bytes=int(args.memory_gb * 2**30) or None,
+        )
         params = with_seed(for_device(params, engine.device.type, explicit=params.model_fields_set))
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 2
     style_hashes = [provenance.sha256(data) for data in style_files]
     if recorded is not None and recorded.get("sha256", {}).get("styles") != style_hashes:
-        print(f"nst run: note: the style images differ from those {args.from_picture} was painted with "
-              "(give them with --style)", file=sys.stderr)
+        print(
+            f"nst run: note: the style images differ from those {args.from_picture} was painted with "
+            "(give them with --style)",
+            file=sys.stderr,
+        )
 
     output: Path = args.output
     fmt = output_format(output)
     interrupted = False
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     task = bar.add_task("painting", total=params.steps, info="")
 
     def on_progress(p: Any) -> None:
         block = f" block {p.block}/{p.blocks}" if p.block else ""
-        bar.update(task, completed=p.step, info=f"scale {p.scale}/{p.scales} {p.width}x{p.height}{block} "
-                   f"content {p.content_loss:.3g} style {p.style_loss:.3g}")
+        bar.update(
+            task,
+            completed=p.step,
+            info=f"scale {p.scale}/{p.scales} {p.width}x{p.height}{block} "
+            f"content {p.content_loss:.3g} style {p.style_loss:.3g}",
+        )
         if p.preview is not None and args.save_every and p.step % args.save_every == 0:
             p.preview.save(output.with_name(f"{output.stem}.{p.step:04d}{output.suffix}"))
         if interrupted:
@@ -126,14 +168,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     output.parent.mkdir(parents=True, exist_ok=True)
-    record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
-                              precision=engine.precision, content=content_file, styles=style_files,
-                              masks=mask_files)
+    record = provenance.build(
+        params,
+        steps_done=result.steps_done,
+        device=engine.device_name,
+        precision=engine.precision,
+        content=content_file,
+        styles=style_files,
+        masks=mask_files,
+    )
     output.write_bytes(encode_image(result.image, fmt, record=record))
     state = "stopped early" if result.stopped else "done"
-    print(f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name} "
-          f"({engine.precision})"
-          f" -> {output} ({result.image.width}x{result.image.height})")
+    print(
+        f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name} "
+        f"({engine.precision})"
+        f" -> {output} ({result.image.width}x{result.image.height})"
+    )
     return 130 if result.stopped else 0
 
 

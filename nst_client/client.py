@@ -4,8 +4,9 @@ finish, delete. One httpx client per instance; its transport is injectable (test
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import httpx
 
@@ -21,7 +22,7 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 # A path, the file's bytes, or an open binary file.
 ImageInput = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 # A form field's value: sequences (style_blend) are sent comma-separated, booleans as true/false.
-FormValue = Union[str, int, float, bool, Sequence[float], None]
+FormValue = str | int | float | bool | Sequence[float] | None
 
 _RequestFiles = list[tuple[str, tuple[str, Any]]]
 
@@ -52,10 +53,16 @@ def _images(value: ImageInput | Sequence[ImageInput] | None) -> list[ImageInput]
     return list(value)
 
 
-def _submission(content: ImageInput, styles: ImageInput | Sequence[ImageInput],
-                style_masks: ImageInput | Sequence[ImageInput] | None, params: "TransferParams | None",
-                fields: dict[str, FormValue], idempotency_key: str | None, webhook_url: str | None,
-                webhook_events: Sequence[str] | None) -> tuple[_RequestFiles, dict[str, str], dict[str, str]]:
+def _submission(
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    style_masks: ImageInput | Sequence[ImageInput] | None,
+    params: TransferParams | None,
+    fields: dict[str, FormValue],
+    idempotency_key: str | None,
+    webhook_url: str | None,
+    webhook_events: Sequence[str] | None,
+) -> tuple[_RequestFiles, dict[str, str], dict[str, str]]:
     """The multipart files, form fields and headers of `POST /jobs`."""
     style_list = _images(styles)
     if not style_list:
@@ -109,19 +116,27 @@ class NstClient:
     `api_key` is sent as `Authorization: Bearer ...` (services with NST_API_KEYS need it);
     `transport` is httpx's, injectable; `retries` is how many reconnects in a row an event stream may make."""
 
-    def __init__(self, server: str = DEFAULT_SERVER, *, api_key: str | None = None, timeout_s: float = 30.0,
-                 retries: int = 5, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.retries = retries
-        self._http = httpx.Client(base_url=self.server, headers=_headers(api_key), timeout=timeout_s,
-                                  transport=transport)
+        self._http = httpx.Client(
+            base_url=self.server, headers=_headers(api_key), timeout=timeout_s, transport=transport
+        )
 
     @classmethod
-    def from_env(cls, **options: Any) -> "NstClient":
+    def from_env(cls, **options: Any) -> NstClient:
         """A client for `NST_SERVER` with `NST_API_KEY` (the variables `nst submit` reads too)."""
         return cls(os.environ.get("NST_SERVER", DEFAULT_SERVER), api_key=os.environ.get("NST_API_KEY"), **options)
 
-    def __enter__(self) -> "NstClient":
+    def __enter__(self) -> NstClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -136,18 +151,26 @@ class NstClient:
         except httpx.TransportError as exc:
             raise TransportError(f"cannot reach the service at {self.server}: {exc}") from exc
 
-    def submit(self, content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
-               style_masks: ImageInput | Sequence[ImageInput] | None = None,
-               params: "TransferParams | None" = None, idempotency_key: str | None = None,
-               webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
-               **fields: FormValue) -> Job:
+    def submit(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        *,
+        style_masks: ImageInput | Sequence[ImageInput] | None = None,
+        params: TransferParams | None = None,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
+        **fields: FormValue,
+    ) -> Job:
         """Upload the images and queue a job. `style_masks`, when given, are one mask per style in the same
         order (white: that style paints there). Parameters are the API's form fields (`look="painterly"`,
         `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`, `color_mode="match"`), or a whole
         `TransferParams` as `params`; those not given take the look's values, then the service's defaults. Raises
         `InvalidRequest` (with `field`) for a refused one."""
-        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key,
-                                           webhook_url, webhook_events)
+        files, form, headers = _submission(
+            content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events
+        )
         return Job.from_json(self._request("POST", "/jobs", files=files, data=form, headers=headers).json())
 
     def get(self, job_id: str) -> Job:
@@ -184,15 +207,16 @@ class NstClient:
         target.write_bytes(self.result(job_id))
         return target
 
-    def events(self, job_id: str, *, last_event_id: str | None = None,
-               timeout_s: float | None = None) -> Iterator[Event]:
+    def events(
+        self, job_id: str, *, last_event_id: str | None = None, timeout_s: float | None = None
+    ) -> Iterator[Event]:
         """The job's events until `completed`; dropped connections are resumed with Last-Event-ID.
         Pass an event's `id` as `last_event_id` to carry on where an earlier iteration stopped."""
-        return iter_events(self._http, job_id, last_event_id=last_event_id, timeout_s=timeout_s,
-                           retries=self.retries)
+        return iter_events(self._http, job_id, last_event_id=last_event_id, timeout_s=timeout_s, retries=self.retries)
 
-    def wait(self, job_id: str, *, timeout_s: float | None = None,
-             on_event: Callable[[Event], None] | None = None) -> Job:
+    def wait(
+        self, job_id: str, *, timeout_s: float | None = None, on_event: Callable[[Event], None] | None = None
+    ) -> Job:
         """Follow the job until it ends and return it (whatever its status); `on_event` sees every event.
         Raises `WaitTimeout` after `timeout_s` (the job goes on)."""
         for event in self.events(job_id, timeout_s=timeout_s):
@@ -206,18 +230,26 @@ class NstClient:
 class AsyncNstClient:
     """The same operations for asyncio code (`async with AsyncNstClient(...) as nst: ...`)."""
 
-    def __init__(self, server: str = DEFAULT_SERVER, *, api_key: str | None = None, timeout_s: float = 30.0,
-                 retries: int = 5, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        server: str = DEFAULT_SERVER,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.retries = retries
-        self._http = httpx.AsyncClient(base_url=self.server, headers=_headers(api_key), timeout=timeout_s,
-                                       transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.server, headers=_headers(api_key), timeout=timeout_s, transport=transport
+        )
 
     @classmethod
-    def from_env(cls, **options: Any) -> "AsyncNstClient":
+    def from_env(cls, **options: Any) -> AsyncNstClient:
         return cls(os.environ.get("NST_SERVER", DEFAULT_SERVER), api_key=os.environ.get("NST_API_KEY"), **options)
 
-    async def __aenter__(self) -> "AsyncNstClient":
+    async def __aenter__(self) -> AsyncNstClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -232,13 +264,21 @@ class AsyncNstClient:
         except httpx.TransportError as exc:
             raise TransportError(f"cannot reach the service at {self.server}: {exc}") from exc
 
-    async def submit(self, content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
-                     style_masks: ImageInput | Sequence[ImageInput] | None = None,
-                     params: "TransferParams | None" = None, idempotency_key: str | None = None,
-                     webhook_url: str | None = None, webhook_events: Sequence[str] | None = None,
-                     **fields: FormValue) -> Job:
-        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key,
-                                           webhook_url, webhook_events)
+    async def submit(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        *,
+        style_masks: ImageInput | Sequence[ImageInput] | None = None,
+        params: TransferParams | None = None,
+        idempotency_key: str | None = None,
+        webhook_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
+        **fields: FormValue,
+    ) -> Job:
+        files, form, headers = _submission(
+            content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events
+        )
         response = await self._request("POST", "/jobs", files=files, data=form, headers=headers)
         return Job.from_json(response.json())
 
@@ -269,13 +309,14 @@ class AsyncNstClient:
         target.write_bytes(await self.result(job_id))
         return target
 
-    def events(self, job_id: str, *, last_event_id: str | None = None,
-               timeout_s: float | None = None) -> AsyncIterator[Event]:
-        return aiter_events(self._http, job_id, last_event_id=last_event_id, timeout_s=timeout_s,
-                            retries=self.retries)
+    def events(
+        self, job_id: str, *, last_event_id: str | None = None, timeout_s: float | None = None
+    ) -> AsyncIterator[Event]:
+        return aiter_events(self._http, job_id, last_event_id=last_event_id, timeout_s=timeout_s, retries=self.retries)
 
-    async def wait(self, job_id: str, *, timeout_s: float | None = None,
-                   on_event: Callable[[Event], None] | None = None) -> Job:
+    async def wait(
+        self, job_id: str, *, timeout_s: float | None = None, on_event: Callable[[Event], None] | None = None
+    ) -> Job:
         async for event in self.events(job_id, timeout_s=timeout_s):
             if on_event is not None:
                 on_event(event)

@@ -32,8 +32,9 @@ class ApiError(NstClientError):
     """Raised for an error answer of the API: carries the HTTP `status` and the body's `code`, `message`
     and `field` (`{"error": {"code", "message", "field"?}}`)."""
 
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, field: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(f"{message} ({status} {code}" + (f", field {field})" if field else ")"))
         self.status, self.code, self.message, self.field = status, code, message, field
         self.retry_after_s = retry_after_s
@@ -60,9 +61,17 @@ class ServiceUnavailable(ApiError):
     to try again when the service said so."""
 
 
-_BY_STATUS: dict[int, type[ApiError]] = {401: AuthenticationError, 403: AuthenticationError, 404: JobNotFound,
-                                         409: Conflict, 413: InvalidRequest, 415: InvalidRequest,
-                                         422: InvalidRequest, 429: ServiceUnavailable, 503: ServiceUnavailable}
+_BY_STATUS: dict[int, type[ApiError]] = {
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: JobNotFound,
+    409: Conflict,
+    413: InvalidRequest,
+    415: InvalidRequest,
+    422: InvalidRequest,
+    429: ServiceUnavailable,
+    503: ServiceUnavailable,
+}
 
 
 def error_for(status: int, body: Any, *, retry_after: str | None = None) -> ApiError:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
@@ -63,8 +64,9 @@ class _Attempt:
     timeout: httpx.Timeout
 
 
-def _attempt(job_id: str, last_event_id: str | None, deadline: float | None, clock: Callable[[], float],
-             timeout_s: float | None) -> _Attempt:
+def _attempt(
+    job_id: str, last_event_id: str | None, deadline: float | None, clock: Callable[[], float], timeout_s: float | None
+) -> _Attempt:
     read_s = IDLE_TIMEOUT_S
     if deadline is not None:
         left = deadline - clock()
@@ -94,10 +96,17 @@ def _response_error(response: httpx.Response) -> ApiError:
     return error_for(response.status_code, body, retry_after=response.headers.get("Retry-After"))
 
 
-def iter_events(http: httpx.Client, job_id: str, *, last_event_id: str | None = None,
-                timeout_s: float | None = None, retries: int = 5, backoff_s: float = 0.5,
-                clock: Callable[[], float] = time.monotonic,
-                sleep: Callable[[float], None] = time.sleep) -> Iterator[Event]:
+def iter_events(
+    http: httpx.Client,
+    job_id: str,
+    *,
+    last_event_id: str | None = None,
+    timeout_s: float | None = None,
+    retries: int = 5,
+    backoff_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Event]:
     """The job's events until `completed`, reconnecting (up to `retries` times in a row, with exponential
     backoff) when the connection breaks, goes silent or the service is briefly unavailable.
 
@@ -108,8 +117,9 @@ def iter_events(http: httpx.Client, job_id: str, *, last_event_id: str | None = 
     while True:
         attempt = _attempt(job_id, last_event_id, deadline, clock, timeout_s)
         try:
-            with http.stream("GET", f"/jobs/{job_id}/events", headers=attempt.headers,
-                             timeout=attempt.timeout) as response:
+            with http.stream(
+                "GET", f"/jobs/{job_id}/events", headers=attempt.headers, timeout=attempt.timeout
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise _response_error(response)
@@ -138,9 +148,16 @@ def iter_events(http: httpx.Client, job_id: str, *, last_event_id: str | None = 
         sleep(_delay_s(failures, retry_s, backoff_s))
 
 
-async def aiter_events(http: httpx.AsyncClient, job_id: str, *, last_event_id: str | None = None,
-                       timeout_s: float | None = None, retries: int = 5, backoff_s: float = 0.5,
-                       clock: Callable[[], float] = time.monotonic) -> AsyncIterator[Event]:
+async def aiter_events(
+    http: httpx.AsyncClient,
+    job_id: str,
+    *,
+    last_event_id: str | None = None,
+    timeout_s: float | None = None,
+    retries: int = 5,
+    backoff_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[Event]:
     """`iter_events` for asyncio."""
     deadline = None if timeout_s is None else clock() + timeout_s
     failures = 0
@@ -148,8 +165,9 @@ async def aiter_events(http: httpx.AsyncClient, job_id: str, *, last_event_id: s
     while True:
         attempt = _attempt(job_id, last_event_id, deadline, clock, timeout_s)
         try:
-            async with http.stream("GET", f"/jobs/{job_id}/events", headers=attempt.headers,
-                                   timeout=attempt.timeout) as response:
+            async with http.stream(
+                "GET", f"/jobs/{job_id}/events", headers=attempt.headers, timeout=attempt.timeout
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _response_error(response)

@@ -39,13 +39,19 @@ class Progress:
     scales: int | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Progress":
+    def from_json(cls, data: dict[str, Any]) -> Progress:
         steps = int(data.get("steps") or 0)
         step = int(data.get("step") or 0)
-        return cls(step=step, steps=steps, fraction=float(data.get("fraction", step / steps if steps else 0.0)),
-                   losses={k: float(v) for k, v in (data.get("losses") or {}).items() if v is not None},
-                   elapsed_s=data.get("elapsed_s"), eta_s=data.get("eta_s"), scale=data.get("scale"),
-                   scales=data.get("scales"))
+        return cls(
+            step=step,
+            steps=steps,
+            fraction=float(data.get("fraction", step / steps if steps else 0.0)),
+            losses={k: float(v) for k, v in (data.get("losses") or {}).items() if v is not None},
+            elapsed_s=data.get("elapsed_s"),
+            eta_s=data.get("eta_s"),
+            scale=data.get("scale"),
+            scales=data.get("scales"),
+        )
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,24 @@ class Job:
         return self.status.terminal
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Job":
+    def from_json(cls, data: dict[str, Any]) -> Job:
         error = data.get("error")
-        return cls(id=data["id"], status=JobStatus(data["status"]), created_at=_time(data.get("created_at")),
-                   started_at=_time(data.get("started_at")), finished_at=_time(data.get("finished_at")),
-                   queue_position=data.get("queue_position"), params=data.get("params") or {},
-                   steps_done=data.get("steps_done"),
-                   styles=int(data.get("styles") or 0), device=data.get("device"), precision=data.get("precision"),
-                   progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
-                   error=JobError(error["code"], error["message"]) if error else None, raw=data)
+        return cls(
+            id=data["id"],
+            status=JobStatus(data["status"]),
+            created_at=_time(data.get("created_at")),
+            started_at=_time(data.get("started_at")),
+            finished_at=_time(data.get("finished_at")),
+            queue_position=data.get("queue_position"),
+            params=data.get("params") or {},
+            steps_done=data.get("steps_done"),
+            styles=int(data.get("styles") or 0),
+            device=data.get("device"),
+            precision=data.get("precision"),
+            progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
+            error=JobError(error["code"], error["message"]) if error else None,
+            raw=data,
+        )
 
 
 @dataclass(frozen=True)

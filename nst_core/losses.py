@@ -27,8 +27,7 @@ class _Gram(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, rows: torch.Tensor, weights: torch.Tensor | None,
-                norm: float | torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, rows: torch.Tensor, weights: torch.Tensor | None, norm: float | torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(rows, weights)
         ctx.norm = norm
         weighted = rows if weights is None else rows * weights.to(rows.dtype)
@@ -86,4 +85,4 @@ class StyleLoss(nn.Module):
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of neighbouring pixels, on the 0..255 scale the network sees."""
     x = image * 255.0
-    return ((x[..., 1:, :] - x[..., :-1, :]).pow(2).mean() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean())
+    return (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean() + (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()

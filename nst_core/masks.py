@@ -9,7 +9,7 @@ so the finished picture is the content there, joined to the painting across a fe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -10,8 +10,8 @@ block's cores weigh their cells by the mask's cells there, and the guided Gram m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -66,16 +66,23 @@ def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch
     feats = net(image, terms.layers)
     zero = image.new_zeros(())
     content = sum((w * F.mse_loss(widen(feats[n]), t) for n, (w, t) in terms.content.items()), zero)
-    style = sum((t.weight * F.mse_loss(gram_matrix(feats[n], t.mask), t.gram)
-                 for n, targets in terms.style.items() for t in targets), zero)
+    style = sum(
+        (
+            t.weight * F.mse_loss(gram_matrix(feats[n], t.mask), t.gram)
+            for n, targets in terms.style.items()
+            for t in targets
+        ),
+        zero,
+    )
     tv = terms.tv_weight * total_variation(image) if terms.tv_weight else zero
     total = content + style + tv
     total.backward()  # type: ignore[no-untyped-call]
     return torch.stack([content.detach(), style.detach(), tv.detach(), total.detach()])
 
 
-def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: Sequence[Block], *,
-                    on_block: BlockCallback | None = None) -> torch.Tensor:
+def evaluate_blocks(
+    net: Network, image: torch.Tensor, terms: LossTerms, grid: Sequence[Block], *, on_block: BlockCallback | None = None
+) -> torch.Tensor:
     """As `evaluate_whole`, with the network's memory bounded by the largest block of `grid`."""
     height, width = image.shape[-2:]
     masks = {name: [t.mask for t in targets] for name, targets in terms.style.items()}
@@ -109,10 +116,12 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
         for name, (weight, content_target) in terms.content.items():
             stride = layer_stride(name)
             diff = widen(_core(feats[name], block, name)) - _core(
-                content_target[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, name)
+                content_target[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, name
+            )
             content = content + weight * diff.pow(2).sum().detach() / content_target.numel()
             _core(grad_outputs[name], block, name).add_(
-                (2 * weight / content_target.numel() * diff).to(feats[name].dtype))
+                (2 * weight / content_target.numel() * diff).to(feats[name].dtype)
+            )
         outputs, grads = [feats[n] for n in grad_outputs], list(grad_outputs.values())
         if terms.tv_weight:
             tv_part = terms.tv_weight * _total_variation_of_core(x, block, height, width)
@@ -131,16 +140,17 @@ def evaluate_blocks(net: Network, image: torch.Tensor, terms: LossTerms, grid: S
     return torch.stack([content, style.detach(), tv, total.detach()])
 
 
-def gram_matrices_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],
-                            grid: Sequence[Block]) -> dict[str, torch.Tensor]:
+def gram_matrices_by_blocks(
+    net: Network, image: torch.Tensor, layers: Sequence[str], grid: Sequence[Block]
+) -> dict[str, torch.Tensor]:
     """The whole image's Gram matrices (as `gram_matrix`), summed over the blocks' cores without gradients."""
     grams = guided_gram_matrices_by_blocks(net, image, {name: [None] for name in layers}, grid)
     return {name: found[0] for name, found in grams.items()}
 
 
-def guided_gram_matrices_by_blocks(net: Network, image: torch.Tensor,
-                                   masks: dict[str, list[torch.Tensor | None]],
-                                   grid: Sequence[Block]) -> dict[str, list[torch.Tensor]]:
+def guided_gram_matrices_by_blocks(
+    net: Network, image: torch.Tensor, masks: dict[str, list[torch.Tensor | None]], grid: Sequence[Block]
+) -> dict[str, list[torch.Tensor]]:
     """For each layer, the whole image's Gram matrix under each of its masks (as `gram_matrix(features, mask)`;
     None: unmasked), summed over the blocks' cores without gradients."""
     height, width = image.shape[-2:]
@@ -155,13 +165,16 @@ def guided_gram_matrices_by_blocks(net: Network, image: torch.Tensor,
                 rows = core.permute(0, 2, 3, 1).reshape(core.shape[0], -1, core.shape[1])
                 parts = []
                 for mask in layer_masks:
-                    weighted = rows if mask is None else \
-                        rows * _block_mask(mask, block, name).reshape(1, -1, 1).to(rows.dtype)
+                    weighted = (
+                        rows if mask is None else rows * _block_mask(mask, block, name).reshape(1, -1, 1).to(rows.dtype)
+                    )
                     parts.append(widen(torch.bmm(rows.transpose(1, 2), weighted)))
                 sums[name] = [a + b for a, b in zip(sums[name], parts)] if name in sums else parts
             del feats
-    return {name: [total / (total.shape[-1] * _area(mask, name, height, width))
-                   for total, mask in zip(totals, masks[name])] for name, totals in sums.items()}
+    return {
+        name: [total / (total.shape[-1] * _area(mask, name, height, width)) for total, mask in zip(totals, masks[name])]
+        for name, totals in sums.items()
+    }
 
 
 def _area(mask: torch.Tensor | None, layer: str, height: int, width: int) -> float | torch.Tensor:
@@ -176,8 +189,9 @@ def _block_mask(mask: torch.Tensor, block: Block, layer: str) -> torch.Tensor:
     return _core(mask[..., block.rows.global_cells(stride), block.cols.global_cells(stride)], block, layer)
 
 
-def features_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],
-                       grid: Sequence[Block]) -> dict[str, torch.Tensor]:
+def features_by_blocks(
+    net: Network, image: torch.Tensor, layers: Sequence[str], grid: Sequence[Block]
+) -> dict[str, torch.Tensor]:
     """The whole image's features at `layers` in float32, assembled from the blocks' cores without gradients."""
     height, width = image.shape[-2:]
     out: dict[str, torch.Tensor] = {}
@@ -188,8 +202,10 @@ def features_by_blocks(net: Network, image: torch.Tensor, layers: Sequence[str],
                 stride = layer_stride(name)
                 f = feats[name]
                 if name not in out:
-                    out[name] = f.new_empty((f.shape[0], f.shape[1], height // stride, width // stride),
-                                            dtype=torch.float32 if f.element_size() < 4 else f.dtype)
+                    out[name] = f.new_empty(
+                        (f.shape[0], f.shape[1], height // stride, width // stride),
+                        dtype=torch.float32 if f.element_size() < 4 else f.dtype,
+                    )
                 target = out[name][..., block.rows.global_cells(stride), block.cols.global_cells(stride)]
                 _core(target, block, name).copy_(_core(f, block, name))
             del feats
@@ -205,13 +221,14 @@ def _total_variation_of_core(x: torch.Tensor, block: Block, height: int, width: 
     """The block's share of `total_variation` of the whole image: the differences that start in its core."""
     rows, cols = _local(block.rows), _local(block.cols)
     x = x * 255.0
-    down = x[..., rows.start:min(rows.stop, x.shape[-2] - 1), cols]
-    below = x[..., rows.start + 1:min(rows.stop, x.shape[-2] - 1) + 1, cols]
-    right = x[..., rows, cols.start:min(cols.stop, x.shape[-1] - 1)]
-    beside = x[..., rows, cols.start + 1:min(cols.stop, x.shape[-1] - 1) + 1]
+    down = x[..., rows.start : min(rows.stop, x.shape[-2] - 1), cols]
+    below = x[..., rows.start + 1 : min(rows.stop, x.shape[-2] - 1) + 1, cols]
+    right = x[..., rows, cols.start : min(cols.stop, x.shape[-1] - 1)]
+    beside = x[..., rows, cols.start + 1 : min(cols.stop, x.shape[-1] - 1) + 1]
     channels = x.shape[-3]
-    return ((below - down).pow(2).sum() / (channels * (height - 1) * width)
-            + (beside - right).pow(2).sum() / (channels * height * (width - 1)))
+    return (below - down).pow(2).sum() / (channels * (height - 1) * width) + (beside - right).pow(2).sum() / (
+        channels * height * (width - 1)
+    )
 
 
 def _local(span: Span) -> slice:

@@ -34,8 +34,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         has_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         if name == "bf16" and not has_bf16:
-            raise InvalidParameter("bf16 was asked for but this GPU has no bf16 arithmetic (before Ampere); use "
-                                   "fp32", field="precision")
+            raise InvalidParameter(
+                "bf16 was asked for but this GPU has no bf16 arithmetic (before Ampere); use fp32", field="precision"
+            )
         return name if name != "auto" else ("bf16" if has_bf16 else "fp32")
     if name != "auto":
         return name

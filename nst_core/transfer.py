@@ -18,8 +18,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -30,8 +31,15 @@ from nst_core.blocks import Block, block_grid, grid_of
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
-from nst_core.objective import (LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole,
-                                features_by_blocks, gram_matrices_by_blocks)
+from nst_core.objective import (
+    LossTerms,
+    Network,
+    StyleTarget,
+    evaluate_blocks,
+    evaluate_whole,
+    features_by_blocks,
+    gram_matrices_by_blocks,
+)
 from nst_core.precision import DTYPES, resolve_precision
 from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
@@ -88,9 +96,16 @@ class StyleTransfer:
     Style Gram matrices are cached by image content, size and layers: a popular style is computed once.
     """
 
-    def __init__(self, *, device: str = "auto", weights: WeightsName = "caffe", precision: Precision = "auto",
-                 memory_budget_bytes: int | None = None, block_px: int | None = None,
-                 style_cache_size: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        weights: WeightsName = "caffe",
+        precision: Precision = "auto",
+        memory_budget_bytes: int | None = None,
+        block_px: int | None = None,
+        style_cache_size: int = 32,
+    ) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         model = build_vgg19(weights, last_layer="relu5_1").set_compute_dtype(DTYPES[self.precision])
@@ -118,9 +133,15 @@ class StyleTransfer:
     def device_name(self) -> str:
         return str(self.device)
 
-    def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: TransferParams, *,
-                style_masks: Sequence[Image.Image] | None = None,
-                callback: ProgressCallback | None = None) -> TransferResult:
+    def stylize(
+        self,
+        content: Image.Image,
+        styles: Sequence[Image.Image],
+        params: TransferParams,
+        *,
+        style_masks: Sequence[Image.Image] | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> TransferResult:
         """Paint `content` in the style of `styles` (RGB images), each style only where its mask in `style_masks`
         is white, when given (masks.py); see `TransferParams` for the options (already validated by the model;
         the engine checks only what needs the images)."""
@@ -147,11 +168,22 @@ class StyleTransfer:
         finally:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # give the memory back between jobs
-        return TransferResult(image=result, steps_done=outcome.step, stopped=outcome.stopped,
-                              elapsed_s=run.elapsed_s(), total_loss=outcome.total_loss)
+        return TransferResult(
+            image=result,
+            steps_done=outcome.step,
+            stopped=outcome.stopped,
+            elapsed_s=run.elapsed_s(),
+            total_loss=outcome.total_loss,
+        )
 
-    def _start(self, content: Image.Image, styles: Sequence[Image.Image], style_masks: Sequence[Image.Image],
-               params: TransferParams, callback: ProgressCallback | None) -> _Run:
+    def _start(
+        self,
+        content: Image.Image,
+        styles: Sequence[Image.Image],
+        style_masks: Sequence[Image.Image],
+        params: TransferParams,
+        callback: ProgressCallback | None,
+    ) -> _Run:
         """Everything a run's scales share, checked before any work."""
         started = time.perf_counter()
         blend = params.style_weights(len(styles))  # raises InvalidParameter unless one weight per style
@@ -167,19 +199,27 @@ class StyleTransfer:
             styles_work = [colors.match_colors(s, content) for s in styles]
         seed = params.seed if params.seed is not None else torch.seed() % 2**63
         plan = plan_scales(content.size, params)
-        return _Run(params=params, plan=plan, content=content,
-                    step_costs=[step_cost(s, precision=self.precision, budget_bytes=self.memory_budget_bytes)
-                                for s in plan],
-                    content_work=content_work, styles_work=styles_work, blend=blend,
-                    masks=[masks.mask_tensor(m) for m in style_masks],
-                    uncovered=list(style_masks) if style_masks and not masks.covers_everywhere(style_masks) else [],
-                    content_layers=[activation_name(n) for n in params.content_layers],
-                    style_layers=[activation_name(n) for n in params.style_layers],
-                    layer_weights=params.layer_weights(), generator=torch.Generator().manual_seed(seed),
-                    callback=callback, started=started)
+        return _Run(
+            params=params,
+            plan=plan,
+            content=content,
+            step_costs=[step_cost(s, precision=self.precision, budget_bytes=self.memory_budget_bytes) for s in plan],
+            content_work=content_work,
+            styles_work=styles_work,
+            blend=blend,
+            masks=[masks.mask_tensor(m) for m in style_masks],
+            uncovered=list(style_masks) if style_masks and not masks.covers_everywhere(style_masks) else [],
+            content_layers=[activation_name(n) for n in params.content_layers],
+            style_layers=[activation_name(n) for n in params.style_layers],
+            layer_weights=params.layer_weights(),
+            generator=torch.Generator().manual_seed(seed),
+            callback=callback,
+            started=started,
+        )
 
-    def _optimise_scale(self, run: _Run, index: int, scale: Scale, previous: torch.Tensor | None,
-                        step: int) -> _ScaleOutcome:
+    def _optimise_scale(
+        self, run: _Run, index: int, scale: Scale, previous: torch.Tensor | None, step: int
+    ) -> _ScaleOutcome:
         """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image)."""
         params, step_before = run.params, step
         memory, grid = self._plan_memory(scale)
@@ -192,17 +232,32 @@ class StyleTransfer:
         accepted: dict[str, float] = {}  # of the image as it stands
         blocks = len(grid) if grid else 0
 
-        def report(**fields: object) -> None:
+        def report(**fields: Any) -> None:
             if run.callback is not None:
-                run.callback(Progress(steps=params.steps, scale=index, scales=len(run.plan), width=scale.width,
-                                      height=scale.height, blocks=blocks, elapsed_s=run.elapsed_s(),
-                                      **fields))  # type: ignore[arg-type]
+                run.callback(
+                    Progress(
+                        steps=params.steps,
+                        scale=index,
+                        scales=len(run.plan),
+                        width=scale.width,
+                        height=scale.height,
+                        blocks=blocks,
+                        elapsed_s=run.elapsed_s(),
+                        **fields,
+                    )
+                )
 
         def on_block(done: int, total: int) -> None:
             if accepted:  # a report needs losses to show: from the second evaluation of the scale on
-                report(step=step, block=done, content_loss=accepted["content"], style_loss=accepted["style"],
-                       tv_loss=accepted["tv"], total_loss=accepted["total"],
-                       work_fraction=run.work_fraction(index, step - step_before + done / total))
+                report(
+                    step=step,
+                    block=done,
+                    content_loss=accepted["content"],
+                    style_loss=accepted["style"],
+                    tv_loss=accepted["tv"],
+                    total_loss=accepted["total"],
+                    work_fraction=run.work_fraction(index, step - step_before + done / total),
+                )
 
         def closure() -> torch.Tensor:
             if grid is None:
@@ -229,10 +284,15 @@ class StyleTransfer:
             last = step == params.steps or (plateau and index == len(run.plan))
             wants_preview = params.preview_every > 0 and (step % params.preview_every == 0 or last)
             try:
-                report(step=step, content_loss=accepted["content"], style_loss=accepted["style"],
-                       tv_loss=accepted["tv"], total_loss=accepted["total"],
-                       work_fraction=run.work_fraction(index, step - step_before),
-                       preview=run.finish(image, preview=True) if wants_preview and run.callback else None)
+                report(
+                    step=step,
+                    content_loss=accepted["content"],
+                    style_loss=accepted["style"],
+                    tv_loss=accepted["tv"],
+                    total_loss=accepted["total"],
+                    work_fraction=run.work_fraction(index, step - step_before),
+                    preview=run.finish(image, preview=True) if wants_preview and run.callback else None,
+                )
             except StopTransfer:
                 return _ScaleOutcome(image, step, accepted["total"], stopped=True)
             if plateau:
@@ -241,12 +301,13 @@ class StyleTransfer:
 
     def _plan_memory(self, scale: Scale) -> tuple[MemoryPlan, list[Block] | None]:
         """How this engine's budget fits the scale: the L-BFGS history, and the blocks (None: the whole image)."""
-        memory = plan_memory(scale.width, scale.height, precision=self.precision,
-                             budget_bytes=self.memory_budget_bytes)
+        memory = plan_memory(scale.width, scale.height, precision=self.precision, budget_bytes=self.memory_budget_bytes)
         if not memory.fits:
-            raise DeviceOutOfMemory(f"a {scale.width}x{scale.height} picture needs about "
-                                    f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
-                                    f"{format_bytes(self.memory_budget_bytes)}")
+            raise DeviceOutOfMemory(
+                f"a {scale.width}x{scale.height} picture needs about "
+                f"{format_bytes(memory.peak_bytes)}, over this engine's memory budget of "
+                f"{format_bytes(self.memory_budget_bytes)}"
+            )
         layout = memory.grid
         if self.block_px and max(scale.size) > self.block_px:
             layout = grid_of(scale.width, scale.height, self.block_px)
@@ -264,11 +325,13 @@ class StyleTransfer:
         if run.masks:
             style = self._guided_targets(run, scale)
         else:
-            grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale,
-                                      run.style_layers)
+            grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale, run.style_layers)
             style = {n: [StyleTarget(params.style_weight * w, grams[n])] for n, w in layers}
-        return LossTerms(content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
-                         style=style, tv_weight=params.tv_weight)
+        return LossTerms(
+            content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
+            style=style,
+            tv_weight=params.tv_weight,
+        )
 
     def _guided_targets(self, run: _Run, scale: Scale) -> dict[str, list[StyleTarget]]:
         """Each style's own Gram matrices, each matched over its mask (at each layer's resolution).
@@ -281,8 +344,9 @@ class StyleTransfer:
         for style, share, mask in zip(run.styles_work, run.blend, run.masks):
             if share == 0:
                 continue
-            grams = self._style_gram(style, self._style_size(style, max(scale.size), params.style_scale),
-                                     run.style_layers)
+            grams = self._style_gram(
+                style, self._style_size(style, max(scale.size), params.style_scale), run.style_layers
+            )
             mask_here = masks.at_size(mask, scale.size, self.device)
             for name, layer_weight in zip(run.style_layers, run.layer_weights):
                 layer_mask = masks.at_layer(mask_here, name)
@@ -295,8 +359,14 @@ class StyleTransfer:
         check_min_side(size, "style image (at this style_scale)")
         return size
 
-    def _style_grams(self, styles: Sequence[Image.Image], blend: Sequence[float], output_longest: int,
-                     style_scale: float, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _style_grams(
+        self,
+        styles: Sequence[Image.Image],
+        blend: Sequence[float],
+        output_longest: int,
+        style_scale: float,
+        layers: Sequence[str],
+    ) -> dict[str, torch.Tensor]:
         """The blend of the styles' Gram matrices at each layer, each style sized for an output whose long side
         is `output_longest` (nst_shared.schedule.style_longest_px)."""
         grams: dict[str, torch.Tensor] = {}
@@ -308,8 +378,7 @@ class StyleTransfer:
                 grams[name] = grams[name] + weight * gram if name in grams else weight * gram
         return grams
 
-    def _style_gram(self, style: Image.Image, size: tuple[int, int],
-                    layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _style_gram(self, style: Image.Image, size: tuple[int, int], layers: Sequence[str]) -> dict[str, torch.Tensor]:
         key = (hashlib.sha1(style.tobytes()).hexdigest(), style.size, size, tuple(layers))
         with self._cache_lock:
             if key in self._style_cache:
@@ -329,9 +398,15 @@ class StyleTransfer:
                 self._style_cache.popitem(last=False)
         return grams
 
-    def _initial_image(self, previous: torch.Tensor | None, content_t: torch.Tensor,
-                       styles: Sequence[Image.Image], size: tuple[int, int], init: str,
-                       generator: torch.Generator) -> torch.Tensor:
+    def _initial_image(
+        self,
+        previous: torch.Tensor | None,
+        content_t: torch.Tensor,
+        styles: Sequence[Image.Image],
+        size: tuple[int, int],
+        init: str,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         if previous is not None:
             start = _upsample(previous.detach(), size)
         elif init == "content":

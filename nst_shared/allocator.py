@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 ENGINE_MALLOC_ENV: dict[str, str] = {
     # Blocks of 16 MiB and more (a 512 px image's larger activations) are mmapped, smaller ones come from the heap,

@@ -23,16 +23,22 @@ class WorkerMemory:
 
 def offers(connection: redis.Redis) -> list[WorkerMemory]:
     """The offers of the workers alive now (none when no worker has announced itself yet)."""
-    return [WorkerMemory(worker=w["name"], budget_bytes=int(w["memory_budget_bytes"]), precision=w["precision"],
-                         device=w["device"])
-            for w in live_workers(connection) if w["memory_budget_bytes"]]
+    return [
+        WorkerMemory(
+            worker=w["name"], budget_bytes=int(w["memory_budget_bytes"]), precision=w["precision"], device=w["device"]
+        )
+        for w in live_workers(connection)
+        if w["memory_budget_bytes"]
+    ]
 
 
 def best_fit(width: int, height: int, offers: list[WorkerMemory]) -> tuple[WorkerMemory, MemoryPlan] | None:
     """The offer a `width` x `height` picture fits best (the most room left), or the one it misses by the
     least when it fits none; None without offers."""
-    plans = [(offer, plan_memory(width, height, precision=offer.precision, budget_bytes=offer.budget_bytes))
-             for offer in offers]
+    plans = [
+        (offer, plan_memory(width, height, precision=offer.precision, budget_bytes=offer.budget_bytes))
+        for offer in offers
+    ]
     if not plans:
         return None
     return max(plans, key=lambda p: (p[1].fits, p[0].budget_bytes - p[1].peak_bytes))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def visible_gpus(env: Mapping[str, str]) -> list[str]:
@@ -25,8 +25,9 @@ def visible_gpus(env: Mapping[str, str]) -> list[str]:
     if not nvidia_smi:
         return []
     try:
-        out = subprocess.run([nvidia_smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(
+            [nvidia_smi, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,8 +26,14 @@ _ORIENTATION = 0x0112  # the EXIF tag exif_transpose follows
 
 OUTPUT_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"GIF8", "GIF"), (b"<svg", "SVG"), (b"<?xml", "SVG/XML"), (b"%PDF", "PDF"), (b"%!PS", "PostScript"),
-    (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"GIF8", "GIF"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "SVG/XML"),
+    (b"%PDF", "PDF"),
+    (b"%!PS", "PostScript"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
 
 
@@ -34,8 +42,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     return _upright_rgb(_open(data, max_pixels=max_pixels))
 
 
-def check_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                hold: Callable[[int], ContextManager[object]] | None = None) -> tuple[int, int]:
+def check_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    hold: Callable[[int], AbstractContextManager[object]] | None = None,
+) -> tuple[int, int]:
     """Refuse exactly what `decode_image` refuses, at a fraction of its memory; returns the upright size.
 
     A JPEG is decoded at 1/8 scale (its DCT scaling reads every byte, so damage still shows, in 1/64 of the
@@ -71,8 +83,9 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
 
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageTooLarge(f"the image is {width}x{height} = {width * height} pixels; at most {max_pixels} "
-                            "are allowed")
+        raise ImageTooLarge(
+            f"the image is {width}x{height} = {width * height} pixels; at most {max_pixels} are allowed"
+        )
     # A multi-picture JPEG (MPO: a phone's photo with its gain map or depth map) is its first picture.
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
@@ -96,8 +109,9 @@ def _refuse_polyglot(data: bytes, image: Image.Image) -> None:
     except PngTrailer as exc:
         raise UnsupportedImageFormat(str(exc)) from None
     if what is not None:
-        raise UnsupportedImageFormat(f"the {image.format} file also contains {what} (a polyglot file); "
-                                     "send a plain image")
+        raise UnsupportedImageFormat(
+            f"the {image.format} file also contains {what} (a polyglot file); send a plain image"
+        )
 
 
 def _unidentified(data: bytes) -> Exception:
@@ -164,8 +178,10 @@ def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def check_min_side(size: tuple[int, int], what: str) -> None:
     """Raise `ImageTooSmall` when a side is too short for VGG19's deepest style layer."""
     if min(size) < MIN_SIDE_PX:
-        raise ImageTooSmall(f"the {what} would be {size[0]}x{size[1]} px; each side needs at least "
-                            f"{MIN_SIDE_PX} px (check its aspect ratio and max_size)")
+        raise ImageTooSmall(
+            f"the {what} would be {size[0]}x{size[1]} px; each side needs at least "
+            f"{MIN_SIDE_PX} px (check its aspect ratio and max_size)"
+        )
 
 
 def output_format(path: str | Path) -> str:

@@ -96,9 +96,12 @@ def read_snapshot(connection: redis.Redis) -> Snapshot:
     pipe.hgetall(Keys.iterations)
     counts, running, wait, durations, iterations = pipe.execute()
     counts, wait, durations, iterations = (_text(h) for h in (counts, wait, durations, iterations))
-    snapshot = Snapshot(counts={k: int(v) for k, v in counts.items()}, running=int(running),
-                        queue_wait=_histogram(wait, QUEUE_WAIT_BUCKETS_S, ""),
-                        durations={s: _histogram(durations, DURATION_BUCKETS_S, s) for s in FINISHED})
+    snapshot = Snapshot(
+        counts={k: int(v) for k, v in counts.items()},
+        running=int(running),
+        queue_wait=_histogram(wait, QUEUE_WAIT_BUCKETS_S, ""),
+        durations={s: _histogram(durations, DURATION_BUCKETS_S, s) for s in FINISHED},
+    )
     for name, value in iterations.items():
         device, _, what = name.rpartition("|")
         if what == "seconds":
@@ -112,8 +115,11 @@ def read_snapshot(connection: redis.Redis) -> Snapshot:
 
 def _histogram(data: dict[str, str], buckets: tuple[float, ...], label: str) -> Histogram:
     prefix = f"{label}|" if label else ""
-    return Histogram(buckets=[(b, int(data.get(f"{prefix}{_le(b)}", 0))) for b in (*buckets, math.inf)],
-                     count=int(data.get(f"{prefix}count", 0)), sum=float(data.get(f"{prefix}sum", 0.0)))
+    return Histogram(
+        buckets=[(b, int(data.get(f"{prefix}{_le(b)}", 0))) for b in (*buckets, math.inf)],
+        count=int(data.get(f"{prefix}count", 0)),
+        sum=float(data.get(f"{prefix}sum", 0.0)),
+    )
 
 
 def _le(bound: float) -> str:
@@ -121,5 +127,7 @@ def _le(bound: float) -> str:
 
 
 def _text(data: dict[bytes, bytes]) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in data.items()}
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in data.items()
+    }

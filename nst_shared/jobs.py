@@ -13,8 +13,8 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -179,23 +179,33 @@ class JobRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_hash(cls, data: dict[str, str]) -> "JobRecord":
+    def from_hash(cls, data: dict[str, str]) -> JobRecord:
         def num(name: str) -> float | None:
             return float(data[name]) if data.get(name) else None
 
         def js(name: str) -> Any:
             return json.loads(data[name]) if data.get(name) else None
 
-        return cls(id=data["id"], status=JobStatus(data["status"]), created_at=float(data["created_at"]),
-                   params=js("params") or {}, styles=int(data.get("styles", 1)),
-                   started_at=num("started_at"), finished_at=num("finished_at"),
-                   device=data.get("device") or None, precision=data.get("precision") or None,
-                   worker=data.get("worker") or None,
-                   error=js("error"), progress=js("progress"),
-                   preview_step=int(data["preview_step"]) if data.get("preview_step") else None,
-                   steps_done=int(data["steps_done"]) if data.get("steps_done") else None,
-                   rq_job_id=data.get("rq_job_id") or None, attempts=int(data.get("attempts", 0)),
-                   owner=data.get("owner") or None, extra=js("extra") or {})
+        return cls(
+            id=data["id"],
+            status=JobStatus(data["status"]),
+            created_at=float(data["created_at"]),
+            params=js("params") or {},
+            styles=int(data.get("styles", 1)),
+            started_at=num("started_at"),
+            finished_at=num("finished_at"),
+            device=data.get("device") or None,
+            precision=data.get("precision") or None,
+            worker=data.get("worker") or None,
+            error=js("error"),
+            progress=js("progress"),
+            preview_step=int(data["preview_step"]) if data.get("preview_step") else None,
+            steps_done=int(data["steps_done"]) if data.get("steps_done") else None,
+            rq_job_id=data.get("rq_job_id") or None,
+            attempts=int(data.get("attempts", 0)),
+            owner=data.get("owner") or None,
+            extra=js("extra") or {},
+        )
 
 
 # What `new_job_id` makes: 32 lowercase hex digits. Anything else is no job, and never part of a Redis key.
@@ -220,19 +230,40 @@ class JobStore:
         self._running_event = connection.register_script(_RUNNING_EVENT)
         self._set_fields = connection.register_script(_SET_FIELDS)
 
-    def create(self, job_id: str, *, params: dict[str, Any], styles: int, owner: str | None = None,
-               extra: dict[str, Any] | None = None, rq_job_id: str | None = None, now: float | None = None,
-               pipeline: redis.client.Pipeline | None = None) -> JobRecord:
+    def create(
+        self,
+        job_id: str,
+        *,
+        params: dict[str, Any],
+        styles: int,
+        owner: str | None = None,
+        extra: dict[str, Any] | None = None,
+        rq_job_id: str | None = None,
+        now: float | None = None,
+        pipeline: redis.client.Pipeline | None = None,
+    ) -> JobRecord:
         """Write a new queued job; with `pipeline`, the writes are queued on it for the caller to execute
         (with the RQ job, in one transaction). Returns the record as written."""
         created = now if now is not None else time.time()
-        mapping = {"id": job_id, "status": JobStatus.QUEUED.value, "created_at": repr(created),
-                   "params": json.dumps(params), "styles": str(styles), "attempts": "0",
-                   "owner": owner or "", "extra": json.dumps(extra or {}), "rq_job_id": rq_job_id or ""}
+        mapping = {
+            "id": job_id,
+            "status": JobStatus.QUEUED.value,
+            "created_at": repr(created),
+            "params": json.dumps(params),
+            "styles": str(styles),
+            "attempts": "0",
+            "owner": owner or "",
+            "extra": json.dumps(extra or {}),
+            "rq_job_id": rq_job_id or "",
+        }
         pipe = pipeline if pipeline is not None else self.redis.pipeline()
         pipe.hset(Keys.job(job_id), mapping=cast("Mapping[FieldT, EncodableT]", mapping))
-        pipe.xadd(Keys.events(job_id), {"type": "status", "data": json.dumps({"status": "queued"})},
-                  maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.xadd(
+            Keys.events(job_id),
+            {"type": "status", "data": json.dumps({"status": "queued"})},
+            maxlen=EVENTS_MAXLEN,
+            approximate=True,
+        )
         pipe.zadd(Keys.jobs_index, {job_id: created})
         pipe.zadd(Keys.queued, {job_id: created})
         if owner:
@@ -251,33 +282,74 @@ class JobStore:
         """Set `fields` on the job's record; False (and nothing written) when the record is gone."""
         return bool(self._set_fields(keys=[Keys.job(job_id)], args=_pairs(fields)))
 
-    def transition(self, job_id: str, to: JobStatus, *, allowed: set[JobStatus] | frozenset[JobStatus],
-                   only_if_lost: bool = False, **fields: Any) -> bool:
+    def transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        allowed: set[JobStatus] | frozenset[JobStatus],
+        only_if_lost: bool = False,
+        **fields: Any,
+    ) -> bool:
         """Move the job to `to` if its status is in `allowed` (and, with `only_if_lost`, no worker beats for
         it); set `fields` with it. False when it was not."""
         return bool(_decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK")
 
-    def transition_in(self, pipeline: redis.client.Pipeline, job_id: str, to: JobStatus, *,
-                      allowed: set[JobStatus] | frozenset[JobStatus], **fields: Any) -> None:
+    def transition_in(
+        self,
+        pipeline: redis.client.Pipeline,
+        job_id: str,
+        to: JobStatus,
+        *,
+        allowed: set[JobStatus] | frozenset[JobStatus],
+        **fields: Any,
+    ) -> None:
         """Queue the same transition on `pipeline`, a transaction whose caller has checked (under WATCH)
         that it applies, so that it commits together with the caller's other writes."""
         self._call_transition(pipeline, job_id, to, allowed, False, fields)
 
-    def _call_transition(self, client: Any, job_id: str, to: JobStatus, allowed: frozenset[JobStatus] | set[JobStatus],
-                         only_if_lost: bool, fields: dict[str, Any]) -> Any:
+    def _call_transition(
+        self,
+        client: Any,
+        job_id: str,
+        to: JobStatus,
+        allowed: frozenset[JobStatus] | set[JobStatus],
+        only_if_lost: bool,
+        fields: dict[str, Any],
+    ) -> Any:
         now = time.time()
         if to.terminal:
             fields.setdefault("finished_at", now)
         return self._transition(
-            keys=[Keys.job(job_id), Keys.events(job_id), Keys.running, Keys.job_counts, Keys.queued,
-                  webhook_outbox.PENDING, *([Keys.heartbeat(job_id)] if only_if_lost else [])],
-            args=[to.value, ",".join(s.value for s in allowed), int(to.terminal), self.ttl_s, EVENTS_MAXLEN,
-                  repr(now), *_pairs(fields)], client=client)
+            keys=[
+                Keys.job(job_id),
+                Keys.events(job_id),
+                Keys.running,
+                Keys.job_counts,
+                Keys.queued,
+                webhook_outbox.PENDING,
+                *([Keys.heartbeat(job_id)] if only_if_lost else []),
+            ],
+            args=[
+                to.value,
+                ",".join(s.value for s in allowed),
+                int(to.terminal),
+                self.ttl_s,
+                EVENTS_MAXLEN,
+                repr(now),
+                *_pairs(fields),
+            ],
+            client=client,
+        )
 
     def running_event(self, job_id: str, event_type: str, data: dict[str, Any], **fields: Any) -> bool:
         """Append a progress or preview event (and set `fields`) while the job runs."""
-        return bool(self._running_event(keys=[Keys.job(job_id), Keys.events(job_id)],
-                                        args=[event_type, json.dumps(data), EVENTS_MAXLEN, *_pairs(fields)]))
+        return bool(
+            self._running_event(
+                keys=[Keys.job(job_id), Keys.events(job_id)],
+                args=[event_type, json.dumps(data), EVENTS_MAXLEN, *_pairs(fields)],
+            )
+        )
 
     def request_cancel(self, job_id: str) -> None:
         self.redis.set(Keys.cancel(job_id), 1, ex=self.ttl_s)
@@ -365,12 +437,20 @@ class JobStore:
 
     def fail_lost(self, job_id: str) -> bool:
         """Fail a lost job with `worker_lost`; False when it was no longer running."""
-        return self.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING}, only_if_lost=True, error={
-            "code": "worker_lost", "message": "the worker running this job stopped (killed, out of memory or "
-                                              "its machine was lost)"})
+        return self.transition(
+            job_id,
+            JobStatus.FAILED,
+            allowed={JobStatus.RUNNING},
+            only_if_lost=True,
+            error={
+                "code": "worker_lost",
+                "message": "the worker running this job stopped (killed, out of memory or its machine was lost)",
+            },
+        )
 
-    def events_after(self, job_id: str, last_id: str, *, block_ms: int | None = None,
-                     count: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
+    def events_after(
+        self, job_id: str, last_id: str, *, block_ms: int | None = None, count: int = 500
+    ) -> list[tuple[str, str, dict[str, Any]]]:
         """(event id, type, data) after `last_id` ('0' for all), waiting up to `block_ms` for new ones."""
         reply = self.redis.xread({Keys.events(job_id): last_id}, count=count, block=block_ms)
         return _events(reply)

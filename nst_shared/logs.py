@@ -7,16 +7,19 @@ import contextvars
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 current_job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job_id", default=None)
-current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_request_id",
-                                                                                   default=None)
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_request_id", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and goes into the JSON
 # (but uvicorn's color_message, a copy of the message with ANSI colours).
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
-                                                                   "color_message"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class ContextFilter(logging.Filter):
@@ -35,9 +38,12 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
-            "job_id": getattr(record, "job_id", None), "request_id": getattr(record, "request_id", None),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "job_id": getattr(record, "job_id", None),
+            "request_id": getattr(record, "request_id", None),
         }
         for name, value in vars(record).items():
             if name not in _STANDARD and name not in line:

@@ -65,26 +65,32 @@ def core_px(side: int, blocks: int) -> int:
 
 def outer_pixels(width: int, height: int, grid: tuple[int, int]) -> int:
     """Pixels the network sees over all blocks of one evaluation: each core with its halo, clipped to the image."""
+
     def covered(side: int, blocks: int) -> int:
         return side + 2 * BLOCK_HALO_PX * (blocks - 1)  # every inner border is seen from both sides
+
     return covered(width, grid[0]) * covered(height, grid[1])
 
 
 def largest_block_pixels(width: int, height: int, grid: tuple[int, int]) -> int:
     """Pixels of the largest block: an inner core with its halo on both sides, clipped to the image."""
-    return (min(width, core_px(width, grid[0]) + 2 * BLOCK_HALO_PX)
-            * min(height, core_px(height, grid[1]) + 2 * BLOCK_HALO_PX))
+    return min(width, core_px(width, grid[0]) + 2 * BLOCK_HALO_PX) * min(
+        height, core_px(height, grid[1]) + 2 * BLOCK_HALO_PX
+    )
 
 
 def plan_grid(width: int, height: int, *, bytes_per_px: int, spare_bytes: int) -> tuple[tuple[int, int], bool]:
     """The grid that sees the fewest pixels (the least work: then the fewest blocks) whose largest block fits
     `spare_bytes`, and True; or the finest grid allowed (cores of `MIN_BLOCK_PX`) and False when none does."""
     finest = (max(1, width // MIN_BLOCK_PX), max(1, height // MIN_BLOCK_PX))
-    fitting = [(outer_pixels(width, height, (across, down)), across * down, (across, down))
-               for across in range(1, finest[0] + 1) for down in range(1, finest[1] + 1)
-               if across * down > 1 and
-               (block := largest_block_pixels(width, height, (across, down))) < MAX_WHOLE_PIXELS
-               and bytes_per_px * block <= spare_bytes]
+    fitting = [
+        (outer_pixels(width, height, (across, down)), across * down, (across, down))
+        for across in range(1, finest[0] + 1)
+        for down in range(1, finest[1] + 1)
+        if across * down > 1
+        and (block := largest_block_pixels(width, height, (across, down))) < MAX_WHOLE_PIXELS
+        and bytes_per_px * block <= spare_bytes
+    ]
     return (min(fitting)[2], True) if fitting else (finest, False)
 
 
@@ -98,8 +104,9 @@ def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -
     grid: tuple[int, int] | None = None
     evaluation = per_px * pixels
     if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes or pixels >= MAX_WHOLE_PIXELS:
-        grid, _ = plan_grid(width, height, bytes_per_px=per_px,
-                            spare_bytes=budget_bytes - state - MIN_HISTORY_PAIRS * pair)
+        grid, _ = plan_grid(
+            width, height, bytes_per_px=per_px, spare_bytes=budget_bytes - state - MIN_HISTORY_PAIRS * pair
+        )
         evaluation = per_px * largest_block_pixels(width, height, grid)
     ordinary_pairs = history_size_for(pixels, HISTORY_BUDGET_BYTES[precision])
     pairs = max(MIN_HISTORY_PAIRS, min(ordinary_pairs, (budget_bytes - state - evaluation) // pair))

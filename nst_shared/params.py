@@ -37,8 +37,21 @@ Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 # VGG19's convolutions down to conv5_1, where the engine cuts its network (as the paper names them; the engine
 # reads the rectified activation of each).
-Layer = Literal["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
-                "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
+Layer = Literal[
+    "conv1_1",
+    "conv1_2",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv3_2",
+    "conv3_3",
+    "conv3_4",
+    "conv4_1",
+    "conv4_2",
+    "conv4_3",
+    "conv4_4",
+    "conv5_1",
+]
 LAYERS: tuple[str, ...] = get_args(Layer)
 
 CONTENT_LAYERS: tuple[Layer, ...] = ("conv4_2",)
@@ -62,9 +75,17 @@ def _comma_separated(value: Any) -> Any:
 Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 # On the wire (a form field) the blend is one comma-separated string.
 StyleBlend = Annotated[
-    Annotated[tuple[Weight, ...], Field(min_length=1, max_length=64)] | None, BeforeValidator(_comma_separated),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*[0-9.eE+-]+(\s*,\s*[0-9.eE+-]+)*\s*$", "maxLength": 200,
-                    "examples": ["0.7,0.3"]}, mode="validation"),
+    Annotated[tuple[Weight, ...], Field(min_length=1, max_length=64)] | None,
+    BeforeValidator(_comma_separated),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\s*[0-9.eE+-]+(\s*,\s*[0-9.eE+-]+)*\s*$",
+            "maxLength": 200,
+            "examples": ["0.7,0.3"],
+        },
+        mode="validation",
+    ),
 ]
 
 
@@ -73,49 +94,103 @@ class TransferParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    look: Annotated[Look, Field(description="A named preset of the knobs below (a knob given explicitly wins): "
-                                + "; ".join(f"{k}: {v}" for k, v in LOOK_DESCRIPTIONS.items()) + "."
-                                )] = DEFAULT_LOOK
-    max_size: Annotated[int, Field(ge=64, le=8192, description="Longest side of the output in pixels (above "
-                                   "1024: a print, painted coarse to fine up to it).")] = 384
-    steps: Annotated[int, Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each "
-                                "one is a progress step).")] = 120
-    content_weight: Annotated[float, Field(ge=0, le=1e9, description="Weight of the content loss (MSE of "
-                                           "conv4_2 features).")] = 1.0
-    style_weight: Annotated[float, Field(ge=0, le=1e12, description="Weight of the style loss (MSE of Gram "
-                                         "matrices). With the default layer weights: 5 subtle .. 50 strong.")] = 15.0
-    tv_weight: Annotated[float, Field(ge=0, le=1e6, description="Weight of the total-variation loss, which "
-                                      "smooths the image.")] = 0.0
-    style_scale: Annotated[float, Field(ge=0.1, le=4.0, description="Size of the style image relative to the "
-                                        "output size, never past the style's own resolution (times "
-                                        "style_scale when over 1).")] = 1.0
-    style_blend: Annotated[StyleBlend, Field(description="Weights of the style images, one per style "
-                                             "(normalised to sum 1); equal when unset.")] = None
-    color_mode: Annotated[ColorMode, Field(description="Colours of the picture: style (the painting's), "
-                                           "luminance (the photo's, transfer on luminance only) or match (the "
-                                           "style image recoloured to the photo's colours first).")] = "style"
+    look: Annotated[
+        Look,
+        Field(
+            description="A named preset of the knobs below (a knob given explicitly wins): "
+            + "; ".join(f"{k}: {v}" for k, v in LOOK_DESCRIPTIONS.items())
+            + "."
+        ),
+    ] = DEFAULT_LOOK
+    max_size: Annotated[
+        int,
+        Field(
+            ge=64,
+            le=8192,
+            description="Longest side of the output in pixels (above 1024: a print, painted coarse to fine up to it).",
+        ),
+    ] = 384
+    steps: Annotated[
+        int,
+        Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each one is a progress step)."),
+    ] = 120
+    content_weight: Annotated[
+        float, Field(ge=0, le=1e9, description="Weight of the content loss (MSE of conv4_2 features).")
+    ] = 1.0
+    style_weight: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1e12,
+            description="Weight of the style loss (MSE of Gram "
+            "matrices). With the default layer weights: 5 subtle .. 50 strong.",
+        ),
+    ] = 15.0
+    tv_weight: Annotated[
+        float, Field(ge=0, le=1e6, description="Weight of the total-variation loss, which smooths the image.")
+    ] = 0.0
+    style_scale: Annotated[
+        float,
+        Field(
+            ge=0.1,
+            le=4.0,
+            description="Size of the style image relative to the "
+            "output size, never past the style's own resolution (times "
+            "style_scale when over 1).",
+        ),
+    ] = 1.0
+    style_blend: Annotated[
+        StyleBlend,
+        Field(description="Weights of the style images, one per style (normalised to sum 1); equal when unset."),
+    ] = None
+    color_mode: Annotated[
+        ColorMode,
+        Field(
+            description="Colours of the picture: style (the painting's), "
+            "luminance (the photo's, transfer on luminance only) or match (the "
+            "style image recoloured to the photo's colours first)."
+        ),
+    ] = "style"
     # Left out of dumps: color_mode carries its meaning, so a stored or copied model never holds both.
-    preserve_colors: Annotated[bool | None, Field(exclude=True, description="Older name of color_mode="
-                                                  "luminance: true means it, false rules it out.")] = None
+    preserve_colors: Annotated[
+        bool | None,
+        Field(exclude=True, description="Older name of color_mode=luminance: true means it, false rules it out."),
+    ] = None
     init: Annotated[Init, Field(description="Starting image: content, noise or style.")] = "content"
-    seed: Annotated[Annotated[int, Field(ge=0, le=SEED_MAX)] | None, Field(
-        description="Random seed; runs with the same seed are reproducible on the CPU.")] = None
-    scales: Annotated[int, Field(ge=1, le=6, description="Number of scales, coarse to fine (1 = single scale, as "
-                                 "in Gatys et al.).")] = 3
-    min_scale_size: Annotated[int, Field(ge=64, le=2048, description="Longest side of the coarsest scale in "
-                                         "pixels.")] = 192
-    early_stop_tolerance: Annotated[float, Field(ge=0, le=0.5, description="Stop a scale early when the loss "
-                                                 "improves by less than this fraction over 10 steps (0 = off)."
-                                                 )] = 0.0
-    preview_every: Annotated[int, Field(ge=0, le=2000, description="Send a preview image every N steps "
-                                        "(0 = none).")] = 0
-    content_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the content loss."
-                                                       )] = CONTENT_LAYERS
-    style_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the style loss."
-                                                     )] = STYLE_LAYERS
-    style_layer_weights: Annotated[tuple[Weight, ...] | None, Field(
-        description="Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the default "
-        "balances the five default layers.")] = STYLE_LAYER_WEIGHTS
+    seed: Annotated[
+        Annotated[int, Field(ge=0, le=SEED_MAX)] | None,
+        Field(description="Random seed; runs with the same seed are reproducible on the CPU."),
+    ] = None
+    scales: Annotated[
+        int, Field(ge=1, le=6, description="Number of scales, coarse to fine (1 = single scale, as in Gatys et al.).")
+    ] = 3
+    min_scale_size: Annotated[
+        int, Field(ge=64, le=2048, description="Longest side of the coarsest scale in pixels.")
+    ] = 192
+    early_stop_tolerance: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=0.5,
+            description="Stop a scale early when the loss improves by less than this fraction over 10 steps (0 = off).",
+        ),
+    ] = 0.0
+    preview_every: Annotated[
+        int, Field(ge=0, le=2000, description="Send a preview image every N steps (0 = none).")
+    ] = 0
+    content_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the content loss.")] = (
+        CONTENT_LAYERS
+    )
+    style_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the style loss.")] = (
+        STYLE_LAYERS
+    )
+    style_layer_weights: Annotated[
+        tuple[Weight, ...] | None,
+        Field(
+            description="Weight per style layer, one per style layer (None: equal, as in Gatys et al.); the default "
+            "balances the five default layers."
+        ),
+    ] = STYLE_LAYER_WEIGHTS
 
     @model_validator(mode="wrap")
     @classmethod
@@ -143,8 +218,10 @@ class TransferParams(BaseModel):
     def _one_weight_per_style_layer(self) -> TransferParams:
         weights = self.style_layer_weights
         if weights is not None and len(weights) != len(self.style_layers):
-            raise ValueError(f"style_layer_weights has {len(weights)} values for {len(self.style_layers)} style "
-                             "layers; give one weight per style layer")
+            raise ValueError(
+                f"style_layer_weights has {len(weights)} values for {len(self.style_layers)} style "
+                "layers; give one weight per style layer"
+            )
         return self
 
     @model_validator(mode="after")
@@ -154,8 +231,10 @@ class TransferParams(BaseModel):
             return self
         if "color_mode" in self.model_fields_set:
             if self.preserve_colors != (self.color_mode == "luminance"):
-                raise ValueError(f"preserve_colors={str(self.preserve_colors).lower()} contradicts "
-                                 f"color_mode={self.color_mode}; give color_mode alone")
+                raise ValueError(
+                    f"preserve_colors={str(self.preserve_colors).lower()} contradicts "
+                    f"color_mode={self.color_mode}; give color_mode alone"
+                )
         elif self.preserve_colors:
             object.__setattr__(self, "color_mode", "luminance")  # a frozen model: set once, while validating
             self.model_fields_set.add("color_mode")  # an explicit choice: clients send it, workers keep it
@@ -189,8 +268,7 @@ class TransferParams(BaseModel):
             raise InvalidParameter("at least one style image is needed", field="style")
         blend = self.style_blend if self.style_blend is not None else (1.0,) * styles
         if len(blend) != styles:
-            raise InvalidParameter(f"style_blend: {len(blend)} weights for {styles} style images",
-                                   field="style_blend")
+            raise InvalidParameter(f"style_blend: {len(blend)} weights for {styles} style images", field="style_blend")
         return tuple(w / sum(blend) for w in blend)
 
     def layer_weights(self) -> tuple[float, ...]:

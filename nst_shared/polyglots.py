@@ -8,14 +8,19 @@ picture frames, gain maps) and ISO BMFF video (motion photos)."""
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from PIL import Image
 
 # Long enough that a metadata segment never contains one by chance.
 MARKERS: tuple[tuple[bytes, str], ...] = (
-    (b"<script", "a script"), (b"<html", "HTML"), (b"<!doctype", "HTML"), (b"<svg", "SVG"), (b"<?php", "PHP"),
-    (b"%pdf-", "a PDF"), (b"javascript:", "a script"),
+    (b"<script", "a script"),
+    (b"<html", "HTML"),
+    (b"<!doctype", "HTML"),
+    (b"<svg", "SVG"),
+    (b"<?php", "PHP"),
+    (b"%pdf-", "a PDF"),
+    (b"javascript:", "a script"),
 )  # Not "<?xml": cameras and editors embed XMP metadata, which is XML.
 
 _JPEG_SOI = b"\xff\xd8\xff"
@@ -97,7 +102,7 @@ def _after_jpeg(data: bytes, pos: int) -> Iterator[Region]:
         yield from _jpeg(data, pos)
     elif data.startswith(_SAMSUNG_MOTION, pos):
         yield from _bmff(data, pos + len(_SAMSUNG_MOTION))
-    elif data[pos + 4:pos + 8] == b"ftyp":  # a motion photo's video (Google's and others')
+    elif data[pos + 4 : pos + 8] == b"ftyp":  # a motion photo's video (Google's and others')
         yield from _bmff(data, pos)
     elif pos < len(data):
         yield pos, len(data)  # anything else after the end is searched (padding has no markup)
@@ -135,8 +140,10 @@ def _png(data: bytes) -> Iterator[Region]:
             break
     end = data.rfind(_PNG_END)
     if end != -1 and len(data) > end + len(_PNG_END):
-        raise PngTrailer(f"the PNG file has {len(data) - end - len(_PNG_END)} bytes after its end (a polyglot "
-                         "or damaged file); send a plain image")
+        raise PngTrailer(
+            f"the PNG file has {len(data) - end - len(_PNG_END)} bytes after its end (a polyglot "
+            "or damaged file); send a plain image"
+        )
 
 
 def _webp(data: bytes) -> Iterator[Region]:

@@ -3,7 +3,7 @@ stops counting within that TTL (RQ's own registrations outlive a killed worker b
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -50,5 +50,8 @@ def live_workers(connection: redis.Redis) -> list[dict[str, str]]:
     dead = [name for name, values in zip(names, found) if not values[0]]
     if dead:
         connection.srem(Keys.workers, *dead)
-    return [{"name": name, **{f: (v or b"").decode() for f, v in zip(INFO_FIELDS, values[1:])}}
-            for name, values in zip(names, found) if values[0]]
+    return [
+        {"name": name, **{f: (v or b"").decode() for f, v in zip(INFO_FIELDS, values[1:])}}
+        for name, values in zip(names, found)
+        if values[0]
+    ]

@@ -43,8 +43,16 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build(params: TransferParams, *, steps_done: int, device: str, precision: str, content: bytes,
-          styles: Iterable[bytes], masks: Iterable[bytes] = ()) -> dict[str, Any]:
+def build(
+    params: TransferParams,
+    *,
+    steps_done: int,
+    device: str,
+    precision: str,
+    content: bytes,
+    styles: Iterable[bytes],
+    masks: Iterable[bytes] = (),
+) -> dict[str, Any]:
     """The record of one run: `params` as applied (with the seed the run used), and the input files' bytes,
     which are hashed (SHA-256), never stored."""
     if params.seed is None:
@@ -56,8 +64,11 @@ def build(params: TransferParams, *, steps_done: int, device: str, precision: st
         "steps_done": steps_done,
         "device": device,
         "precision": precision,
-        "sha256": {"content": sha256(content), "styles": [sha256(s) for s in styles],
-                   "masks": [sha256(m) for m in masks]},
+        "sha256": {
+            "content": sha256(content),
+            "styles": [sha256(s) for s in styles],
+            "masks": [sha256(m) for m in masks],
+        },
     }
 
 
@@ -104,4 +115,4 @@ def _user_comment(image: Image.Image) -> bytes | None:
         value = value.encode("ascii", "replace")
     if not isinstance(value, bytes) or not value.startswith(_ASCII):
         return None
-    return value[len(_ASCII):]
+    return value[len(_ASCII) :]

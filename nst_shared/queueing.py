@@ -34,15 +34,30 @@ def job_timeout_s(settings: Settings, params: TransferParams) -> int:
     return int(settings.job_timeout_base_s + params_cost(params) * settings.job_timeout_per_mpx_step_s)
 
 
-def enqueue_job(queue: Queue, job_id: str, *, settings: Settings, params: dict[str, Any], attempt: int = 0,
-                at_front: bool = False, rq_id: str | None = None, pipeline: Any = None) -> str:
+def enqueue_job(
+    queue: Queue,
+    job_id: str,
+    *,
+    settings: Settings,
+    params: dict[str, Any],
+    attempt: int = 0,
+    at_front: bool = False,
+    rq_id: str | None = None,
+    pipeline: Any = None,
+) -> str:
     """Queue job `job_id` (its `attempt`-th retry when > 0, under a fresh RQ id); returns the RQ job id.
     With `pipeline` (a transaction), the RQ job is written when the caller executes it."""
     rq_id = rq_id or (f"{job_id}-{attempt}" if attempt else job_id)
-    queue.enqueue_call(TASK, args=(job_id,), job_id=rq_id,
-                       timeout=job_timeout_s(settings, TransferParams.from_dict(params)),
-                       result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s, at_front=at_front,
-                       pipeline=pipeline)
+    queue.enqueue_call(
+        TASK,
+        args=(job_id,),
+        job_id=rq_id,
+        timeout=job_timeout_s(settings, TransferParams.from_dict(params)),
+        result_ttl=settings.result_ttl_s,
+        failure_ttl=settings.result_ttl_s,
+        at_front=at_front,
+        pipeline=pipeline,
+    )
     return rq_id
 
 
@@ -54,8 +69,9 @@ def queue_positions(queue: Queue, records: list[JobRecord]) -> dict[str, int]:
     return {wanted[rq_id]: i + 1 for i, rq_id in enumerate(queue.get_job_ids()) if rq_id in wanted}
 
 
-def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,
-            only_if_lost: bool = False) -> str | None:
+def requeue(
+    store: JobStore, queue: Queue, job_id: str, *, settings: Settings, only_if_lost: bool = False
+) -> str | None:
     """Put a running job back at the front of the queue (its worker stops, or died: `only_if_lost`); None
     when it was not running any more (or, with `only_if_lost`, its worker beats). Its next attempt runs
     under a fresh RQ id, written in the same transaction as the status."""
@@ -63,16 +79,19 @@ def requeue(store: JobStore, queue: Queue, job_id: str, *, settings: Settings,
         while True:
             try:
                 pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
-                status, attempts, params = (_text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts",
-                                                                         "params"))
+                status, attempts, params = (
+                    _text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "params")
+                )
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
                     return None
                 rq_id = f"{job_id}-{max(int(attempts or 0), 1)}"
                 pipe.multi()
-                store.transition_in(pipe, job_id, JobStatus.QUEUED, allowed={JobStatus.RUNNING}, progress=None,
-                                    rq_job_id=rq_id)
-                enqueue_job(queue, job_id, settings=settings, params=_json(params), rq_id=rq_id, at_front=True,
-                            pipeline=pipe)
+                store.transition_in(
+                    pipe, job_id, JobStatus.QUEUED, allowed={JobStatus.RUNNING}, progress=None, rq_job_id=rq_id
+                )
+                enqueue_job(
+                    queue, job_id, settings=settings, params=_json(params), rq_id=rq_id, at_front=True, pipeline=pipe
+                )
                 pipe.execute()
                 return rq_id
             except redis.exceptions.WatchError:
@@ -126,16 +145,25 @@ def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, n
     with store.redis.pipeline() as pipe:
         try:
             pipe.watch(Keys.job(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
-            status, rq_id, repairs, params = (_text(v) for v in pipe.hmget(
-                Keys.job(job_id), "status", "rq_job_id", "repairs", "params"))
+            status, rq_id, repairs, params = (
+                _text(v) for v in pipe.hmget(Keys.job(job_id), "status", "rq_job_id", "repairs", "params")
+            )
             if status != JobStatus.QUEUED.value:
                 return 0
             count = int(repairs or 0) + 1
             pipe.multi()
             if count > MAX_REPAIRS:
-                store.transition_in(pipe, job_id, JobStatus.FAILED, allowed={JobStatus.QUEUED}, error={
-                    "code": "queue_lost", "message": "the job was lost from the queue several times (Redis "
-                    "restarting without its data, or a crash while it was queued)"})
+                store.transition_in(
+                    pipe,
+                    job_id,
+                    JobStatus.FAILED,
+                    allowed={JobStatus.QUEUED},
+                    error={
+                        "code": "queue_lost",
+                        "message": "the job was lost from the queue several times (Redis "
+                        "restarting without its data, or a crash while it was queued)",
+                    },
+                )
                 pipe.execute()
                 log.warning("job %s: lost from the queue %d times; failed", job_id, count - 1)
                 return 0
@@ -156,4 +184,3 @@ def _text(value: Any) -> Any:
 
 def _json(raw: str | None) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
-

@@ -26,15 +26,18 @@ class S3Storage:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None) -> "S3Storage":
+    def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None) -> S3Storage:
         """`s3://bucket/prefix`; a custom endpoint (MinIO) also gets path-style addressing."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"not an s3://bucket/prefix URL: {url!r}")
-        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
-                        s3={"addressing_style": "path" if endpoint_url else "auto"})
-        client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region,
-                                                config=config)
+        config = Config(
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 5, "mode": "standard"},
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+        )
+        client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         return cls(client, parsed.netloc, parsed.path)
 
     def key(self, job_id: str, name: str) -> str:
@@ -66,15 +69,17 @@ class S3Storage:
     def delete_job(self, job_id: str) -> None:
         keys = [item["Key"] for item in self._objects(self.key(job_id, "x")[:-1])]
         for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most
-            self.client.delete_objects(Bucket=self.bucket, Delete={
-                "Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True}
+            )
 
     def job_ids(self) -> list[str]:
         ids = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
+            Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+        ):
             for common in page.get("CommonPrefixes", []):
-                ids.append(common["Prefix"][len(self.prefix):].rstrip("/"))
+                ids.append(common["Prefix"][len(self.prefix) :].rstrip("/"))
         return ids
 
     def modified_at(self, job_id: str) -> float | None:

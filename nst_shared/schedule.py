@@ -10,8 +10,8 @@ twentieth of the ordinary scales'): the large scales only refine brushwork, and 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from nst_shared.images import MIN_SIDE_PX, fit_size
 from nst_shared.memory import DEFAULT_CPU_BUDGET_BYTES, outer_pixels, plan_memory
@@ -51,7 +51,7 @@ def scale_sizes(full: tuple[int, int], *, scales: int, min_size: int) -> list[tu
         size = fit_size(full[0], full[1], round(min_size * ratio**i))
         if min(size) >= MIN_SIDE_PX and size not in sizes:
             sizes.append(size)
-    return sizes + [full]
+    return [*sizes, full]
 
 
 def split_steps(steps: int, weights: Sequence[float]) -> list[int]:
@@ -96,8 +96,7 @@ def step_cost(scale: Scale, *, precision: str = "fp32", budget_bytes: int = DEFA
     return BLOCK_PASSES * outer_pixels(scale.width, scale.height, memory.grid) / 1e6
 
 
-def plan_cost(plan: Sequence[Scale], *, precision: str = "fp32",
-              budget_bytes: int = DEFAULT_CPU_BUDGET_BYTES) -> float:
+def plan_cost(plan: Sequence[Scale], *, precision: str = "fp32", budget_bytes: int = DEFAULT_CPU_BUDGET_BYTES) -> float:
     """What a plan costs: the sum of its scales' steps x `step_cost`; the defaults price it as a CPU worker
     with the default memory budget would run it."""
     return sum(s.steps * step_cost(s, precision=precision, budget_bytes=budget_bytes) for s in plan)

@@ -18,79 +18,130 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NST_", extra="ignore")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue and job records.")
-    storage_dir: Path = Field(Path("var/storage"), description="Folder for inputs, previews and results, "
-                              "shared by the API and the workers.")
-    storage_url: str = Field("", description="s3://bucket/prefix to keep job files in an S3-compatible bucket "
-                             "(workers on other machines need only Redis and the bucket); empty: NST_STORAGE_DIR.")
-    s3_endpoint_url: str = Field("", description="S3 endpoint, e.g. http://minio:9000 for MinIO (empty: AWS). "
-                                 "Credentials: the standard AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+    storage_dir: Path = Field(
+        Path("var/storage"), description="Folder for inputs, previews and results, shared by the API and the workers."
+    )
+    storage_url: str = Field(
+        "",
+        description="s3://bucket/prefix to keep job files in an S3-compatible bucket "
+        "(workers on other machines need only Redis and the bucket); empty: NST_STORAGE_DIR.",
+    )
+    s3_endpoint_url: str = Field(
+        "",
+        description="S3 endpoint, e.g. http://minio:9000 for MinIO (empty: AWS). "
+        "Credentials: the standard AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+    )
     s3_region: str = Field("", description="S3 region (empty: boto3's default, AWS_DEFAULT_REGION).")
     queue_name: str = Field("nst", description="RQ queue name.")
     device: str = Field("auto", description="Worker device: auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps.")
     precision: Precision = Field(
-        "auto", description="Number format of the worker's network: auto (bf16 on GPUs that have it and on CPUs "
+        "auto",
+        description="Number format of the worker's network: auto (bf16 on GPUs that have it and on CPUs "
         "where it measures 1.5x faster, e.g. with AMX, measured once per machine and cached; fp32 elsewhere), "
-        "fp32, bf16.")
-    engine: str = Field("nst_core.transfer:StyleTransfer",
-                        description="Import path of the engine class a worker builds once.")
+        "fp32, bf16.",
+    )
+    engine: str = Field(
+        "nst_core.transfer:StyleTransfer", description="Import path of the engine class a worker builds once."
+    )
     max_upload_bytes: int = Field(20 * 2**20, description="Largest accepted image file.")
     max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
     max_styles: int = Field(4, description="Most style images per job.")
     max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
-    max_decoding_pixels: int = Field(80_000_000, description="Pixels the API decodes at once at most while it "
-                                     "checks uploads (a JPEG counts 1/64: it is checked at 1/8 scale); bounds "
-                                     "its memory, other uploads wait.")
-    max_size_px: int = Field(1024, description="Largest output size (longest side) a job may ask for (print sizes "
-                             "up to 8192 when raised; a job no worker's memory holds is refused).")
-    worker_memory_gb: float = Field(0.0, description="Memory a worker's engine may use at its peak; larger pictures "
-                                    "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
-                                    "GPU; on a CPU half the RAM, at most 6 GB).")
+    max_decoding_pixels: int = Field(
+        80_000_000,
+        description="Pixels the API decodes at once at most while it "
+        "checks uploads (a JPEG counts 1/64: it is checked at 1/8 scale); bounds "
+        "its memory, other uploads wait.",
+    )
+    max_size_px: int = Field(
+        1024,
+        description="Largest output size (longest side) a job may ask for (print sizes "
+        "up to 8192 when raised; a job no worker's memory holds is refused).",
+    )
+    worker_memory_gb: float = Field(
+        0.0,
+        description="Memory a worker's engine may use at its peak; larger pictures "
+        "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
+        "GPU; on a CPU half the RAM, at most 6 GB).",
+    )
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
     result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")
     job_timeout_base_s: int = Field(120, description="Fixed part of a job's time limit.")
-    job_timeout_per_mpx_step_s: float = Field(40.0, description="Time limit per megapixel-step of the job's "
-                                              "schedule (CPU scale).")
+    job_timeout_per_mpx_step_s: float = Field(
+        40.0, description="Time limit per megapixel-step of the job's schedule (CPU scale)."
+    )
     heartbeat_interval_s: float = Field(5.0, description="How often a busy worker proves it is alive.")
     heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
     reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
     orphan_grace_s: float = Field(300.0, description="Age after which files without a job record are deleted.")
-    queued_grace_s: float = Field(60.0, description="Age after which a queued job that RQ holds no job for (a "
-                                  "crash cut its submission or requeue short) is queued again.")
+    queued_grace_s: float = Field(
+        60.0,
+        description="Age after which a queued job that RQ holds no job for (a "
+        "crash cut its submission or requeue short) is queued again.",
+    )
     sse_keepalive_s: float = Field(15.0, description="Seconds between keep-alive comments on event streams.")
-    webhook_secret: str = Field("", description="HMAC key that signs webhook deliveries; webhooks are "
-                                "refused while it is empty.")
-    webhook_allow: list[str] = Field(default_factory=list, description="Hosts or CIDRs webhooks may reach even "
-                                     "though private or loopback (JSON list, e.g. [\"127.0.0.1/32\"]).")
+    webhook_secret: str = Field(
+        "", description="HMAC key that signs webhook deliveries; webhooks are refused while it is empty."
+    )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts or CIDRs webhooks may reach even "
+        'though private or loopback (JSON list, e.g. ["127.0.0.1/32"]).',
+    )
     webhook_max_attempts: int = Field(5, description="Delivery attempts before a webhook is given up.")
     webhook_backoff_s: float = Field(2.0, description="First retry delay; it doubles on each attempt.")
     webhook_timeout_s: float = Field(10.0, description="Time limit of one delivery.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (off when empty).")
-    api_keys: str = Field("", description="API keys, a JSON list or comma-separated; when set, every /jobs "
-                          "request needs one and sees only its own jobs (open when empty).")
-    link_secret: str = Field("", description="HMAC key of the signed links for event streams, results and "
-                             "previews (derived from the API keys when empty).")
+    api_keys: str = Field(
+        "",
+        description="API keys, a JSON list or comma-separated; when set, every /jobs "
+        "request needs one and sees only its own jobs (open when empty).",
+    )
+    link_secret: str = Field(
+        "",
+        description="HMAC key of the signed links for event streams, results and "
+        "previews (derived from the API keys when empty).",
+    )
     link_ttl_s: int = Field(3600, description="How long a signed link stays valid.")
-    metrics_token: str = Field("", description="Bearer token that GET /metrics requires (Prometheus' "
-                               "`authorization` credentials); empty: open without API keys, any API key with them.")
-    rate_limit_requests_per_min: int = Field(600, description="Requests to /jobs per key (or client IP "
-                                             "without keys) per minute; 0 = no limit.")
-    rate_limit_submissions_per_min: int = Field(30, description="Job submissions per key (or client IP) per "
-                                                "minute; 0 = no limit.")
-    rate_limit_auth_failures_per_min: int = Field(10, description="Requests with a wrong API key per client "
-                                                  "address per minute; past it every request from that address "
-                                                  "is answered 429 before its key is checked; 0 = no limit.")
-    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or CIDRs of reverse proxies "
-                                       "whose X-Forwarded-For names the client (JSON list); from any other peer "
-                                       "the header is ignored.")
-    max_step_megapixels: float = Field(500.0, description="Budget of a job: steps x megapixels summed over the "
-                                       "scales of its schedule, at most.")
-    redis_max_connections: int = Field(1000, description="Redis connections an API process opens at most "
-                                       "(each open event stream holds one while it waits).")
-    retry_lost_jobs: int = Field(0, description="Times a job whose worker died is queued again before it "
-                                 "fails as worker_lost.")
-    log_format: Literal["json", "text"] = Field("json", description="Log lines of the API and the workers: json "
-                                                "(one object a line, with job_id and request_id) or text.")
+    metrics_token: str = Field(
+        "",
+        description="Bearer token that GET /metrics requires (Prometheus' "
+        "`authorization` credentials); empty: open without API keys, any API key with them.",
+    )
+    rate_limit_requests_per_min: int = Field(
+        600, description="Requests to /jobs per key (or client IP without keys) per minute; 0 = no limit."
+    )
+    rate_limit_submissions_per_min: int = Field(
+        30, description="Job submissions per key (or client IP) per minute; 0 = no limit."
+    )
+    rate_limit_auth_failures_per_min: int = Field(
+        10,
+        description="Requests with a wrong API key per client "
+        "address per minute; past it every request from that address "
+        "is answered 429 before its key is checked; 0 = no limit.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of reverse proxies "
+        "whose X-Forwarded-For names the client (JSON list); from any other peer "
+        "the header is ignored.",
+    )
+    max_step_megapixels: float = Field(
+        500.0, description="Budget of a job: steps x megapixels summed over the scales of its schedule, at most."
+    )
+    redis_max_connections: int = Field(
+        1000,
+        description="Redis connections an API process opens at most (each open event stream holds one while it waits).",
+    )
+    retry_lost_jobs: int = Field(
+        0, description="Times a job whose worker died is queued again before it fails as worker_lost."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="Log lines of the API and the workers: json "
+        "(one object a line, with job_id and request_id) or text.",
+    )
     log_level: str = Field("INFO", description="Level of the API's and the workers' logs.")
 
 

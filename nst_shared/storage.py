@@ -46,8 +46,9 @@ def open_storage(settings: Settings) -> Storage:
     if settings.storage_url.startswith("s3://"):
         from nst_shared.s3_storage import S3Storage  # boto3 is an optional extra
 
-        return S3Storage.from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url or None,
-                                  region=settings.s3_region or None)
+        return S3Storage.from_url(
+            settings.storage_url, endpoint_url=settings.s3_endpoint_url or None, region=settings.s3_region or None
+        )
     if settings.storage_url:
         raise ValueError(f"NST_STORAGE_URL: only s3://bucket/prefix is understood, not {settings.storage_url!r}")
     return LocalStorage(settings.storage_dir)

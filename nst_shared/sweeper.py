@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 from rq import Queue
@@ -24,8 +24,9 @@ class Sweeper:
     or out of this process's reach) nothing is failed or requeued for a grace period, so the workers that
     lived through the outage beat again first."""
 
-    def __init__(self, store: JobStore, storage: Storage, settings: Settings, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: JobStore, storage: Storage, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store, self.storage, self.settings = store, storage, settings
         self._clock = clock
         self._grace_s = settings.heartbeat_ttl_s
@@ -49,8 +50,7 @@ class Sweeper:
     def _sweep(self, now: float) -> None:
         if not self.in_grace(now):
             self._recover_lost_jobs()
-            repair_queued(self.store, self.queue, settings=self.settings, grace_s=self.settings.queued_grace_s,
-                          now=now)
+            repair_queued(self.store, self.queue, settings=self.settings, grace_s=self.settings.queued_grace_s, now=now)
         self.store.prune_indexes(now=now)
         for job_id in self.storage.job_ids():
             if self.store.redis.exists(Keys.job(job_id)):
@@ -68,8 +68,9 @@ class Sweeper:
             if record is not None and record.attempts <= self.settings.retry_lost_jobs:
                 rq_id = requeue(self.store, self.queue, job_id, settings=self.settings, only_if_lost=True)
                 if rq_id is not None:
-                    log.warning("job %s: worker lost; queued again as %s (attempt %d)", job_id, rq_id,
-                                record.attempts + 1)
+                    log.warning(
+                        "job %s: worker lost; queued again as %s (attempt %d)", job_id, rq_id, record.attempts + 1
+                    )
                     continue
             if self.store.fail_lost(job_id):
                 log.warning("job %s: worker lost", job_id)

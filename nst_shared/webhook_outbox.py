@@ -9,7 +9,7 @@ to PENDING (at least once).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 EVENTS = ("completed", "status")  # completed: once, when the job ends; status: every status change
@@ -19,7 +19,7 @@ SENDERS = "nst:webhooks:senders"  # set of sender ids that may hold deliveries i
 
 
 def _iso(value: float | None) -> str | None:
-    return datetime.fromtimestamp(value, tz=timezone.utc).isoformat() if value is not None else None
+    return datetime.fromtimestamp(value, tz=UTC).isoformat() if value is not None else None
 
 
 def processing_list(sender_id: str) -> str:
@@ -42,11 +42,18 @@ def delivery_body(delivery: dict[str, Any]) -> dict[str, Any]:
         return float(record[name]) if record.get(name) else None
 
     base = f"/jobs/{record['id']}"
-    return {"type": f"job.{delivery['event']}", "timestamp": _iso(float(delivery["at"])),
-            "job": {"id": record["id"], "status": record["status"],
-                    "error": json.loads(record["error"]) if record.get("error") else None,
-                    "created_at": _iso(number("created_at")), "started_at": _iso(number("started_at")),
-                    "finished_at": _iso(number("finished_at")),
-                    "params": json.loads(record["params"]) if record.get("params") else {},
-                    "steps_done": int(record["steps_done"]) if record.get("steps_done") else None,
-                    "links": {"self": base, "events": f"{base}/events", "result": f"{base}/result"}}}
+    return {
+        "type": f"job.{delivery['event']}",
+        "timestamp": _iso(float(delivery["at"])),
+        "job": {
+            "id": record["id"],
+            "status": record["status"],
+            "error": json.loads(record["error"]) if record.get("error") else None,
+            "created_at": _iso(number("created_at")),
+            "started_at": _iso(number("started_at")),
+            "finished_at": _iso(number("finished_at")),
+            "params": json.loads(record["params"]) if record.get("params") else {},
+            "steps_done": int(record["steps_done"]) if record.get("steps_done") else None,
+            "links": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
+        },
+    }

@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 TOLERANCE_S = 300  # how far a delivery's timestamp may be from the receiver's clock
 
@@ -21,7 +21,7 @@ TOLERANCE_S = 300  # how far a delivery's timestamp may be from the receiver's c
 def _key(secret: str) -> bytes:
     if secret.startswith("whsec_"):
         try:
-            return base64.b64decode(secret[len("whsec_"):], validate=True)
+            return base64.b64decode(secret[len("whsec_") :], validate=True)
         except binascii.Error:
             pass
     return secret.encode()
@@ -36,12 +36,16 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 def signed_headers(secret: str, message_id: str, body: bytes, *, now: float | None = None) -> dict[str, str]:
     """The headers that go with `body`: id, timestamp (Unix seconds) and signature."""
     timestamp = int(time.time() if now is None else now)
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, message_id, timestamp, body)}
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body),
+    }
 
 
-def signature_problem(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = TOLERANCE_S,
-                      now: float | None = None) -> str | None:
+def signature_problem(
+    secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: float = TOLERANCE_S, now: float | None = None
+) -> str | None:
     """Why a delivery does not verify (missing headers, too old or too new, wrong signature), or None.
 
     The signature header may hold several space-separated `v1,...` values (a secret being rotated)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 Resolver = Callable[..., list[tuple[Any, ...]]]  # socket.getaddrinfo's shape
@@ -79,6 +80,8 @@ def check_url(url: str, *, allow: Iterable[str] = (), resolver: Resolver = socke
     allow = list(allow)
     for address in addresses:
         if not _public(ipaddress.ip_address(address)) and not _allowed(host, address, allow):
-            raise WebhookRefused(f"the webhook host {host!r} resolves to a private, loopback or reserved "
-                                 f"address ({address}); the service's NST_WEBHOOK_ALLOW may permit it")
+            raise WebhookRefused(
+                f"the webhook host {host!r} resolves to a private, loopback or reserved "
+                f"address ({address}); the service's NST_WEBHOOK_ALLOW may permit it"
+            )
     return Target(url=url, scheme=parts.scheme, host=host, port=port, addresses=addresses)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import redis
 import redis.asyncio as aioredis
@@ -21,17 +21,17 @@ from nst_shared.logs import configure_logging
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import open_storage
 from nst_shared.sweeper import Sweeper
-from service.errors import install_error_handlers
+from service import web
 from service.auth import KeyRing
+from service.body_limit import BodySizeLimit
+from service.errors import install_error_handlers
 from service.guard import AccessGuard
 from service.headers import SecurityHeaders
 from service.job_reads import JobReader
-from service.body_limit import BodySizeLimit
-from service.ratelimit import RateLimiter
 from service.metrics_registry import build_registry
 from service.openapi import install_openapi
+from service.ratelimit import RateLimiter
 from service.request_ids import RequestIds
-from service import web
 from service.routes import health, jobs, metrics
 
 log = logging.getLogger("nst.api")
@@ -65,17 +65,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     app = FastAPIOffline(
-        title="Neural style transfer", version="0.1.0", lifespan=_lifespan, docs_url=DOCS_URL, redoc_url=REDOC_URL,
+        title="Neural style transfer",
+        version="0.1.0",
+        lifespan=_lifespan,
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
         description="Gatys et al. (CVPR 2016) style transfer as asynchronous jobs: submit a content image and "
-                    "style images, follow progress (poll or Server-Sent Events), download the PNG.")
+        "style images, follow progress (poll or Server-Sent Events), download the PNG.",
+    )
     app.state.settings = settings
-    app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3,
-                                           health_check_interval=10, max_connections=settings.redis_max_connections)
+    app.state.redis = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=10,
+        socket_connect_timeout=3,
+        health_check_interval=10,
+        max_connections=settings.redis_max_connections,
+    )
     # Event streams block in XREAD for up to sse_keepalive_s: the read timeout must be longer than that.
-    app.state.async_redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3,
-                                                    socket_timeout=settings.sse_keepalive_s + 10,
-                                                    health_check_interval=10,
-                                                    max_connections=settings.redis_max_connections)
+    app.state.async_redis = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=3,
+        socket_timeout=settings.sse_keepalive_s + 10,
+        health_check_interval=10,
+        max_connections=settings.redis_max_connections,
+    )
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
     app.state.queue = Queue(settings.queue_name, connection=app.state.redis, serializer=JSONSerializer)
     app.state.job_reader = JobReader(app.state.async_redis, queue_key=app.state.queue.key)
@@ -91,12 +104,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.add_middleware(AccessGuard)  # inside CORS, so preflight requests never need a key
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Location", "ETag", "Retry-After", "X-Request-ID"],
+        )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIds)  # every answer, even a refused body, carries X-Request-ID
-    app.add_middleware(SecurityHeaders, docs_paths={DOCS_URL, app.swagger_ui_oauth2_redirect_url},
-                       redoc_path=REDOC_URL)
+    app.add_middleware(SecurityHeaders, docs_paths={DOCS_URL, app.swagger_ui_oauth2_redirect_url}, redoc_path=REDOC_URL)
     if settings.trusted_proxies:  # outermost: everything inside sees the client the proxy names
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

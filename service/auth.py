@@ -51,9 +51,8 @@ class KeyRing:
         self.link_ttl_s = link_ttl_s
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "KeyRing":
-        return cls(parse_api_keys(settings.api_keys), link_secret=settings.link_secret,
-                   link_ttl_s=settings.link_ttl_s)
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        return cls(parse_api_keys(settings.api_keys), link_secret=settings.link_secret, link_ttl_s=settings.link_ttl_s)
 
     @property
     def enabled(self) -> bool:
@@ -108,8 +107,12 @@ class Caller:
         if valid is None:
             raise not_found(record.id)
         if valid is False:
-            raise ApiError(401, "link_expired", "this link has expired; get the job again for fresh links",
-                           headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'})
+            raise ApiError(
+                401,
+                "link_expired",
+                "this link has expired; get the job again for fresh links",
+                headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'},
+            )
 
 
 async def get_keys(request: Request) -> KeyRing:
@@ -140,12 +143,20 @@ def authenticate(request: Request, *, links: bool) -> Caller:
         token = request.query_params.get(TOKEN_PARAM) if links else None
         if token:
             return Caller(owner=None, identity=f"ip:{client_ip(request)}", token=token)
-        raise ApiError(401, "api_key_required", "this service needs an API key: send Authorization: Bearer "
-                       "<key> or X-API-Key", headers={"WWW-Authenticate": 'Bearer realm="nst"'})
+        raise ApiError(
+            401,
+            "api_key_required",
+            "this service needs an API key: send Authorization: Bearer <key> or X-API-Key",
+            headers={"WWW-Authenticate": 'Bearer realm="nst"'},
+        )
     owner = keys.owner(key)
     if owner is None:
-        raise ApiError(401, "invalid_api_key", "the API key is not accepted",
-                       headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'})
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "the API key is not accepted",
+            headers={"WWW-Authenticate": 'Bearer realm="nst", error="invalid_token"'},
+        )
     return Caller(owner=owner, identity=f"key:{owner[:32]}")
 
 
@@ -154,17 +165,22 @@ _BEARER = HTTPBearer(auto_error=False, description="An API key from NST_API_KEYS
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")
 
 
-async def key_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
-               _header: Annotated[object, Depends(_HEADER)]) -> Caller:
+async def key_caller(
+    request: Request, _bearer: Annotated[object, Depends(_BEARER)], _header: Annotated[object, Depends(_HEADER)]
+) -> Caller:
     """The caller of a route that needs the API key itself (when keys are on)."""
     return authenticate(request, links=False)
 
 
-async def link_caller(request: Request, _bearer: Annotated[object, Depends(_BEARER)],
-                _header: Annotated[object, Depends(_HEADER)],
-                token: Annotated[str | None, Query(max_length=200, description="A signed link from the job's "
-                                                   "links, instead of the key (for browsers).")] = None,
-                ) -> Caller:
+async def link_caller(
+    request: Request,
+    _bearer: Annotated[object, Depends(_BEARER)],
+    _header: Annotated[object, Depends(_HEADER)],
+    token: Annotated[
+        str | None,
+        Query(max_length=200, description="A signed link from the job's links, instead of the key (for browsers)."),
+    ] = None,
+) -> Caller:
     """The caller of a read-only route a browser opens by URL: the key, or a signed link (`?token=`)."""
     return authenticate(request, links=True)
 

@@ -26,8 +26,7 @@ def check_caps(params: TransferParams, *, styles: int, settings: Settings) -> No
         raise ApiError(422, "too_many_styles", f"style: at most {settings.max_styles} style images", field="style")
     for name, cap in param_caps(settings).items():
         if getattr(params, name) > cap:
-            raise ApiError(422, "invalid_parameter", f"{name}: at most {cap}{UNITS[name]} on this service",
-                           field=name)
+            raise ApiError(422, "invalid_parameter", f"{name}: at most {cap}{UNITS[name]} on this service", field=name)
 
 
 def check_budget(params: TransferParams, content_size: tuple[int, int], settings: Settings) -> None:
@@ -36,9 +35,14 @@ def check_budget(params: TransferParams, content_size: tuple[int, int], settings
     cost = params_cost(params, content_size)
     if cost > settings.max_step_megapixels:
         width, height = fit_size(*content_size, params.max_size)
-        raise ApiError(422, "over_budget", f"steps x megapixels over the schedule's scales: {params.steps} steps up "
-                       f"to {width}x{height} cost {cost:.1f}, over this service's budget of "
-                       f"{settings.max_step_megapixels:g}; lower steps or max_size", field="steps")
+        raise ApiError(
+            422,
+            "over_budget",
+            f"steps x megapixels over the schedule's scales: {params.steps} steps up "
+            f"to {width}x{height} cost {cost:.1f}, over this service's budget of "
+            f"{settings.max_step_megapixels:g}; lower steps or max_size",
+            field="steps",
+        )
 
 
 def check_memory(size: tuple[int, int], offers: list[WorkerMemory]) -> None:
@@ -46,7 +50,11 @@ def check_memory(size: tuple[int, int], offers: list[WorkerMemory]) -> None:
     fit = best_fit(*size, offers)
     if fit is not None and not fit[1].fits:
         offer, plan = fit
-        raise ApiError(422, "too_large_for_workers", f"a {size[0]}x{size[1]} picture needs about "
-                       f"{format_bytes(plan.peak_bytes)}; the largest worker offers "
-                       f"{format_bytes(offer.budget_bytes)} ({offer.device}, {offer.precision}); lower max_size",
-                       field="max_size")
+        raise ApiError(
+            422,
+            "too_large_for_workers",
+            f"a {size[0]}x{size[1]} picture needs about "
+            f"{format_bytes(plan.peak_bytes)}; the largest worker offers "
+            f"{format_bytes(offer.budget_bytes)} ({offer.device}, {offer.precision}); lower max_size",
+            field="max_size",
+        )

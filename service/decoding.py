@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from nst_shared.images import check_image
 from nst_shared.settings import Settings
@@ -42,5 +42,4 @@ def pixel_budget(capacity_px: int) -> PixelBudget:
 
 def check_upload(data: bytes, settings: Settings) -> tuple[int, int]:
     """The upright size of an uploaded image, once it passes every check `decode_image` makes."""
-    return check_image(data, max_pixels=settings.max_image_pixels,
-                       hold=pixel_budget(settings.max_decoding_pixels).hold)
+    return check_image(data, max_pixels=settings.max_image_pixels, hold=pixel_budget(settings.max_decoding_pixels).hold)

@@ -48,8 +48,11 @@ async def get_job_reader(request: Request) -> JobReader:
     return request.app.state.job_reader
 
 
-async def job_id_path(job_id: Annotated[str, Path(description="The job's id, as `POST /jobs` gave it.",
-                                             json_schema_extra={"pattern": JOB_ID_PATTERN})]) -> str:
+async def job_id_path(
+    job_id: Annotated[
+        str, Path(description="The job's id, as `POST /jobs` gave it.", json_schema_extra={"pattern": JOB_ID_PATTERN})
+    ],
+) -> str:
     """404 for an id `new_job_id` cannot have made, before any of the job's Redis keys is read."""
     if not is_job_id(job_id):
         raise not_found(job_id)

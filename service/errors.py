@@ -20,8 +20,9 @@ log = logging.getLogger("nst.api")
 class ApiError(Exception):
     """Raised by handlers for any answer that is not a success; rendered by `api_error_handler`."""
 
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers or {}
@@ -47,8 +48,11 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 def redis_down_response(exc: Exception) -> JSONResponse:
     """503 while Redis is unreachable (restarting): the client is told to come back shortly."""
     log.warning("redis unavailable: %s", exc)
-    return JSONResponse(error_body("redis_unavailable", "the job store is unavailable; try again shortly"),
-                        503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        error_body("redis_unavailable", "the job store is unavailable; try again shortly"),
+        503,
+        headers={"Retry-After": "5"},
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -70,10 +74,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error_handler(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code,
-                                                                                           "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 from fastapi import Request
+from redis import exceptions as redis_errors
 
 from nst_shared.jobs import JobStore, Keys, parse_events
 from service.schemas import JobPublic, public_job
@@ -23,9 +24,17 @@ def sse(event: str, data: Any, event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def job_event_stream(request: Request, redis: aioredis.Redis, store: JobStore, job_id: str, *,
-                           snapshot: JobPublic, last_event_id: str, keepalive_s: float,
-                           token: str | None = None) -> AsyncIterator[str]:
+async def job_event_stream(
+    request: Request,
+    redis: aioredis.Redis,
+    store: JobStore,
+    job_id: str,
+    *,
+    snapshot: JobPublic,
+    last_event_id: str,
+    keepalive_s: float,
+    token: str | None = None,
+) -> AsyncIterator[str]:
     """`snapshot` (no id, so it never moves the client's Last-Event-ID), then the stream's events from
     `last_event_id` on; `completed` carries the whole job and ends the stream. `token` signs the links."""
     yield "retry: 2000\n\n"
@@ -40,8 +49,15 @@ async def job_event_stream(request: Request, redis: aioredis.Redis, store: JobSt
         log.warning("event stream of job %s ended: %s", job_id, exc)
 
 
-async def _follow(request: Request, redis: aioredis.Redis, store: JobStore, job_id: str, last: str,
-                  keepalive_s: float, token: str | None) -> AsyncIterator[str]:
+async def _follow(
+    request: Request,
+    redis: aioredis.Redis,
+    store: JobStore,
+    job_id: str,
+    last: str,
+    keepalive_s: float,
+    token: str | None,
+) -> AsyncIterator[str]:
     while True:
         reply = await redis.xread({Keys.events(job_id): last}, count=200, block=int(keepalive_s * 1000))
         events = parse_events(reply)

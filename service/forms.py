@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, AsyncIterator, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from python_multipart.multipart import parse_options_header
@@ -22,9 +23,12 @@ from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first
 from service.errors import ApiError
 
 # The files of a submission, with their descriptions for the OpenAPI page.
-FILES = {"content": "The photograph to paint.", "style": "One or more style images (repeat the field).",
-         "style_mask": "Optional: one mask per style image, in the same order (repeat the field). White paints "
-                       "that style, black keeps it out, grey blends; where no mask is white the photo stays."}
+FILES = {
+    "content": "The photograph to paint.",
+    "style": "One or more style images (repeat the field).",
+    "style_mask": "Optional: one mask per style image, in the same order (repeat the field). White paints "
+    "that style, black keeps it out, grey blends; where no mask is white the photo stays.",
+}
 
 
 class WebhookFields(BaseModel):
@@ -32,10 +36,12 @@ class WebhookFields(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    webhook_url: Annotated[str | None, Field(max_length=2000, description="POSTed to when the job ends "
-                                             "(signed; see docs/client.md).")] = None
-    webhook_events: Annotated[str, Field(max_length=200, description="Comma-separated: completed (the end), "
-                                         "status (every status change).")] = "completed"
+    webhook_url: Annotated[
+        str | None, Field(max_length=2000, description="POSTed to when the job ends (signed; see docs/client.md).")
+    ] = None
+    webhook_events: Annotated[
+        str, Field(max_length=200, description="Comma-separated: completed (the end), status (every status change).")
+    ] = "completed"
 
     @field_validator("webhook_events")
     @classmethod
@@ -113,9 +119,13 @@ def read_job_form(form: FormData) -> JobForm:
             raise ApiError(422, "invalid_parameter", f"{name}: a value is expected, not a file", field=name)
         if value != "":  # an empty field is a field left blank: the default, as browsers send them
             values[name] = value
-    return JobForm(content=content, styles=styles, style_masks=style_masks,
-                   params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
-                   webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}))
+    return JobForm(
+        content=content,
+        styles=styles,
+        style_masks=style_masks,
+        params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
+        webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}),
+    )
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -144,12 +154,23 @@ def job_form_schema(*, caps: dict[str, int], max_styles: int) -> dict[str, Any]:
     binary = {"type": "string", "format": "binary"}
     properties: dict[str, Any] = {
         "content": {**binary, "description": FILES["content"]},
-        "style": {"type": "array", "items": binary, "minItems": 1, "maxItems": max_styles,
-                  "description": FILES["style"]},
+        "style": {
+            "type": "array",
+            "items": binary,
+            "minItems": 1,
+            "maxItems": max_styles,
+            "description": FILES["style"],
+        },
         "style_mask": {"type": "array", "items": binary, "maxItems": max_styles, "description": FILES["style_mask"]},
         **parameters,
         **form_properties(WebhookFields),
     }
-    return {"title": "JobSubmission", "type": "object", "properties": properties, "required": ["content", "style"],
-            "additionalProperties": False, "description": "A style-transfer job: the images and, optionally, "
-            "its parameters (a parameter left out takes its default)."}
+    return {
+        "title": "JobSubmission",
+        "type": "object",
+        "properties": properties,
+        "required": ["content", "style"],
+        "additionalProperties": False,
+        "description": "A style-transfer job: the images and, optionally, "
+        "its parameters (a parameter left out takes its default).",
+    }

@@ -39,8 +39,10 @@ HEADERS: dict[str, str] = {
     "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate CSP 2
 }
 
-_INLINE = {"script-src": re.compile(rb"<script>(.*?)</script>", re.S),
-           "style-src": re.compile(rb"<style>(.*?)</style>", re.S)}
+_INLINE = {
+    "script-src": re.compile(rb"<script>(.*?)</script>", re.S),
+    "style-src": re.compile(rb"<style>(.*?)</style>", re.S),
+}
 
 
 def content_security_policy(extra: dict[str, str] | None = None) -> str:

@@ -3,12 +3,17 @@ workers, on any host), plus this API process's own resource use."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric,
-                                    SummaryMetricFamily)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 from rq import Queue
 
@@ -33,33 +38,40 @@ class JobCollector(Collector):
             yield GaugeMetricFamily("nst_redis_up", "1 when Redis answered this scrape.", value=0)
             return
         yield GaugeMetricFamily("nst_redis_up", "1 when Redis answered this scrape.", value=1)
-        yield CounterMetricFamily("nst_jobs_submitted", "Jobs accepted by the API.",
-                                  value=snapshot.counts.get("submitted", 0))
-        finished = CounterMetricFamily("nst_jobs_finished", "Jobs that ended, by final status.",
-                                       labels=["status"])
+        yield CounterMetricFamily(
+            "nst_jobs_submitted", "Jobs accepted by the API.", value=snapshot.counts.get("submitted", 0)
+        )
+        finished = CounterMetricFamily("nst_jobs_finished", "Jobs that ended, by final status.", labels=["status"])
         for status in job_metrics.FINISHED:
             finished.add_metric([status], snapshot.counts.get(status, 0))
         yield finished
         yield GaugeMetricFamily("nst_jobs_running", "Jobs a worker is running now.", value=snapshot.running)
         yield GaugeMetricFamily("nst_queue_depth", "Jobs waiting in the queue.", value=depth)
-        yield GaugeMetricFamily("nst_workers", "Live workers (each beat within NST_HEARTBEAT_TTL_S).", value=len(workers))
-        duration = HistogramMetricFamily("nst_job_duration_seconds", "Running time of jobs a worker ran, by "
-                                         "final status.", labels=["status"])
+        yield GaugeMetricFamily(
+            "nst_workers", "Live workers (each beat within NST_HEARTBEAT_TTL_S).", value=len(workers)
+        )
+        duration = HistogramMetricFamily(
+            "nst_job_duration_seconds", "Running time of jobs a worker ran, by final status.", labels=["status"]
+        )
         for status, histogram in snapshot.durations.items():
             duration.add_metric([status], _buckets(histogram), histogram.sum)
         yield duration
-        wait = HistogramMetricFamily("nst_job_queue_wait_seconds", "Time from submission to a worker taking "
-                                     "the job.")
+        wait = HistogramMetricFamily("nst_job_queue_wait_seconds", "Time from submission to a worker taking the job.")
         wait.add_metric([], _buckets(snapshot.queue_wait), snapshot.queue_wait.sum)
         yield wait
-        iterations = SummaryMetricFamily("nst_iteration_seconds", "Optimiser iterations and their time, by "
-                                         "device (rate of _sum over rate of _count: seconds per iteration).",
-                                         labels=["device"])
+        iterations = SummaryMetricFamily(
+            "nst_iteration_seconds",
+            "Optimiser iterations and their time, by device (rate of _sum over rate of _count: seconds per iteration).",
+            labels=["device"],
+        )
         for device, count in sorted(snapshot.iteration_count.items()):
             iterations.add_metric([device], count, snapshot.iteration_seconds.get(device, 0.0))
         yield iterations
-        last = GaugeMetricFamily("nst_seconds_per_iteration", "Mean seconds per iteration of the latest job "
-                                 "on each device.", labels=["device"])
+        last = GaugeMetricFamily(
+            "nst_seconds_per_iteration",
+            "Mean seconds per iteration of the latest job on each device.",
+            labels=["device"],
+        )
         for device, value in sorted(snapshot.last_seconds_per_iteration.items()):
             last.add_metric([device], value)
         yield last

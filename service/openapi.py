@@ -37,8 +37,12 @@ def png_response(description: str) -> dict[int | str, dict[str, Any]]:
     return {200: {"description": description, "content": {"image/png": binary, "application/octet-stream": binary}}}
 
 
-SUBMISSION_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
-    "schema": {"$ref": "#/components/schemas/JobSubmission"}}}}}
+SUBMISSION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobSubmission"}}},
+    }
+}
 
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:
@@ -46,8 +50,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, description=app.description,
-                                   routes=app.routes)
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas["JobSubmission"] = job_form_schema(caps=param_caps(settings), max_styles=settings.max_styles)
             if not parse_api_keys(settings.api_keys):  # a key is optional here: say so on every route

@@ -59,6 +59,9 @@ def _key(kind: str, identity: str) -> str:
 
 def _refusal(kind: str, per_window: int, ttl_ms: int) -> ApiError:
     retry_s = max(1, math.ceil(ttl_ms / 1000))
-    return ApiError(429, "auth_rate_limited" if kind == "auth_failures" else "rate_limited",
-                    f"too many {_WHAT[kind]}: at most {per_window} per minute; try again in {retry_s} s",
-                    headers={"Retry-After": str(retry_s)})
+    return ApiError(
+        429,
+        "auth_rate_limited" if kind == "auth_failures" else "rate_limited",
+        f"too many {_WHAT[kind]}: at most {per_window} per minute; try again in {retry_s} s",
+        headers={"Retry-After": str(retry_s)},
+    )

@@ -53,9 +53,19 @@ class RequestIds:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.log(logging.DEBUG if path in _QUIET else logging.INFO, "%s %s %s", scope.get("method"), path,
-                    seen["status"], extra={"job_id": seen["job_id"], "method": scope.get("method"), "path": path,
-                                           "status": seen["status"],
-                                           "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+            log.log(
+                logging.DEBUG if path in _QUIET else logging.INFO,
+                "%s %s %s",
+                scope.get("method"),
+                path,
+                seen["status"],
+                extra={
+                    "job_id": seen["job_id"],
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": seen["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
             current_job_id.reset(job_token)
             current_request_id.reset(request_token)

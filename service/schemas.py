@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -49,8 +49,11 @@ class JobPublic(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     params: dict[str, Any]
-    steps_done: int | None = Field(None, description="L-BFGS steps the run did, once it has ended: at most "
-                                   "params.steps, fewer when it was finished early or stopped at a plateau.")
+    steps_done: int | None = Field(
+        None,
+        description="L-BFGS steps the run did, once it has ended: at most "
+        "params.steps, fewer when it was finished early or stopped at a plateau.",
+    )
     styles: int
     device: str | None = None
     precision: str | None = Field(None, description="Number format the worker's network ran in: fp32 or bf16.")
@@ -69,7 +72,7 @@ class JobList(BaseModel):
 
 
 def _time(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=timezone.utc) if value is not None else None
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
 
 
 def public_job(record: JobRecord, *, queue_position: int | None = None, token: str | None = None) -> JobPublic:
@@ -77,12 +80,27 @@ def public_job(record: JobRecord, *, queue_position: int | None = None, token: s
     base = f"/jobs/{record.id}"
     signed = f"?token={token}" if token else ""
     return JobPublic(
-        id=record.id, status=record.status, queue_position=queue_position,
-        created_at=_time(record.created_at), started_at=_time(record.started_at),
-        finished_at=_time(record.finished_at), params=record.params, steps_done=record.steps_done,
+        id=record.id,
+        status=record.status,
+        queue_position=queue_position,
+        created_at=_time(record.created_at),
+        started_at=_time(record.started_at),
+        finished_at=_time(record.finished_at),
+        params=record.params,
+        steps_done=record.steps_done,
         styles=record.styles,
-        device=record.device, precision=record.precision, progress=record.progress, preview_step=record.preview_step,
-        attempts=record.attempts, error=JobError(**record.error) if record.error else None,
-        links=JobLinks(self=base, events=f"{base}/events{signed}", result=f"{base}/result{signed}",
-                       preview=f"{base}/preview{signed}", cancel=f"{base}/cancel",
-                       finish=f"{base}/finish"))
+        device=record.device,
+        precision=record.precision,
+        progress=record.progress,
+        preview_step=record.preview_step,
+        attempts=record.attempts,
+        error=JobError(**record.error) if record.error else None,
+        links=JobLinks(
+            self=base,
+            events=f"{base}/events{signed}",
+            result=f"{base}/result{signed}",
+            preview=f"{base}/preview{signed}",
+            cancel=f"{base}/cancel",
+            finish=f"{base}/finish",
+        ),
+    )

@@ -58,14 +58,14 @@ class Submissions:
         if masks:
             extra["style_masks"] = len(masks)
         # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
-        return await asyncio.to_thread(self._create, form.params, extra, content, styles, masks, owner,
-                                       idempotency_key)
+        return await asyncio.to_thread(self._create, form.params, extra, content, styles, masks, owner, idempotency_key)
 
     async def _read(self, upload: UploadFile, field: str) -> bytes:
         limit = self.settings.max_upload_bytes
         if upload.size is not None and upload.size > limit:
-            raise ApiError(413, "file_too_large", f"{field}: {upload.size} bytes; at most {limit} per file",
-                           field=field)
+            raise ApiError(
+                413, "file_too_large", f"{field}: {upload.size} bytes; at most {limit} per file", field=field
+            )
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise ApiError(413, "file_too_large", f"{field}: at most {limit} bytes per file", field=field)
@@ -74,22 +74,38 @@ class Submissions:
     async def _webhook(self, url: str, events: list[str]) -> dict[str, object]:
         """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
         if not self.settings.webhook_secret:
-            raise ApiError(422, "webhooks_disabled", "webhooks are not configured on this service "
-                           "(NST_WEBHOOK_SECRET)", field="webhook_url")
+            raise ApiError(
+                422,
+                "webhooks_disabled",
+                "webhooks are not configured on this service (NST_WEBHOOK_SECRET)",
+                field="webhook_url",
+            )
         try:  # DNS: off the loop
             await asyncio.to_thread(webhook_urls.check_url, url, allow=self.settings.webhook_allow)
         except webhook_urls.WebhookRefused as exc:
             raise ApiError(422, "webhook_refused", f"webhook_url: {exc}", field="webhook_url") from None
         return {"url": url, "events": events}
 
-    def _create(self, params: TransferParams, extra: dict[str, Any], content: bytes, styles: list[bytes],
-                masks: list[bytes], owner: str | None, idempotency_key: str | None) -> Submitted:
+    def _create(
+        self,
+        params: TransferParams,
+        extra: dict[str, Any],
+        content: bytes,
+        styles: list[bytes],
+        masks: list[bytes],
+        owner: str | None,
+        idempotency_key: str | None,
+    ) -> Submitted:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
         self._check_images(content, styles, params)
         self._check_masks(masks)
         if self.queue.count >= self.settings.max_queued_jobs:
-            raise ApiError(503, "queue_full", f"{self.settings.max_queued_jobs} jobs are waiting already; try "
-                           "again later", headers={"Retry-After": "30"})
+            raise ApiError(
+                503,
+                "queue_full",
+                f"{self.settings.max_queued_jobs} jobs are waiting already; try again later",
+                headers={"Retry-After": "30"},
+            )
         job_id = new_job_id()
         claim = None
         if idempotency_key:
@@ -108,8 +124,15 @@ class Submissions:
                 self.storage.put(job_id, f"style-mask-{i}", data)
             with self.store.redis.pipeline() as pipe:  # the record and its RQ job: both or neither
                 pipe.multi()  # (RQ asks for an explicit transaction)
-                record = self.store.create(job_id, params=params.to_dict(), styles=len(styles), owner=owner,
-                                           extra=extra, rq_job_id=job_id, pipeline=pipe)
+                record = self.store.create(
+                    job_id,
+                    params=params.to_dict(),
+                    styles=len(styles),
+                    owner=owner,
+                    extra=extra,
+                    rq_job_id=job_id,
+                    pipeline=pipe,
+                )
                 enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
                 pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
                 index = pipe.execute()[-1]
@@ -148,8 +171,11 @@ class Submissions:
                 raise from_image_error(exc, "style_mask") from None
 
     def _undo(self, job_id: str, claim: str | None) -> None:
-        for undo in (lambda: self.store.delete(job_id), lambda: self.storage.delete_job(job_id),
-                     lambda: self.store.redis.delete(claim) if claim else None):
+        for undo in (
+            lambda: self.store.delete(job_id),
+            lambda: self.storage.delete_job(job_id),
+            lambda: self.store.redis.delete(claim) if claim else None,
+        ):
             try:
                 undo()
             except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files
@@ -164,8 +190,12 @@ class Submissions:
             return redis_key, None
         earlier = json.loads(self.store.redis.get(redis_key) or "{}")
         if earlier.get("hash") != body_hash:
-            raise ApiError(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with a different request", field="Idempotency-Key")
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+                field="Idempotency-Key",
+            )
         for _ in range(50):  # the first request may still be storing its files
             record = self.store.get(earlier["job_id"])
             if record is not None:

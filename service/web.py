@@ -54,18 +54,32 @@ def look_thumbnail(name: str) -> FileResponse:
 def config(settings: SettingsDep, request: Request) -> dict[str, Any]:
     """Defaults and bounds of every parameter, with this deployment's caps: the page checks against these."""
     caps = param_caps(settings)
-    params = {name: {"default": TransferParams.model_fields[name].default, "min": schema.get("minimum"),
-                     "max": min(schema["maximum"], caps[name]) if name in caps else schema.get("maximum"),
-                     "help": schema["description"], "choices": schema.get("enum")}
-              for name, schema in form_schema().items()}
-    return {"params": params, "max_upload_bytes": settings.max_upload_bytes, "max_styles": settings.max_styles,
-            "api_keys": request.app.state.keys.enabled,
-            "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],
-            "examples": {"content": ["chelsea.jpg"], "style": ["swirls.jpg", "mosaic.jpg"]},
-            "looks": [_look(name, set(params) - {"look"}) for name in LOOK_NAMES]}
+    params = {
+        name: {
+            "default": TransferParams.model_fields[name].default,
+            "min": schema.get("minimum"),
+            "max": min(schema["maximum"], caps[name]) if name in caps else schema.get("maximum"),
+            "help": schema["description"],
+            "choices": schema.get("enum"),
+        }
+        for name, schema in form_schema().items()
+    }
+    return {
+        "params": params,
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_styles": settings.max_styles,
+        "api_keys": request.app.state.keys.enabled,
+        "formats": ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"],
+        "examples": {"content": ["chelsea.jpg"], "style": ["swirls.jpg", "mosaic.jpg"]},
+        "looks": [_look(name, set(params) - {"look"}) for name in LOOK_NAMES],
+    }
 
 
 def _look(name: str, fields: set[str]) -> dict[str, Any]:
     """A look as the page shows it: its thumbnail, and the values its controls take when it is picked."""
-    return {"name": name, "description": LOOK_DESCRIPTIONS[name], "thumbnail": f"/examples/looks/{name}.jpg",
-            "values": TransferParams(look=name).model_dump(mode="json", include=fields)}
+    return {
+        "name": name,
+        "description": LOOK_DESCRIPTIONS[name],
+        "thumbnail": f"/examples/looks/{name}.jpg",
+        "values": TransferParams(look=name).model_dump(mode="json", include=fields),
+    }

@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -56,8 +56,23 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--save", "", "--databases", "256"], stdout=subprocess.DEVNULL)
+            [
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--databases",
+                "256",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         client = redis.Redis.from_url(self.url)
         wait_until(lambda: _pings(client), timeout_s=10, what="redis-server")
 
@@ -100,8 +115,9 @@ class Stack:
 
     def start_worker(self) -> subprocess.Popen:
         log = open(self.log_dir / f"worker-{len(self.workers)}.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "worker"], env=self.env, cwd=ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker"], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         self.workers.append(process)
         rq_redis = redis.Redis.from_url(self.redis_url)
         from rq import Worker
@@ -109,8 +125,11 @@ class Stack:
         from nst_shared.presence import live_workers
 
         expected = sum(1 for w in self.workers if w.poll() is None)
-        wait_until(lambda: Worker.count(connection=rq_redis) >= expected and len(live_workers(rq_redis)) >= expected,
-                   timeout_s=60, what="worker start")
+        wait_until(
+            lambda: Worker.count(connection=rq_redis) >= expected and len(live_workers(rq_redis)) >= expected,
+            timeout_s=60,
+            what="worker start",
+        )
         return process
 
     def stop(self) -> None:
@@ -140,15 +159,23 @@ def start_stack(tmp_path: Path, redis_url: str, *, workers: int = 1, **settings:
     storage = tmp_path / "storage"
     logs = tmp_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "NST_REDIS_URL": redis_url, "NST_STORAGE_DIR": str(storage), "NST_DEVICE": "cpu",
-           "NST_REAPER_INTERVAL_S": "1", "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0",
-           "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",  # tests that poll fast; the rate-limit tests set them
-           **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}}
+    env = {
+        **os.environ,
+        "NST_REDIS_URL": redis_url,
+        "NST_STORAGE_DIR": str(storage),
+        "NST_DEVICE": "cpu",
+        "NST_REAPER_INTERVAL_S": "1",
+        "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0",
+        "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",  # tests that poll fast; the rate-limit tests set them
+        **{f"NST_{k.upper()}": str(v) for k, v in settings.items()},
+    }
     port = free_port()
-    api = subprocess.Popen(api_command("127.0.0.1", port), env=env, cwd=ROOT, stdout=open(logs / "api.log", "wb"),
-                           stderr=subprocess.STDOUT)
-    stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, storage_dir=storage, env=env, api=api,
-                  log_dir=logs)
+    api = subprocess.Popen(
+        api_command("127.0.0.1", port), env=env, cwd=ROOT, stdout=open(logs / "api.log", "wb"), stderr=subprocess.STDOUT
+    )
+    stack = Stack(
+        url=f"http://127.0.0.1:{port}", redis_url=redis_url, storage_dir=storage, env=env, api=api, log_dir=logs
+    )
     wait_until(lambda: answers_ok(f"{stack.url}/healthz"), timeout_s=30, what="API start")
     for _ in range(workers):
         stack.start_worker()
@@ -172,15 +199,23 @@ class S3Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         binary = Path(sys.executable).parent / "moto_server"
-        self.process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=open(log_path, "wb"),
+            stderr=subprocess.STDOUT,
+        )
         wait_until(lambda: answers_ok(f"{self.url}/moto-api/"), timeout_s=30, what="moto_server")
 
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def create_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)

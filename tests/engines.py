@@ -7,8 +7,9 @@ A worker builds one from `NST_ENGINE` ("tests.engines:InstantEngine"); they foll
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -42,9 +43,15 @@ class InstantEngine:
         self.precision = "fp32"
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes("cpu")
 
-    def stylize(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, *,
-                style_masks: Sequence[Image.Image] | None = None,
-                callback: Callable[[Progress], None] | None = None) -> FakeResult:
+    def stylize(
+        self,
+        content: Image.Image,
+        styles: Sequence[Image.Image],
+        params: Any,
+        *,
+        style_masks: Sequence[Image.Image] | None = None,
+        callback: Callable[[Progress], None] | None = None,
+    ) -> FakeResult:
         started = time.monotonic()
         image = resize(content, fit_size(*content.size, params.max_size))
         done, stopped = 0, False
@@ -54,9 +61,22 @@ class InstantEngine:
             preview = image if params.preview_every and step % params.preview_every == 0 else None
             try:
                 if callback:
-                    callback(Progress(step=step, steps=params.steps, scale=1, scales=1, width=image.width,
-                                      height=image.height, content_loss=1.0, style_loss=1.0, tv_loss=0.0,
-                                      total_loss=2.0, elapsed_s=time.monotonic() - started, preview=preview))
+                    callback(
+                        Progress(
+                            step=step,
+                            steps=params.steps,
+                            scale=1,
+                            scales=1,
+                            width=image.width,
+                            height=image.height,
+                            content_loss=1.0,
+                            style_loss=1.0,
+                            tv_loss=0.0,
+                            total_loss=2.0,
+                            elapsed_s=time.monotonic() - started,
+                            preview=preview,
+                        )
+                    )
             except StopTransfer:
                 stopped = True
                 break

@@ -17,7 +17,7 @@ def photo_like(width: int, height: int, *, seed: int) -> Image.Image:
         image[..., channel] = rng.uniform(40, 200) + rng.uniform(-80, 80) * y + rng.uniform(-40, 40) * x
     for _ in range(int(rng.integers(3, 9))):  # soft shapes
         cx, cy, radius = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.4)
-        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / radius ** 2)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / radius**2)
         image += blob[..., None] * rng.uniform(-90, 90, 3)
     for _ in range(3):  # texture
         fx, fy, phase = rng.uniform(5, 80), rng.uniform(5, 80), rng.uniform(0, 6.3)

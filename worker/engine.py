@@ -20,6 +20,9 @@ def get_engine(settings: Settings, *, precision: str | None = None) -> Any:
         if _engine is None:
             module_name, _, class_name = settings.engine.partition(":")
             engine_class = getattr(importlib.import_module(module_name), class_name)
-            _engine = engine_class(device=settings.device, precision=precision or settings.precision,
-                                   memory_budget_bytes=int(settings.worker_memory_gb * 2**30) or None)
+            _engine = engine_class(
+                device=settings.device,
+                precision=precision or settings.precision,
+                memory_budget_bytes=int(settings.worker_memory_gb * 2**30) or None,
+            )
         return _engine

@@ -17,7 +17,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         try:
             self._store.beat(self._job_id, self._ttl_s)
         except REDIS_DOWN:  # the thread beats again within one interval

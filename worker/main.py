@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 from rq import SimpleWorker
@@ -51,16 +52,19 @@ class WarmWorker(SimpleWorker):
         return self._until_redis_answers(super().prepare_execution, job, what="RQ: taking the job")
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue=False):  # type: ignore[no-untyped-def]
-        return self._until_redis_answers(super().prepare_job_execution, job, remove_from_intermediate_queue,
-                                         what="RQ: starting the job")
+        return self._until_redis_answers(
+            super().prepare_job_execution, job, remove_from_intermediate_queue, what="RQ: starting the job"
+        )
 
     def _finalize_success(self, job, queue, execution, return_value):  # type: ignore[no-untyped-def]
-        return self._until_redis_answers(super()._finalize_success, job, queue, execution, return_value,
-                                         what="RQ: recording the job's end")
+        return self._until_redis_answers(
+            super()._finalize_success, job, queue, execution, return_value, what="RQ: recording the job's end"
+        )
 
     def _finalize_failure(self, job, queue, execution, exc_info):  # type: ignore[no-untyped-def]
-        return self._until_redis_answers(super()._finalize_failure, job, queue, execution, exc_info,
-                                         what="RQ: recording the job's failure")
+        return self._until_redis_answers(
+            super()._finalize_failure, job, queue, execution, exc_info, what="RQ: recording the job's failure"
+        )
 
     def _until_redis_answers(self, method: Any, *args: Any, what: str) -> Any:
         return until_redis_answers(lambda: method(*args), what=what, stop=lambda: self._stop_requested)
@@ -120,22 +124,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     decision = decide_precision(settings)
     engine = get_engine(settings, precision=decision.precision)  # load the model before taking the first job
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    log.info("engine ready on %s%s in %s (%s); queue %r at %s", engine.device_name,
-             f" (GPU {gpu})" if gpu else "", engine.precision, decision.reason, settings.queue_name,
-             settings.redis_url)
+    log.info(
+        "engine ready on %s%s in %s (%s); queue %r at %s",
+        engine.device_name,
+        f" (GPU {gpu})" if gpu else "",
+        engine.precision,
+        decision.reason,
+        settings.queue_name,
+        settings.redis_url,
+    )
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
     until_redis_answers(connection.ping, what="connecting to Redis")
-    worker = WarmWorker([settings.queue_name], connection=connection, serializer=JSONSerializer,
-                        name=args.name, log_job_description=False)
-    engine_info = {"device": engine.device_name, "precision": engine.precision,
-                   "precision_reason": decision.reason, "gpu": gpu,
-                   "memory_budget_bytes": str(engine.memory_budget_bytes)}
+    worker = WarmWorker(
+        [settings.queue_name],
+        connection=connection,
+        serializer=JSONSerializer,
+        name=args.name,
+        log_job_description=False,
+    )
+    engine_info = {
+        "device": engine.device_name,
+        "precision": engine.precision,
+        "precision_reason": decision.reason,
+        "gpu": gpu,
+        "memory_budget_bytes": str(engine.memory_budget_bytes),
+    }
     stop = threading.Event()
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     _every(settings.reaper_interval_s, stop, "sweeper", Sweeper(store, tasks.job_storage(), settings).sweep)
-    _every(settings.heartbeat_interval_s, stop, "presence",
-           lambda: presence.announce(connection, worker.name, ttl_s=settings.heartbeat_ttl_s, info=engine_info))
+    _every(
+        settings.heartbeat_interval_s,
+        stop,
+        "presence",
+        lambda: presence.announce(connection, worker.name, ttl_s=settings.heartbeat_ttl_s, info=engine_info),
+    )
     sender = WebhookSender(connection, settings) if settings.webhook_secret else None
     if sender:
         sender.start()

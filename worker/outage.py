@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
@@ -18,8 +19,9 @@ MAX_WAIT_S = 5.0
 T = TypeVar("T")
 
 
-def until_redis_answers(call: Callable[[], T], *, what: str, deadline: float | None = None,
-                        stop: Callable[[], bool] | None = None) -> T:
+def until_redis_answers(
+    call: Callable[[], T], *, what: str, deadline: float | None = None, stop: Callable[[], bool] | None = None
+) -> T:
     """`call()`, again after each Redis connection error, until it answers; the error is raised once
     `deadline` (time.monotonic()) would pass or `stop()` is true."""
     wait_s = FIRST_WAIT_S

@@ -74,24 +74,31 @@ def _cached_cpu_decision(path: Path, key: str) -> Decision:
         cached = _read(path)
         if key in cached:
             entry = cached[key]
-            return Decision(entry["precision"], f"auto on this CPU: bf16 measured {entry['bf16_speedup']:.1f}x "
-                            f"float32's speed on {entry['measured_at']} (cached for this machine)")
+            return Decision(
+                entry["precision"],
+                f"auto on this CPU: bf16 measured {entry['bf16_speedup']:.1f}x "
+                f"float32's speed on {entry['measured_at']} (cached for this machine)",
+            )
         import torch
 
         from nst_core.precision import cpu_bf16_speedup, resolve_precision
 
         precision = resolve_precision("auto", torch.device("cpu"))
         speedup = cpu_bf16_speedup()  # the measurement resolve_precision just made (cached in-process)
-        entry = {"precision": precision, "bf16_speedup": round(speedup, 2),
-                 "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        entry = {
+            "precision": precision,
+            "bf16_speedup": round(speedup, 2),
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         cached[key] = entry
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(cached, indent=1))
         temporary.replace(path)
-        log.info("measured bf16 at %.1fx float32's speed on this CPU: %s from now on (%s)", speedup, precision,
-                 path)
-        return Decision(precision, f"auto on this CPU: bf16 measured {speedup:.1f}x float32's speed just now "
-                        "(cached for this machine)")
+        log.info("measured bf16 at %.1fx float32's speed on this CPU: %s from now on (%s)", speedup, precision, path)
+        return Decision(
+            precision,
+            f"auto on this CPU: bf16 measured {speedup:.1f}x float32's speed just now (cached for this machine)",
+        )
 
 
 def _read(path: Path) -> dict:

@@ -10,7 +10,8 @@ import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
@@ -81,21 +82,36 @@ class _Run:
             log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
             return "skipped"
         engine = get_engine(self.settings)
-        with Heartbeat(store, job_id, interval_s=self.settings.heartbeat_interval_s,
-                       ttl_s=self.settings.heartbeat_ttl_s):
+        with Heartbeat(
+            store, job_id, interval_s=self.settings.heartbeat_interval_s, ttl_s=self.settings.heartbeat_ttl_s
+        ):
             started_at = time.time()
-            if not self.retried(lambda: store.transition(
-                    job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, started_at=started_at,
-                    device=engine.device_name, precision=engine.precision, worker=self.rq_job.worker_name or "",
-                    attempts=record.attempts + 1), "starting"):
+            if not self.retried(
+                lambda: store.transition(
+                    job_id,
+                    JobStatus.RUNNING,
+                    allowed={JobStatus.QUEUED},
+                    started_at=started_at,
+                    device=engine.device_name,
+                    precision=engine.precision,
+                    worker=self.rq_job.worker_name or "",
+                    attempts=record.attempts + 1,
+                ),
+                "starting",
+            ):
                 return "skipped"
             job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
             log.info("started on %s (%s)", engine.device_name, engine.precision)
             try:
                 # An unset seed is drawn here and written to the record: a requeued run and the picture's
                 # provenance use the same one.
-                params = with_seed(for_device(TransferParams.from_dict(record.params), engine.device.type,
-                                              explicit=frozenset(record.extra.get("explicit", record.params))))
+                params = with_seed(
+                    for_device(
+                        TransferParams.from_dict(record.params),
+                        engine.device.type,
+                        explicit=frozenset(record.extra.get("explicit", record.params)),
+                    )
+                )
                 if params.to_dict() != record.params:  # clients see the parameters as applied
                     self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
                 return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
@@ -107,8 +123,9 @@ class _Run:
                 return self.fail("timeout", "the job ran over its time limit")
             except MemoryError:  # the host refused an allocation (CUDA's own OOM arrives as DeviceOutOfMemory)
                 log.warning("out of memory")
-                return self.fail("out_of_memory", "the job needed more memory than the worker has; try a "
-                                 "smaller max_size")
+                return self.fail(
+                    "out_of_memory", "the job needed more memory than the worker has; try a smaller max_size"
+                )
             except Exception as exc:  # a bug or a device fault: the job fails, the worker lives on
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
@@ -154,22 +171,35 @@ class _Run:
                 return self.not_ours("canceled")
             log.info("canceled after %d steps", result.steps_done)
             return "canceled"
-        record = provenance.build(params, steps_done=result.steps_done, device=engine.device_name,
-                                  precision=engine.precision, content=content_file, styles=style_files,
-                                  masks=mask_files)
+        record = provenance.build(
+            params,
+            steps_done=result.steps_done,
+            device=engine.device_name,
+            precision=engine.precision,
+            content=content_file,
+            styles=style_files,
+            masks=mask_files,
+        )
         storage.put(job_id, RESULT, encode_image(result.image, record=record))
-        if stop == StopRequest.FINISH and not self.retried(lambda: self.store.running_event(
-                job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}), "finishing early"):
+        if stop == StopRequest.FINISH and not self.retried(
+            lambda: self.store.running_event(
+                job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}
+            ),
+            "finishing early",
+        ):
             return self.not_ours("finished early")
         if not self.finish(JobStatus.SUCCEEDED, steps_done=result.steps_done):
             return self.not_ours("finished")
-        log.info("succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done,
-                 result.elapsed_s)
+        log.info(
+            "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
+        )
         return "succeeded"
 
     def finish(self, status: JobStatus, **fields: Any) -> bool:
-        return self.retried(lambda: self.store.transition(self.job_id, status, allowed={JobStatus.RUNNING},
-                                                          **fields), f"marking the job {status.value}")
+        return self.retried(
+            lambda: self.store.transition(self.job_id, status, allowed={JobStatus.RUNNING}, **fields),
+            f"marking the job {status.value}",
+        )
 
     def fail(self, code: str, message: str) -> str:
         if not self.finish(JobStatus.FAILED, error={"code": code, "message": message}):
@@ -201,13 +231,24 @@ def _progress_event(progress: Any) -> dict[str, Any]:
     # At print size a step of the last scale costs hundreds of the first's: the engine weighs them.
     fraction = progress.work_fraction if progress.work_fraction is not None else progress.step / progress.steps
     return {
-        "step": progress.step, "steps": progress.steps, "fraction": fraction,
-        "scale": progress.scale, "scales": progress.scales, "block": progress.block, "blocks": progress.blocks,
-        "width": progress.width, "height": progress.height, "elapsed_s": round(progress.elapsed_s, 3),
+        "step": progress.step,
+        "steps": progress.steps,
+        "fraction": fraction,
+        "scale": progress.scale,
+        "scales": progress.scales,
+        "block": progress.block,
+        "blocks": progress.blocks,
+        "width": progress.width,
+        "height": progress.height,
+        "elapsed_s": round(progress.elapsed_s, 3),
         "iterations_per_s": round(rate, 4) if rate else None,
         "eta_s": round(progress.elapsed_s * (1 - fraction) / fraction, 1) if rate and fraction else None,
-        "losses": {"content": progress.content_loss, "style": progress.style_loss,
-                   "tv": progress.tv_loss, "total": progress.total_loss},
+        "losses": {
+            "content": progress.content_loss,
+            "style": progress.style_loss,
+            "tv": progress.tv_loss,
+            "total": progress.total_loss,
+        },
     }
 
 

@@ -14,7 +14,8 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import redis
@@ -58,15 +59,23 @@ def pinned_request(target: Target, body: bytes, headers: dict[str, str]) -> http
     url = httpx.URL(target.url)
     pinned = url.copy_with(host=target.addresses[0])
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    return httpx.Request("POST", pinned, content=body, extensions=extensions,
-                         headers={**headers, "Host": url.netloc.decode("ascii")})
+    return httpx.Request(
+        "POST", pinned, content=body, extensions=extensions, headers={**headers, "Host": url.netloc.decode("ascii")}
+    )
 
 
 class WebhookSender:
     """Takes deliveries off the outbox, POSTs them signed, and reschedules failures."""
 
-    def __init__(self, connection: redis.Redis, settings: Settings, *, resolver: Resolver = socket.getaddrinfo,
-                 clock: Callable[[], float] = time.time, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        *,
+        resolver: Resolver = socket.getaddrinfo,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._redis, self._settings = connection, settings
         self._resolver, self._clock = resolver, clock
         self.id = uuid.uuid4().hex
@@ -78,8 +87,9 @@ class WebhookSender:
         self._stop = threading.Event()
         # No redirects (a 3xx could point anywhere) and no proxies from the environment (they would make
         # the connection somewhere else than the address checked).
-        self._http = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False,
-                                  transport=transport)
+        self._http = httpx.Client(
+            timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False, transport=transport
+        )
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
 
     def start(self) -> None:
@@ -147,8 +157,11 @@ class WebhookSender:
         in the same transaction that removes the delivery (`taken`, as it was read) from this sender's
         processing list. True when the receiver answered 2xx."""
         body = json.dumps(delivery_body(delivery), separators=(",", ":")).encode()
-        headers = {"content-type": "application/json", "user-agent": "nst-webhooks/1",
-                   **signed_headers(self._settings.webhook_secret, delivery["id"], body, now=self._clock())}
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "nst-webhooks/1",
+            **signed_headers(self._settings.webhook_secret, delivery["id"], body, now=self._clock()),
+        }
         job_id = delivery["record"].get("id", "-")
         retry_at: float | None = None
         try:
@@ -168,15 +181,22 @@ class WebhookSender:
             return True
         retry = {**delivery, "attempt": delivery["attempt"] + 1}
         if retry["attempt"] >= self._settings.webhook_max_attempts:
-            log.warning("job %s: webhook %s given up after %d attempts (%s)", job_id, delivery["id"],
-                        retry["attempt"], reason)
+            log.warning(
+                "job %s: webhook %s given up after %d attempts (%s)", job_id, delivery["id"], retry["attempt"], reason
+            )
             self._done(taken, None, None)
             return False
         delay_s = self._settings.webhook_backoff_s * 2 ** (retry["attempt"] - 1)
         retry_at = self._clock() + delay_s
         self._done(taken, json.dumps(retry), retry_at)
-        log.info("job %s: webhook %s failed (%s); attempt %d in %.1f s", job_id, delivery["id"], reason,
-                 retry["attempt"] + 1, delay_s)
+        log.info(
+            "job %s: webhook %s failed (%s); attempt %d in %.1f s",
+            job_id,
+            delivery["id"],
+            reason,
+            retry["attempt"] + 1,
+            delay_s,
+        )
         return False
 
     def _done(self, taken: bytes | str | None, retry: str | None, retry_at: float | None) -> None:

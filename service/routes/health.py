@@ -40,8 +40,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=Readiness, operation_id="readyz", responses=error_responses(503),
-            summary="Redis answers and at least one worker is alive; what each worker runs on")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    operation_id="readyz",
+    responses=error_responses(503),
+    summary="Redis answers and at least one worker is alive; what each worker runs on",
+)
 def readyz(redis: RedisDep) -> JSONResponse:
     try:
         redis.ping()

@@ -13,8 +13,16 @@ from rq import Queue
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
-from service.deps import (AsyncRedisDep, JobIdDep, JobReaderDep, QueueDep, SettingsDep, StorageDep, StoreDep,
-                          SubmissionsDep)
+from service.deps import (
+    AsyncRedisDep,
+    JobIdDep,
+    JobReaderDep,
+    QueueDep,
+    SettingsDep,
+    StorageDep,
+    StoreDep,
+    SubmissionsDep,
+)
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
@@ -23,7 +31,6 @@ from service.schemas import Deleted, JobList, JobPublic, public_job
 
 # Keys and rate limits are first checked by service.guard.AccessGuard, before a body is read.
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
 
 
 def _load(store: JobStore, job_id: str, caller: Caller, keys: KeyRing) -> JobRecord:
@@ -59,50 +66,92 @@ def _png(data: bytes, request: Request, headers: dict[str, str]) -> Response:
     return Response(data, media_type="application/octet-stream" if binary else "image/png", headers=headers)
 
 
-CREATED: dict[int | str, dict[str, Any]] = {202: {
-    "description": "Queued (or the earlier job of this Idempotency-Key)",
-    "headers": {"Location": {"description": "The job's URL", "schema": {"type": "string"}},
-                "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}}}}}
+CREATED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Queued (or the earlier job of this Idempotency-Key)",
+        "headers": {
+            "Location": {"description": "The job's URL", "schema": {"type": "string"}},
+            "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}},
+        },
+    }
+}
 
 
-@router.post("", status_code=202, response_model=JobPublic, operation_id="create_job",
-             summary="Submit a style-transfer job", openapi_extra=SUBMISSION_BODY,
-             responses={**CREATED, **error_responses(401, 413, 415, 422, 429, 503)})
-async def create_job(request: Request, response: Response, submissions: SubmissionsDep, settings: SettingsDep,
-                     caller: KeyCallerDep, keys: KeysDep,
-                     idempotency_key: Annotated[str | None, Header(
-                         max_length=200, description="Sending the same request again with the same key "
-                         "answers with the same job; the key with another request is a 422.")] = None,
-                     ) -> JobPublic:
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    operation_id="create_job",
+    summary="Submit a style-transfer job",
+    openapi_extra=SUBMISSION_BODY,
+    responses={**CREATED, **error_responses(401, 413, 415, 422, 429, 503)},
+)
+async def create_job(
+    request: Request,
+    response: Response,
+    submissions: SubmissionsDep,
+    settings: SettingsDep,
+    caller: KeyCallerDep,
+    keys: KeysDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="Sending the same request again with the same key "
+            "answers with the same job; the key with another request is a 422.",
+        ),
+    ] = None,
+) -> JobPublic:
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
     at once, with the job's URL in Location."""
     async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
-        submitted = await submissions.submit(read_job_form(form), owner=caller.owner,
-                                             idempotency_key=idempotency_key)
+        submitted = await submissions.submit(read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key)
     record = submitted.record
     response.headers["Location"] = f"/jobs/{record.id}"
     response.headers["Retry-After"] = "1"
     return public_job(record, queue_position=submitted.queue_position, token=_token(record, keys))
 
 
-@router.get("", response_model=JobList, operation_id="list_jobs", summary="Recent jobs, newest first",
-            responses=error_responses(401, 422, 429, 503))
-def list_jobs(store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep,
-              offset: Annotated[int, Query(ge=0)] = 0,
-              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobList:
+@router.get(
+    "",
+    response_model=JobList,
+    operation_id="list_jobs",
+    summary="Recent jobs, newest first",
+    responses=error_responses(401, 422, 429, 503),
+)
+def list_jobs(
+    store: StoreDep,
+    queue: QueueDep,
+    caller: KeyCallerDep,
+    keys: KeysDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobList:
     """With API keys on, only the caller's own jobs."""
     records, total = store.recent(offset=offset, limit=limit, owner=caller.owner if keys.enabled else None)
     positions = queue_positions(queue, records)
-    return JobList(items=[public_job(r, queue_position=positions.get(r.id), token=_token(r, keys))
-                          for r in records], total=total, offset=offset, limit=limit)
+    return JobList(
+        items=[public_job(r, queue_position=positions.get(r.id), token=_token(r, keys)) for r in records],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
 
 
-@router.get("/{job_id}", response_model=JobPublic, operation_id="get_job", summary="A job's status and progress",
-            responses={304: {"description": "Not modified since the ETag sent in If-None-Match"},
-                       **error_responses(401, 404, 422, 429, 503)})
-async def get_job(job_id: JobIdDep, request: Request, reader: JobReaderDep, caller: KeyCallerDep,
-                  keys: KeysDep) -> Response:
+@router.get(
+    "/{job_id}",
+    response_model=JobPublic,
+    operation_id="get_job",
+    summary="A job's status and progress",
+    responses={
+        304: {"description": "Not modified since the ETag sent in If-None-Match"},
+        **error_responses(401, 404, 422, 429, 503),
+    },
+)
+async def get_job(
+    job_id: JobIdDep, request: Request, reader: JobReaderDep, caller: KeyCallerDep, keys: KeysDep
+) -> Response:
     """Cheap to poll: send the ETag back in If-None-Match and get 304 while nothing changed."""
     found = await reader.read(job_id)
     if found is None:
@@ -111,28 +160,46 @@ async def get_job(job_id: JobIdDep, request: Request, reader: JobReaderDep, call
     if request.headers.get("if-none-match") == found.etag:
         return Response(status_code=304, headers={"ETag": found.etag})
     body = public_job(found.record, queue_position=found.queue_position, token=_token(found.record, keys))
-    return Response(body.model_dump_json(), media_type="application/json",
-                    headers={"ETag": found.etag, "Cache-Control": "no-cache"})
+    return Response(
+        body.model_dump_json(), media_type="application/json", headers={"ETag": found.etag, "Cache-Control": "no-cache"}
+    )
 
 
-EVENTS: dict[int | str, dict[str, Any]] = {200: {"description": (
-    "Server-Sent Events, each `id:` (resume with Last-Event-ID), `event:` and `data:` (JSON):\n\n"
-    "- `snapshot`: the job as `GET /jobs/{job_id}` answers it, first on every connection\n"
-    "- `status`: `{\"status\", ...}` on every status change\n"
-    "- `progress`: `{\"step\", \"steps\", \"fraction\", \"losses\", \"eta_s\", ...}` after every step\n"
-    "- `preview`: `{\"step\", \"url\"}` when a new preview image is ready\n"
-    "- `completed`: the whole job, once it has ended; the stream closes after it\n\n"
-    "A comment line (`: keep-alive`) comes every NST_SSE_KEEPALIVE_S seconds while nothing happens."),
-    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+EVENTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "Server-Sent Events, each `id:` (resume with Last-Event-ID), `event:` and `data:` (JSON):\n\n"
+            "- `snapshot`: the job as `GET /jobs/{job_id}` answers it, first on every connection\n"
+            '- `status`: `{"status", ...}` on every status change\n'
+            '- `progress`: `{"step", "steps", "fraction", "losses", "eta_s", ...}` after every step\n'
+            '- `preview`: `{"step", "url"}` when a new preview image is ready\n'
+            "- `completed`: the whole job, once it has ended; the stream closes after it\n\n"
+            "A comment line (`: keep-alive`) comes every NST_SSE_KEEPALIVE_S seconds while nothing happens."
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 
-@router.get("/{job_id}/events", operation_id="stream_events", summary="Server-Sent Events of a job",
-            response_class=StreamingResponse, responses={**EVENTS, **error_responses(401, 404, 422, 429, 503)})
-async def stream_events(job_id: JobIdDep, request: Request, store: StoreDep, queue: QueueDep,
-                        async_redis: AsyncRedisDep, settings: SettingsDep, caller: LinkCallerDep, keys: KeysDep,
-                        last_event_id: Annotated[str | None, Header()] = None,
-                        last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
-                        ) -> StreamingResponse:
+@router.get(
+    "/{job_id}/events",
+    operation_id="stream_events",
+    summary="Server-Sent Events of a job",
+    response_class=StreamingResponse,
+    responses={**EVENTS, **error_responses(401, 404, 422, 429, 503)},
+)
+async def stream_events(
+    job_id: JobIdDep,
+    request: Request,
+    store: StoreDep,
+    queue: QueueDep,
+    async_redis: AsyncRedisDep,
+    settings: SettingsDep,
+    caller: LinkCallerDep,
+    keys: KeysDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
+) -> StreamingResponse:
     """`snapshot` first, then `status`, `progress`, `preview`, and `completed` (the whole job) at the end.
     Event ids come from the job's Redis stream: reconnect with Last-Event-ID (or ?last_event_id=, for
     browsers opening a new EventSource) to resume without loss. With API keys on, a browser passes the
@@ -141,37 +208,62 @@ async def stream_events(job_id: JobIdDep, request: Request, store: StoreDep, que
     token = _token(record, keys)
     position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
     snapshot = public_job(record, queue_position=position, token=token)
-    stream = job_event_stream(request, async_redis, store, job_id, snapshot=snapshot, token=token,
-                              last_event_id=last_event_id or last_event_id_query or "0",
-                              keepalive_s=settings.sse_keepalive_s)
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    stream = job_event_stream(
+        request,
+        async_redis,
+        store,
+        job_id,
+        snapshot=snapshot,
+        token=token,
+        last_event_id=last_event_id or last_event_id_query or "0",
+        keepalive_s=settings.sse_keepalive_s,
+    )
+    return StreamingResponse(
+        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
-@router.get("/{job_id}/result", operation_id="get_result", summary="The finished picture (PNG)",
-            response_class=Response,
-            responses={**png_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)})
-def get_result(job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep,
-               keys: KeysDep) -> Response:
+@router.get(
+    "/{job_id}/result",
+    operation_id="get_result",
+    summary="The finished picture (PNG)",
+    response_class=Response,
+    responses={**png_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
+)
+def get_result(
+    job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
+) -> Response:
     """409 while the job is queued or running (`result_not_ready`) and when it failed or was canceled
     (`no_result`); 404 `result_expired` once the file is gone."""
     record = _load(store, job_id, caller, keys)
     if record.status is not JobStatus.SUCCEEDED:
-        reason = {JobStatus.QUEUED: "the job is still queued", JobStatus.RUNNING: "the job is still running",
-                  JobStatus.FAILED: "the job failed", JobStatus.CANCELED: "the job was canceled"}[record.status]
-        raise ApiError(409, "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-                       else "no_result", f"no result: {reason}")
+        reason = {
+            JobStatus.QUEUED: "the job is still queued",
+            JobStatus.RUNNING: "the job is still running",
+            JobStatus.FAILED: "the job failed",
+            JobStatus.CANCELED: "the job was canceled",
+        }[record.status]
+        raise ApiError(
+            409,
+            "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
+            f"no result: {reason}",
+        )
     data = storage.get(job_id, "result.png")
     if data is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
     return _png(data, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
 
 
-@router.get("/{job_id}/preview", operation_id="get_preview", summary="The latest preview (PNG)",
-            response_class=Response,
-            responses={**png_response("The latest preview"), **error_responses(401, 404, 422, 429, 503)})
-def get_preview(job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep,
-                keys: KeysDep) -> Response:
+@router.get(
+    "/{job_id}/preview",
+    operation_id="get_preview",
+    summary="The latest preview (PNG)",
+    response_class=Response,
+    responses={**png_response("The latest preview"), **error_responses(401, 404, 422, 429, 503)},
+)
+def get_preview(
+    job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
+) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
     _load(store, job_id, caller, keys)
     data = storage.get(job_id, "preview.png")
@@ -180,14 +272,18 @@ def get_preview(job_id: JobIdDep, request: Request, store: StoreDep, storage: St
     return _png(data, request, {"Cache-Control": "no-cache"})
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, status_code=202, operation_id="cancel_job",
-             summary="Cancel a queued or running job", responses=error_responses(401, 404, 409, 422, 429, 503))
-def cancel_job(job_id: JobIdDep, store: StoreDep, queue: QueueDep, caller: KeyCallerDep,
-               keys: KeysDep) -> JobPublic:
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    status_code=202,
+    operation_id="cancel_job",
+    summary="Cancel a queued or running job",
+    responses=error_responses(401, 404, 409, 422, 429, 503),
+)
+def cancel_job(job_id: JobIdDep, store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep) -> JobPublic:
     """Queued: canceled at once. Running: stops within one iteration. Finished: 409."""
     record = _load(store, job_id, caller, keys)
-    if record.status is JobStatus.QUEUED and store.transition(job_id, JobStatus.CANCELED,
-                                                              allowed={JobStatus.QUEUED}):
+    if record.status is JobStatus.QUEUED and store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED}):
         if record.rq_job_id:
             queue.remove(record.rq_job_id)
     else:
@@ -198,27 +294,40 @@ def cancel_job(job_id: JobIdDep, store: StoreDep, queue: QueueDep, caller: KeyCa
     return _public(_load(store, job_id, caller, keys), keys)
 
 
-@router.post("/{job_id}/finish", response_model=JobPublic, status_code=202, operation_id="finish_job",
-             summary="Finish a running job now, keeping its latest picture",
-             responses=error_responses(401, 404, 409, 422, 429, 503))
+@router.post(
+    "/{job_id}/finish",
+    response_model=JobPublic,
+    status_code=202,
+    operation_id="finish_job",
+    summary="Finish a running job now, keeping its latest picture",
+    responses=error_responses(401, 404, 409, 422, 429, 503),
+)
 def finish_job(job_id: JobIdDep, store: StoreDep, caller: KeyCallerDep, keys: KeysDep) -> JobPublic:
     """Running: stops after its current step and succeeds with the latest picture as its result (at the full
     size, also when it stops on a coarse scale), `steps_done` saying how far it got. Queued (no picture yet:
     cancel it instead) or finished: 409."""
     record = _load(store, job_id, caller, keys)
     if record.status is JobStatus.QUEUED:
-        raise ApiError(409, "job_not_started", "the job is still queued: there is no picture to keep yet "
-                       "(cancel it instead)")
+        raise ApiError(
+            409, "job_not_started", "the job is still queued: there is no picture to keep yet (cancel it instead)"
+        )
     if record.status in TERMINAL:
         raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
     store.request_finish(job_id)
     return _public(_load(store, job_id, caller, keys), keys)
 
 
-@router.delete("/{job_id}", status_code=200, response_model=Deleted, operation_id="delete_job",
-               summary="Delete a job and its files", responses=error_responses(401, 404, 422, 429, 503))
-def delete_job(job_id: JobIdDep, store: StoreDep, storage: StorageDep, queue: QueueDep, caller: KeyCallerDep,
-               keys: KeysDep) -> Deleted:
+@router.delete(
+    "/{job_id}",
+    status_code=200,
+    response_model=Deleted,
+    operation_id="delete_job",
+    summary="Delete a job and its files",
+    responses=error_responses(401, 404, 422, 429, 503),
+)
+def delete_job(
+    job_id: JobIdDep, store: StoreDep, storage: StorageDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep
+) -> Deleted:
     record = _load(store, job_id, caller, keys)
     if record.status is JobStatus.QUEUED:
         store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED})

@@ -26,15 +26,25 @@ def check_scraper(request: Request) -> None:
     else:
         return
     if not allowed:
-        raise ApiError(401, "metrics_token_required", "GET /metrics needs Authorization: Bearer <token> (the "
-                       "metrics token, or an API key when no metrics token is set)",
-                       headers={"WWW-Authenticate": 'Bearer realm="nst-metrics"'})
+        raise ApiError(
+            401,
+            "metrics_token_required",
+            "GET /metrics needs Authorization: Bearer <token> (the "
+            "metrics token, or an API key when no metrics token is set)",
+            headers={"WWW-Authenticate": 'Bearer realm="nst-metrics"'},
+        )
 
 
-@router.get("/metrics", summary="Prometheus metrics: jobs, queue, workers, durations, seconds per iteration",
-            response_class=Response, operation_id="get_metrics", responses={200: {
-                "description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                **error_responses(401)})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: jobs, queue, workers, durations, seconds per iteration",
+    response_class=Response,
+    operation_id="get_metrics",
+    responses={
+        200: {"description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        **error_responses(401),
+    },
+)
 def get_metrics(request: Request) -> Response:
     check_scraper(request)
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

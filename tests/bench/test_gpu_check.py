@@ -19,15 +19,25 @@ STEPS = ["pytest", "engine", "objective", "service", "largest"]
 
 def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
     out = tmp_path / "out"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("NST_", "GPU_TEST_"))},
-           "PYTHON": sys.executable, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    run = subprocess.run(["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny", "--budget-s", "500"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("NST_", "GPU_TEST_"))},
+        "PYTHON": sys.executable,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+    run = subprocess.run(
+        ["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny", "--budget-s", "500"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     # What a device run brings back: at most 8 plain files, named in letters, digits, '.', '_' and '-'.
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted(["summary.txt", "results.json", "steps.log", "pytest.xml", "objective.png",
-                            "service.png"]), files
+    assert files == sorted(
+        ["summary.txt", "results.json", "steps.log", "pytest.xml", "objective.png", "service.png"]
+    ), files
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in files)
     results = json.loads((out / "results.json").read_text())
     assert list(results["steps"]) == STEPS and all(s["status"] == "ok" for s in results["steps"].values())
@@ -48,11 +58,36 @@ def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
 
 def test_a_failed_or_slow_step_does_not_stop_the_others(tmp_path):
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "bench/gpu_check.py", str(out), "--device", "cpu", "--budget-s", "20",
-                          "--extra-max-s", "3", "--only", "broken", "slow", "fine", "late",
-                          "--extra", "broken=echo half; exit 3", "--extra", "slow=sleep 60 & wait",
-                          "--extra", "fine=echo \"$DEVICE rows in $OUT\"", "--extra", "late=sleep 30"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu_check.py",
+            str(out),
+            "--device",
+            "cpu",
+            "--budget-s",
+            "20",
+            "--extra-max-s",
+            "3",
+            "--only",
+            "broken",
+            "slow",
+            "fine",
+            "late",
+            "--extra",
+            "broken=echo half; exit 3",
+            "--extra",
+            "slow=sleep 60 & wait",
+            "--extra",
+            'fine=echo "$DEVICE rows in $OUT"',
+            "--extra",
+            "late=sleep 30",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     steps = json.loads((out / "results.json").read_text())["steps"]
     assert run.returncode == 1
     assert steps["broken"]["status"] == "failed (exit 3)" and steps["broken"]["table"] == ["half"]

@@ -28,8 +28,15 @@ def children_of(pid: int) -> dict[str, list[int]]:
         if int(fields[1]) != pid or fields[0] == "Z":  # the parent's pid; zombies are not alive
             continue
         words = [w.decode(errors="replace") for w in cmdline]
-        role = ("redis" if any("redis-server" in w for w in words) else "api" if "uvicorn" in words
-                else "worker" if "worker" in words else None)
+        role = (
+            "redis"
+            if any("redis-server" in w for w in words)
+            else "api"
+            if "uvicorn" in words
+            else "worker"
+            if "worker" in words
+            else None
+        )
         if role:
             found[role].append(int(entry.name))
     return found
@@ -60,17 +67,38 @@ class NstUp:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "nst-up.log"
         env = {k: v for k, v in os.environ.items() if k != "NST_REDIS_URL"}
-        env.update({"NST_STORAGE_DIR": str(folder / "storage"), "NST_DEVICE": "cpu",
-                    "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0", "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",
-                    **{f"NST_{k.upper()}": str(v) for k, v in settings.items()}})
-        self.process = subprocess.Popen([sys.executable, "-m", "nst_cli.main", "up", "--port", str(self.port),
-                                         "--workers", str(workers), "--api-workers", str(api_workers)], cwd=ROOT,
-                                        env=env,
-                                        stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+        env.update(
+            {
+                "NST_STORAGE_DIR": str(folder / "storage"),
+                "NST_DEVICE": "cpu",
+                "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0",
+                "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",
+                **{f"NST_{k.upper()}": str(v) for k, v in settings.items()},
+            }
+        )
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nst_cli.main",
+                "up",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--api-workers",
+                str(api_workers),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(self.log_path, "wb"),
+            stderr=subprocess.STDOUT,
+        )
         wait_until(lambda: answers_ok(f"{self.url}/healthz"), timeout_s=60, what="nst up's API")
         with self.client() as client:
-            wait_until(lambda: client.get("/readyz").json().get("workers") == workers, timeout_s=120,
-                       what="nst up's workers")
+            wait_until(
+                lambda: client.get("/readyz").json().get("workers") == workers, timeout_s=120, what="nst up's workers"
+            )
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)

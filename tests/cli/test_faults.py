@@ -10,9 +10,24 @@ from tests.conftest import ROOT
 
 
 def test_stack_survives_sigkills_of_every_child():
-    trial = subprocess.run([sys.executable, "bench/fault_bench.py", "--seconds", "20", "--workers", "2",
-                            "--kill-every", "3", "--rate", "2"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=500)
+    trial = subprocess.run(
+        [
+            sys.executable,
+            "bench/fault_bench.py",
+            "--seconds",
+            "20",
+            "--workers",
+            "2",
+            "--kill-every",
+            "3",
+            "--rate",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     print(trial.stdout)  # the ledger, shown by pytest -s or on failure
     assert trial.returncode == 0, trial.stdout + trial.stderr[-3000:]
     assert "verdict:    OK" in trial.stdout

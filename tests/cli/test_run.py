@@ -22,10 +22,37 @@ def test_nst_run_writes_picture(tmp_path):
     (tmp_path / "s1.jpg").write_bytes(make_image(64, 64, seed=2, fmt="JPEG"))
     (tmp_path / "s2.png").write_bytes(make_image(50, 70, seed=3))
     out = tmp_path / "out.webp"
-    done = subprocess.run([*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s1.jpg"),
-                           "--style", str(tmp_path / "s2.png"), "--style-blend", "0.7,0.3", "--output", str(out),
-                           "--max_size", "64", "--steps", "4", "--style_weight", "1e3", "--content_weight", "1",
-                           "--save-every", "2", "--seed", "1"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            *NST,
+            "run",
+            "--content",
+            str(tmp_path / "c.png"),
+            "--style",
+            str(tmp_path / "s1.jpg"),
+            "--style",
+            str(tmp_path / "s2.png"),
+            "--style-blend",
+            "0.7,0.3",
+            "--output",
+            str(out),
+            "--max_size",
+            "64",
+            "--steps",
+            "4",
+            "--style_weight",
+            "1e3",
+            "--content_weight",
+            "1",
+            "--save-every",
+            "2",
+            "--seed",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     image = Image.open(out)
     assert image.format == "WEBP" and image.size == (64, 43)
@@ -39,8 +66,24 @@ def test_nst_run_records_a_drawn_seed_and_from_repaints_the_picture(tmp_path):
     (tmp_path / "c.png").write_bytes(make_image(90, 60, seed=1))
     (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
     inputs = ["--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png")]
-    first = subprocess.run([*NST, "run", *inputs, "--output", str(tmp_path / "a.png"), "--max-size", "64",
-                            "--steps", "3", "--init", "noise"], cwd=ROOT, capture_output=True, text=True)
+    first = subprocess.run(
+        [
+            *NST,
+            "run",
+            *inputs,
+            "--output",
+            str(tmp_path / "a.png"),
+            "--max-size",
+            "64",
+            "--steps",
+            "3",
+            "--init",
+            "noise",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert first.returncode == 0, first.stderr
     info = subprocess.run([*NST, "info", str(tmp_path / "a.png")], cwd=ROOT, capture_output=True, text=True)
     assert info.returncode == 0, info.stderr
@@ -49,8 +92,12 @@ def test_nst_run_records_a_drawn_seed_and_from_repaints_the_picture(tmp_path):
     assert record["steps_done"] == 3 and record["device"] == "cpu" and record["precision"] in ("fp32", "bf16")
 
     # The same seed from the picture: the noise it started from, so the same picture on this CPU.
-    again = subprocess.run([*NST, "run", "--from", str(tmp_path / "a.png"), *inputs, "--output",
-                            str(tmp_path / "b.png")], cwd=ROOT, capture_output=True, text=True)
+    again = subprocess.run(
+        [*NST, "run", "--from", str(tmp_path / "a.png"), *inputs, "--output", str(tmp_path / "b.png")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0, again.stderr
     assert "differ" not in again.stderr
     assert provenance.read_file(tmp_path / "b.png") == record
@@ -58,9 +105,25 @@ def test_nst_run_records_a_drawn_seed_and_from_repaints_the_picture(tmp_path):
 
     # Flags given override the picture's parameters; a JPEG carries the record in its EXIF.
     (tmp_path / "other.png").write_bytes(make_image(64, 64, seed=9))
-    override = subprocess.run([*NST, "run", "--from", str(tmp_path / "a.png"), "--content", str(tmp_path / "c.png"),
-                               "--style", str(tmp_path / "other.png"), "--steps", "1", "--output",
-                               str(tmp_path / "c.jpg")], cwd=ROOT, capture_output=True, text=True)
+    override = subprocess.run(
+        [
+            *NST,
+            "run",
+            "--from",
+            str(tmp_path / "a.png"),
+            "--content",
+            str(tmp_path / "c.png"),
+            "--style",
+            str(tmp_path / "other.png"),
+            "--steps",
+            "1",
+            "--output",
+            str(tmp_path / "c.jpg"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert override.returncode == 0, override.stderr
     assert "style images differ" in override.stderr
     jpeg = provenance.read_file(tmp_path / "c.jpg")
@@ -72,8 +135,12 @@ def test_nst_info_and_from_refuse_a_picture_without_a_record(tmp_path):
     (tmp_path / "plain.png").write_bytes(make_image(64, 64, seed=2))
     info = subprocess.run([*NST, "info", str(tmp_path / "plain.png")], cwd=ROOT, capture_output=True, text=True)
     assert info.returncode == 2 and "no nst record" in info.stderr
-    run = subprocess.run([*NST, "run", "--from", str(tmp_path / "plain.png"), "--output", str(tmp_path / "o.png")],
-                         cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(
+        [*NST, "run", "--from", str(tmp_path / "plain.png"), "--output", str(tmp_path / "o.png")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and "no nst record" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -82,25 +149,48 @@ def test_nst_run_takes_print_sizes(tmp_path):
     (tmp_path / "c.png").write_bytes(make_image(90, 60, seed=1))
     (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
     out = tmp_path / "print.png"
-    done = subprocess.run([*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"),
-                           "--output", str(out), "--max-size", "4096", "--steps", "2", "--memory-gb", "3"],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            *NST,
+            "run",
+            "--content",
+            str(tmp_path / "c.png"),
+            "--style",
+            str(tmp_path / "s.png"),
+            "--output",
+            str(out),
+            "--max-size",
+            "4096",
+            "--steps",
+            "2",
+            "--memory-gb",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size == (4096, 2731)
 
 
 def test_nst_run_unreadable_input_one_line(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    done = subprocess.run([*NST, "run", "--content", str(tmp_path / "bad.png"), "--output", str(tmp_path / "o.png")],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [*NST, "run", "--content", str(tmp_path / "bad.png"), "--output", str(tmp_path / "o.png")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr and "nst run:" in done.stderr
     assert not (tmp_path / "o.png").exists()
 
 
 def test_nst_run_bad_parameter(tmp_path):
-    done = subprocess.run([*NST, "run", "--steps", "0", "--output", str(tmp_path / "o.png")], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*NST, "run", "--steps", "0", "--output", str(tmp_path / "o.png")], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 2 and "--steps" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -111,19 +201,42 @@ def test_nst_run_style_masks_and_colour_mode(tmp_path):
     mask.paste(255, (0, 0, 32, 48))
     mask.save(tmp_path / "left.png")
     out = tmp_path / "out.png"
-    common = [*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"), "--output",
-              str(out), "--max_size", "64", "--steps", "3", "--scales", "1"]
-    done = subprocess.run([*common, "--style-mask", str(tmp_path / "left.png"), "--color-mode", "match"], cwd=ROOT,
-                          capture_output=True, text=True)
+    common = [
+        *NST,
+        "run",
+        "--content",
+        str(tmp_path / "c.png"),
+        "--style",
+        str(tmp_path / "s.png"),
+        "--output",
+        str(out),
+        "--max_size",
+        "64",
+        "--steps",
+        "3",
+        "--scales",
+        "1",
+    ]
+    done = subprocess.run(
+        [*common, "--style-mask", str(tmp_path / "left.png"), "--color-mode", "match"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     painted = np.asarray(Image.open(out).convert("RGB"), dtype=float)
     photo = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"), dtype=float)
     assert np.abs(painted[:, 40:] - photo[:, 40:]).max() <= 1  # no mask there: the photo
-    twice = subprocess.run([*common, "--style-mask", str(tmp_path / "left.png"), "--style-mask",
-                            str(tmp_path / "left.png")], cwd=ROOT, capture_output=True, text=True)
+    twice = subprocess.run(
+        [*common, "--style-mask", str(tmp_path / "left.png"), "--style-mask", str(tmp_path / "left.png")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert twice.returncode == 2 and "style_mask: 2 mask(s) for 1 style image(s)" in twice.stderr
-    both = subprocess.run([*common, "--preserve-colors", "--color-mode", "match"], cwd=ROOT, capture_output=True,
-                          text=True)
+    both = subprocess.run(
+        [*common, "--preserve-colors", "--color-mode", "match"], cwd=ROOT, capture_output=True, text=True
+    )
     assert both.returncode == 2 and "contradicts color_mode=match" in both.stderr
 
 
@@ -133,9 +246,29 @@ def test_nst_run_look(tmp_path):
     pictures = []
     for look in ("subtle", "texture"):
         out = tmp_path / f"{look}.png"
-        done = subprocess.run([*NST, "run", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"),
-                               "--output", str(out), "--look", look, "--max-size", "64", "--steps", "3", "--seed", "1"],
-                              cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                *NST,
+                "run",
+                "--content",
+                str(tmp_path / "c.png"),
+                "--style",
+                str(tmp_path / "s.png"),
+                "--output",
+                str(out),
+                "--look",
+                look,
+                "--max-size",
+                "64",
+                "--steps",
+                "3",
+                "--seed",
+                "1",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
         pictures.append(Image.open(out).tobytes())
     assert pictures[0] != pictures[1]

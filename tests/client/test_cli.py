@@ -27,15 +27,32 @@ def images(tmp_path):
 
 
 def nst(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([NST, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "NST_SERVER": "http://127.0.0.1:9", **(env or {})})
+    return subprocess.run(
+        [NST, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NST_SERVER": "http://127.0.0.1:9", **(env or {})},
+    )
 
 
 def test_submit_wait_output_then_status_and_jobs(service_url, images, tmp_path):
     content, style = images
     out = tmp_path / "result.png"
-    done = nst("submit", str(content), str(style), "--max_size", "64", "--steps", "4", "--wait",
-               "--output", str(out), env={"NST_SERVER": service_url})  # the server from the environment
+    done = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--max_size",
+        "64",
+        "--steps",
+        "4",
+        "--wait",
+        "--output",
+        str(out),
+        env={"NST_SERVER": service_url},
+    )  # the server from the environment
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip().splitlines()[0]
     with Image.open(out) as image:
@@ -70,9 +87,26 @@ def test_exit_codes_for_refusals_and_an_absent_service(service_url, images, tmp_
 
 
 def _start_long_job(service_url: str, content: Path, style: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([NST, "submit", str(content), str(style), "--max_size", "96", "--steps", "1000",
-                                "--wait", "--server", service_url, *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            NST,
+            "submit",
+            str(content),
+            str(style),
+            "--max_size",
+            "96",
+            "--steps",
+            "1000",
+            "--wait",
+            "--server",
+            service_url,
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     job_id = process.stdout.readline().strip()
     with NstClient(service_url) as client:
@@ -118,8 +152,21 @@ def test_nst_finish_ends_a_waiting_submit_with_its_picture(service_url, images, 
 def test_submit_finish_after_keeps_the_picture_painted_so_far(service_url, images, tmp_path):
     content, style = images
     out = tmp_path / "budget.png"
-    done = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--finish-after", "2",
-               "--output", str(out), "--server", service_url)
+    done = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--max_size",
+        "96",
+        "--steps",
+        "1000",
+        "--finish-after",
+        "2",
+        "--output",
+        str(out),
+        "--server",
+        service_url,
+    )
     assert done.returncode == 0, done.stderr
     with Image.open(out) as image:
         assert image.size == (96, 72)
@@ -131,8 +178,20 @@ def test_submit_finish_after_keeps_the_picture_painted_so_far(service_url, image
 
 def test_timeout_exits_4_and_the_job_goes_on(service_url, images):
     content, style = images
-    timed_out = nst("submit", str(content), str(style), "--max_size", "96", "--steps", "1000", "--wait",
-                    "--timeout", "2", "--server", service_url)
+    timed_out = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--max_size",
+        "96",
+        "--steps",
+        "1000",
+        "--wait",
+        "--timeout",
+        "2",
+        "--server",
+        service_url,
+    )
     assert timed_out.returncode == 4, timed_out.stderr
     job_id = timed_out.stdout.strip()
     with NstClient(service_url) as client:
@@ -145,21 +204,55 @@ def test_submit_style_masks_and_color_mode(service_url, images, tmp_path):
     content, style = images
     mask = tmp_path / "mask.png"
     mask.write_bytes(make_image(80, 60, seed=6))
-    done = nst("submit", str(content), str(style), "--style-mask", str(mask), "--color-mode", "luminance",
-               "--max_size", "64", "--steps", "2", "--wait", "--server", service_url)
+    done = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--style-mask",
+        str(mask),
+        "--color-mode",
+        "luminance",
+        "--max_size",
+        "64",
+        "--steps",
+        "2",
+        "--wait",
+        "--server",
+        service_url,
+    )
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.strip().splitlines()[0]
     as_json = json.loads(nst("status", job_id, "--json", "--server", service_url).stdout)
     assert as_json["status"] == "succeeded" and as_json["params"]["color_mode"] == "luminance"
-    extra = nst("submit", str(content), str(style), "--style-mask", str(mask), "--style-mask", str(mask),
-                "--server", service_url)
+    extra = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--style-mask",
+        str(mask),
+        "--style-mask",
+        str(mask),
+        "--server",
+        service_url,
+    )
     assert extra.returncode == 2 and "style_mask: 2 mask(s) for 1 style image(s)" in extra.stderr
 
 
 def test_submit_with_a_look(service_url, images):
     content, style = images
-    submitted = nst("submit", str(content), str(style), "--look", "texture", "--max_size", "64", "--steps", "2",
-                    "--server", service_url)
+    submitted = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--look",
+        "texture",
+        "--max_size",
+        "64",
+        "--steps",
+        "2",
+        "--server",
+        service_url,
+    )
     assert submitted.returncode == 0, submitted.stderr
     params = json.loads(nst("status", submitted.stdout.strip(), "--json", "--server", service_url).stdout)["params"]
     assert params["look"] == "texture" and params["style_weight"] == LOOKS["texture"]["style_weight"]

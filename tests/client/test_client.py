@@ -7,14 +7,22 @@ import io
 import subprocess
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from PIL import Image
 
-from nst_client import (AsyncNstClient, Conflict, InvalidRequest, JobNotFound, JobStatus, NstClient,
-                        TransportError, WaitTimeout)
+from nst_client import (
+    AsyncNstClient,
+    Conflict,
+    InvalidRequest,
+    JobNotFound,
+    JobStatus,
+    NstClient,
+    TransportError,
+    WaitTimeout,
+)
 from tests.conftest import ROOT, free_port, make_image
 
 LONG = {"max_size": 96, "steps": 1000}  # a job that runs until it is canceled
@@ -61,16 +69,22 @@ class CutFirstEventStream(httpx.BaseTransport):
         self.last_event_ids.append(request.headers.get("last-event-id"))
         if len(self.last_event_ids) > 1:
             return response
-        return httpx.Response(response.status_code, headers=response.headers, request=request,
-                              stream=_CutStream(response.stream, self.progress_events))  # type: ignore[arg-type]
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            request=request,
+            stream=_CutStream(response.stream, self.progress_events),
+        )  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.inner.close()
 
 
 def test_import_client_leaves_torch_out():
-    code = "import sys, nst_client, nst_client.webhooks, nst_cli.main; nst_cli.main.build_parser(); " \
-           "print('torch' in sys.modules)"
+    code = (
+        "import sys, nst_client, nst_client.webhooks, nst_cli.main; nst_cli.main.build_parser(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -78,8 +92,14 @@ def test_import_client_leaves_torch_out():
 def test_submit_paths_files_and_bytes_then_wait_and_download(service_url, images, tmp_path):
     content, style = images
     with NstClient(service_url) as client, open(style, "rb") as style_file:
-        job = client.submit(content, [style_file, make_image(50, 70, seed=3)], max_size=64, steps=5,
-                            style_blend=(0.7, 0.3), preview_every=2)
+        job = client.submit(
+            content,
+            [style_file, make_image(50, 70, seed=3)],
+            max_size=64,
+            steps=5,
+            style_blend=(0.7, 0.3),
+            preview_every=2,
+        )
         assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not job.done  # an idle worker is quick
         assert job.params["style_blend"] == [0.7, 0.3] and job.styles == 2
         seen = []
@@ -194,9 +214,8 @@ def test_api_errors_raise_typed_exceptions(service_url, images):
         client.delete(job.id)
         with pytest.raises(JobNotFound):
             client.get(job.id)
-    with NstClient(f"http://127.0.0.1:{free_port()}") as nowhere:
-        with pytest.raises(TransportError):
-            nowhere.get("x")
+    with NstClient(f"http://127.0.0.1:{free_port()}") as nowhere, pytest.raises(TransportError):
+        nowhere.get("x")
 
 
 def test_async_client_submit_events_wait_result(service_url, images):
@@ -265,8 +284,9 @@ def test_submit_with_a_look_sends_the_look_and_what_it_overrides(service, images
 
     content, style = images
     with NstClient(service.url) as client:
-        job = client.submit(content, style, params=TransferParams(look="painterly", max_size=64, steps=2,
-                                                                  style_weight=9))
+        job = client.submit(
+            content, style, params=TransferParams(look="painterly", max_size=64, steps=2, style_weight=9)
+        )
         assert (job.params["look"], job.params["style_weight"]) == ("painterly", 9)
         assert job.params["style_layer_weights"] == list(LOOKS["painterly"]["style_layer_weights"])
         record = JobStore(redis.Redis.from_url(service.redis_url), ttl_s=60).get(job.id)

@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
@@ -18,8 +18,8 @@ import redis
 
 from nst_client import InvalidRequest, InvalidSignature, NstClient
 from nst_client.webhooks import verify_signature, verify_webhook
-from nst_shared.settings import Settings
 from nst_shared.jobs import JobStatus, JobStore, new_job_id
+from nst_shared.settings import Settings
 from nst_shared.webhook_outbox import PENDING, RETRY
 from nst_shared.webhook_signing import sign, signed_headers
 from nst_shared.webhook_urls import WebhookRefused, check_url
@@ -37,7 +37,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
                 status = 500 if len(receiver.deliveries) < fail_first else 204
                 receiver.deliveries.append((dict(self.headers), body, status))
@@ -69,10 +69,12 @@ def resolver_to(address: str):
 
 # Signing and verification: no service needed.
 
+
 def test_sign_matches_the_standard_webhooks_test_vector():
     # Published by Standard Webhooks: receivers using their libraries verify what we send.
-    signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
-                     b'{"test": 2432232314}')
+    signature = sign(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
@@ -85,9 +87,12 @@ def test_standard_webhooks_library_and_ours_verify_each_other():
     body = json.dumps({"type": "job.completed", "job": {"id": "j1", "status": "succeeded"}}).encode()
     headers = signed_headers(secret, "msg_interop", body)
     assert Webhook(secret).verify(body, headers)["job"]["id"] == "j1"
-    now = datetime.now(tz=timezone.utc)
-    theirs = {"webhook-id": "msg_theirs", "webhook-timestamp": str(int(now.timestamp())),
-              "webhook-signature": Webhook(secret).sign("msg_theirs", now, body.decode())}
+    now = datetime.now(tz=UTC)
+    theirs = {
+        "webhook-id": "msg_theirs",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign("msg_theirs", now, body.decode()),
+    }
     assert verify_webhook(secret, theirs, body)["job"]["status"] == "succeeded"
 
 
@@ -109,12 +114,27 @@ def test_verify_refuses_tampering_other_secrets_and_replays():
 
 # The SSRF check.
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/x", "http://10.1.2.3/", "http://192.168.0.10/",
-                                 "http://172.16.5.4/", "http://169.254.169.254/latest/meta-data",
-                                 "http://[::1]:8080/", "http://[::ffff:127.0.0.1]/", "http://[fd00::1]/",
-                                 "http://0.0.0.0/", "http://100.64.0.1/", "http://224.0.0.1/",
-                                 "http://240.0.0.1/", "ftp://8.8.8.8/", "http:///nohost",
-                                 "http://user:pw@8.8.8.8/"])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://10.1.2.3/",
+        "http://192.168.0.10/",
+        "http://172.16.5.4/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:8080/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[fd00::1]/",
+        "http://0.0.0.0/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://240.0.0.1/",
+        "ftp://8.8.8.8/",
+        "http:///nohost",
+        "http://user:pw@8.8.8.8/",
+    ],
+)
 def test_check_url_refuses(url):
     with pytest.raises(WebhookRefused):
         check_url(url)
@@ -131,6 +151,7 @@ def test_check_url_accepts_public_and_allowed_addresses():
 
 
 # The sender, with Redis and a receiver of its own.
+
 
 @pytest.fixture
 def hooks_redis(redis_server):
@@ -192,10 +213,16 @@ def test_sender_pins_the_checked_address_and_rechecks_at_delivery(hooks_redis):
 
 # End to end: the API, a worker with its sender thread, a receiver on loopback.
 
+
 @pytest.fixture(scope="module")
 def hook_stack(tmp_path_factory, redis_server):
-    stack = start_stack(tmp_path_factory.mktemp("hooks"), redis_server.url, webhook_secret=SECRET,
-                        webhook_allow='["127.0.0.1/32"]', webhook_backoff_s=0.5)
+    stack = start_stack(
+        tmp_path_factory.mktemp("hooks"),
+        redis_server.url,
+        webhook_secret=SECRET,
+        webhook_allow='["127.0.0.1/32"]',
+        webhook_backoff_s=0.5,
+    )
     yield stack
     stack.stop()
 
@@ -227,8 +254,9 @@ def test_webhook_status_events_follow_every_change(hook_stack):
     receiver = Receiver()
     try:
         with NstClient(hook_stack.url) as client:
-            job = client.submit(*_images(), max_size=64, steps=2, webhook_url=receiver.url,
-                                webhook_events=["status", "completed"])
+            job = client.submit(
+                *_images(), max_size=64, steps=2, webhook_url=receiver.url, webhook_events=["status", "completed"]
+            )
             client.wait(job.id, timeout_s=120)
         wait_until(lambda: len(receiver.deliveries) >= 3, timeout_s=30, what="three deliveries")
         bodies = [verify_webhook(SECRET, h, b) for h, b, _ in receiver.deliveries]
@@ -238,24 +266,31 @@ def test_webhook_status_events_follow_every_change(hook_stack):
         receiver.close()
 
 
-@pytest.mark.parametrize("url", ["http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]:8080/",
-                                 "http://192.168.0.10/", "http://127.0.0.2/", "ftp://example.org/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]:8080/",
+        "http://192.168.0.10/",
+        "http://127.0.0.2/",
+        "ftp://example.org/x",
+    ],
+)
 def test_submit_refuses_webhooks_to_private_addresses(hook_stack, url):
-    with NstClient(hook_stack.url) as client:
-        with pytest.raises(InvalidRequest) as refused:
-            client.submit(*_images(), max_size=64, steps=2, webhook_url=url)
+    with NstClient(hook_stack.url) as client, pytest.raises(InvalidRequest) as refused:
+        client.submit(*_images(), max_size=64, steps=2, webhook_url=url)
     assert refused.value.status == 422 and refused.value.code == "webhook_refused"
     assert refused.value.field == "webhook_url"
 
 
 def test_submit_refuses_unknown_webhook_events_and_webhooks_without_a_secret(hook_stack, service):
-    with NstClient(hook_stack.url) as client:
-        with pytest.raises(InvalidRequest) as bad_events:
-            client.submit(*_images(), webhook_url="http://127.0.0.1:9/x", webhook_events=["everything"])
+    with NstClient(hook_stack.url) as client, pytest.raises(InvalidRequest) as bad_events:
+        client.submit(*_images(), webhook_url="http://127.0.0.1:9/x", webhook_events=["everything"])
     assert bad_events.value.field == "webhook_events"
-    with NstClient(service.url) as client:  # the session's stack has no NST_WEBHOOK_SECRET
-        with pytest.raises(InvalidRequest) as disabled:
-            client.submit(*_images(), webhook_url="https://8.8.8.8/hook")
+    # The session's stack has no NST_WEBHOOK_SECRET.
+    with NstClient(service.url) as client, pytest.raises(InvalidRequest) as disabled:
+        client.submit(*_images(), webhook_url="https://8.8.8.8/hook")
     assert disabled.value.code == "webhooks_disabled" and disabled.value.field == "webhook_url"
 
 
@@ -268,7 +303,7 @@ class HoldingReceiver(Receiver):
         super().__init__()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 self.rfile.read(int(self.headers["content-length"]))
                 receiver.arrived.append(dict(self.headers))
                 if len(receiver.arrived) == 1:
@@ -283,9 +318,16 @@ class HoldingReceiver(Receiver):
 
 
 def test_delivery_in_flight_when_its_worker_dies_is_sent_again(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, webhook_secret=SECRET, webhook_allow='["127.0.0.1/32"]',
-                        webhook_timeout_s=5, heartbeat_interval_s=0.5, heartbeat_ttl_s=2,
-                        engine="tests.engines:InstantEngine")
+    stack = start_stack(
+        tmp_path,
+        redis_server.url,
+        webhook_secret=SECRET,
+        webhook_allow='["127.0.0.1/32"]',
+        webhook_timeout_s=5,
+        heartbeat_interval_s=0.5,
+        heartbeat_ttl_s=2,
+        engine="tests.engines:InstantEngine",
+    )
     receiver = HoldingReceiver(hold_s=4)
     try:
         with NstClient(stack.url) as client:

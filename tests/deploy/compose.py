@@ -35,8 +35,13 @@ def compose_binary() -> Path:
     return binary
 
 
-def config(*files: Path, env_file: Path | None = None, profiles: tuple[str, ...] = (),
-           variables: dict[str, str] | None = None, project_dir: Path = ROOT) -> dict[str, Any]:
+def config(
+    *files: Path,
+    env_file: Path | None = None,
+    profiles: tuple[str, ...] = (),
+    variables: dict[str, str] | None = None,
+    project_dir: Path = ROOT,
+) -> dict[str, Any]:
     """What `docker compose -f ... config` makes of `files`: merged, interpolated, validated, as JSON.
 
     `variables` stand for the operator's shell; nothing of this process's environment gets in, nor a .env file
@@ -48,10 +53,13 @@ def config(*files: Path, env_file: Path | None = None, profiles: tuple[str, ...]
         command += ["--env-file", str(env_file)]
     for profile in profiles:
         command += ["--profile", profile]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(project_dir),
-           **({} if env_file else {"COMPOSE_DISABLE_ENV_FILE": "1"}), **(variables or {})}
-    out = subprocess.run([*command, "config", "--format", "json"], capture_output=True, text=True, env=env,
-                         timeout=60)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(project_dir),
+        **({} if env_file else {"COMPOSE_DISABLE_ENV_FILE": "1"}),
+        **(variables or {}),
+    }
+    out = subprocess.run([*command, "config", "--format", "json"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, f"docker compose config refused the files: {out.stderr}"
     return json.loads(out.stdout)
 
@@ -64,7 +72,7 @@ class Dockerfile:
     instructions: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def read(cls, path: Path) -> "Dockerfile":
+    def read(cls, path: Path) -> Dockerfile:
         joined, current = [], ""
         for line in path.read_text().splitlines():
             if line.strip().startswith("#") and not current:
@@ -100,5 +108,5 @@ class Dockerfile:
             lexer = shlex.shlex(text, posix=True, punctuation_chars=True)  # ;, && and | split, quotes kept
             lexer.whitespace_split = True
             tokens = list(lexer)
-            found += [tokens[i + 2] for i in range(len(tokens) - 2) if tokens[i:i + 2] == ["python", "-c"]]
+            found += [tokens[i + 2] for i in range(len(tokens) - 2) if tokens[i : i + 2] == ["python", "-c"]]
         return found

@@ -42,17 +42,23 @@ COMBINATIONS = {
 
 @pytest.fixture(scope="module", params=list(COMBINATIONS))
 def combination(request) -> dict:
-    return config(*COMBINATIONS[request.param].get("files", ()), **{
-        k: v for k, v in COMBINATIONS[request.param].items() if k != "files"})
+    return config(
+        *COMBINATIONS[request.param].get("files", ()),
+        **{k: v for k, v in COMBINATIONS[request.param].items() if k != "files"},
+    )
 
 
 def gpu_override(tmp_path: Path, gpus: str) -> dict:
     """The compose model with `docker/gpu_workers.py GPUS` written beside the base, as docs/deployment.md does."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".venv", ".git", "var", "test-artifacts",
-                                                                 "__pycache__", ".gpu-trip"))
-    written = subprocess.run([sys.executable, "docker/gpu_workers.py", gpus], cwd=project, capture_output=True,
-                             text=True, check=True).stdout
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(".venv", ".git", "var", "test-artifacts", "__pycache__", ".gpu-trip"),
+    )
+    written = subprocess.run(
+        [sys.executable, "docker/gpu_workers.py", gpus], cwd=project, capture_output=True, text=True, check=True
+    ).stdout
     (project / "docker-compose.gpus.yml").write_text(written)
     return config(project / "docker-compose.yml", project / "docker-compose.gpus.yml", project_dir=project)
 
@@ -60,7 +66,8 @@ def gpu_override(tmp_path: Path, gpus: str) -> dict:
 def requirements(extras: set[str]) -> set[str]:
     """Names of the distributions an image installs directly: the base dependencies plus `extras`."""
     specs = PYPROJECT["project"]["dependencies"] + [
-        spec for extra in extras for spec in PYPROJECT["project"]["optional-dependencies"][extra]]
+        spec for extra in extras for spec in PYPROJECT["project"]["optional-dependencies"][extra]
+    ]
     return {Requirement(spec).name.lower() for spec in specs}
 
 
@@ -103,8 +110,9 @@ def assert_real_settings(envs: dict[str, dict[str, str]]) -> None:
     nst = {where: {k: v for k, v in env.items() if k.startswith("NST_")} for where, env in envs.items()}
     for where, env in nst.items():
         assert not set(env) - SETTINGS, f"{where}: not settings: {set(env) - SETTINGS}"
-    out = subprocess.run([sys.executable, "-c", _VALIDATE], cwd=ROOT, input=json.dumps(nst), capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _VALIDATE], cwd=ROOT, input=json.dumps(nst), capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -116,9 +124,12 @@ def test_commands_and_console_scripts_exist():
 
 
 def test_every_nst_variable_is_a_setting(combination):
-    assert_real_settings({**{f"compose service {name}": environment(service)
-                             for name, service in combination["services"].items()},
-                          **{dockerfile.path.name: dockerfile.env() for dockerfile in DOCKERFILES.values()}})
+    assert_real_settings(
+        {
+            **{f"compose service {name}": environment(service) for name, service in combination["services"].items()},
+            **{dockerfile.path.name: dockerfile.env() for dockerfile in DOCKERFILES.values()},
+        }
+    )
 
 
 def test_every_setting_reaches_api_and_workers_from_the_operator():
@@ -129,15 +140,23 @@ def test_every_setting_reaches_api_and_workers_from_the_operator():
         passed = {key for key, value in declared.items() if value is None}
         assert SETTINGS - set(FIXED) - {"NST_DEVICE"} <= passed, f"{name} lacks {SETTINGS - set(FIXED) - passed}"
         assert environment(SERVICES[name]).keys() == FIXED.keys() | ({"NST_DEVICE"} if name == "worker" else set())
-    security = {"NST_API_KEYS": '["k1","k2"]', "NST_LINK_SECRET": "s3cret", "NST_METRICS_TOKEN": "scrape",
-                "NST_RATE_LIMIT_REQUESTS_PER_MIN": "120", "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "5",
-                "NST_CORS_ORIGINS": '["https://app.example"]', "NST_WEBHOOK_SECRET": "hook",
-                "NST_WEBHOOK_ALLOW": '["10.0.0.0/8"]', "NST_REDIS_URL": "redis://elsewhere:6379/0"}
+    security = {
+        "NST_API_KEYS": '["k1","k2"]',
+        "NST_LINK_SECRET": "s3cret",
+        "NST_METRICS_TOKEN": "scrape",
+        "NST_RATE_LIMIT_REQUESTS_PER_MIN": "120",
+        "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "5",
+        "NST_CORS_ORIGINS": '["https://app.example"]',
+        "NST_WEBHOOK_SECRET": "hook",
+        "NST_WEBHOOK_ALLOW": '["10.0.0.0/8"]',
+        "NST_REDIS_URL": "redis://elsewhere:6379/0",
+    }
     services = config(COMPOSE, variables=security)["services"]
     for name in ("api", "worker"):
         env = environment(services[name])
         assert {k: env[k] for k in security if k != "NST_REDIS_URL"} == {
-            k: v for k, v in security.items() if k != "NST_REDIS_URL"}
+            k: v for k, v in security.items() if k != "NST_REDIS_URL"
+        }
         assert env["NST_REDIS_URL"] == FIXED["NST_REDIS_URL"]  # the stack's own Redis, whatever the shell says
     assert_real_settings({name: environment(services[name]) for name in ("api", "worker")})
 
@@ -154,8 +173,14 @@ def test_api_healthcheck_path_is_a_route(tmp_path):
     port, path = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/-]*)", test).groups()
     # In a process of its own: create_app sets up logging for the process it runs in.
     code = "import json, service.app; print(json.dumps(list(service.app.create_app().openapi()['paths'])))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={**os.environ, "NST_STORAGE_DIR": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "NST_STORAGE_DIR": str(tmp_path)},
+    )
     assert path in set(json.loads(out.stdout)) and path == "/healthz"
     command = SERVICES["api"]["command"]
     assert command[command.index("--port") + 1] == port == str(SERVICES["api"]["ports"][0]["target"])
@@ -170,7 +195,7 @@ def test_storage_volume_is_shared_by_api_and_workers(combination):
         image_dir = DOCKERFILES["api" if name == "api" else "worker"].env()["NST_STORAGE_DIR"]
         assert mounts["storage"] == environment(service)["NST_STORAGE_DIR"] == image_dir
         assert "storage" in combination["volumes"]
-    for name, dockerfile in DOCKERFILES.items():
+    for dockerfile in DOCKERFILES.values():
         # the mount point exists in the image, owned by the user the process runs as, so the volume is writable
         user = dockerfile.args("USER")[-1].split(":")[0]
         target = dockerfile.env()["NST_STORAGE_DIR"]
@@ -202,19 +227,23 @@ def test_worker_reserves_gpu_zero_scales_and_stops_cleanly():
     assert "NVIDIA_VISIBLE_DEVICES" not in DOCKERFILES["worker"].env()
 
 
-@pytest.mark.parametrize("gpus, ids", [("1", ["0"]), ("2", ["0", "1"]), ("8", [str(i) for i in range(8)]),
-                                       ("1,3", ["1", "3"])])
+@pytest.mark.parametrize(
+    "gpus, ids", [("1", ["0"]), ("2", ["0", "1"]), ("8", [str(i) for i in range(8)]), ("1,3", ["1", "3"])]
+)
 def test_one_worker_service_per_gpu(tmp_path, gpus, ids):
     services = gpu_override(tmp_path, gpus)["services"]
     workers = {name: service for name, service in services.items() if name.startswith("worker")}
     assert len(workers) == len(ids)
-    reserved = [device for worker in workers.values()
-                for device in worker["deploy"]["resources"]["reservations"]["devices"]]
+    reserved = [
+        device for worker in workers.values() for device in worker["deploy"]["resources"]["reservations"]["devices"]
+    ]
     assert sorted(d["device_ids"][0] for d in reserved) == sorted(ids)  # each GPU once, one GPU each
     assert all(len(d["device_ids"]) == 1 and d["driver"] == "nvidia" for d in reserved)
+
     # Otherwise each is the worker of docker-compose.yml (its project path aside).
     def same(service: dict) -> dict:
         return {k: v for k, v in service.items() if k not in ("deploy", "build")}
+
     for worker in workers.values():
         assert same(worker) == same(services["worker"]) and worker["build"]["dockerfile"] == "docker/worker.Dockerfile"
     assert {"api", "redis"} <= set(services)
@@ -222,8 +251,7 @@ def test_one_worker_service_per_gpu(tmp_path, gpus, ids):
 
 def test_gpu_workers_refuses_nonsense():
     for bad in ("0", "1,1", ","):
-        out = subprocess.run([sys.executable, "docker/gpu_workers.py", bad], cwd=ROOT, capture_output=True,
-                             text=True)
+        out = subprocess.run([sys.executable, "docker/gpu_workers.py", bad], cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 2 and "GPU" in out.stderr and not out.stdout
 
 
@@ -261,8 +289,12 @@ def test_minio_env_file_moves_job_files_to_minio():
     # The bucket is the URL's host part, worked out by the shell inside minio-init (`config` prints the file's
     # $$ escapes as they are; the container gets $).
     script = init["command"][0].replace("$$", "$")
-    bucket = subprocess.run(["sh", "-c", script.split("mc alias")[0] + 'echo "$bucket"'],
-                            env={"NST_STORAGE_URL": "s3://nst/jobs"}, capture_output=True, text=True).stdout
+    bucket = subprocess.run(
+        ["sh", "-c", script.split("mc alias")[0] + 'echo "$bucket"'],
+        env={"NST_STORAGE_URL": "s3://nst/jobs"},
+        capture_output=True,
+        text=True,
+    ).stdout
     assert bucket.strip() == "nst"
 
 
@@ -282,12 +314,16 @@ def test_images_run_as_non_root_under_an_init(name):
 
 
 def test_api_image_has_no_torch_and_worker_image_pins_it():
-    installs = {name: " ".join(run for run in dockerfile.args("RUN") if "pip install" in run)
-                for name, dockerfile in DOCKERFILES.items()}
+    installs = {
+        name: " ".join(run for run in dockerfile.args("RUN") if "pip install" in run)
+        for name, dockerfile in DOCKERFILES.items()
+    }
     assert "engine" not in installs["api"] and "torch" not in installs["api"]
     assert '".[engine,s3]"' in installs["worker"]
-    pins = {Requirement(spec).name: str(Requirement(spec).specifier)
-            for spec in PYPROJECT["project"]["optional-dependencies"]["engine"]}
+    pins = {
+        Requirement(spec).name: str(Requirement(spec).specifier)
+        for spec in PYPROJECT["project"]["optional-dependencies"]["engine"]
+    }
     for package in ("torch", "torchvision"):
         assert f"{package}{pins[package]}" in installs["worker"]  # the image's torch is the project's torch
 

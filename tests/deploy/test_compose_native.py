@@ -40,8 +40,10 @@ def native_env(service: dict, redis_url: str, storage: Path) -> dict[str, str]:
 
 
 def healthcheck(service: dict, port: int) -> bool:
-    command = [str(BIN / "python") if part == "python" else part.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-               for part in service["healthcheck"]["test"][1:]]
+    command = [
+        str(BIN / "python") if part == "python" else part.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        for part in service["healthcheck"]["test"][1:]
+    ]
     return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
 
@@ -50,20 +52,35 @@ def test_compose_stack_runs_natively(tmp_path, redis_server):
     storage, port = tmp_path / "volume-storage", free_port()
     api_log, processes = tmp_path / "api.log", []
     try:
-        api = subprocess.Popen(native_command(SERVICES["api"], port), cwd=ROOT, stderr=open(api_log, "wb"),
-                               env=native_env(SERVICES["api"], redis_url, storage))
+        api = subprocess.Popen(
+            native_command(SERVICES["api"], port),
+            cwd=ROOT,
+            stderr=open(api_log, "wb"),
+            env=native_env(SERVICES["api"], redis_url, storage),
+        )
         processes.append(api)
-        wait_until(lambda: healthcheck(SERVICES["api"], port), timeout_s=60, interval_s=0.5,
-                   what="the api service's healthcheck")
-        workers = [subprocess.Popen(native_command(SERVICES["worker"], port), cwd=ROOT,
-                                    env=native_env(SERVICES["worker"], redis_url, storage),
-                                    stderr=open(tmp_path / f"worker-{i}.log", "wb")) for i in range(2)]
+        wait_until(
+            lambda: healthcheck(SERVICES["api"], port),
+            timeout_s=60,
+            interval_s=0.5,
+            what="the api service's healthcheck",
+        )
+        workers = [
+            subprocess.Popen(
+                native_command(SERVICES["worker"], port),
+                cwd=ROOT,
+                env=native_env(SERVICES["worker"], redis_url, storage),
+                stderr=open(tmp_path / f"worker-{i}.log", "wb"),
+            )
+            for i in range(2)
+        ]
         processes += workers
         import httpx
 
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            wait_until(lambda: client.get("/readyz").json().get("workers") == 2, timeout_s=120,
-                       what="two workers ready")
+            wait_until(
+                lambda: client.get("/readyz").json().get("workers") == 2, timeout_s=120, what="two workers ready"
+            )
             jobs = [submit(client).json() for _ in range(2)]
             for job in jobs:
                 final = wait_status(client, job["id"], {"succeeded"})

@@ -29,8 +29,9 @@ def test_small_transfer_paints_on_the_device(engine, device, on_cuda):
     losses: list[float] = []
     width, steps = (128, 20) if on_cuda else (64, 6)  # the CPU dry run only checks the plumbing
     params = TransferParams(max_size=width, steps=steps, scales=1, seed=0)
-    result = engine.stylize(picture(width, width * 3 // 4, 0), [picture(64, 64, 1)], params,
-                            callback=lambda p: losses.append(p.total_loss))
+    result = engine.stylize(
+        picture(width, width * 3 // 4, 0), [picture(64, 64, 1)], params, callback=lambda p: losses.append(p.total_loss)
+    )
     assert engine.device.type == torch.device(device).type
     assert result.image.size == (width, width * 3 // 4) and result.steps_done == steps == len(losses)
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < 0.8 * losses[0]
@@ -44,8 +45,12 @@ def test_stop_transfer_ends_the_run_within_one_step(engine):
         if progress.step == 3:
             raise StopTransfer
 
-    result = engine.stylize(picture(64, 48, 2), [picture(64, 64, 3)], TransferParams(max_size=64, steps=50,
-                            scales=1), callback=stop_at_three)
+    result = engine.stylize(
+        picture(64, 48, 2),
+        [picture(64, 64, 3)],
+        TransferParams(max_size=64, steps=50, scales=1),
+        callback=stop_at_three,
+    )
     assert seen == [1, 2, 3] and result.steps_done == 3 and result.stopped and result.image.size == (64, 48)
 
 

@@ -19,8 +19,14 @@ CAP_MB = 768  # the model and a 64 px job fit; a 2048 px job's activations (seve
 def stack(device, tmp_path_factory, redis_server):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CAP_VARIABLE, str(CAP_MB))  # read by the worker process's engine
-        stack = start_stack(tmp_path_factory.mktemp("gpu"), redis_server.url, device=device, max_size_px=2048,
-                            engine="tests.gpu.engines:MemoryCappedStyleTransfer", heartbeat_ttl_s=120)
+        stack = start_stack(
+            tmp_path_factory.mktemp("gpu"),
+            redis_server.url,
+            device=device,
+            max_size_px=2048,
+            engine="tests.gpu.engines:MemoryCappedStyleTransfer",
+            heartbeat_ttl_s=120,
+        )
     yield stack
     stack.stop()
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from nst_core import transfer
 from nst_core.blocks import block_grid
 from nst_core.features import layer_stride, receptive_field_px
 from nst_core.objective import LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole, features_by_blocks
 from nst_core.progress import StopTransfer
 from nst_core.tensors import image_to_tensor
-from nst_core import transfer
 from nst_core.transfer import StyleTransfer
 from nst_shared.memory import BLOCK_ALIGN_PX, BLOCK_HALO_PX
 from nst_shared.params import STYLE_LAYER_WEIGHTS, TransferParams
@@ -40,8 +40,10 @@ def terms_of(net: Network, which: str) -> LossTerms:
     return LossTerms(
         content={"relu4_2": (1.0, target)} if which == "content" else {},
         style={n: [StyleTarget(15 * w, gram_matrix(style_feats[n]))] for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS)}
-        if which == "style" else {},
-        tv_weight=0.5 if which == "tv" else 0.0)
+        if which == "style"
+        else {},
+        tv_weight=0.5 if which == "tv" else 0.0,
+    )
 
 
 def masked_terms_of(net: Network) -> LossTerms:
@@ -51,7 +53,7 @@ def masked_terms_of(net: Network) -> LossTerms:
 
     left = torch.zeros(1, 1, HEIGHT, WIDTH)
     left[..., : WIDTH // 2] = 1.0
-    left[..., WIDTH // 2: WIDTH // 2 + 16] = 0.4
+    left[..., WIDTH // 2 : WIDTH // 2 + 16] = 0.4
     stripe = torch.zeros(1, 1, HEIGHT, WIDTH)
     stripe[..., 50:58, :] = 1.0
     targets: dict[str, list[StyleTarget]] = {n: [] for n in STYLE_LAYERS}
@@ -93,11 +95,11 @@ def test_block_cores_tile_the_image_on_the_pooling_grid():
     grid = block_grid(WIDTH, HEIGHT, GRID)
     covered = np.zeros((HEIGHT, WIDTH), dtype=int)
     for block in grid:
-        covered[block.rows.start:block.rows.stop, block.cols.start:block.cols.stop] += 1
+        covered[block.rows.start : block.rows.stop, block.cols.start : block.cols.stop] += 1
         assert block.rows.start % BLOCK_ALIGN_PX == 0 and block.cols.outer_start % BLOCK_ALIGN_PX == 0
     assert (covered == 1).all()
     # The halo reaches as deep as the network's zero padding changes relu5_1: half its receptive field, aligned.
-    assert BLOCK_HALO_PX >= receptive_field_px("relu5_1") // 2 and layer_stride("relu5_1") == BLOCK_ALIGN_PX
+    assert receptive_field_px("relu5_1") // 2 <= BLOCK_HALO_PX and layer_stride("relu5_1") == BLOCK_ALIGN_PX
 
 
 def test_stylize_in_blocks_reports_blocks_and_stops_within_one():

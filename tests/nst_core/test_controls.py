@@ -20,8 +20,9 @@ PARAMS = TransferParams(max_size=WIDTH, steps=15, scales=1, seed=0, style_weight
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
 
 
-def stripes(horizontal: bool, colours: tuple[tuple[int, int, int], tuple[int, int, int]], period: int,
-            size: int = 96) -> Image.Image:
+def stripes(
+    horizontal: bool, colours: tuple[tuple[int, int, int], tuple[int, int, int]], period: int, size: int = 96
+) -> Image.Image:
     """Two colours in stripes: a style whose Gram matrices no photo has."""
     y, x = np.mgrid[0:size, 0:size]
     on = ((y if horizontal else x) // (period // 2)) % 2 == 0
@@ -44,8 +45,7 @@ def style_distance(engine, region: Image.Image, style: Image.Image) -> float:
     with torch.no_grad():
         a = engine.net(image_to_tensor(region, engine.device), LAYERS)
         b = engine.net(image_to_tensor(style, engine.device), LAYERS)
-    return sum(float(((gram_matrix(a[n]) - gram_matrix(b[n])).norm() / gram_matrix(b[n]).norm()) ** 2)
-               for n in LAYERS)
+    return sum(float(((gram_matrix(a[n]) - gram_matrix(b[n])).norm() / gram_matrix(b[n]).norm()) ** 2) for n in LAYERS)
 
 
 def halves(image: Image.Image) -> tuple[Image.Image, Image.Image]:
@@ -71,7 +71,7 @@ def test_unmasked_region_keeps_the_content(engine):
     out = np.asarray(engine.stylize(content, [RED], PARAMS, style_masks=[half(True)]).image, dtype=float)
     photo = np.asarray(content, dtype=float)
     # Past the feathered edge (a Gaussian of 1% of the long side) the right half is the photo, pixel for pixel.
-    assert np.abs(out[:, WIDTH // 2 + 6:] - photo[:, WIDTH // 2 + 6:]).max() <= 1
+    assert np.abs(out[:, WIDTH // 2 + 6 :] - photo[:, WIDTH // 2 + 6 :]).max() <= 1
     assert np.abs(out[:, : WIDTH // 2 - 6] - photo[:, : WIDTH // 2 - 6]).mean() > 10
 
 
@@ -116,8 +116,10 @@ def test_match_moves_colours_toward_the_content(engine):
 
 
 def test_match_colors_gives_the_content_mean_and_covariance():
-    style, content = picture(64, 64, 1), Image.fromarray(
-        (np.asarray(picture(48, 40, 2), dtype=float) * [0.9, 0.5, 0.2] + 20).astype(np.uint8))
+    style, content = (
+        picture(64, 64, 1),
+        Image.fromarray((np.asarray(picture(48, 40, 2), dtype=float) * [0.9, 0.5, 0.2] + 20).astype(np.uint8)),
+    )
     mean, cov = colors.color_stats(colors.match_colors(style, content))
     want_mean, want_cov = colors.color_stats(content)
     assert np.abs(mean - want_mean).max() < 0.01 and np.abs(cov - want_cov).max() < 0.002

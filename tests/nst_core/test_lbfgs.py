@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from nst_core.lbfgs import LBFGS
 
 def quadratic(weights: torch.Tensor, centre: torch.Tensor):
     """f(x) = Σ wᵢ (xᵢ - cᵢ)², badly conditioned when the weights spread over decades."""
+
     def closure_for(x: torch.Tensor, calls: list[int] | None = None):
         def closure() -> torch.Tensor:
             if calls is not None:
@@ -17,7 +20,9 @@ def quadratic(weights: torch.Tensor, centre: torch.Tensor):
             loss = (weights * (x - centre) ** 2).sum()
             loss.backward()
             return loss
+
         return closure
+
     return closure_for
 
 
@@ -47,13 +52,14 @@ def test_as_good_as_torchs_lbfgs_on_an_ill_conditioned_quadratic():
         if kind == "ours":
             optimizer = LBFGS(x, history_size=10)
         else:
-            optimizer = torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=10, tolerance_grad=0,
-                                          tolerance_change=0)
+            optimizer = torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=10, tolerance_grad=0, tolerance_change=0)
         for _ in range(100):
             x.grad = None
             optimizer.step(closure)
         losses[kind] = float((weights * (x.detach() - centre) ** 2).sum())
-    assert losses["ours"] < 1.25 * losses["torch"] and losses["ours"] < 1e-4 * float((weights * (0.5 - centre) ** 2).sum())
+    assert losses["ours"] < 1.25 * losses["torch"] and losses["ours"] < 1e-4 * float(
+        (weights * (0.5 - centre) ** 2).sum()
+    )
 
 
 def test_keeps_every_point_in_the_box_and_finds_the_boxed_minimum():
@@ -89,7 +95,7 @@ def test_a_step_that_raises_the_loss_is_undone_and_retried_shorter():
             break
     assert accepted and optimizer.loss < 2.0
     lengths = [float((t - trials[0]).norm()) for t in trials[1:]]
-    assert all(b < a for a, b in zip(lengths, lengths[1:]))  # each retry shorter than the last
+    assert all(b < a for a, b in itertools.pairwise(lengths))  # each retry shorter than the last
 
 
 @pytest.mark.parametrize("corruption", [-3.0, 30.0])
@@ -118,7 +124,7 @@ def test_corrupt_gradients_never_make_the_loss_jump(corruption):
     for _ in range(80):
         optimizer.step(closure)
         losses.append(optimizer.loss)
-    assert max(b / a for a, b in zip(losses, losses[1:])) <= 1.1
+    assert max(b / a for a, b in itertools.pairwise(losses)) <= 1.1
     assert losses[-1] < 5e-3 * losses[0]
 
 

@@ -31,15 +31,21 @@ def distances(output: Image.Image, content: Image.Image, style: Image.Image) -> 
     """(relu4_2 distance to the content, mean Gram distance to the style over the style layers, each relative
     to the content's own)."""
     layers = (*STYLE_LAYERS, "relu4_2")
-    out, photo, painting = (judge()(image_to_tensor(resize(img, output.size)), layers)
-                            for img in (output, content, style))
+    out, photo, painting = (
+        judge()(image_to_tensor(resize(img, output.size)), layers) for img in (output, content, style)
+    )
 
     def mse(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.mean((a - b) ** 2))
 
     content_distance = mse(out["relu4_2"], photo["relu4_2"])
-    style_distance = sum(mse(gram_matrix(out[n]), gram_matrix(painting[n]))
-                         / mse(gram_matrix(photo[n]), gram_matrix(painting[n])) for n in STYLE_LAYERS) / 5
+    style_distance = (
+        sum(
+            mse(gram_matrix(out[n]), gram_matrix(painting[n])) / mse(gram_matrix(photo[n]), gram_matrix(painting[n]))
+            for n in STYLE_LAYERS
+        )
+        / 5
+    )
     return content_distance, style_distance
 
 

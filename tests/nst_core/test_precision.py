@@ -76,8 +76,10 @@ def test_bf16_transfer_lowers_the_float32_objective_like_float32_does():
     @torch.no_grad()
     def objective(image) -> float:
         feats = judge(image_to_tensor(image), LAYERS)
-        style_loss = sum(w * torch.mean((gram_matrix(feats[n]) - g) ** 2)
-                         for w, (n, g) in zip(params.style_layer_weights, style_grams.items()))
+        style_loss = sum(
+            w * torch.mean((gram_matrix(feats[n]) - g) ** 2)
+            for w, (n, g) in zip(params.style_layer_weights, style_grams.items())
+        )
         return float(torch.mean((feats["relu4_2"] - content_feats) ** 2) + params.style_weight * style_loss)
 
     results = {p: StyleTransfer(device="cpu", precision=p).stylize(content, [style], params) for p in ("fp32", "bf16")}

@@ -42,8 +42,8 @@ def test_stylize_stops_within_one_step_and_returns_image(engine):
     def stop_at_three(progress):
         if progress.step == 3:
             raise StopTransfer()
-    result = engine.stylize(picture(64, 64), [picture(64, 64, 1)], SMALL.replace(steps=50),
-                            callback=stop_at_three)
+
+    result = engine.stylize(picture(64, 64), [picture(64, 64, 1)], SMALL.replace(steps=50), callback=stop_at_three)
     assert result.stopped and result.steps_done == 3 and result.image.size == (64, 64)
 
 
@@ -74,10 +74,12 @@ def test_stylize_caches_style_grams(engine):
 def test_stylize_blend_of_one_equals_single_style(engine):
     params = SMALL.replace(steps=3, seed=1)
     single = engine.stylize(picture(64, 64), [picture(64, 64, 1)], params).image
-    blended = engine.stylize(picture(64, 64), [picture(64, 64, 1), picture(64, 64, 5)],
-                             params.replace(style_blend=(1.0, 0.0))).image
-    mixed = engine.stylize(picture(64, 64), [picture(64, 64, 1), picture(64, 64, 5)],
-                           params.replace(style_blend=(0.5, 0.5))).image
+    blended = engine.stylize(
+        picture(64, 64), [picture(64, 64, 1), picture(64, 64, 5)], params.replace(style_blend=(1.0, 0.0))
+    ).image
+    mixed = engine.stylize(
+        picture(64, 64), [picture(64, 64, 1), picture(64, 64, 5)], params.replace(style_blend=(0.5, 0.5))
+    ).image
     assert np.array_equal(np.asarray(single), np.asarray(blended))
     assert not np.array_equal(np.asarray(single), np.asarray(mixed))
 

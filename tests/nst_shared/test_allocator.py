@@ -9,8 +9,10 @@ import sys
 
 from nst_shared.allocator import ENGINE_MALLOC_ENV, with_engine_malloc
 
-SHOW = ("from nst_shared.allocator import restart_with_engine_malloc; restart_with_engine_malloc(); "
-        "import os, json; print(json.dumps({k: os.environ.get(k) for k in %r}))" % (sorted(ENGINE_MALLOC_ENV),))
+SHOW = (
+    "from nst_shared.allocator import restart_with_engine_malloc; restart_with_engine_malloc(); "
+    f"import os, json; print(json.dumps({{k: os.environ.get(k) for k in {sorted(ENGINE_MALLOC_ENV)!r}}}))"
+)
 
 
 def run(env: dict[str, str]) -> dict:

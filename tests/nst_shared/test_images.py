@@ -60,8 +60,12 @@ def test_decode_image_allows_listed_formats(fmt):
 
 
 def test_decode_image_refuses_other_formats():
-    for data in (encoded(Image.new("RGB", (40, 40)), "GIF"), b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-                 b"%PDF-1.4 ...", encoded(Image.new("RGB", (40, 40)), "ICO")):
+    for data in (
+        encoded(Image.new("RGB", (40, 40)), "GIF"),
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"%PDF-1.4 ...",
+        encoded(Image.new("RGB", (40, 40)), "ICO"),
+    ):
         with pytest.raises(UnsupportedImageFormat):
             decode_image(data)
 
@@ -75,8 +79,7 @@ def test_decode_image_refuses_animation():
 
 
 def test_decode_image_refuses_empty_truncated_and_garbage():
-    for data in (b"", encoded(Image.new("RGB", (200, 200)), "JPEG")[:200], b"\x89PNG\r\n\x1a\n" + b"0" * 50,
-                 b"hello"):
+    for data in (b"", encoded(Image.new("RGB", (200, 200)), "JPEG")[:200], b"\x89PNG\r\n\x1a\n" + b"0" * 50, b"hello"):
         with pytest.raises(UnreadableImage):
             decode_image(data)
 
@@ -137,8 +140,16 @@ def _patched_tiff(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("patch, side", [(_patched_png, 100_000), (_patched_jpeg, 65_000), (_patched_webp, 16_383),
-                                         (_patched_bmp, 100_000), (_patched_tiff, 65_000)])
+@pytest.mark.parametrize(
+    "patch, side",
+    [
+        (_patched_png, 100_000),
+        (_patched_jpeg, 65_000),
+        (_patched_webp, 16_383),
+        (_patched_bmp, 100_000),
+        (_patched_tiff, 65_000),
+    ],
+)
 def test_decode_image_refuses_tiny_file_declaring_huge_size(patch, side):
     bomb = patch(side, side)
     assert len(bomb) < 2_000
@@ -154,10 +165,12 @@ def test_decode_image_refuses_tiny_file_declaring_huge_size(patch, side):
 def test_decode_image_refuses_polyglots():
     png = encoded(Image.new("RGB", (40, 40), (9, 9, 9)))
     jpeg = encoded(Image.new("RGB", (40, 40)), "JPEG")
-    for data in (png + b"<html><script>alert(1)</script></html>",  # an image that is also a page
-                 png + b"PK\x03\x04" + b"\x00" * 40,  # ...or a zip
-                 jpeg[:2] + b"\xff\xfe\x00\x20<script>alert(1)</script>....." + jpeg[2:],  # script in a comment
-                 jpeg + b"%PDF-1.4\n1 0 obj\n"):
+    for data in (
+        png + b"<html><script>alert(1)</script></html>",  # an image that is also a page
+        png + b"PK\x03\x04" + b"\x00" * 40,  # ...or a zip
+        jpeg[:2] + b"\xff\xfe\x00\x20<script>alert(1)</script>....." + jpeg[2:],  # script in a comment
+        jpeg + b"%PDF-1.4\n1 0 obj\n",
+    ):
         with pytest.raises(UnsupportedImageFormat, match="polyglot"):
             decode_image(data)
     assert decode_image(jpeg + b"\x00" * 16).size == (40, 40)  # cameras leave harmless bytes after a JPEG
@@ -183,8 +196,11 @@ def test_decode_image_accepts_what_phones_append_to_a_jpeg():
     multi_picture = encoded(photo, "MPO", save_all=True, append_images=[gain_map])  # MPF: Ultra HDR, depth maps
     assert decode_image(multi_picture).size == (96, 64)
     jpeg = encoded(photo, "JPEG")
-    video = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + _box(b"moov", b"\x00" * 64) + \
-        _box(b"mdat", b"\x00\x01<svg<script%PDF-" * 100)  # compressed video may hold anything
+    video = (
+        _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
+        + _box(b"moov", b"\x00" * 64)
+        + _box(b"mdat", b"\x00\x01<svg<script%PDF-" * 100)
+    )  # compressed video may hold anything
     assert decode_image(jpeg + video).size == (96, 64)  # a motion photo (Google's layout)
     samsung = jpeg + b"MotionPhoto_Data" + video + b"\x00\x00MotionPhoto_Data\x10\x00\x00\x00SEFT"
     assert decode_image(samsung).size == (96, 64)
@@ -196,12 +212,14 @@ def test_decode_image_refuses_markup_where_markup_can_live():
     info.add_text("Comment", "<svg onload=alert(1)>")
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><script>alert(1)</script></x:xmpmeta>'
     jpeg = encoded(photo, "JPEG")
-    for data in (encoded(photo, "PNG", pnginfo=info),  # a PNG text chunk
-                 encoded(photo, "WEBP", xmp=xmp),  # a WebP metadata chunk
-                 encoded(photo, "WEBP") + b"<!DOCTYPE html><p>",  # after a WebP's end
-                 jpeg + _box(b"ftyp", b"isom") + _box(b"free", b"<html><script>x</script>"),  # in a video's box
-                 jpeg + encoded(photo, "JPEG", comment=b"<script>alert(1)</script>"),  # in a second picture
-                 encoded(photo, "TIFF") + b"<svg/onload=alert(1)>"):  # after a TIFF's strips
+    for data in (
+        encoded(photo, "PNG", pnginfo=info),  # a PNG text chunk
+        encoded(photo, "WEBP", xmp=xmp),  # a WebP metadata chunk
+        encoded(photo, "WEBP") + b"<!DOCTYPE html><p>",  # after a WebP's end
+        jpeg + _box(b"ftyp", b"isom") + _box(b"free", b"<html><script>x</script>"),  # in a video's box
+        jpeg + encoded(photo, "JPEG", comment=b"<script>alert(1)</script>"),  # in a second picture
+        encoded(photo, "TIFF") + b"<svg/onload=alert(1)>",
+    ):  # after a TIFF's strips
         with pytest.raises(UnsupportedImageFormat, match="polyglot"):
             decode_image(data)
 
@@ -211,10 +229,21 @@ def _bad_inputs() -> list[bytes]:
     photo = photo_like(240, 160, seed=6)
     jpeg, png, webp = encoded(photo, "JPEG"), encoded(photo, "PNG"), encoded(photo, "WEBP")
     frames = [Image.new("RGB", (40, 40), (i * 60, 0, 0)) for i in range(3)]
-    return [b"", b"hello", jpeg[: len(jpeg) * 2 // 3], png[: len(png) * 2 // 3], webp[: len(webp) * 2 // 3],
-            jpeg[:200], encoded(Image.new("1", (20000, 20000))), _patched_jpeg(65_000, 65_000),
-            _patched_webp(16_383, 16_383), encoded(frames[0], "PNG", save_all=True, append_images=frames[1:]),
-            encoded(Image.new("RGB", (40, 40)), "GIF"), png + b"<html>", jpeg + b"%PDF-1.4"]
+    return [
+        b"",
+        b"hello",
+        jpeg[: len(jpeg) * 2 // 3],
+        png[: len(png) * 2 // 3],
+        webp[: len(webp) * 2 // 3],
+        jpeg[:200],
+        encoded(Image.new("1", (20000, 20000))),
+        _patched_jpeg(65_000, 65_000),
+        _patched_webp(16_383, 16_383),
+        encoded(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+        encoded(Image.new("RGB", (40, 40)), "GIF"),
+        png + b"<html>",
+        jpeg + b"%PDF-1.4",
+    ]
 
 
 @pytest.mark.parametrize("index", range(13))
@@ -237,8 +266,13 @@ def test_check_image_sizes_like_decode_image_and_holds_fewer_pixels_for_jpeg():
         held.append(pixels)
         return contextlib.nullcontext()
 
-    for data in (encoded(photo, "JPEG", exif=exif), encoded(photo, "PNG"), encoded(photo, "WEBP"),
-                 encoded(photo, "TIFF"), encoded(photo, "BMP")):
+    for data in (
+        encoded(photo, "JPEG", exif=exif),
+        encoded(photo, "PNG"),
+        encoded(photo, "WEBP"),
+        encoded(photo, "TIFF"),
+        encoded(photo, "BMP"),
+    ):
         assert check_image(data, hold=hold) == decode_image(data).size
     assert held == [400 * 240 // 64] + [400 * 240] * 4  # the JPEG is checked at 1/8 scale
 

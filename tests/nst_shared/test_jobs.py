@@ -49,7 +49,10 @@ def test_transition_writes_webhook_deliveries_in_the_same_script(store, connecti
     assert not store.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING})  # refused: nothing sent
     entries = [json.loads(raw) for raw in reversed(connection.lrange(PENDING, 0, -1))]
     assert [(e["event"], e["record"]["status"]) for e in entries] == [
-        ("status", "running"), ("status", "succeeded"), ("completed", "succeeded")]
+        ("status", "running"),
+        ("status", "succeeded"),
+        ("completed", "succeeded"),
+    ]
     assert len({e["id"] for e in entries}) == 3 and all(e["url"] == hook["url"] for e in entries)
     body = delivery_body(entries[-1])
     assert body["type"] == "job.completed" and body["job"]["id"] == job_id

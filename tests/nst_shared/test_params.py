@@ -29,9 +29,17 @@ def test_every_field_documents_itself():
 
 
 def test_params_refuse_out_of_bounds_and_unknown_values():
-    for bad in ({"steps": 0}, {"steps": "1.5"}, {"style_weight": float("inf")}, {"init": "CONTENT"},
-                {"style_blend": "0,0"}, {"style_blend": "-1"}, {"colour": "red"}, {"style_layers": ["conv9_9"]},
-                {"seed": -1}):
+    for bad in (
+        {"steps": 0},
+        {"steps": "1.5"},
+        {"style_weight": float("inf")},
+        {"init": "CONTENT"},
+        {"style_blend": "0,0"},
+        {"style_blend": "-1"},
+        {"colour": "red"},
+        {"style_layers": ["conv9_9"]},
+        {"seed": -1},
+    ):
         with pytest.raises(ValidationError):
             TransferParams.model_validate(bad)
     with pytest.raises(ValidationError, match="one weight per style layer"):
@@ -47,11 +55,17 @@ def test_form_text_parses_as_the_model_says():
     assert params.model_fields_set == {"steps", "style_blend", "preserve_colors", "color_mode"}
 
 
-@pytest.mark.parametrize("given, mode", [
-    ({"preserve_colors": True}, "luminance"), ({"preserve_colors": False}, "style"),
-    ({"preserve_colors": "true", "color_mode": "luminance"}, "luminance"),
-    ({"preserve_colors": False, "color_mode": "match"}, "match"), ({"color_mode": "match"}, "match"), ({}, "style"),
-])
+@pytest.mark.parametrize(
+    "given, mode",
+    [
+        ({"preserve_colors": True}, "luminance"),
+        ({"preserve_colors": False}, "style"),
+        ({"preserve_colors": "true", "color_mode": "luminance"}, "luminance"),
+        ({"preserve_colors": False, "color_mode": "match"}, "match"),
+        ({"color_mode": "match"}, "match"),
+        ({}, "style"),
+    ],
+)
 def test_preserve_colors_is_an_alias_of_color_mode(given, mode):
     params = TransferParams.model_validate(given)
     assert params.color_mode == mode
@@ -61,9 +75,14 @@ def test_preserve_colors_is_an_alias_of_color_mode(given, mode):
     assert params.replace(preserve_colors=True).color_mode == "luminance"
 
 
-@pytest.mark.parametrize("given", [{"preserve_colors": True, "color_mode": "style"},
-                                   {"preserve_colors": "true", "color_mode": "match"},
-                                   {"preserve_colors": False, "color_mode": "luminance"}])
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"preserve_colors": True, "color_mode": "style"},
+        {"preserve_colors": "true", "color_mode": "match"},
+        {"preserve_colors": False, "color_mode": "luminance"},
+    ],
+)
 def test_contradicting_colour_pair_refused(given):
     with pytest.raises(ValidationError, match="contradicts color_mode"):
         TransferParams.model_validate(given)

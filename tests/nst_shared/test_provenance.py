@@ -15,8 +15,14 @@ from tests.conftest import make_image
 
 
 def _record(**params: object) -> dict:
-    return provenance.build(TransferParams(seed=7, **params), steps_done=5, device="cpu", precision="fp32",
-                            content=b"content bytes", styles=[b"style one", b"style two"])
+    return provenance.build(
+        TransferParams(seed=7, **params),
+        steps_done=5,
+        device="cpu",
+        precision="fp32",
+        content=b"content bytes",
+        styles=[b"style one", b"style two"],
+    )
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
@@ -26,9 +32,11 @@ def test_record_round_trips_through_each_output_format(fmt):
     assert Image.open(io.BytesIO(data)).format == fmt
     assert provenance.read(data) == record
     assert record["params"]["style_blend"] == [0.7, 0.3] and record["seed"] == 7 and record["steps_done"] == 5
-    assert record["sha256"] == {"content": provenance.sha256(b"content bytes"),
-                                "styles": [provenance.sha256(b"style one"), provenance.sha256(b"style two")],
-                                "masks": []}
+    assert record["sha256"] == {
+        "content": provenance.sha256(b"content bytes"),
+        "styles": [provenance.sha256(b"style one"), provenance.sha256(b"style two")],
+        "masks": [],
+    }
     assert record["engine"]["name"] == "nst" and record["engine"]["version"] != "unknown"
 
 

@@ -11,8 +11,11 @@ GB = 2**30
 
 def test_plan_up_to_1024_px_is_even_over_geometric_scales():
     plan = plan_scales((768, 512), TransferParams(max_size=384))
-    assert [s.size for s in plan] == scale_sizes((384, 256), scales=3, min_size=192) == [(192, 128), (272, 181),
-                                                                                        (384, 256)]
+    assert (
+        [s.size for s in plan]
+        == scale_sizes((384, 256), scales=3, min_size=192)
+        == [(192, 128), (272, 181), (384, 256)]
+    )
     assert [s.steps for s in plan] == [40, 40, 40]
 
 

@@ -22,8 +22,13 @@ ALPHA, BETA = "alpha-key-0123456789", "beta-key-9876543210"
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, redis_server):
-    stack = start_stack(tmp_path_factory.mktemp("keyed"), redis_server.url, engine="tests.engines:InstantEngine",
-                        api_keys=f'["{ALPHA}", "{BETA}"]', cors_origins='["https://app.example"]')
+    stack = start_stack(
+        tmp_path_factory.mktemp("keyed"),
+        redis_server.url,
+        engine="tests.engines:InstantEngine",
+        api_keys=f'["{ALPHA}", "{BETA}"]',
+        cors_origins='["https://app.example"]',
+    )
     yield stack
     stack.stop()
 
@@ -52,8 +57,13 @@ def test_signed_link_expires_and_binds_job_and_owner():
 
 def test_jobs_need_api_key_401(keyed):
     with keyed.client() as client:
-        for method, path in (("GET", "/jobs"), ("GET", "/jobs/abc"), ("GET", "/jobs/abc/events"),
-                             ("POST", "/jobs/abc/cancel"), ("DELETE", "/jobs/abc")):
+        for method, path in (
+            ("GET", "/jobs"),
+            ("GET", "/jobs/abc"),
+            ("GET", "/jobs/abc/events"),
+            ("POST", "/jobs/abc/cancel"),
+            ("DELETE", "/jobs/abc"),
+        ):
             response = client.request(method, path)
             assert error_of(response, 401)["code"] == "api_key_required", path
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -69,8 +79,10 @@ def test_missing_key_refused_before_the_body_is_read(keyed):
     # Headers announcing a 10 MB upload, and no body at all: the 401 must come without waiting for it.
     port = int(keyed.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 10000000\r\n\r\n")
+        sock.sendall(
+            b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 10000000\r\n\r\n"
+        )
         answer = b""
         while b"}}" not in answer:  # the headers and the JSON body may come in separate packets
             chunk = sock.recv(4096)
@@ -85,8 +97,14 @@ def test_job_of_another_key_404(keyed):
         job = submit(client, headers=bearer(ALPHA)).json()
         wait_status(client_for(keyed, ALPHA), job["id"], {"succeeded"})
         job_id = job["id"]
-        for method, path in (("GET", ""), ("GET", "/events"), ("GET", "/result"), ("GET", "/preview"),
-                             ("POST", "/cancel"), ("DELETE", "")):
+        for method, path in (
+            ("GET", ""),
+            ("GET", "/events"),
+            ("GET", "/result"),
+            ("GET", "/preview"),
+            ("POST", "/cancel"),
+            ("DELETE", ""),
+        ):
             other = client.request(method, f"/jobs/{job_id}{path}", headers=bearer(BETA))
             assert error_of(other, 404)["code"] == "job_not_found", path
         assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": ALPHA}).status_code == 200
@@ -148,8 +166,21 @@ def test_nst_submit_sends_api_key(keyed, tmp_path):
     content.write_bytes(make_image(80, 60, seed=4))
     style.write_bytes(make_image(64, 64, seed=5))
     out = tmp_path / "out.png"
-    done = nst("submit", str(content), str(style), "--max_size", "64", "--steps", "3", "--wait", "--output",
-               str(out), "--server", keyed.url, env={"NST_API_KEY": ALPHA})
+    done = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--max_size",
+        "64",
+        "--steps",
+        "3",
+        "--wait",
+        "--output",
+        str(out),
+        "--server",
+        keyed.url,
+        env={"NST_API_KEY": ALPHA},
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_bytes()[:4] == b"\x89PNG"
     refused = nst("submit", str(content), str(style), "--server", keyed.url, "--api-key", "wrong")
@@ -184,8 +215,9 @@ def keyed_redis(stack):
 
 
 def test_failed_key_attempts_are_limited_per_client_address(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, workers=0, api_keys=f'["{ALPHA}"]',
-                        rate_limit_auth_failures_per_min=3)
+    stack = start_stack(
+        tmp_path, redis_server.url, workers=0, api_keys=f'["{ALPHA}"]', rate_limit_auth_failures_per_min=3
+    )
     try:
         with stack.client() as client:
             spoofed = [{**bearer(f"guess-{i}"), "X-Forwarded-For": f"198.51.100.{i}"} for i in range(5)]
@@ -199,10 +231,17 @@ def test_failed_key_attempts_are_limited_per_client_address(tmp_path, redis_serv
 
 
 def test_failed_key_attempts_count_the_address_a_trusted_proxy_names(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, workers=0, api_keys=f'["{ALPHA}"]',
-                        rate_limit_auth_failures_per_min=2, trusted_proxies='["127.0.0.1/32"]')
+    stack = start_stack(
+        tmp_path,
+        redis_server.url,
+        workers=0,
+        api_keys=f'["{ALPHA}"]',
+        rate_limit_auth_failures_per_min=2,
+        trusted_proxies='["127.0.0.1/32"]',
+    )
     try:
         with stack.client() as client:
+
             def attempt(key: str, address: str) -> int:
                 headers = {**bearer(key), "X-Forwarded-For": f"{address}, 127.0.0.1"}
                 return client.get("/jobs", headers=headers).status_code

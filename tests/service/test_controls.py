@@ -48,12 +48,15 @@ def test_masked_job_keeps_the_photo_where_no_mask_reaches(service):
     assert np.abs(out[:, :26] - photo_px[:, :26]).mean() > 3  # painted under the mask
 
 
-@pytest.mark.parametrize("styles, masks, code, message", [
-    (1, [b"not an image at all"], "unreadable_image", "style_mask: the file is not an image"),
-    (1, [png(left_half()), png(left_half())], "invalid_parameter", "style_mask: 2 mask(s) for 1 style image(s)"),
-    (2, [png(left_half())], "invalid_parameter", "style_mask: 1 mask(s) for 2 style image(s)"),
-    (1, [png(Image.new("L", (80, 60), 0))], "empty_mask", "style_mask: style mask 1 is black everywhere"),
-])
+@pytest.mark.parametrize(
+    "styles, masks, code, message",
+    [
+        (1, [b"not an image at all"], "unreadable_image", "style_mask: the file is not an image"),
+        (1, [png(left_half()), png(left_half())], "invalid_parameter", "style_mask: 2 mask(s) for 1 style image(s)"),
+        (2, [png(left_half())], "invalid_parameter", "style_mask: 1 mask(s) for 2 style image(s)"),
+        (1, [png(Image.new("L", (80, 60), 0))], "empty_mask", "style_mask: style mask 1 is black everywhere"),
+    ],
+)
 def test_submit_bad_masks_refused(service, styles, masks, code, message):
     with service.client() as client:
         response = post(client, styles=styles, masks=masks)
@@ -71,5 +74,6 @@ def test_color_mode_and_its_alias(service):
     assert "preserve_colors" not in alias.json()["params"]
     assert match.status_code == 202 and match.json()["params"]["color_mode"] == "match"
     assert both.status_code == 422
-    assert both.json()["error"]["message"] == ("preserve_colors=true contradicts color_mode=match; give "
-                                               "color_mode alone")
+    assert both.json()["error"]["message"] == (
+        "preserve_colors=true contradicts color_mode=match; give color_mode alone"
+    )

@@ -28,11 +28,17 @@ def test_job_id_naming_another_key_of_the_job_404(service):
         job = submit(client, steps="1000", max_size="96", preview_every="0").json()
         wait_status(client, job["id"], {"running"}, timeout_s=60)  # its events stream and heartbeat exist
         try:
-            for suffix, paths in ((":events", ("", "/events", "/result", "/preview", "/cancel")),
-                                  (":heartbeat", ("", "/result", "/preview", "/events"))):
+            for suffix, paths in (
+                (":events", ("", "/events", "/result", "/preview", "/cancel")),
+                (":heartbeat", ("", "/result", "/preview", "/events")),
+            ):
                 for path in paths:
-                    error = error_of(client.get(f"/jobs/{job['id']}{suffix}{path}") if path != "/cancel" else
-                                     client.post(f"/jobs/{job['id']}{suffix}{path}"), 404)
+                    error = error_of(
+                        client.get(f"/jobs/{job['id']}{suffix}{path}")
+                        if path != "/cancel"
+                        else client.post(f"/jobs/{job['id']}{suffix}{path}"),
+                        404,
+                    )
                     assert error["code"] == "job_not_found", (suffix, path)
                 assert error_of(client.delete(f"/jobs/{job['id']}{suffix}"), 404)["code"] == "job_not_found"
             for odd in (job["id"].upper(), job["id"] + "0", job["id"][:-1], "0" * 31 + "\u0661"):
@@ -44,10 +50,16 @@ def test_job_id_naming_another_key_of_the_job_404(service):
 
 def test_submit_job_bad_parameters_422(service):
     with service.client() as client:
-        for form, field in (({"steps": "0"}, "steps"), ({"style_weight": "-1"}, "style_weight"),
-                            ({"init": "zebra"}, "init"), ({"steps": "many"}, "steps"),
-                            ({"style_blend": "0.5,0.5"}, "style_blend"), ({"max_size": "5000"}, "max_size"),
-                            ({"colour": "red"}, "colour"), ({"content_weight": "nan"}, "content_weight")):
+        for form, field in (
+            ({"steps": "0"}, "steps"),
+            ({"style_weight": "-1"}, "style_weight"),
+            ({"init": "zebra"}, "init"),
+            ({"steps": "many"}, "steps"),
+            ({"style_blend": "0.5,0.5"}, "style_blend"),
+            ({"max_size": "5000"}, "max_size"),
+            ({"colour": "red"}, "colour"),
+            ({"content_weight": "nan"}, "content_weight"),
+        ):
             error = error_of(submit(client, **form), 422)
             assert error["field"] == field, (form, error)
             assert error["message"]
@@ -102,8 +114,11 @@ def test_redis_down_503_and_recovery(tmp_path, redis_server):
             assert client.get("/readyz").status_code == 503
             assert client.get("/healthz").status_code == 200
             own.start()
-            wait_until(lambda: client.get("/jobs/anything").status_code == 404, timeout_s=20,
-                       what="API recovering after Redis restart")
+            wait_until(
+                lambda: client.get("/jobs/anything").status_code == 404,
+                timeout_s=20,
+                what="API recovering after Redis restart",
+            )
     finally:
         stack.stop()
         own.stop()

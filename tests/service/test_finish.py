@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -22,9 +22,14 @@ HOOK = "http://127.0.0.1:9/hook-never-in-the-picture"
 
 @pytest.fixture(scope="module")
 def slow_stack(tmp_path_factory, redis_server) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("finish"), redis_server.url, engine="tests.engines:SlowEngine",
-                        api_keys=f'["{ALPHA}", "{BETA}"]', webhook_secret="s3cret-for-tests",
-                        webhook_allow='["127.0.0.1/32"]')
+    stack = start_stack(
+        tmp_path_factory.mktemp("finish"),
+        redis_server.url,
+        engine="tests.engines:SlowEngine",
+        api_keys=f'["{ALPHA}", "{BETA}"]',
+        webhook_secret="s3cret-for-tests",
+        webhook_allow='["127.0.0.1/32"]',
+    )
     yield stack
     stack.stop()
 
@@ -34,14 +39,18 @@ def _key(key: str) -> dict[str, str]:
 
 
 def _running(client, job_id: str, key: str, *, step: int = 3) -> None:
-    wait_until(lambda: (client.get(f"/jobs/{job_id}", headers=_key(key)).json().get("progress") or {})
-               .get("step", 0) >= step, timeout_s=60, what=f"job {job_id} past step {step}")
+    wait_until(
+        lambda: (client.get(f"/jobs/{job_id}", headers=_key(key)).json().get("progress") or {}).get("step", 0) >= step,
+        timeout_s=60,
+        what=f"job {job_id} past step {step}",
+    )
 
 
 def test_finish_running_job_succeeds_with_the_picture_so_far(slow_stack):
     with slow_stack.client() as client:
-        job = submit(client, headers=_key(ALPHA), steps="300", max_size="96", preview_every="0",
-                     webhook_url=HOOK).json()
+        job = submit(
+            client, headers=_key(ALPHA), steps="300", max_size="96", preview_every="0", webhook_url=HOOK
+        ).json()
         _running(client, job["id"], ALPHA)
         assert client.post(f"/jobs/{job['id']}/finish", headers=_key(BETA)).status_code == 404  # not BETA's
         answer = client.post(f"/jobs/{job['id']}/finish", headers=_key(ALPHA))
@@ -64,8 +73,11 @@ def test_result_records_the_drawn_seed_and_input_hashes_but_no_owner_or_webhook(
     with slow_stack.client() as client:
         job = submit(client, headers=_key(ALPHA), content=content, steps="2", webhook_url=HOOK).json()
         assert job["params"].get("seed") is None
-        final = wait_until(lambda: (j := client.get(f"/jobs/{job['id']}", headers=_key(ALPHA)).json())
-                           ["status"] == "succeeded" and j, timeout_s=60, what="the job")
+        final = wait_until(
+            lambda: (j := client.get(f"/jobs/{job['id']}", headers=_key(ALPHA)).json())["status"] == "succeeded" and j,
+            timeout_s=60,
+            what="the job",
+        )
         data = client.get(f"/jobs/{job['id']}/result", headers=_key(ALPHA)).content
     record = provenance.read(data)
     assert record is not None
@@ -88,8 +100,11 @@ def test_finish_refuses_queued_and_finished_jobs(slow_stack):
         refused = client.post(f"/jobs/{queued['id']}/finish", headers=_key(ALPHA))
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "job_not_started"
         assert client.post(f"/jobs/{busy['id']}/cancel", headers=_key(ALPHA)).status_code == 202
-        wait_until(lambda: client.get(f"/jobs/{queued['id']}", headers=_key(ALPHA)).json()["status"] == "succeeded",
-                   timeout_s=60, what="the queued job to run")
+        wait_until(
+            lambda: client.get(f"/jobs/{queued['id']}", headers=_key(ALPHA)).json()["status"] == "succeeded",
+            timeout_s=60,
+            what="the queued job to run",
+        )
         done = client.post(f"/jobs/{queued['id']}/finish", headers=_key(ALPHA))
         assert done.status_code == 409 and done.json()["error"]["code"] == "job_finished"
         unknown = client.post(f"/jobs/{'0' * 32}/finish", headers=_key(ALPHA))
@@ -100,8 +115,11 @@ def test_finish_on_a_coarse_scale_gives_the_full_size_picture(service):
     # The real engine: two scales (64 px, then 96 px); finished while still on the first.
     with service.client() as client:
         job = submit(client, steps="1000", max_size="96", scales="2", min_scale_size="64", preview_every="0").json()
-        wait_until(lambda: (client.get(f"/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) >= 2,
-                   timeout_s=60, what="two steps")
+        wait_until(
+            lambda: (client.get(f"/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) >= 2,
+            timeout_s=60,
+            what="two steps",
+        )
         assert client.get(f"/jobs/{job['id']}").json()["progress"]["scale"] == 1
         assert client.post(f"/jobs/{job['id']}/finish").status_code == 202
         final = wait_status(client, job["id"], {"succeeded"}, timeout_s=60)

@@ -35,11 +35,16 @@ def test_api_never_answers_5xx(tmp_path, redis_server):
 
 
 def _fuzz(operation, base_url: str, job_ids: list[str], statuses: set[int]) -> None:
-    cases = st.one_of(operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
-                      _negative(operation))
+    cases = st.one_of(operation.as_strategy(schemathesis.GenerationMode.POSITIVE), _negative(operation))
+
     @given(case=cases, real_job=st.sampled_from([None, *job_ids]))
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case, real_job) -> None:
         if real_job and case.path_parameters and "job_id" in case.path_parameters:
             case.path_parameters["job_id"] = real_job

@@ -10,8 +10,14 @@ import pytest
 
 from tests.service.test_jobs import submit
 
-SELF_ONLY = {"script-src": "'self'", "style-src": "'self'", "img-src": "'self' blob: data:",
-             "connect-src": "'self'", "default-src": "'none'", "frame-ancestors": "'none'"}
+SELF_ONLY = {
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' blob: data:",
+    "connect-src": "'self'",
+    "default-src": "'none'",
+    "frame-ancestors": "'none'",
+}
 
 
 def policy(headers) -> dict[str, str]:
@@ -24,9 +30,23 @@ def assert_secure(response) -> dict[str, str]:
     return policy(response.headers)
 
 
-@pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/style.css", "/api/config", "/healthz",
-                                  "/readyz", "/metrics", "/openapi.json", "/jobs", "/jobs/nope",
-                                  "/examples/chelsea.jpg", "/no-such-page"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/static/app.js",
+        "/static/style.css",
+        "/api/config",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/jobs",
+        "/jobs/nope",
+        "/examples/chelsea.jpg",
+        "/no-such-page",
+    ],
+)
 def test_every_answer_carries_the_security_headers(service, path):
     with service.client() as client:
         response = client.get(path)
@@ -38,8 +58,7 @@ def test_refused_and_created_answers_carry_them_too(service):
     with service.client() as client:
         created = submit(client)
         assert created.status_code == 202 and assert_secure(created)["frame-ancestors"] == "'none'"
-        broken = client.post("/jobs", content=b"x" * 1000, headers={"content-type": "multipart/form-data; "
-                                                                    "boundary=x"})
+        broken = client.post("/jobs", content=b"x" * 1000, headers={"content-type": "multipart/form-data; boundary=x"})
         assert broken.status_code == 400 and assert_secure(broken)["script-src"] == "'self'"
 
 

@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 
 from nst_core.precision import resolve_precision
-
 from tests.conftest import ROOT, make_image, wait_until
 from tests.service.sse import read_events
 
 SMALL = {"max_size": "64", "steps": "6", "preview_every": "2"}
 
 
-def submit(client: httpx.Client, *, styles: int = 1, headers: dict | None = None, content: bytes | None = None,
-           **form: str) -> httpx.Response:
+def submit(
+    client: httpx.Client, *, styles: int = 1, headers: dict | None = None, content: bytes | None = None, **form: str
+) -> httpx.Response:
     files = [("content", ("content.png", make_image(80, 60, seed=1) if content is None else content, "image/png"))]
     files += [("style", (f"style{i}.png", make_image(64, 64, seed=10 + i), "image/png")) for i in range(styles)]
     return client.post("/jobs", files=files, data={**SMALL, **form}, headers=headers or {})
@@ -33,6 +33,7 @@ def wait_status(client: httpx.Client, job_id: str, statuses: set[str], timeout_s
             return None
         job = response.json()
         return job if job["status"] in statuses else None
+
     return wait_until(done, timeout_s=timeout_s, interval_s=0.2, what=f"job {job_id} in {statuses}")
 
 

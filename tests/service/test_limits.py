@@ -9,7 +9,6 @@ import redis
 from PIL import Image
 
 from nst_shared import capacity
-
 from tests.conftest import make_image, start_stack
 from tests.service.test_errors import error_of
 from tests.service.test_jobs import submit
@@ -26,8 +25,9 @@ def test_submit_job_over_budget_422(service):
 
 def test_submit_job_no_worker_could_hold_422_with_estimate(tmp_path, redis_server):
     # The worker announces 2 GB; a 4096 px print needs more than that even in blocks, 1024 px fits.
-    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:InstantEngine", worker_memory_gb=2,
-                        max_size_px=8192)
+    stack = start_stack(
+        tmp_path, redis_server.url, engine="tests.engines:InstantEngine", worker_memory_gb=2, max_size_px=8192
+    )
     try:
         offers = capacity.offers(redis.Redis.from_url(stack.redis_url))
         assert [(o.budget_bytes, o.device) for o in offers] == [(2 * 2**30, "cpu")]
@@ -53,34 +53,54 @@ def test_submit_job_queue_full_503_with_retry_after(tmp_path, redis_server):
         stack.stop()
 
 
-@pytest.mark.parametrize("form, field", [
-    ({"steps": "1e99"}, "steps"), ({"steps": "99999999999999999999999999"}, "steps"), ({"steps": "1.5"}, "steps"),
-    ({"steps": " "}, "steps"), ({"max_size": "nan"}, "max_size"), ({"max_size": "-64"}, "max_size"),
-    ({"seed": "-1"}, "seed"), ({"seed": "1e30"}, "seed"), ({"style_weight": "inf"}, "style_weight"),
-    ({"style_weight": "1e400"}, "style_weight"), ({"content_weight": "-inf"}, "content_weight"),
-    ({"content_weight": "0x10"}, "content_weight"), ({"preserve_colors": "maybe"}, "preserve_colors"),
-    ({"init": "CONTENT"}, "init"), ({"style_scale": "NaN"}, "style_scale"), ({"tv_weight": "[1]"}, "tv_weight"),
-    ({"style_blend": "nan"}, "style_blend"), ({"style_blend": "1,2,3"}, "style_blend"),
-    ({"style_blend": "-1"}, "style_blend"), ({"early_stop_tolerance": "9"}, "early_stop_tolerance"),
-    ({"scales": "0"}, "scales"), ({"preview_every": "-5"}, "preview_every"),
-    ({"webhook_events": "everything"}, "webhook_events"),
-])
+@pytest.mark.parametrize(
+    "form, field",
+    [
+        ({"steps": "1e99"}, "steps"),
+        ({"steps": "99999999999999999999999999"}, "steps"),
+        ({"steps": "1.5"}, "steps"),
+        ({"steps": " "}, "steps"),
+        ({"max_size": "nan"}, "max_size"),
+        ({"max_size": "-64"}, "max_size"),
+        ({"seed": "-1"}, "seed"),
+        ({"seed": "1e30"}, "seed"),
+        ({"style_weight": "inf"}, "style_weight"),
+        ({"style_weight": "1e400"}, "style_weight"),
+        ({"content_weight": "-inf"}, "content_weight"),
+        ({"content_weight": "0x10"}, "content_weight"),
+        ({"preserve_colors": "maybe"}, "preserve_colors"),
+        ({"init": "CONTENT"}, "init"),
+        ({"style_scale": "NaN"}, "style_scale"),
+        ({"tv_weight": "[1]"}, "tv_weight"),
+        ({"style_blend": "nan"}, "style_blend"),
+        ({"style_blend": "1,2,3"}, "style_blend"),
+        ({"style_blend": "-1"}, "style_blend"),
+        ({"early_stop_tolerance": "9"}, "early_stop_tolerance"),
+        ({"scales": "0"}, "scales"),
+        ({"preview_every": "-5"}, "preview_every"),
+        ({"webhook_events": "everything"}, "webhook_events"),
+    ],
+)
 def test_submit_job_malformed_parameter_422(service, form, field):
     with service.client() as client:
         error = error_of(submit(client, **form), 422)
         assert error["field"] == field and field.split("_")[0] in error["message"], error
 
 
-@pytest.mark.parametrize("width, height, part", [(10_000, 1, "content"), (1, 10_000, "content"),
-                                                 (3000, 2, "style")])
+@pytest.mark.parametrize("width, height, part", [(10_000, 1, "content"), (1, 10_000, "content"), (3000, 2, "style")])
 def test_submit_job_absurd_aspect_ratio_422(service, width, height, part):
     odd = io.BytesIO()
     Image.new("RGB", (width, height), (10, 20, 30)).save(odd, format="PNG")
-    files = {"content": odd.getvalue() if part == "content" else make_image(80, 60),
-             "style": odd.getvalue() if part == "style" else make_image(64, 64)}
+    files = {
+        "content": odd.getvalue() if part == "content" else make_image(80, 60),
+        "style": odd.getvalue() if part == "style" else make_image(64, 64),
+    }
     with service.client() as client:
-        response = client.post("/jobs", data={"max_size": "64", "steps": "2"},
-                               files=[(name, (f"{name}.png", data, "image/png")) for name, data in files.items()])
+        response = client.post(
+            "/jobs",
+            data={"max_size": "64", "steps": "2"},
+            files=[(name, (f"{name}.png", data, "image/png")) for name, data in files.items()],
+        )
         error = error_of(response, 422)
         assert error["code"] == "image_too_small" and error["field"] == part and "aspect ratio" in error["message"]
 
@@ -89,12 +109,16 @@ def test_submit_job_type_from_bytes_not_name(service):
     with service.client() as client:
         jpeg_named_png = ("content", ("photo.png", make_image(80, 60, fmt="JPEG"), "image/png"))
         style = ("style", ("s.gif", make_image(64, 64), "image/gif"))
-        assert client.post("/jobs", files=[jpeg_named_png, style], data={"steps": "2", "max_size": "64"}
-                           ).status_code == 202
+        assert (
+            client.post("/jobs", files=[jpeg_named_png, style], data={"steps": "2", "max_size": "64"}).status_code
+            == 202
+        )
         gif = io.BytesIO()
         Image.new("RGB", (64, 64)).save(gif, format="GIF")
         gif_named_png = ("content", ("photo.png", gif.getvalue(), "image/png"))
-        assert error_of(client.post("/jobs", files=[gif_named_png, style], data={"steps": "2"}), 415)["field"] == "content"
+        assert (
+            error_of(client.post("/jobs", files=[gif_named_png, style], data={"steps": "2"}), 415)["field"] == "content"
+        )
 
 
 def test_submit_job_polyglot_415(service):

@@ -21,8 +21,20 @@ from nst_shared.settings import Settings
 from tests.conftest import ROOT, make_image, start_stack
 
 BIN = Path(sys.executable).parent
-OPERATIONS = {"create_job", "list_jobs", "get_job", "delete_job", "cancel_job", "finish_job", "get_result",
-              "get_preview", "stream_events", "healthz", "readyz", "get_metrics"}
+OPERATIONS = {
+    "create_job",
+    "list_jobs",
+    "get_job",
+    "delete_job",
+    "cancel_job",
+    "finish_job",
+    "get_result",
+    "get_preview",
+    "stream_events",
+    "healthz",
+    "readyz",
+    "get_metrics",
+}
 
 
 def document(**settings: object) -> dict:
@@ -49,8 +61,7 @@ def test_operations_have_verb_ids_tags_and_the_one_error_schema():
                 assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (name, status)
     assert statuses == {401, 404, 409, 413, 415, 422, 429, 503}
     assert "HTTPValidationError" not in json.dumps(doc)
-    assert {op for op, spec in ops.items() if spec.get("security")} == OPERATIONS - {"healthz", "readyz",
-                                                                                    "get_metrics"}
+    assert {op for op, spec in ops.items() if spec.get("security")} == OPERATIONS - {"healthz", "readyz", "get_metrics"}
     assert {"HTTPBearer", "APIKeyHeader"} <= set(doc["components"]["securitySchemes"])
 
 
@@ -62,11 +73,11 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
     props = form["properties"]
     assert props["content"] == {"type": "string", "format": "binary", "description": props["content"]["description"]}
     assert props["style"]["items"] == {"type": "string", "format": "binary"} and props["style"]["maxItems"] == 3
-    assert props["style_mask"]["items"] == {"type": "string", "format": "binary"} and "minItems" not in props[
-        "style_mask"]
+    assert (
+        props["style_mask"]["items"] == {"type": "string", "format": "binary"} and "minItems" not in props["style_mask"]
+    )
     assert set(props) == {"content", "style", "style_mask", *api_fields(), "webhook_url", "webhook_events"}
-    assert props["color_mode"]["enum"] == ["style", "luminance", "match"] and "default" not in props[
-        "preserve_colors"]
+    assert props["color_mode"]["enum"] == ["style", "luminance", "match"] and "default" not in props["preserve_colors"]
     assert props["max_size"]["maximum"] == 512 and props["init"]["enum"] == ["content", "noise", "style"]
     assert props["seed"]["type"] == "integer" and props["style_blend"]["type"] == "string"
 
@@ -74,8 +85,7 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
 def test_binary_results_and_the_event_stream_are_declared_as_such():
     ops = operations(document())
     for name in ("get_result", "get_preview"):
-        assert ops[name]["responses"]["200"]["content"]["image/png"]["schema"] == {"type": "string",
-                                                                                 "format": "binary"}
+        assert ops[name]["responses"]["200"]["content"]["image/png"]["schema"] == {"type": "string", "format": "binary"}
     events = ops["stream_events"]["responses"]["200"]
     assert events["content"]["text/event-stream"]["schema"] == {"type": "string"}
     for kind in ("snapshot", "status", "progress", "preview", "completed"):
@@ -86,9 +96,22 @@ def test_binary_results_and_the_event_stream_are_declared_as_such():
 
 def _generate_python_client(doc_path: Path, out: Path) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # its ruff post-hooks
-    done = subprocess.run([str(BIN / "openapi-python-client"), "generate", "--path", str(doc_path),
-                           "--output-path", str(out), "--meta", "none"], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = subprocess.run(
+        [
+            str(BIN / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(doc_path),
+            "--output-path",
+            str(out),
+            "--meta",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
 
@@ -125,8 +148,7 @@ def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_ser
         for name, seed in (("photo.jpg", 1), ("starry.jpg", 2), ("wave.jpg", 3)):
             (tmp_path / name).write_bytes(make_image(80 if name == "photo.jpg" else 64, 60, seed=seed, fmt="JPEG"))
         code = EXAMPLE.replace("http://127.0.0.1:8000", stack.url).replace("steps=60", "steps=3, max_size=64")
-        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         with Image.open(io.BytesIO((tmp_path / "out.png").read_bytes())) as image:
             assert image.format == "PNG" and image.size == (64, 48)
@@ -141,8 +163,13 @@ def test_generated_python_client_submits_polls_and_downloads(tmp_path, redis_ser
 
         for name, seed in (("left.png", 4), ("right.png", 5)):
             (tmp_path / name).write_bytes(make_image(80, 60, seed=seed))
-        done = subprocess.run([sys.executable, "-c", MASKED.replace("URL", stack.url)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", MASKED.replace("URL", stack.url)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         job_id = done.stdout.strip()
         assert httpx.get(f"{stack.url}/jobs/{job_id}").json()["params"]["color_mode"] == "match"
@@ -171,19 +198,31 @@ def test_generated_typescript_types_compile(tmp_path):
     tools = Path.home() / ".cache" / "nst-tests" / "openapi-typescript"  # installed once, reused
     tools.mkdir(parents=True, exist_ok=True)
     if not (tools / "node_modules" / ".bin" / "tsc").exists():
-        installed = subprocess.run([npm, "install", "--prefix", str(tools), "--no-audit", "--no-fund",
-                                    "openapi-typescript@7", "typescript@5"], capture_output=True, text=True,
-                                   timeout=240)
+        installed = subprocess.run(
+            [npm, "install", "--prefix", str(tools), "--no-audit", "--no-fund", "openapi-typescript@7", "typescript@5"],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         if installed.returncode != 0:
             pytest.skip(f"npm could not install openapi-typescript: {installed.stderr[-300:]}")
     (tmp_path / "openapi.json").write_text(json.dumps(document()))
     (tmp_path / "use.ts").write_text(USE_TYPES)
     binaries = tools / "node_modules" / ".bin"
     # Defaults are optional in a request: openapi-typescript would make a field with a default required.
-    generated = subprocess.run([str(binaries / "openapi-typescript"), "openapi.json", "-o", "api.d.ts",
-                                "--default-non-nullable", "false"], cwd=tmp_path, capture_output=True, text=True,
-                               timeout=120)
+    generated = subprocess.run(
+        [str(binaries / "openapi-typescript"), "openapi.json", "-o", "api.d.ts", "--default-non-nullable", "false"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert generated.returncode == 0 and "warn" not in generated.stderr.lower(), generated.stderr
-    compiled = subprocess.run([str(binaries / "tsc"), "--noEmit", "--strict", "use.ts", "api.d.ts"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+    compiled = subprocess.run(
+        [str(binaries / "tsc"), "--noEmit", "--strict", "use.ts", "api.d.ts"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr

@@ -25,8 +25,11 @@ def scrape(client: httpx.Client) -> dict[tuple[str, tuple], float]:
     """Every sample of /metrics as {(name, sorted labels): value}."""
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -42,18 +45,25 @@ def test_metrics_follow_jobs(stack):
         after = scrape(client)
         assert value(after, "nst_jobs_submitted_total") == value(before, "nst_jobs_submitted_total") + 1
         for status, added in (("succeeded", 1), ("failed", 0), ("canceled", 0)):
-            assert value(after, "nst_jobs_finished_total", status=status) == \
-                value(before, "nst_jobs_finished_total", status=status) + added
-        assert value(after, "nst_job_duration_seconds_count", status="succeeded") == \
-            value(before, "nst_job_duration_seconds_count", status="succeeded") + 1
-        assert value(after, "nst_job_duration_seconds_bucket", status="succeeded", le="+Inf") == \
+            assert (
+                value(after, "nst_jobs_finished_total", status=status)
+                == value(before, "nst_jobs_finished_total", status=status) + added
+            )
+        assert (
             value(after, "nst_job_duration_seconds_count", status="succeeded")
-        assert value(after, "nst_job_queue_wait_seconds_count") == \
-            value(before, "nst_job_queue_wait_seconds_count") + 1
-        assert value(after, "nst_iteration_seconds_count", device="cpu") == \
-            value(before, "nst_iteration_seconds_count", device="cpu") + 5
-        assert value(after, "nst_iteration_seconds_sum", device="cpu") > value(before, "nst_iteration_seconds_sum",
-                                                                                device="cpu")
+            == value(before, "nst_job_duration_seconds_count", status="succeeded") + 1
+        )
+        assert value(after, "nst_job_duration_seconds_bucket", status="succeeded", le="+Inf") == value(
+            after, "nst_job_duration_seconds_count", status="succeeded"
+        )
+        assert value(after, "nst_job_queue_wait_seconds_count") == value(before, "nst_job_queue_wait_seconds_count") + 1
+        assert (
+            value(after, "nst_iteration_seconds_count", device="cpu")
+            == value(before, "nst_iteration_seconds_count", device="cpu") + 5
+        )
+        assert value(after, "nst_iteration_seconds_sum", device="cpu") > value(
+            before, "nst_iteration_seconds_sum", device="cpu"
+        )
         assert value(after, "nst_seconds_per_iteration", device="cpu") > 0
 
         # One job running, one waiting: running 1, queue depth 1; then one canceled, one failed.
@@ -69,10 +79,14 @@ def test_metrics_follow_jobs(stack):
         wait_status(client, waiting["id"], {"failed"})
         end = scrape(client)
         for status in ("canceled", "failed"):
-            assert value(end, "nst_jobs_finished_total", status=status) == \
-                value(after, "nst_jobs_finished_total", status=status) + 1
-            assert value(end, "nst_job_duration_seconds_count", status=status) == \
-                value(after, "nst_job_duration_seconds_count", status=status) + 1
+            assert (
+                value(end, "nst_jobs_finished_total", status=status)
+                == value(after, "nst_jobs_finished_total", status=status) + 1
+            )
+            assert (
+                value(end, "nst_job_duration_seconds_count", status=status)
+                == value(after, "nst_job_duration_seconds_count", status=status) + 1
+            )
         assert value(end, "nst_jobs_running") == 0 and value(end, "nst_queue_depth") == 0
         assert value(end, "nst_jobs_submitted_total") == value(before, "nst_jobs_submitted_total") + 3
 
@@ -101,8 +115,9 @@ def test_logs_are_json_with_job_and_request_ids(stack):
     def api_lines():
         return {line.get("request_id"): line for line in json_lines(stack.log_dir / "api.log")}
 
-    lines = wait_until(lambda: (found := api_lines()) and "poll-req-1" in found and found, timeout_s=10,
-                       what="the API's access line")
+    lines = wait_until(
+        lambda: (found := api_lines()) and "poll-req-1" in found and found, timeout_s=10, what="the API's access line"
+    )
     submitted = lines["submit-req-1"]
     assert (submitted["method"], submitted["path"], submitted["status"]) == ("POST", "/jobs", 202)
     assert submitted["job_id"] == job["id"]
@@ -117,13 +132,22 @@ def test_logs_are_json_with_job_and_request_ids(stack):
     assert any(line["logger"].startswith("rq.") for line in about_job)  # RQ's own lines are JSON with the id too
 
 
-@pytest.mark.parametrize("settings, accepted, refused", [
-    ({"metrics_token": "scrape-me"}, {"Authorization": "Bearer scrape-me"},
-     [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "scrape-mex"}]),
-    ({"api_keys": "key-1,key-2"}, {"X-API-Key": "key-2"}, [{}, {"Authorization": "Bearer key-3"}]),
-    ({"api_keys": "key-1", "metrics_token": "scrape-me"}, {"Authorization": "Bearer scrape-me"},
-     [{}, {"Authorization": "Bearer key-1"}]),  # with a token set, the token alone opens /metrics
-])
+@pytest.mark.parametrize(
+    "settings, accepted, refused",
+    [
+        (
+            {"metrics_token": "scrape-me"},
+            {"Authorization": "Bearer scrape-me"},
+            [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "scrape-mex"}],
+        ),
+        ({"api_keys": "key-1,key-2"}, {"X-API-Key": "key-2"}, [{}, {"Authorization": "Bearer key-3"}]),
+        (
+            {"api_keys": "key-1", "metrics_token": "scrape-me"},
+            {"Authorization": "Bearer scrape-me"},
+            [{}, {"Authorization": "Bearer key-1"}],
+        ),  # with a token set, the token alone opens /metrics
+    ],
+)
 def test_metrics_protected_by_token_or_keys(tmp_path, redis_server, settings, accepted, refused):
     stack = start_stack(tmp_path, redis_server.url, workers=0, **settings)
     try:

@@ -7,7 +7,6 @@ import subprocess
 import httpx
 
 from nst_cli.up import api_command
-
 from tests.conftest import ROOT, answers_ok, free_port, start_stack, wait_until
 from tests.service.test_errors import error_of
 from tests.service.test_jobs import submit
@@ -16,8 +15,9 @@ from tests.service.test_jobs import submit
 def test_requests_over_limit_429_across_api_processes(tmp_path, redis_server):
     stack = start_stack(tmp_path, redis_server.url, workers=0, rate_limit_requests_per_min=6)
     port = free_port()
-    second = subprocess.Popen(api_command("127.0.0.1", port), env=stack.env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT)
+    second = subprocess.Popen(
+        api_command("127.0.0.1", port), env=stack.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         wait_until(lambda: answers_ok(f"http://127.0.0.1:{port}/healthz"), timeout_s=30, what="second API")
         with stack.client() as one, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as two:
@@ -37,8 +37,9 @@ def test_requests_over_limit_429_across_api_processes(tmp_path, redis_server):
 
 
 def test_submissions_over_limit_429_per_key(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, workers=0, rate_limit_submissions_per_min=2,
-                        api_keys="key-one,key-two")
+    stack = start_stack(
+        tmp_path, redis_server.url, workers=0, rate_limit_submissions_per_min=2, api_keys="key-one,key-two"
+    )
     try:
         with stack.client() as client:
             one, two = {"X-API-Key": "key-one"}, {"X-API-Key": "key-two"}

@@ -12,15 +12,15 @@ from tests.service.test_jobs import submit, wait_status
 
 def test_job_with_s3_storage(tmp_path, redis_server, s3_env):
     bucket = s3_env.create_bucket("nst-e2e")
-    stack = start_stack(tmp_path, redis_server.url, storage_url=f"s3://{bucket}/jobs",
-                        s3_endpoint_url=s3_env.url)
+    stack = start_stack(tmp_path, redis_server.url, storage_url=f"s3://{bucket}/jobs", s3_endpoint_url=s3_env.url)
     try:
         with stack.client() as client:
             job = submit(client, preview_every="2").json()
             wait_status(client, job["id"], {"succeeded"})
             keys = s3_env.keys(bucket)
-            assert {f"jobs/{job['id']}/{name}" for name in ("content", "style-0", "preview.png",
-                                                           "result.png")} <= set(keys)
+            assert {f"jobs/{job['id']}/{name}" for name in ("content", "style-0", "preview.png", "result.png")} <= set(
+                keys
+            )
             result = client.get(f"/jobs/{job['id']}/result")
             assert result.status_code == 200 and Image.open(io.BytesIO(result.content)).size == (64, 48)
             assert client.get(f"/jobs/{job['id']}/preview").status_code == 200

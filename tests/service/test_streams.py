@@ -74,8 +74,13 @@ class LoopWatchingRedis(redis.Redis):
 
 
 def test_api_never_blocks_its_event_loop_on_redis(tmp_path, redis_server):
-    settings = Settings(redis_url=next_database_url(redis_server.url), storage_dir=tmp_path / "storage",
-                        rate_limit_requests_per_min=0, rate_limit_submissions_per_min=0, log_format="text")
+    settings = Settings(
+        redis_url=next_database_url(redis_server.url),
+        storage_dir=tmp_path / "storage",
+        rate_limit_requests_per_min=0,
+        rate_limit_submissions_per_min=0,
+        log_format="text",
+    )
     app = create_app(settings)
     app.state.redis = LoopWatchingRedis.from_url(settings.redis_url)
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)

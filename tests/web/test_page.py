@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
@@ -28,8 +27,13 @@ def stack_url(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NST_")}
     env.update(NST_STORAGE_DIR=str(storage), NST_DEVICE="cpu")
-    process = subprocess.Popen([sys.executable, "-m", "nst_cli.main", "up", "--port", str(port)], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nst_cli.main", "up", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: answers_ok(f"{url}/readyz"), timeout_s=90, what="nst up to be ready")
     yield url
@@ -45,9 +49,18 @@ def browser():
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield browser
         browser.close()
 
@@ -55,8 +68,9 @@ def browser():
 def csp_violations(page) -> list[str]:
     """A list that fills with the page's Content-Security-Policy refusals (the browser logs each one)."""
     refused: list[str] = []
-    page.on("console", lambda message: refused.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     return refused
 
 
@@ -94,8 +108,9 @@ def test_page_paints_and_downloads(stack_url, browser, tmp_path):
     set_range(page, "#steps", 40)
     page.click("#submit")
     page.wait_for_function("() => parseFloat(document.getElementById('bar').style.width) > 0", timeout=60_000)
-    page.wait_for_function("() => (document.getElementById('live-view').getAttribute('src') || '').includes('preview')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => (document.getElementById('live-view').getAttribute('src') || '').includes('preview')", timeout=60_000
+    )
     page.screenshot(path=ARTIFACTS / "2-running.png", full_page=True)
     page.wait_for_selector("#download:not([hidden])", timeout=120_000)
     # How long it took, and where: the worker's device and the number format its network ran in.
@@ -118,11 +133,11 @@ def test_page_cancels_running_job(stack_url, browser, tmp_path):
     page.goto(stack_url)
     one_style_job(page, tmp_path, max_size=128, steps=1000)
     page.click("#submit")
-    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
-                           timeout=60_000)
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')", timeout=60_000)
     page.click("#cancel")
-    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('Canceled')",
-                           timeout=30_000)
+    page.wait_for_function(
+        "() => document.getElementById('status-line').textContent.includes('Canceled')", timeout=30_000
+    )
     page.screenshot(path=ARTIFACTS / "4-canceled.png", full_page=True)
     page.close()
 
@@ -133,8 +148,7 @@ def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path
     one_style_job(page, tmp_path, max_size=128, steps=1000)
     assert page.locator("#finish").is_hidden()
     page.click("#submit")
-    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')",
-                           timeout=60_000)
+    page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')", timeout=60_000)
     page.click("#finish")  # beside Cancel while the job runs
     page.wait_for_selector("#download:not([hidden])", timeout=60_000)
     status = page.inner_text("#status-line")
@@ -165,8 +179,9 @@ def test_page_shows_api_error(stack_url, browser, tmp_path):
 def test_page_with_api_key_paints(browser, tmp_path, redis_server):
     from tests.conftest import start_stack
 
-    stack = start_stack(tmp_path / "keyed", redis_server.url, engine="tests.engines:InstantEngine",
-                        api_keys="page-key-123")
+    stack = start_stack(
+        tmp_path / "keyed", redis_server.url, engine="tests.engines:InstantEngine", api_keys="page-key-123"
+    )
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     refused = csp_violations(page)
     try:
@@ -212,8 +227,7 @@ def test_docs_page_renders_under_its_policy(stack_url, browser):
 def test_page_offers_print_sizes_and_zooms_into_the_result(browser, tmp_path, redis_server):
     from tests.conftest import start_stack
 
-    stack = start_stack(tmp_path / "print", redis_server.url, engine="tests.engines:InstantEngine",
-                        max_size_px=4096)
+    stack = start_stack(tmp_path / "print", redis_server.url, engine="tests.engines:InstantEngine", max_size_px=4096)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(stack.url)
@@ -256,7 +270,10 @@ def test_page_sends_a_mask_per_style_and_the_colour_mode(stack_url, browser, tmp
     page.set_input_files("#style-input", [str(style1), str(style2)])
     assert page.locator(".style-mask").count() == 2
     assert page.eval_on_selector_all("#color_mode option", "els => els.map(e => e.value)") == [
-        "style", "luminance", "match"]
+        "style",
+        "luminance",
+        "match",
+    ]
     set_range(page, "#max_size", 96)
     set_range(page, "#steps", 6)
     page.locator(".style-mask").nth(0).set_input_files(str(masks[0]))
@@ -287,8 +304,9 @@ def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
     looks = page.eval_on_selector_all("#looks button.look", "els => els.map(e => e.dataset.look)")
     assert looks == ["subtle", "balanced", "painterly", "texture"]
     assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "balanced"
-    page.wait_for_function("() => [...document.querySelectorAll('#looks img')].every(i => i.naturalWidth > 0)",
-                           timeout=30_000)  # the thumbnails load
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#looks img')].every(i => i.naturalWidth > 0)", timeout=30_000
+    )  # the thumbnails load
     page.click("#looks [data-look=painterly]")
     assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "painterly"
     page.screenshot(path=ARTIFACTS / "8-looks.png", full_page=True)

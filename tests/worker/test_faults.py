@@ -18,8 +18,7 @@ FAST_DEATH = {"heartbeat_interval_s": 0.5, "heartbeat_ttl_s": 2}
 
 
 def test_lost_job_retried_once_then_worker_lost(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1,
-                        **FAST_DEATH)
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1, **FAST_DEATH)
     try:
         with stack.client() as client:
             job = submit(client, steps="600", preview_every="0").json()
@@ -39,8 +38,9 @@ def test_lost_job_retried_once_then_worker_lost(tmp_path, redis_server):
 
 
 def test_lost_job_retry_completes(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1,
-                        workers=2, **FAST_DEATH)
+    stack = start_stack(
+        tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1, workers=2, **FAST_DEATH
+    )
     try:
         with stack.client() as client:
             job = submit(client, steps="30", preview_every="0").json()
@@ -58,8 +58,11 @@ def worker_running(stack, job_id: str):
     import redis
     from rq import Worker
 
-    pids = {w.pid for w in Worker.all(connection=redis.Redis.from_url(stack.redis_url))
-            if (w.get_current_job_id() or "").startswith(job_id)}
+    pids = {
+        w.pid
+        for w in Worker.all(connection=redis.Redis.from_url(stack.redis_url))
+        if (w.get_current_job_id() or "").startswith(job_id)
+    }
     return next(p for p in stack.workers if p.pid in pids)
 
 
@@ -78,8 +81,13 @@ def test_out_of_memory_fails_job_and_worker_lives(tmp_path, redis_server):
 
 
 def test_job_over_timeout_fails_timeout(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", job_timeout_base_s=2,
-                        job_timeout_per_mpx_step_s=0)
+    stack = start_stack(
+        tmp_path,
+        redis_server.url,
+        engine="tests.engines:SlowEngine",
+        job_timeout_base_s=2,
+        job_timeout_per_mpx_step_s=0,
+    )
     try:
         with stack.client() as client:
             slow = submit(client, steps="200", preview_every="0").json()  # 20 s of work, 2 s allowed
@@ -105,8 +113,11 @@ def test_queued_jobs_survive_redis_restart(tmp_path):
             assert not any(line.startswith("event: completed") for line in rest)
             assert client.get(f"/jobs/{jobs[0]['id']}").status_code == 503
             own.start()
-            wait_until(lambda: client.get(f"/jobs/{jobs[0]['id']}").status_code == 200, timeout_s=20,
-                       what="the API reconnecting")
+            wait_until(
+                lambda: client.get(f"/jobs/{jobs[0]['id']}").status_code == 200,
+                timeout_s=20,
+                what="the API reconnecting",
+            )
             assert all(client.get(f"/jobs/{j['id']}").json()["status"] == "queued" for j in jobs)
             stack.start_worker()
             for job in jobs:
@@ -124,8 +135,7 @@ def test_running_job_rides_out_a_redis_restart(tmp_path, steps):
         with stack.client() as client:
             job = submit(client, steps=str(steps), preview_every="10").json()  # 0.1 s a step
             with client.stream("GET", f"/jobs/{job['id']}/events") as stream:
-                seen = next(event for event in read_events(stream)
-                            if event[1] == "progress" and event[2]["step"] >= 10)
+                seen = next(event for event in read_events(stream) if event[1] == "progress" and event[2]["step"] >= 10)
             own.kill()
             time.sleep(FAST_DEATH["heartbeat_ttl_s"] + 2)  # its heartbeat key expires meanwhile
             own.start()

@@ -13,14 +13,20 @@ import httpx
 from tests.conftest import ROOT, start_stack, wait_until
 from worker.precision import machine_key
 
-DECIDE = ("import logging, sys; logging.basicConfig(level='INFO', stream=sys.stdout); "
-          "from worker.precision import decide_precision; from nst_shared.settings import Settings; "
-          "d = decide_precision(Settings()); print('DECISION', d.precision, '|', d.reason)")
+DECIDE = (
+    "import logging, sys; logging.basicConfig(level='INFO', stream=sys.stdout); "
+    "from worker.precision import decide_precision; from nst_shared.settings import Settings; "
+    "d = decide_precision(Settings()); print('DECISION', d.precision, '|', d.reason)"
+)
 
 
 def decide(cache_home: Path, **settings: str) -> subprocess.Popen:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("NST_")}, "XDG_CACHE_HOME": str(cache_home),
-           "NST_DEVICE": "cpu", **{f"NST_{k.upper()}": v for k, v in settings.items()}}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NST_")},
+        "XDG_CACHE_HOME": str(cache_home),
+        "NST_DEVICE": "cpu",
+        **{f"NST_{k.upper()}": v for k, v in settings.items()},
+    }
     return subprocess.Popen([sys.executable, "-c", DECIDE], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -57,13 +63,15 @@ def test_explicit_precision_needs_no_measurement(tmp_path):
 def test_readyz_shows_each_workers_precision_and_why(tmp_path, redis_server, monkeypatch):
     cache = tmp_path / "cache"
     (cache / "nst").mkdir(parents=True)
-    (cache / "nst" / "cpu-precision.json").write_text(json.dumps({machine_key(): {
-        "precision": "bf16", "bf16_speedup": 6.5, "measured_at": "2026-11-27 10:00:00"}}))
+    (cache / "nst" / "cpu-precision.json").write_text(
+        json.dumps({machine_key(): {"precision": "bf16", "bf16_speedup": 6.5, "measured_at": "2026-11-27 10:00:00"}})
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the worker processes' environment
     stack = start_stack(tmp_path, redis_server.url, workers=1)
     try:
-        [engine] = wait_until(lambda: httpx.get(f"{stack.url}/readyz").json().get("engines"), timeout_s=30,
-                              what="/readyz engines")
+        [engine] = wait_until(
+            lambda: httpx.get(f"{stack.url}/readyz").json().get("engines"), timeout_s=30, what="/readyz engines"
+        )
         # The real engine, built in the cached format: every worker of this machine runs the same.
         assert (engine["device"], engine["precision"], engine["gpu"]) == ("cpu", "bf16", "")
         assert "6.5x" in engine["precision_reason"] and "cached" in engine["precision_reason"]

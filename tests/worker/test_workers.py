@@ -48,8 +48,11 @@ def test_two_workers_share_a_queue(tmp_path, redis_server):
     try:
         with stack.client() as client:
             jobs = [submit(client, **LONG).json() for _ in range(2)]
-            wait_until(lambda: all(client.get(f"/jobs/{j['id']}").json()["status"] == "running" for j in jobs),
-                       timeout_s=60, what="both jobs running at once")
+            wait_until(
+                lambda: all(client.get(f"/jobs/{j['id']}").json()["status"] == "running" for j in jobs),
+                timeout_s=60,
+                what="both jobs running at once",
+            )
             for job in jobs:
                 client.post(f"/jobs/{job['id']}/cancel")
             for job in jobs:
@@ -65,10 +68,14 @@ def test_results_expire_with_their_files(tmp_path, redis_server):
             job = submit(client).json()
             wait_status(client, job["id"], {"succeeded"})
             assert (stack.storage_dir / job["id"] / "result.png").is_file()
-            wait_until(lambda: client.get(f"/jobs/{job['id']}").status_code == 404, timeout_s=15,
-                       what="the job record expiring")
-            wait_until(lambda: not (stack.storage_dir / job["id"]).exists(), timeout_s=15,
-                       what="the job's files being deleted")
+            wait_until(
+                lambda: client.get(f"/jobs/{job['id']}").status_code == 404,
+                timeout_s=15,
+                what="the job record expiring",
+            )
+            wait_until(
+                lambda: not (stack.storage_dir / job["id"]).exists(), timeout_s=15, what="the job's files being deleted"
+            )
     finally:
         stack.stop()
 
@@ -79,8 +86,9 @@ def test_deleting_a_running_job_leaves_no_files(tmp_path, redis_server):
     try:
         with stack.client() as client:
             job = submit(client, steps="300", preview_every="1").json()
-            wait_until(lambda: (stack.storage_dir / job["id"] / "preview.png").is_file(), timeout_s=60,
-                       what="a preview")
+            wait_until(
+                lambda: (stack.storage_dir / job["id"] / "preview.png").is_file(), timeout_s=60, what="a preview"
+            )
             assert client.delete(f"/jobs/{job['id']}").status_code == 200
             quick = submit(client, steps="2").json()  # the worker is free again once it has cleaned up
             wait_status(client, quick["id"], {"succeeded"}, timeout_s=60)
@@ -90,14 +98,23 @@ def test_deleting_a_running_job_leaves_no_files(tmp_path, redis_server):
 
 
 def test_readiness_counts_live_workers_only(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, workers=2, engine="tests.engines:InstantEngine",
-                        heartbeat_interval_s=0.5, heartbeat_ttl_s=2)
+    stack = start_stack(
+        tmp_path,
+        redis_server.url,
+        workers=2,
+        engine="tests.engines:InstantEngine",
+        heartbeat_interval_s=0.5,
+        heartbeat_ttl_s=2,
+    )
     try:
         with stack.client() as client:
             assert client.get("/readyz").json()["workers"] == 2
             stack.workers[0].send_signal(signal.SIGKILL)  # no chance to unregister
-            wait_until(lambda: client.get("/readyz").json().get("workers") == 1, timeout_s=10,
-                       what="the killed worker to stop counting")
+            wait_until(
+                lambda: client.get("/readyz").json().get("workers") == 1,
+                timeout_s=10,
+                what="the killed worker to stop counting",
+            )
             stack.workers[1].send_signal(signal.SIGTERM)
             stack.workers[1].wait(30)
             ready = client.get("/readyz")
