@@ -21,8 +21,8 @@ from nst_shared.params import PRECISIONS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# bf16 is picked only when it is clearly faster: a CPU without bf16 matrix units (AVX-512 only, FACTS.md)
-# runs bf16 convolutions at about the float32 rate or slower, and then the precision is not worth losing.
+# bf16 is picked only when it is clearly faster: a CPU without bf16 matrix units (AVX-512 only) runs bf16
+# convolutions at about the float32 rate or slower, and then the precision is not worth losing.
 MIN_CPU_SPEEDUP = 1.5
 
 

@@ -111,7 +111,7 @@ class StyleTransfer:
         model = build_vgg19(weights, last_layer="relu5_1").set_compute_dtype(DTYPES[self.precision])
         self._channels_last = self.device.type in ("cpu", "cuda")
         if self._channels_last:
-            # NHWC: oneDNN's convolutions run ~20% faster on this kind of CPU (FACTS.md), and cuDNN's
+            # NHWC: oneDNN's convolutions run faster on x86 CPUs (bench/README.md), and cuDNN's
             # tensor-core (TF32) kernels take NHWC natively instead of transposing around every convolution.
             model = model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":

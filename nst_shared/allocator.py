@@ -9,7 +9,7 @@ from collections.abc import Mapping
 ENGINE_MALLOC_ENV: dict[str, str] = {
     # Blocks of 16 MiB and more (a 512 px image's larger activations) are mmapped, smaller ones come from the heap,
     # at a fixed threshold: glibc otherwise raises it as big blocks are freed, and the heap then fragments
-    # (a warm worker's peak grew ~100 MB a job at 512 px).
+    # (a warm worker's peak then grows with every job: bench/README.md).
     "MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
     # Those mmapped blocks on transparent huge pages: far fewer page faults when each iteration allocates its
     # activations anew (5-10% of a 512 px iteration here; bench/README.md).
@@ -25,7 +25,7 @@ def with_engine_malloc(env: Mapping[str, str]) -> dict[str, str]:
 def restart_with_engine_malloc() -> None:
     """Replace this process with itself under ENGINE_MALLOC_ENV when that is missing (Linux, glibc only).
 
-    For entry points started by hand (`nst run`, `nst-worker`); `nst up` and the images set the variables.
+    For `nst run` and `nst-worker` (the worker image's command too); `nst up` starts its workers with them set.
     """
     if sys.platform != "linux" or all(name in os.environ for name in ENGINE_MALLOC_ENV):
         return
