@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nst_shared.looks import LOOKS
 from tests.conftest import ROOT, answers_ok, free_port, make_image, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -311,11 +312,14 @@ def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
     assert page.get_attribute("#looks [aria-checked=true]", "data-look") == "painterly"
     page.screenshot(path=ARTIFACTS / "8-looks.png", full_page=True)
     one_style_job(page, tmp_path, max_size=64, steps=2)
-    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/jobs")) as request_info:
+    # The browser does not expose a multipart body with files: the job as created says what was sent.
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/jobs")) as answer:
         page.click("#submit")
-    body = request_info.value.post_data_buffer
-    assert b'name="look"\r\n\r\npainterly\r\n' in body
-    assert b'name="style_weight"' not in body  # left at the look's value: the look's own knobs come with it
+    params = answer.value.json()["params"]
+    assert params["look"] == "painterly"
+    # The slider was left at the look's value, so the look's own knobs came with it (not a slider's rounding).
+    assert params["style_weight"] == LOOKS["painterly"]["style_weight"]
+    assert params["style_layer_weights"] == list(LOOKS["painterly"]["style_layer_weights"])
     page.wait_for_selector("#download:not([hidden])", timeout=120_000)
     assert refused == []
     page.close()
