@@ -15,6 +15,8 @@ DEFAULT_LOOK: Look = "balanced"
 
 # Layer weights that let the middle layers (conv2_1..conv4_1, the brush strokes) count more than the default's
 # and conv5_1 (the painting's large shapes) less: strokes over the subject too, without stamping shapes on it.
+# Painterly's are halfway there, so thin subjects (towers under a busy style) keep their outlines.
+_PAINTERLY_LAYER_WEIGHTS = (333.0, 6.0, 18.0, 0.6, 150.0)
 _STROKE_LAYER_WEIGHTS = (333.0, 10.0, 30.0, 1.0, 100.0)
 
 LOOKS: dict[str, dict[str, Any]] = {
@@ -23,7 +25,7 @@ LOOKS: dict[str, dict[str, Any]] = {
     # The defaults: the style's swirls and palette around a crisp subject.
     "balanced": {},
     # Strokes over the whole picture, the subject still readable.
-    "painterly": {"style_weight": 30.0, "style_layer_weights": _STROKE_LAYER_WEIGHTS},
+    "painterly": {"style_weight": 25.0, "style_layer_weights": _PAINTERLY_LAYER_WEIGHTS},
     # The style's texture everywhere; the subject only as shapes under it.
     "texture": {"style_weight": 60.0, "style_layer_weights": _STROKE_LAYER_WEIGHTS},
 }
