@@ -11,6 +11,7 @@ from PIL import Image
 
 from nst_cli.run import with_recorded
 from nst_shared import provenance
+from nst_shared.looks import LOOKS
 from nst_shared.params import DEFAULTS, TransferParams
 from tests.conftest import ROOT, make_image
 
@@ -279,9 +280,10 @@ def test_nst_run_look(tmp_path):
 def test_from_keeps_the_recorded_knobs_unless_a_new_look_is_given():
     recorded = {"params": TransferParams(look="painterly", steps=7, seed=5).to_dict()}
     same = with_recorded(TransferParams.model_validate({"max_size": 96}), recorded)
-    assert same.look == "painterly" and same.style_weight == 30.0 and (same.steps, same.seed) == (7, 5)
+    assert same.look == "painterly" and same.style_weight == LOOKS["painterly"]["style_weight"]
+    assert (same.steps, same.seed) == (7, 5)
     assert same.max_size == 96
     subtle = with_recorded(TransferParams.model_validate({"look": "subtle"}), recorded)
-    assert subtle.look == "subtle" and subtle.style_weight == 5.0
+    assert subtle.look == "subtle" and subtle.style_weight == LOOKS["subtle"]["style_weight"]
     assert subtle.style_layer_weights == DEFAULTS.style_layer_weights
     assert (subtle.steps, subtle.seed) == (7, 5)
