@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from PIL import Image
 
+from nst_shared import jpeg_markers
+
 # Long enough that a metadata segment never contains one by chance.
 MARKERS: tuple[tuple[bytes, str], ...] = (
     (b"<script", "a script"),
@@ -56,45 +58,17 @@ def _regions(data: bytes, format: str, image: Image.Image) -> Iterator[Region]:
 
 
 def _jpeg(data: bytes, pos: int) -> Iterator[Region]:
-    """Segments of the JPEG at `pos` (APPn and COM), then what follows its end."""
-    n = len(data)
-    i = pos + 2
-    while i < n:
-        if data[i] != 0xFF:  # not a marker where one must be: search the rest
-            yield i, n
-            return
-        while i < n and data[i] == 0xFF:  # fill bytes
-            i += 1
-        if i >= n:
-            return
-        marker = data[i]
-        i += 1
-        if marker == 0xD9:  # end of image
-            yield from _after_jpeg(data, i)
-            return
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a segment
-            continue
-        if i + 2 > n:
-            return
-        length = struct.unpack_from(">H", data, i)[0]
-        if 0xE0 <= marker <= 0xEF or marker == 0xFE:  # APPn (EXIF, XMP, ICC, MPF...) and comments
-            yield i + 2, min(i + length, n)
-        i += length
-        if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker
-            i = _scan_end(data, i)
-
-
-def _scan_end(data: bytes, i: int) -> int:
-    """Where the entropy-coded data starting at `i` ends: the first 0xFF that is not stuffing or a restart."""
-    while True:
-        i = data.find(b"\xff", i)
-        if i == -1 or i + 1 >= len(data):
-            return len(data)
-        following = data[i + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-            i += 1 if following == 0xFF else 2
-            continue
-        return i
+    """The JPEG at `pos`'s metadata (APPn and comments) and junk between its segments, then what follows its end."""
+    try:
+        for part in jpeg_markers.parts(data, pos):
+            if part.kind == jpeg_markers.JUNK:
+                yield part.start, part.end
+            elif 0xE0 <= part.kind <= 0xEF or part.kind == 0xFE:  # APPn (EXIF, XMP, ICC, MPF...) and comments
+                yield part.start + 4, part.end
+            elif part.kind == jpeg_markers.EOI:
+                yield from _after_jpeg(data, part.end)
+    except jpeg_markers.JpegStructureError as exc:
+        yield exc.offset, len(data)  # damaged from there on: searched
 
 
 def _after_jpeg(data: bytes, pos: int) -> Iterator[Region]:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_decoding_pixels: int = Field(
         80_000_000,
         description="Pixels the API decodes at once at most while it "
-        "checks uploads (a JPEG counts 1/64: it is checked at 1/8 scale); bounds "
+        "checks uploads (a JPEG counts 1/64: its headers are decoded at 1/8 scale); bounds "
         "its memory, other uploads wait.",
     )
     max_size_px: int = Field(

@@ -218,6 +218,7 @@ def test_decode_image_refuses_markup_where_markup_can_live():
         encoded(photo, "WEBP") + b"<!DOCTYPE html><p>",  # after a WebP's end
         jpeg + _box(b"ftyp", b"isom") + _box(b"free", b"<html><script>x</script>"),  # in a video's box
         jpeg + encoded(photo, "JPEG", comment=b"<script>alert(1)</script>"),  # in a second picture
+        jpeg[:20] + b"<script>alert(1)</script>" + jpeg[20:],  # between segments, where libjpeg skips junk
         encoded(photo, "TIFF") + b"<svg/onload=alert(1)>",
     ):  # after a TIFF's strips
         with pytest.raises(UnsupportedImageFormat, match="polyglot"):
