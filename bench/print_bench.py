@@ -39,6 +39,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_high_water_mb(reset: bool = False) -> float:
+    """The process's peak RSS since the last reset (Linux: VmHWM, reset through clear_refs)."""
+    status = Path("/proc/self/status").read_text()
+    mb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    return mb
+
+
 def peak_mb(device: str) -> float:
     """The peak memory that bounds a print: the GPU's on CUDA, the process's RSS on the CPU."""
     if device.startswith("cuda"):
@@ -84,6 +93,7 @@ def schedule(size: int, out: str) -> dict:
     """A default transfer of tiger + The Starry Night at `size` px: time per scale, peak RSS, the picture."""
     from nst_core.transfer import StyleTransfer
     from nst_shared.images import load_image
+    from nst_shared.memory import plan_memory
     from nst_shared.params import TransferParams
     from nst_shared.schedule import plan_scales
 
@@ -93,9 +103,12 @@ def schedule(size: int, out: str) -> dict:
     plan = plan_scales(content.size, params)
     scale_started: dict[int, float] = {}
     scale_blocks: dict[int, int] = {}
+    scale_peak_mb: dict[int, float] = {}  # each scale's own peak RSS (the high-water mark is reset between)
     started = time.perf_counter()
 
     def on_progress(p) -> None:
+        if p.scale not in scale_started and p.scale > 1:
+            scale_peak_mb[p.scale - 1] = rss_high_water_mb(reset=True)
         scale_started.setdefault(p.scale, time.perf_counter())
         scale_blocks[p.scale] = p.blocks
         if p.block:
@@ -109,6 +122,7 @@ def schedule(size: int, out: str) -> dict:
 
     result = engine.stylize(content, [style], params, callback=on_progress)
     total = time.perf_counter() - started
+    scale_peak_mb[len(plan)] = rss_high_water_mb()
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         result.image.save(Path(out) / f"tiger_starry_{size}.png")
@@ -121,6 +135,11 @@ def schedule(size: int, out: str) -> dict:
             "steps": s.steps,
             "blocks": scale_blocks.get(i + 1, 0),
             "s": marks[i + 1] - marks[i],
+            "peak_mb": scale_peak_mb.get(i + 1, 0.0),
+            "planned_mb": plan_memory(
+                s.width, s.height, precision=engine.precision, budget_bytes=engine.memory_budget_bytes
+            ).peak_bytes
+            / 2**20,
         }
         for i, s in enumerate(plan)
     ]
@@ -129,6 +148,7 @@ def schedule(size: int, out: str) -> dict:
         "precision": engine.precision,
         "total_s": total,
         "peak_rss_mb": peak_rss_mb(),
+        "budget_mb": engine.memory_budget_bytes / 2**20,
         "scales": scales,
     }
 
@@ -214,10 +234,14 @@ def main() -> None:
             continue
         print(
             f"print schedule at {size} px ({r['precision']}): {r['total_s']:.0f} s in all, "
-            f"peak RSS {r['peak_rss_mb']:.0f} MB"
+            f"peak RSS {r['peak_rss_mb']:.0f} MB (memory budget {r['budget_mb']:.0f} MB)"
         )
+        print(f"  {'scale':>10}  {'steps':>5}  {'blocks':>6}  {'time':>7}  {'peak RSS':>9}  {'planned':>8}")
         for s in r["scales"]:
-            print(f"  {s['size']:>10}  {s['steps']:>3} steps  {s['blocks']:>3} blocks  {s['s']:>7.0f} s")
+            print(
+                f"  {s['size']:>10}  {s['steps']:>5}  {s['blocks']:>6}  {s['s']:>5.0f} s  {s['peak_mb']:>6.0f} MB"
+                f"  {s['planned_mb']:>5.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="memory the engine may use at its peak; larger pictures are painted in blocks "
-        "(default: 90%% of a GPU; on a CPU half the RAM, at most 6 GB)",
+        "(default: 90%% of a GPU; on a CPU half the RAM, at most 5 GB)",
     )
     parser.add_argument(
         "--weights",

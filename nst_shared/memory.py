@@ -22,9 +22,11 @@ MIN_BLOCK_PX = 256  # a block's core side; smaller ones would be mostly halo
 MAX_WHOLE_PIXELS = 2**31 // 64
 
 # Peak RSS above the engine's own footprint and the image-sized state, per pixel of the image or block evaluated
-# (bench/print_bench.py rows, 768 and 1536 px: bf16 610-670 whole, 510 in blocks; fp32 1340): the activations
-# kept for the backward, the gradients flowing back, the loss's gradients handed to each layer.
-EVALUATION_BYTES_PER_PX = {"fp32": 1350, "bf16": 700}
+# (bench/README.md, print_bench.py): the activations kept for the backward, the gradients flowing back, the
+# loss's gradients handed to each layer. The whole image's grows with its size (bf16: 650 at 1536 px, 860 at
+# 2048x2039); a block's stays near 510-700.
+EVALUATION_BYTES_PER_PX = {"fp32": 1700, "bf16": 880}
+BLOCK_EVALUATION_BYTES_PER_PX = {"fp32": 1350, "bf16": 700}
 ENGINE_BYTES = 900 * 2**20  # torch and the network (~690 MB), the style's forward pass, the allocator's slack
 # Image-sized float32 vectors alive at the peak: the image, its gradient, the accepted point, its gradient,
 # the direction, the trial point, and the new pair under construction.
@@ -35,7 +37,7 @@ CONTENT_TARGET_BYTES_PER_PX = 512 * 4 / 64  # relu4_2: 512 float32 channels at 1
 # memory, and the history gets what that frees. At print size the history takes what the budget leaves.
 HISTORY_BUDGET_BYTES = {"fp32": 48 * 2**20, "bf16": 96 * 2**20}
 MIN_HISTORY_PAIRS = 3
-DEFAULT_CPU_BUDGET_BYTES = 6 * 2**30  # issue 14's goal for a 4096 px print on a CPU worker
+DEFAULT_CPU_BUDGET_BYTES = 5 * 2**30  # a 4096 px print on a CPU worker under 6 GB of RSS (bench/README.md)
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,10 @@ def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -
     pixels = width * height
     pair = 2 * image_vector_bytes(pixels)
     state = ENGINE_BYTES + IMAGE_VECTORS * image_vector_bytes(pixels) + int(CONTENT_TARGET_BYTES_PER_PX * pixels)
-    per_px = EVALUATION_BYTES_PER_PX[precision]
     grid: tuple[int, int] | None = None
-    evaluation = per_px * pixels
+    evaluation = EVALUATION_BYTES_PER_PX[precision] * pixels
     if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes or pixels >= MAX_WHOLE_PIXELS:
+        per_px = BLOCK_EVALUATION_BYTES_PER_PX[precision]
         grid, _ = plan_grid(
             width, height, bytes_per_px=per_px, spare_bytes=budget_bytes - state - MIN_HISTORY_PAIRS * pair
         )
