@@ -103,12 +103,13 @@ def schedule(size: int, out: str) -> dict:
     plan = plan_scales(content.size, params)
     scale_started: dict[int, float] = {}
     scale_blocks: dict[int, int] = {}
-    scale_peak_mb: dict[int, float] = {}  # each scale's own peak RSS (the high-water mark is reset between)
+    # Each scale's own peak RSS: the high-water mark since the last report, reset at each; the span before a
+    # scale's first report (its targets, its first iteration) is the scale's.
+    scale_peak_mb: dict[int, float] = {}
     started = time.perf_counter()
 
     def on_progress(p) -> None:
-        if p.scale not in scale_started and p.scale > 1:
-            scale_peak_mb[p.scale - 1] = rss_high_water_mb(reset=True)
+        scale_peak_mb[p.scale] = max(scale_peak_mb.get(p.scale, 0.0), rss_high_water_mb(reset=True))
         scale_started.setdefault(p.scale, time.perf_counter())
         scale_blocks[p.scale] = p.blocks
         if p.block:
@@ -122,7 +123,6 @@ def schedule(size: int, out: str) -> dict:
 
     result = engine.stylize(content, [style], params, callback=on_progress)
     total = time.perf_counter() - started
-    scale_peak_mb[len(plan)] = rss_high_water_mb()
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         result.image.save(Path(out) / f"tiger_starry_{size}.png")
@@ -147,7 +147,7 @@ def schedule(size: int, out: str) -> dict:
         "size": size,
         "precision": engine.precision,
         "total_s": total,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": max(scale_peak_mb.values()),  # clear_refs resets ru_maxrss too
         "budget_mb": engine.memory_budget_bytes / 2**20,
         "scales": scales,
     }
