@@ -23,10 +23,12 @@ MAX_WHOLE_PIXELS = 2**31 // 64
 
 # Peak RSS above the engine's own footprint and the image-sized state, per pixel of the image or block evaluated
 # (bench/README.md, print_bench.py): the activations kept for the backward, the gradients flowing back, the
-# loss's gradients handed to each layer. The whole image's grows with its size (bf16: 650 at 1536 px, 860 at
-# 2048x2039); a block's stays near 510-700.
+# loss's gradients handed to each layer. It grows with the size: bf16 whole 650 at 1.6 MP, 860 at 4.2 MP; blocks
+# with their halos 510-720 up to 1.5 MP, 1110 at 2.4 MP.
 EVALUATION_BYTES_PER_PX = {"fp32": 1700, "bf16": 880}
-BLOCK_EVALUATION_BYTES_PER_PX = {"fp32": 1350, "bf16": 700}
+BLOCK_EVALUATION_BYTES_PER_PX = {"fp32": 1350, "bf16": 700}  # blocks up to SMALL_BLOCK_PIXELS
+LARGE_BLOCK_EVALUATION_BYTES_PER_PX = {"fp32": 2200, "bf16": 1150}
+SMALL_BLOCK_PIXELS = 1_600_000
 ENGINE_BYTES = 900 * 2**20  # torch and the network (~690 MB), the style's forward pass, the allocator's slack
 # Image-sized float32 vectors alive at the peak: the image, its gradient, the accepted point, its gradient,
 # the direction, the trial point, and the new pair under construction.
@@ -81,7 +83,13 @@ def largest_block_pixels(width: int, height: int, grid: tuple[int, int]) -> int:
     )
 
 
-def plan_grid(width: int, height: int, *, bytes_per_px: int, spare_bytes: int) -> tuple[tuple[int, int], bool]:
+def block_evaluation_bytes(block_pixels: int, precision: str) -> int:
+    """The evaluation's peak for one block of `block_pixels` (its halo included)."""
+    large = block_pixels > SMALL_BLOCK_PIXELS
+    return (LARGE_BLOCK_EVALUATION_BYTES_PER_PX if large else BLOCK_EVALUATION_BYTES_PER_PX)[precision] * block_pixels
+
+
+def plan_grid(width: int, height: int, *, precision: str, spare_bytes: int) -> tuple[tuple[int, int], bool]:
     """The grid that sees the fewest pixels (the least work: then the fewest blocks) whose largest block fits
     `spare_bytes`, and True; or the finest grid allowed (cores of `MIN_BLOCK_PX`) and False when none does."""
     finest = (max(1, width // MIN_BLOCK_PX), max(1, height // MIN_BLOCK_PX))
@@ -91,7 +99,7 @@ def plan_grid(width: int, height: int, *, bytes_per_px: int, spare_bytes: int) -
         for down in range(1, finest[1] + 1)
         if across * down > 1
         and (block := largest_block_pixels(width, height, (across, down))) < MAX_WHOLE_PIXELS
-        and bytes_per_px * block <= spare_bytes
+        and block_evaluation_bytes(block, precision) <= spare_bytes
     ]
     return (min(fitting)[2], True) if fitting else (finest, False)
 
@@ -105,11 +113,10 @@ def plan_memory(width: int, height: int, *, precision: str, budget_bytes: int) -
     grid: tuple[int, int] | None = None
     evaluation = EVALUATION_BYTES_PER_PX[precision] * pixels
     if state + evaluation + MIN_HISTORY_PAIRS * pair > budget_bytes or pixels >= MAX_WHOLE_PIXELS:
-        per_px = BLOCK_EVALUATION_BYTES_PER_PX[precision]
         grid, _ = plan_grid(
-            width, height, bytes_per_px=per_px, spare_bytes=budget_bytes - state - MIN_HISTORY_PAIRS * pair
+            width, height, precision=precision, spare_bytes=budget_bytes - state - MIN_HISTORY_PAIRS * pair
         )
-        evaluation = per_px * largest_block_pixels(width, height, grid)
+        evaluation = block_evaluation_bytes(largest_block_pixels(width, height, grid), precision)
     ordinary_pairs = history_size_for(pixels, HISTORY_BUDGET_BYTES[precision])
     pairs = max(MIN_HISTORY_PAIRS, min(ordinary_pairs, (budget_bytes - state - evaluation) // pair))
     peak = state + evaluation + pairs * pair

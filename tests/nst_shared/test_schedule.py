@@ -46,11 +46,13 @@ def test_style_is_not_enlarged_past_its_own_resolution():
 def test_memory_plan_takes_blocks_only_when_the_whole_image_does_not_fit():
     small = plan_memory(512, 512, precision="bf16", budget_bytes=6 * GB)
     assert small.grid is None and small.history_pairs == 16 and small.fits
-    # A 4096 px print in 6 GB: the fewest blocks that fit, and the history the rest allows; within the budget.
-    print_4096 = plan_memory(4096, 2731, precision="bf16", budget_bytes=6 * GB)
-    assert print_4096.grid == (3, 1)  # 3 blocks of 1536 x 2731 px with their halos
+    # A 4096 px print in 5 GB: the fewest blocks that fit, and the history the rest allows; within the budget.
+    print_4096 = plan_memory(4096, 2731, precision="bf16", budget_bytes=5 * GB)
+    assert print_4096.grid == (4, 2)  # 8 blocks of 1184 x 1536 px with their halos
     assert MIN_HISTORY_PAIRS <= print_4096.history_pairs < 8 and print_4096.fits
-    assert print_4096.peak_bytes <= 6 * GB
+    assert print_4096.peak_bytes <= 5 * GB
+    # With 6 GB: fewer, larger blocks (past 1.6 MP each, counted at the larger rate per pixel).
+    assert plan_memory(4096, 2731, precision="bf16", budget_bytes=6 * GB).grid == (3, 2)
     assert plan_memory(4096, 2731, precision="bf16", budget_bytes=64 * GB).grid is None
     assert not plan_memory(8192, 5461, precision="bf16", budget_bytes=6 * GB).fits
     # On an 80 GB GPU an 8192 px print would fit whole, but relu1_1 would pass 2^31 elements: blocks.
