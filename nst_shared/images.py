@@ -61,9 +61,13 @@ def check_image(
     width, height = image.size
     decoded = image
     if image.format in ("JPEG", "MPO"):
-        with warnings.catch_warnings():  # the skeleton's multi-picture index points past its end
-            warnings.simplefilter("ignore")
-            decoded = Image.open(io.BytesIO(_jpeg_skeleton(data)), formats=("JPEG",))
+        skeleton = _jpeg_skeleton(data)
+        try:
+            with warnings.catch_warnings():  # the skeleton's multi-picture index points past its end
+                warnings.simplefilter("ignore")
+                decoded = Image.open(io.BytesIO(skeleton), formats=("JPEG",))
+        except Exception as exc:  # not seen in the tests' damaged files: a 422 all the same, never a 500
+            raise UnreadableImage(f"the image data is damaged or truncated: {exc}") from None
         decoded.draft(decoded.mode, (max(1, width // 8), max(1, height // 8)))
     with hold(decoded.size[0] * decoded.size[1]) if hold else contextlib.nullcontext():
         _upright_rgb(decoded)
