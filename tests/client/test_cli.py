@@ -106,6 +106,8 @@ def _start_long_job(service_url: str, content: Path, style: Path, *extra: str) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`scripts/test &`) ignores SIGINT, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     job_id = process.stdout.readline().strip()
