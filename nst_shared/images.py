@@ -39,9 +39,7 @@ _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode untrusted bytes into an upright RGB image, or raise a typed `ImageError`."""
-    image = _open(data, max_pixels=max_pixels)
-    if image.format in ("JPEG", "MPO"):
-        _jpeg_skeleton(data)  # what check_image refuses without decoding, refused here the same way
+    image, _ = _open(data, max_pixels=max_pixels)
     return _upright_rgb(image)
 
 
@@ -57,11 +55,10 @@ def check_image(
     1/8 scale, so libjpeg makes all its fatal checks in about 1 ms a megabyte. Other formats are decoded whole.
     `hold(pixels)`, when given, is entered around the decoding with the pixels it allocates, so a caller can
     bound how many are decoded at once."""
-    image = _open(data, max_pixels=max_pixels)
+    image, skeleton = _open(data, max_pixels=max_pixels)
     width, height = image.size
     decoded = image
-    if image.format in ("JPEG", "MPO"):
-        skeleton = _jpeg_skeleton(data)
+    if skeleton is not None:
         try:
             with warnings.catch_warnings():  # the skeleton's multi-picture index points past its end
                 warnings.simplefilter("ignore")
@@ -78,8 +75,8 @@ def check_image(
     return (height, width) if turned else (width, height)
 
 
-def _open(data: bytes, *, max_pixels: int) -> Image.Image:
-    """The image, its header and its structure checked; nothing decoded yet."""
+def _open(data: bytes, *, max_pixels: int) -> tuple[Image.Image, bytes | None]:
+    """The image, its header and its structure checked, and a JPEG's skeleton (`jpeg_markers`); nothing decoded."""
     if not data:
         raise UnreadableImage("the file is empty")
     try:
@@ -102,7 +99,7 @@ def _open(data: bytes, *, max_pixels: int) -> Image.Image:
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
     _refuse_polyglot(data, image)
-    return image
+    return image, _jpeg_skeleton(data) if image.format in ("JPEG", "MPO") else None
 
 
 def _jpeg_skeleton(data: bytes) -> bytes:
