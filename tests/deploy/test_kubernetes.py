@@ -18,10 +18,12 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import redis
 from rq import Queue
 
 from nst_shared.settings import Settings
-from tests.conftest import ROOT
+from service.metrics_registry import JobCollector
+from tests.conftest import ROOT, next_database_url
 from tests.deploy.compose import COMPOSE, CPU_OVERRIDE, Dockerfile, config
 from tests.deploy.kubernetes import (
     KUBECTL,
@@ -128,7 +130,16 @@ def test_the_schema_check_refuses_what_a_cluster_would():
         jsonschema.validate(scaled, KEDA_SCHEMAS["ScaledObject"])
 
 
-def test_keda_scales_gpu_workers_on_the_rq_queue_from_zero():
+def secret_ref(objects: list[dict[str, Any]], auth_name: str, parameter: str) -> tuple[str, str]:
+    """The Secret and key a KEDA TriggerAuthentication hands a scaler as `parameter` (the key must exist)."""
+    auth = one(objects, "TriggerAuthentication", auth_name)
+    jsonschema.validate(auth, KEDA_SCHEMAS["TriggerAuthentication"])
+    [ref] = auth["spec"]["secretTargetRef"]
+    assert ref["parameter"] == parameter and ref["key"] in one(objects, "Secret", ref["name"])["data"]
+    return ref["name"], ref["key"]
+
+
+def test_keda_scales_gpu_workers_from_zero_on_the_queue_and_the_running_jobs(redis_server):
     objects = render("gpu")
     [scaled] = find(objects, "ScaledObject")
     jsonschema.validate(scaled, KEDA_SCHEMAS["ScaledObject"])
@@ -137,29 +148,35 @@ def test_keda_scales_gpu_workers_on_the_rq_queue_from_zero():
     worker = one(objects, "Deployment", spec["scaleTargetRef"]["name"])
     assert "replicas" not in worker["spec"]  # KEDA's to set: an apply must not fight it
     assert pod_specs(objects)[worker["metadata"]["name"]]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
-    [trigger] = spec["triggers"]
-    metadata = trigger["metadata"]
-    assert trigger["type"] == "redis"
+    triggers = {trigger["type"]: trigger for trigger in spec["triggers"]}
+    assert set(triggers) == {"redis", "metrics-api"}
+    # KEDA runs in its own namespace: Services by their full names, on their ports.
+    namespace = one(objects, "Service", "nst-redis")["metadata"]["namespace"]
+
+    def address(service: str) -> str:
+        return f"{service}.{namespace}.svc.cluster.local:{one(objects, 'Service', service)['spec']['ports'][0]['port']}"
+
+    # Waiting jobs: the list RQ pushes them onto, in the workers' Redis database, with Redis's own password.
+    metadata = triggers["redis"]["metadata"]
     [config_map] = find(objects, "ConfigMap")
     queue_name = config_map["data"].get("NST_QUEUE_NAME", Settings.model_fields["queue_name"].default)
-    assert metadata["listName"] == Queue.redis_queue_namespace_prefix + queue_name  # the list RQ pushes jobs onto
+    assert metadata["listName"] == Queue.redis_queue_namespace_prefix + queue_name
     assert re.fullmatch(r"[1-9][0-9]*", metadata["listLength"])
-    # KEDA runs in its own namespace: the Redis Service by its full name, on its port, with its password.
-    redis_service = one(objects, "Service", "nst-redis")
-    namespace = redis_service["metadata"]["namespace"]
-    port = redis_service["spec"]["ports"][0]["port"]
-    assert metadata["address"] == f"nst-redis.{namespace}.svc.cluster.local:{port}"
-    assert (
-        metadata.get("databaseIndex", "0")
-        == container_env(objects, pod_specs(objects)["nst-worker"]["containers"][0])["NST_REDIS_URL"].rsplit("/", 1)[1]
-    )
-    auth = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    jsonschema.validate(auth, KEDA_SCHEMAS["TriggerAuthentication"])
-    [ref] = auth["spec"]["secretTargetRef"]
-    assert ref["parameter"] == "password" and ref["key"] in one(objects, "Secret", ref["name"])["data"]
+    assert metadata["address"] == address("nst-redis")
+    worker_env = container_env(objects, pod_specs(objects)["nst-worker"]["containers"][0])
+    assert metadata.get("databaseIndex", "0") == worker_env["NST_REDIS_URL"].rsplit("/", 1)[1]
+    secret = secret_ref(objects, triggers["redis"]["authenticationRef"]["name"], "password")
     redis_env = pod_specs(objects)["nst-redis"]["containers"][0]["env"]
-    assert {"name": ref["name"], "key": ref["key"]} in [e["valueFrom"]["secretKeyRef"] for e in redis_env]
-    # KEDA's operator may reach Redis through the network policy.
+    assert {"name": secret[0], "key": secret[1]} in [e["valueFrom"]["secretKeyRef"] for e in redis_env]
+    # Waiting or running jobs: a gauge the API's /metrics really shows, with the metrics token.
+    metadata = triggers["metrics-api"]["metadata"]
+    assert metadata["url"] == f"http://{address('nst-api')}/metrics" and metadata["format"] == "prometheus"
+    assert re.fullmatch(r"[1-9][0-9]*", metadata["targetValue"]) and metadata["authMode"] == "bearer"
+    assert secret_ref(objects, triggers["metrics-api"]["authenticationRef"]["name"], "token")[1] == "NST_METRICS_TOKEN"
+    collector = JobCollector(redis.Redis.from_url(next_database_url(redis_server.url)), queue_name)
+    gauges = {family.name: family.type for family in collector.collect()}
+    assert gauges[metadata["valueLocation"]] == "gauge"
+    # KEDA's operator may reach Redis through the network policy (the API's port is open to the cluster).
     froms = one(objects, "NetworkPolicy", "nst-redis")["spec"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in froms
 
@@ -281,6 +298,8 @@ def test_workers_gpu_or_cpu_no_service_and_time_to_requeue(overlay):
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
         assert spec["nodeSelector"]  # the operator's to change
+        # Every GPU may be taken: a rollout stops an old worker (its job requeued) before it starts a new one.
+        assert one(objects, "Deployment", "nst-worker")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
     else:
         assert "nvidia.com/gpu" not in container["resources"]["limits"] and "tolerations" not in spec
         assert one(objects, "Deployment", "nst-worker")["spec"]["replicas"] >= 1
