@@ -19,6 +19,8 @@ from tests.conftest import ROOT
 KUBECTL = Path("/usr/bin/kubectl")
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("cpu", "gpu")
+# An overlay with components on top ("OVERLAY+COMPONENT"), as docs/deployment.md tells an operator to write one.
+WITH_COMPONENTS = ("gpu+volume-storage",)
 # What a test operator writes into secrets.env: a value for every key, as docs/deployment.md asks.
 TEST_SECRET = "0123456789abcdef"
 
@@ -36,10 +38,25 @@ def rendered_folder() -> Path:
 
 @functools.cache
 def render_text(overlay: str) -> str:
-    """What `kubectl kustomize overlays/OVERLAY` prints."""
+    """What `kubectl kustomize overlays/OVERLAY` prints (for "OVERLAY+COMPONENT", an overlay of OVERLAY that adds
+    components/COMPONENT)."""
     assert KUBECTL.exists(), f"kubectl is missing at {KUBECTL}: the Kubernetes manifests cannot be rendered"
+    folder = rendered_folder() / "overlays" / overlay
+    if "+" in overlay:
+        base, *components = overlay.split("+")
+        folder.mkdir(exist_ok=True)
+        (folder / "kustomization.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "resources": [f"../{base}"],
+                    "components": [f"../../components/{c}" for c in components],
+                }
+            )
+        )
     out = subprocess.run(
-        [str(KUBECTL), "kustomize", str(rendered_folder() / "overlays" / overlay)],
+        [str(KUBECTL), "kustomize", str(folder)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -29,6 +29,7 @@ from tests.deploy.kubernetes import (
     KUBECTL,
     OVERLAYS,
     TEST_SECRET,
+    WITH_COMPONENTS,
     container_env,
     find,
     one,
@@ -99,6 +100,12 @@ def overlay(request) -> str:
     return request.param
 
 
+@pytest.fixture(scope="module", params=OVERLAYS + WITH_COMPONENTS)
+def variant(request) -> str:
+    """An overlay, or one with components on top."""
+    return request.param
+
+
 def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     expressions = selector.get("matchExpressions", [])
     assert all(e["operator"] == "In" for e in expressions)
@@ -112,8 +119,8 @@ def pod_labels(objects: list[dict[str, Any]], name: str) -> dict[str, str]:
     return workload["spec"]["template"]["metadata"]["labels"]
 
 
-def test_every_object_validates_against_the_kubernetes_schemas(overlay):
-    for obj in render(overlay):
+def test_every_object_validates_against_the_kubernetes_schemas(variant):
+    for obj in render(variant):
         if obj["apiVersion"].startswith("keda.sh/"):
             continue  # not Kubernetes' own: checked against KEDA's fields below
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -181,9 +188,10 @@ def test_keda_scales_gpu_workers_from_zero_on_the_queue_and_the_running_jobs(red
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in froms
 
 
-def test_checkov_finds_nothing_not_skipped_with_a_reason(overlay, tmp_path):
+def test_checkov_finds_nothing_not_skipped_with_a_reason(variant, tmp_path):
+    overlay = variant
     assert CHECKOV.exists(), f"checkov is missing at {CHECKOV}: scripts/bootstrap installs it"
-    (tmp_path / f"{overlay}.yaml").write_text(render_text(overlay))
+    (tmp_path / "rendered.yaml").write_text(render_text(overlay))
     started = time.monotonic()
     out = subprocess.run(
         [str(CHECKOV), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "-o", "json"],
@@ -250,7 +258,8 @@ def test_images_are_the_ones_docker_builds(overlay):
     }
 
 
-def test_pods_run_locked_down(overlay):
+def test_pods_run_locked_down(variant):
+    overlay = variant
     for name, spec in pod_specs(render(overlay)).items():
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] and pod["runAsUser"] not in (0, None), name
@@ -380,3 +389,21 @@ def test_no_secret_no_render(tmp_path):
     (folder / "base" / "secrets.env").unlink()
     out = subprocess.run([str(KUBECTL), "kustomize", str(folder / "overlays" / "gpu")], capture_output=True, text=True)
     assert out.returncode != 0 and "secrets.env" in out.stderr
+
+
+def test_volume_storage_component_shares_one_claim_at_the_images_storage_dir():
+    objects = render("gpu+volume-storage")
+    claim = one(objects, "PersistentVolumeClaim", "nst-storage")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # workers on several nodes
+    envs = {}
+    for name, image in (("nst-api", "api"), ("nst-worker", "worker")):
+        spec = pod_specs(objects)[name]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        [container] = spec["containers"]
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        envs[name] = container_env(objects, container)
+        storage_dir = DOCKERFILES[image].env()["NST_STORAGE_DIR"]  # made and owned by the image's user
+        assert envs[name].get("NST_STORAGE_DIR", storage_dir) == storage_dir
+        assert mounts[storage_dir]["persistentVolumeClaim"]["claimName"] == "nst-storage"
+        assert envs[name]["NST_STORAGE_URL"] == ""  # the folder, not the bucket
+    assert_real_settings(envs)
