@@ -38,23 +38,16 @@ def rendered_folder() -> Path:
 
 @functools.cache
 def render_text(overlay: str) -> str:
-    """What `kubectl kustomize overlays/OVERLAY` prints (for "OVERLAY+COMPONENT", an overlay of OVERLAY that adds
-    components/COMPONENT)."""
+    """What `kubectl kustomize overlays/OVERLAY` prints (for "OVERLAY+COMPONENT", OVERLAY with
+    components/COMPONENT added to its kustomization.yaml)."""
     assert KUBECTL.exists(), f"kubectl is missing at {KUBECTL}: the Kubernetes manifests cannot be rendered"
     folder = rendered_folder() / "overlays" / overlay
-    if "+" in overlay:
+    if "+" in overlay and not folder.exists():  # the overlay with `components:` added, as the docs say
         base, *components = overlay.split("+")
-        folder.mkdir(exist_ok=True)
-        (folder / "kustomization.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                    "kind": "Kustomization",
-                    "resources": [f"../{base}"],
-                    "components": [f"../../components/{c}" for c in components],
-                }
-            )
-        )
+        shutil.copytree(folder.parent / base, folder)
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        kustomization["components"] = [f"../../components/{c}" for c in components]
+        (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     out = subprocess.run(
         [str(KUBECTL), "kustomize", str(folder)],
         capture_output=True,

@@ -126,6 +126,14 @@ def test_every_object_validates_against_the_kubernetes_schemas(variant):
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
+def test_everything_in_one_namespace(variant):
+    """KEDA's objects included: kustomize sets the namespace only on the objects of the kustomization naming it."""
+    objects = render(variant)
+    [namespace] = find(objects, "Namespace")
+    others = {(o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace") for o in objects if o is not namespace}
+    assert set(others.values()) == {namespace["metadata"]["name"]}, others
+
+
 def test_the_schema_check_refuses_what_a_cluster_would():
     deployment = copy.deepcopy(one(render("cpu"), "Deployment", "nst-api"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}  # a misspelt field
