@@ -3,6 +3,7 @@ secrets.env.example, in a folder of its own."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import re
@@ -29,6 +30,7 @@ TEST_SECRET = "0123456789abcdef"
 def rendered_folder() -> Path:
     """A copy of deploy/kubernetes with secrets.env written from the example (an operator's own is left out)."""
     folder = Path(tempfile.mkdtemp(prefix="nst-kubernetes-")) / "kubernetes"
+    atexit.register(shutil.rmtree, folder.parent, ignore_errors=True)
     shutil.copytree(MANIFESTS, folder, ignore=shutil.ignore_patterns("secrets.env"))
     example = (folder / "base" / "secrets.env.example").read_text()
     filled = re.sub(r"(?m)^([A-Z_]+)=$", rf"\1={TEST_SECRET}", example)

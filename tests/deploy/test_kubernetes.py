@@ -197,9 +197,8 @@ def test_keda_scales_gpu_workers_from_zero_on_the_queue_and_the_running_jobs(red
 
 
 def test_checkov_finds_nothing_not_skipped_with_a_reason(variant, tmp_path):
-    overlay = variant
     assert CHECKOV.exists(), f"checkov is missing at {CHECKOV}: scripts/bootstrap installs it"
-    (tmp_path / "rendered.yaml").write_text(render_text(overlay))
+    (tmp_path / "rendered.yaml").write_text(render_text(variant))
     started = time.monotonic()
     out = subprocess.run(
         [str(CHECKOV), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download", "-o", "json"],
@@ -219,14 +218,14 @@ def test_checkov_finds_nothing_not_skipped_with_a_reason(variant, tmp_path):
     # Every skip written in the manifests is still needed: a check that now passes loses its skip.
     written = {
         (o["kind"], o["metadata"]["name"], value.split("=")[0])
-        for o in render(overlay)
+        for o in render(variant)
         for key, value in o["metadata"].get("annotations", {}).items()
         if key.startswith("checkov.io/skip")
     }
     used = {(c["resource"].split(".")[0], c["resource"].split(".")[-1], c["check_id"]) for c in skipped}
     assert written == used
     assert "prismacloud" not in out.stderr  # nothing fetched
-    print(f"checkov on overlays/{overlay}: {elapsed_s:.1f} s")
+    print(f"checkov on overlays/{variant}: {elapsed_s:.1f} s")
 
 
 def test_every_setting_the_manifests_pass_is_a_setting(overlay):
@@ -267,8 +266,7 @@ def test_images_are_the_ones_docker_builds(overlay):
 
 
 def test_pods_run_locked_down(variant):
-    overlay = variant
-    for name, spec in pod_specs(render(overlay)).items():
+    for name, spec in pod_specs(render(variant)).items():
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] and pod["runAsUser"] not in (0, None), name
         assert pod["seccompProfile"]["type"] == "RuntimeDefault", name
@@ -280,7 +278,7 @@ def test_pods_run_locked_down(variant):
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), (name, kind)
     # The images' own user, so files the images made are theirs.
-    specs = pod_specs(render(overlay))
+    specs = pod_specs(render(variant))
     for name, image in (("nst-api", "api"), ("nst-worker", "worker")):
         user = DOCKERFILES[image].args("USER")[-1].split(":")[0]
         assert str(specs[name]["securityContext"]["runAsUser"]) == user
