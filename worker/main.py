@@ -9,7 +9,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
@@ -17,6 +16,7 @@ from nst_shared import presence
 from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
+from nst_shared.redis_connection import connect
 from nst_shared.settings import get_settings
 from nst_shared.sweeper import Sweeper
 from worker import tasks
@@ -119,8 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     level = (args.log_level or settings.log_level).upper()
     configure_logging(level=level, fmt=settings.log_format)
-    # A bounded connect, so a Redis out of reach fails a write instead of stalling the job's steps.
-    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    # RQ's own connection: RQ sets its read timeout above its blocking dequeue's (minutes).
+    rq_connection = connect(settings, socket_timeout_s=None)
+    # Everything else (the job's writes, heartbeats, the sweeper, presence) waits for Redis a bounded time: a
+    # write under a silent cut fails instead of landing minutes later (and would be refused as stale if it did).
+    connection = tasks.job_redis()
     decision = decide_precision(settings)
     engine = get_engine(settings, precision=decision.precision)  # load the model before taking the first job
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -135,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
-    until_redis_answers(connection.ping, what="connecting to Redis")
+    until_redis_answers(rq_connection.ping, what="connecting to Redis")
     worker = WarmWorker(
         [settings.queue_name],
-        connection=connection,
+        connection=rq_connection,
         serializer=JSONSerializer,
         name=args.name,
         log_job_description=False,

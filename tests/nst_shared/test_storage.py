@@ -82,3 +82,12 @@ def test_sweep_deletes_old_orphans_only(storage, redis_server):
     Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep(now=time.time() + 600)
     assert storage.job_ids() == ["kept"]
     store.delete("kept")
+
+
+def test_a_failed_local_write_leaves_no_temporary_file(tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    storage.put("job1", "content", b"abc")
+    (tmp_path / "storage" / "job1" / "result-1.png").mkdir()  # the rename onto it fails, as a lost mount's would
+    with pytest.raises(OSError):
+        storage.put("job1", "result-1.png", b"png")
+    assert sorted(p.name for p in (tmp_path / "storage" / "job1").iterdir()) == ["content", "result-1.png"]
