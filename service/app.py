@@ -38,11 +38,9 @@ log = logging.getLogger("nst.api")
 DOCS_URL, REDOC_URL = "/docs", "/redoc"  # the OpenAPI pages, served from the fastapi-offline package
 
 
-async def _sweep_forever(app: FastAPI) -> None:
-    settings: Settings = app.state.settings
-    sweeper = Sweeper(app.state.store, app.state.storage, settings)
+async def _sweep_forever(app: FastAPI, sweeper: Sweeper) -> None:
     while True:
-        await asyncio.sleep(settings.reaper_interval_s)
+        await asyncio.sleep(app.state.settings.reaper_interval_s)
         try:
             await asyncio.to_thread(sweeper.sweep)
         except Exception as exc:  # Redis restarting: next round
@@ -51,11 +49,14 @@ async def _sweep_forever(app: FastAPI) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    task = asyncio.create_task(_sweep_forever(app))
+    sweeper = Sweeper(app.state.store, app.state.storage, app.state.settings)
+    task = asyncio.create_task(_sweep_forever(app, sweeper))
     try:
         yield
     finally:
         task.cancel()
+        with contextlib.suppress(Exception):  # Redis away: the lease expires by itself
+            await asyncio.to_thread(sweeper.release)
         await app.state.async_redis.aclose()
 
 

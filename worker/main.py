@@ -155,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     stop = threading.Event()
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
-    _every(settings.reaper_interval_s, stop, "sweeper", Sweeper(store, tasks.job_storage(), settings).sweep)
+    sweeper = Sweeper(store, tasks.job_storage(), settings)
+    _every(settings.reaper_interval_s, stop, "sweeper", sweeper.sweep)
     _every(
         settings.heartbeat_interval_s,
         stop,
@@ -173,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sender.stop()
         try:
             presence.withdraw(connection, worker.name)
-        except REDIS_DOWN:  # its presence expires by itself
+            sweeper.release()
+        except REDIS_DOWN:  # its presence and lease expire by themselves
             pass
     return 0

@@ -77,11 +77,13 @@ def test_sweep_deletes_old_orphans_only(storage, redis_server):
     store.create("kept", params={}, styles=1)
     for job_id in ("kept", "orphan"):
         storage.put(job_id, "content", b"x")
-    Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep()  # young orphans are left: the API writes files first
+    sweeper = Sweeper(store, storage, Settings(orphan_grace_s=300))
+    assert sweeper.sweep()  # young orphans are left: the API writes files first
     assert sorted(storage.job_ids()) == ["kept", "orphan"]
-    Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep(now=time.time() + 600)
+    assert sweeper.sweep(now=time.time() + 600)
     assert storage.job_ids() == ["kept"]
     store.delete("kept")
+    sweeper.release()
 
 
 def test_a_failed_local_write_leaves_no_temporary_file(tmp_path):
