@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
         "GPU; on a CPU half the RAM, at most 5 GB).",
     )
+    workers_per_gpu: int = Field(
+        1,
+        description="Workers that share each GPU (nst up sets it when it starts more workers than GPUs): each "
+        "takes this share of 90% of the memory free on the GPU when the first of them started, unless "
+        "NST_WORKER_MEMORY_GB is set.",
+    )
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
     result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from nst_shared.settings import get_settings
 from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
+from worker.gpu_share import reserve_gpu_share
 from worker.outage import REDIS_DOWN, until_redis_answers
 from worker.precision import decide_precision
 from worker.webhook_delivery import WebhookSender
@@ -125,7 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # write under a silent cut fails instead of landing minutes later (and would be refused as stale if it did).
     connection = tasks.job_redis()
     decision = decide_precision(settings)
-    engine = get_engine(settings, precision=decision.precision)  # load the model before taking the first job
+    name = args.name or uuid.uuid4().hex  # RQ's default, known before the engine: a GPU share is held under it
+    stop = threading.Event()
+    gpu_share = reserve_gpu_share(connection, settings, worker=name)
+    if gpu_share is not None:
+        _every(settings.heartbeat_interval_s, stop, "gpu-share", gpu_share.renew)
+    engine = get_engine(  # load the model before taking the first job
+        settings, precision=decision.precision, memory_budget_bytes=gpu_share.budget_bytes if gpu_share else None
+    )
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     log.info(
         "engine ready on %s%s in %s (%s); queue %r at %s",
@@ -143,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [settings.queue_name],
         connection=rq_connection,
         serializer=JSONSerializer,
-        name=args.name,
+        name=name,
         log_job_description=False,
     )
     engine_info = {
@@ -153,7 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gpu": gpu,
         "memory_budget_bytes": str(engine.memory_budget_bytes),
     }
-    stop = threading.Event()
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
     sweeper = Sweeper(store, tasks.job_storage(), settings)
     _every(settings.reaper_interval_s, stop, "sweeper", sweeper.sweep)
@@ -175,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             presence.withdraw(connection, worker.name)
             sweeper.release()
+            if gpu_share is not None:
+                gpu_share.release()
         except REDIS_DOWN:  # its presence and lease expire by themselves
             pass
     return 0
