@@ -135,7 +135,9 @@ class Settings(BaseSettings):
         description="Redis connections an API process opens at most (each open event stream holds one while it waits).",
     )
     retry_lost_jobs: int = Field(
-        0, description="Times a job whose worker died is queued again before it fails as worker_lost."
+        0,
+        description="Times a job whose worker died is queued again before it fails as worker_lost "
+        "(a job a stopping worker requeued on SIGTERM is not counted).",
     )
     log_format: Literal["json", "text"] = Field(
         "json",

@@ -65,11 +65,16 @@ class Sweeper:
         """Lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost."""
         for job_id in self.store.lost():
             record = self.store.get(job_id)
-            if record is not None and record.attempts <= self.settings.retry_lost_jobs:
+            # Only deaths count: an attempt requeued by its stopping worker (SIGTERM) was not lost.
+            if record is not None and record.lost_attempts < self.settings.retry_lost_jobs:
                 rq_id = requeue(self.store, self.queue, job_id, settings=self.settings, only_if_lost=True)
                 if rq_id is not None:
                     log.warning(
-                        "job %s: worker lost; queued again as %s (attempt %d)", job_id, rq_id, record.attempts + 1
+                        "job %s: worker lost; queued again as %s (lost %d of %d)",
+                        job_id,
+                        rq_id,
+                        record.lost_attempts + 1,
+                        self.settings.retry_lost_jobs,
                     )
                     continue
             if self.store.fail_lost(job_id):
