@@ -3,7 +3,7 @@ from the client host to both API processes while links are cut silently and Redi
 workers running the real engine on tiny images. Afterwards prints the ledger; exits 1 when anything was lost,
 left stuck, or a result was written by a stale attempt.
 
-    sudo .venv/bin/python bench/fleet.py [--jobs 60] [--steps 20] [--size 64] [--engine tests.engines:SlowEngine]
+    sudo .venv/bin/python bench/fleet.py [--rate 0.15] [--steps 10] [--size 48] [--engine tests.engines:SlowEngine]
 
 tests/fleet/ runs the same bed small, one cut-off a test, with the fake engine; bench/README.md has a run.
 """
@@ -34,12 +34,13 @@ TTL_S = 4
 
 
 class Submitter(threading.Thread):
-    """From the client host, sends `jobs` jobs to the API at `url` at about `rate` a second; a 503 or no answer
-    is a refusal the client sees (it waits Retry-After and goes on), not an accepted job."""
+    """From the client host, sends jobs to the API at `url` at about `rate` a second until stopped; a 503 or no
+    answer is a refusal the client sees (it waits Retry-After and goes on), not an accepted job."""
 
-    def __init__(self, bed: Bed, url: str, *, jobs: int, rate: float, steps: int, size: int, seed: int) -> None:
+    def __init__(self, bed: Bed, url: str, *, rate: float, steps: int, size: int, seed: int) -> None:
         super().__init__(daemon=True)
-        self.bed, self.url, self.jobs, self.rate, self.steps, self.size = bed, url, jobs, rate, steps, size
+        self.bed, self.url, self.rate, self.steps, self.size = bed, url, rate, steps, size
+        self.stop = threading.Event()
         self.random = random.Random(seed)
         self.accepted: list[str] = []
         self.refused: Counter[str] = Counter()
@@ -47,8 +48,7 @@ class Submitter(threading.Thread):
     def run(self) -> None:
         images = [make_image(self.size + 16, self.size, seed=1), make_image(self.size, self.size, seed=2)]
         with self.bed.on("client"), httpx.Client(base_url=self.url, timeout=30) as client:
-            while len(self.accepted) < self.jobs:
-                time.sleep(self.random.expovariate(self.rate))
+            while not self.stop.wait(self.random.expovariate(self.rate)):
                 files = [("content", ("c.png", images[0], "image/png")), ("style", ("s.png", images[1], "image/png"))]
                 data = {"max_size": str(self.size), "steps": str(self.steps), "preview_every": "5"}
                 try:
@@ -84,10 +84,9 @@ def cut_offs(bed: Bed) -> list[tuple[str, Callable[[], None], Callable[[], None]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=60, help="jobs accepted in all (half per API process)")
-    parser.add_argument("--rate", type=float, default=0.5, help="submissions a second per API process")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64, help="longest side of the pictures, px")
+    parser.add_argument("--rate", type=float, default=0.15, help="submissions a second per API process")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--size", type=int, default=48, help="longest side of the pictures, px")
     parser.add_argument("--engine", default="nst_core.transfer:StyleTransfer")
     parser.add_argument("--retry-lost-jobs", type=int, default=1)
     parser.add_argument("--pause", type=float, default=8, help="seconds between cut-offs")
@@ -109,9 +108,9 @@ def main() -> int:
             reaper_interval_s=1,
             retry_lost_jobs=args.retry_lost_jobs,
         )
-        print(f"bed up in {time.monotonic() - started:.0f} s: {bed.root}")
+        print(f"bed up in {time.monotonic() - started:.0f} s: {bed.root}", flush=True)
         submitters = [
-            Submitter(bed, url, jobs=args.jobs // 2, rate=args.rate, steps=args.steps, size=args.size, seed=i)
+            Submitter(bed, url, rate=args.rate, steps=args.steps, size=args.size, seed=i)
             for i, url in enumerate(bed.api_urls)
         ]
         started = time.monotonic()
@@ -123,8 +122,10 @@ def main() -> int:
             cut()
             time.sleep(seconds)
             restore()
-            print(f"{at:6.1f} s  {what} for {seconds} s")
+            print(f"{at:6.1f} s  {what} for {seconds} s", flush=True)
+        time.sleep(args.pause)
         for submitter in submitters:
+            submitter.stop.set()
             submitter.join()
         accepted = [job_id for s in submitters for job_id in s.accepted]
         refused = sum((s.refused for s in submitters), Counter())

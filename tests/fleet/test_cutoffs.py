@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
@@ -103,17 +104,23 @@ def test_api_cut_from_redis_answers_503_and_recovers(on_client, api, api2, store
     bed = on_client
     accepted = [submit(client, steps="30") for client in (api, api2, api, api2)]
     wait_record(store, accepted[0], lambda r: step(r) >= 1, timeout_s=60, what="running")
-    bed.cut("redis")
-    try:
-        for client in (api, api2):
+
+    def ask(url: str, method: str) -> tuple[httpx.Response, float]:
+        with bed.on("client"), httpx.Client(base_url=url, timeout=30) as client:
             started = time.monotonic()
-            refused = post_job(client)
-            assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
-            assert refused.json()["error"]["code"] == "redis_unavailable"
-            assert client.get(f"/jobs/{accepted[0]}").status_code == 503
-            assert time.monotonic() - started < 30
+            answer = post_job(client) if method == "POST" else client.get(f"/jobs/{accepted[0]}")
+            return answer, time.monotonic() - started
+
+    bed.cut("redis")
+    try:  # both API processes at once, a submission and a read each
+        with ThreadPoolExecutor(4) as pool:
+            asked = [(url, method) for url in bed.api_urls for method in ("POST", "GET")]
+            answers = list(pool.map(lambda a: ask(*a), asked))
     finally:
         bed.restore("redis")
+    for (url, method), (answer, elapsed_s) in zip(asked, answers):
+        assert answer.status_code == 503 and answer.headers["retry-after"], (url, method, answer.text)
+        assert answer.json()["error"]["code"] == "redis_unavailable" and elapsed_s < 30
     for client in (api, api2):  # back by itself: nothing restarted
         wait_for(lambda c=client: c.get(f"/jobs/{accepted[1]}").status_code == 200, timeout_s=30, what="API back")
     accepted += [submit(api), submit(api2)]
