@@ -57,6 +57,7 @@ class Keys:
     queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
+    sweeper = f"{PREFIX}:sweeper"  # the lease of the one process that sweeps (nst_shared/sweeper.py)
     # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
     job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
     job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...

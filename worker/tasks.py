@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
 from nst_shared import job_metrics, provenance
-from nst_shared.errors import NstError
+from nst_shared.errors import NstError, StorageUnavailable
 from nst_shared.images import decode_image, encode_image
 from nst_shared.jobs import Files, JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, for_device, with_seed
 from nst_shared.queueing import requeue
+from nst_shared.redis_connection import connect
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from worker.engine import get_engine
@@ -36,6 +38,9 @@ log = logging.getLogger("nst.worker")
 # Set by the worker's SIGTERM handler: the running job stops within one iteration and goes back to the queue.
 shutdown_requested = threading.Event()
 
+RESULT_WRITE_TRIES = 4  # with pauses of 1, 2 and 4 s: a storage hiccup is ridden out, an outage fails the job
+RESULT_FIRST_WAIT_S = 1.0
+
 T = TypeVar("T")
 
 
@@ -45,7 +50,7 @@ def run_job(job_id: str) -> str:
     try:
         settings = get_settings()
         rq_job = get_current_job()
-        store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
+        store = JobStore(job_redis(), ttl_s=settings.result_ttl_s)
         run = _Run(job_id, store, job_storage(), settings, rq_job)
         outcome = run.run()
         if outcome in job_metrics.FINISHED:
@@ -53,6 +58,13 @@ def run_job(job_id: str) -> str:
         return outcome
     finally:
         current_job_id.reset(token)
+
+
+@functools.cache
+def job_redis() -> redis.Redis:
+    """This process's client for the job's writes, with bounded replies (NST_REDIS_SOCKET_TIMEOUT_S)."""
+    settings = get_settings()
+    return connect(settings, socket_timeout_s=settings.redis_socket_timeout_s)
 
 
 @functools.cache
@@ -151,8 +163,11 @@ class _Run:
         def on_progress(progress: Any) -> None:
             data = _progress_event(progress)
             written = writer.write("progress", data, progress=data)
-            if progress.preview is not None and written is not Written.NOT_RUNNING:
-                storage.put(job_id, preview_file, encode_image(progress.preview))
+            if (
+                progress.preview is not None
+                and written is not Written.NOT_RUNNING
+                and self.write_preview(preview_file, encode_image(progress.preview), step=progress.step)
+            ):
                 written = writer.write(
                     "preview", {"step": progress.step}, preview_step=progress.step, preview_file=preview_file
                 )
@@ -174,8 +189,10 @@ class _Run:
         if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
             return self.not_ours("stopped")
         if stop == StopRequest.CANCEL:
-            storage.put(job_id, preview_file, encode_image(result.image))
-            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done, preview_file=preview_file):
+            kept = self.write_preview(preview_file, encode_image(result.image), step=result.steps_done)
+            if not self.finish(
+                JobStatus.CANCELED, steps_done=result.steps_done, **({"preview_file": preview_file} if kept else {})
+            ):
                 return self.not_ours("canceled")
             log.info("canceled after %d steps", result.steps_done)
             return "canceled"
@@ -191,7 +208,7 @@ class _Run:
             attempt=attempt,
         )
         result_file = Files.result(attempt)
-        storage.put(job_id, result_file, encode_image(result.image, record=record))
+        self.write_result(result_file, encode_image(result.image, record=record))
         if stop == StopRequest.FINISH and not self.retried(
             lambda: self.store.running_event(
                 job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}, attempt=attempt
@@ -205,6 +222,31 @@ class _Run:
             "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
         )
         return "succeeded"
+
+    def write_preview(self, name: str, data: bytes, *, step: int) -> bool:
+        """A preview is a courtesy: one that storage refuses is skipped (the next one tries again)."""
+        try:
+            self.storage.put(self.job_id, name, data)
+        except Exception as exc:  # the folder or the bucket out of reach: the painting goes on
+            log.warning("preview of step %d skipped: storage failed: %s: %s", step, type(exc).__name__, exc)
+            return False
+        return True
+
+    def write_result(self, name: str, data: bytes) -> None:
+        """The result is the job: written again after a growing pause, then the job fails storage_unavailable."""
+        wait_s = RESULT_FIRST_WAIT_S
+        for tries in range(1, RESULT_WRITE_TRIES + 1):
+            try:
+                self.storage.put(self.job_id, name, data)
+                return
+            except Exception as exc:  # the folder or the bucket out of reach (each S3 call is bounded)
+                if tries == RESULT_WRITE_TRIES:
+                    raise StorageUnavailable(
+                        f"the result could not be written to storage ({type(exc).__name__}, {tries} tries)"
+                    ) from exc
+                log.warning("result not written (%s: %s); trying again in %.0f s", type(exc).__name__, exc, wait_s)
+                time.sleep(wait_s)
+                wait_s *= 2
 
     def finish(self, status: JobStatus, **fields: Any) -> bool:
         return self.retried(
@@ -232,7 +274,7 @@ class _Run:
 
     def requeue(self) -> str:
         """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
-        queue = Queue(self.settings.queue_name, connection=self.rq_job.connection, serializer=self.rq_job.serializer)
+        queue = Queue(self.settings.queue_name, connection=self.store.redis, serializer=self.rq_job.serializer)
         rq_id = self.retried(
             lambda: requeue(self.store, queue, self.job_id, settings=self.settings, attempt=self.attempt), "requeueing"
         )
@@ -279,7 +321,12 @@ def _observe_duration(store: JobStore, job_id: str) -> None:
 
 
 def _input(storage: Storage, job_id: str, name: str) -> bytes:
-    data = storage.get(job_id, name)
+    try:
+        data = storage.get(job_id, name)
+    except Exception as exc:  # the folder or the bucket out of reach
+        raise StorageUnavailable(
+            f"the job's {name} image could not be read from storage ({type(exc).__name__})"
+        ) from exc
     if data is None:
         raise NstError(f"the job's {name} image is missing from storage (expired or deleted)")
     return data
