@@ -10,13 +10,19 @@ import redis
 
 from tests.fleet.bed import Bed, can_build, remove_leftovers
 
-# Short enough that a cut-off test takes seconds: a worker silent for 3 s is lost, sweepers look every second.
+# Short enough that a cut-off test takes seconds: a worker silent for 3 s is lost, a sweeper looks every second.
 FAST = {
     "engine": "tests.engines:SlowEngine",
     "heartbeat_interval_s": 0.5,
     "heartbeat_ttl_s": 3,
     "reaper_interval_s": 1,
     "retry_lost_jobs": 1,
+    # A worker's waits stay below the heartbeat TTL; an S3 call behind a cut fails in about a second.
+    "redis_connect_timeout_s": 1,
+    "redis_socket_timeout_s": 1.5,
+    "s3_connect_timeout_s": 1,
+    "s3_read_timeout_s": 2,
+    "s3_max_attempts": 1,
 }
 
 

@@ -151,12 +151,11 @@ def test_storage_down_fails_the_job_with_its_own_code(on_client, api, store):
     finally:
         bed.restore("storage")
     assert failed.status.value == "failed"
-    assert failed.error and failed.error["code"] not in {"internal_error", "worker_lost", "timeout"}, failed.error
-    assert "storage" in failed.error["message"], failed.error
+    assert failed.error and failed.error["code"] == "storage_unavailable", failed.error
     assert not [name for name in objects(bed, job_id) if name.startswith("result")]
     for host in WORKERS:  # nothing half-written stays behind on a worker host
         assert not list((bed.root / host / "tmp").iterdir())
-    assert_ledger(store, api, [job_id], failed={failed.error["code"]: 1})
+    assert_ledger(store, api, [job_id], failed={"storage_unavailable": 1})
 
 
 def test_redis_restarted_on_its_host(on_client, api, api2, store):
@@ -174,18 +173,19 @@ def test_redis_restarted_on_its_host(on_client, api, api2, store):
     assert_ledger(store, api, accepted, succeeded=len(accepted))
 
 
-def cut_worker_mid_job(bed, api, store, *, steps: int) -> tuple[str, str, float]:
-    """A job with previews running on one worker, whose link is then cut: (job id, that worker, when cut)."""
+def cut_worker_mid_job(bed, api, store, *, steps: int) -> tuple[str, str]:
+    """A job with previews running on one worker, whose link is then cut: (job id, that worker)."""
     job_id = submit(api, steps=str(steps), preview_every="5")
     first = wait_record(store, job_id, lambda r: step(r) >= 12, timeout_s=60, what="painting")
     assert first.worker in WORKERS and first.attempts == 1
     bed.cut(first.worker)
-    return job_id, first.worker, time.time()
+    return job_id, first.worker
 
 
-def assert_one_attempt_wrote(bed, store, job_id: str, *, stale_worker: str, cut_at: float) -> JobRecord:
-    """Events, preview, result and transitions after the last start are the record's attempt's, nothing after the
-    end; no file of an earlier attempt was written after its worker was cut off."""
+def assert_one_attempt_wrote(bed, store, job_id: str, *, stale_worker: str) -> JobRecord:
+    """Events after the last start are the record's attempt's, nothing follows the end, and the files the record
+    names are that attempt's. A stale attempt's preview may land late (a write in flight at the cut, delivered
+    when the link is back: no script can fence a file), but under its own name, which nothing serves."""
     final = record(store, job_id)
     assert final is not None and final.status.terminal
     events = ledger.events(store, job_id)
@@ -197,18 +197,17 @@ def assert_one_attempt_wrote(bed, store, job_id: str, *, stale_worker: str, cut_
         # The running attempt reports every step in order: a stale attempt's report would break the run.
         assert steps == list(range(1, len(steps) + 1)), steps
         assert final.worker != stale_worker
-    for name, modified in objects(bed, job_id).items():
-        if name.startswith(("result", "preview")) and not name.endswith(f"-{final.attempts}.png"):
-            assert modified.timestamp() <= cut_at + 1, f"{name} written at {modified} after the cut at {cut_at}"
-    attempt_heartbeat = store.get(Keys.heartbeat(job_id))
-    assert attempt_heartbeat is None  # the job has ended: no beat is left, stale or not
+        assert final.result_file == f"result-{final.attempts}.png"
+    results = [name for name in objects(bed, job_id) if name.startswith("result")]
+    assert results == ([final.result_file] if final.status.value == "succeeded" else []), results
+    assert store.get(Keys.heartbeat(job_id)) is None  # the job has ended: no beat is left, stale or not
     return final
 
 
 def test_worker_cut_mid_job_requeued_to_the_other_worker(on_client, api, store):
     bed = on_client
     bed.reconfigure(**FAST)
-    job_id, stale, cut_at = cut_worker_mid_job(bed, api, store, steps=200)
+    job_id, stale = cut_worker_mid_job(bed, api, store, steps=200)
     try:  # lost after the heartbeat TTL, queued again, taken by the other worker
         wait_record(
             store,
@@ -219,24 +218,25 @@ def test_worker_cut_mid_job_requeued_to_the_other_worker(on_client, api, store):
         )
     finally:
         bed.restore(stale)  # back while its successor paints: whatever it still sends must be refused
-    settled(store, [job_id], timeout_s=90)
     idle(store, stale)
-    final = assert_one_attempt_wrote(bed, store, job_id, stale_worker=stale, cut_at=cut_at)
+    successor = record(store, job_id)
+    assert successor and successor.status.value == "running" and successor.attempts == 2  # it came back meanwhile
+    settled(store, [job_id], timeout_s=90)
+    final = assert_one_attempt_wrote(bed, store, job_id, stale_worker=stale)
     assert final.status.value == "succeeded" and final.attempts == 2
-    assert store.hget(Keys.job(job_id), "preview_file") == f"preview-{final.attempts}.png".encode()
+    assert final.preview_file == f"preview-{final.attempts}.png"
     assert_ledger(store, api, [job_id], succeeded=1)
 
 
 def test_worker_cut_mid_job_without_retry_fails_worker_lost(on_client, api, store):
     bed = on_client
     bed.reconfigure(**{**FAST, "retry_lost_jobs": 0})
-    job_id, stale, cut_at = cut_worker_mid_job(bed, api, store, steps=80)
+    job_id, stale = cut_worker_mid_job(bed, api, store, steps=80)
     try:
         wait_record(store, job_id, lambda r: r.status.terminal, timeout_s=60, what="failed")
     finally:
         bed.restore(stale)
     idle(store, stale)
-    final = assert_one_attempt_wrote(bed, store, job_id, stale_worker=stale, cut_at=cut_at)
+    final = assert_one_attempt_wrote(bed, store, job_id, stale_worker=stale)
     assert final.status.value == "failed" and final.error == {"code": "worker_lost", "message": final.error["message"]}
-    assert not [name for name in objects(bed, job_id) if name.startswith("result")]
     assert_ledger(store, api, [job_id], failed={"worker_lost": 1})
