@@ -153,7 +153,11 @@ class Bed:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://:{REDIS_PASSWORD}@{self.address('redis')}:{REDIS_PORT}/0"
+        return f"rediss://:{REDIS_PASSWORD}@{self.address('redis')}:{REDIS_PORT}/0"
+
+    @property
+    def redis_ca_file(self) -> Path:
+        return self.root / "redis" / "tls" / "ca.crt"
 
     @property
     def s3_url(self) -> str:
@@ -248,10 +252,17 @@ class Bed:
         self.start_fleet(**settings)
 
     def start_redis(self) -> None:
-        data = self.root / "redis" / "data"
+        """Debian's redis-server (it links OpenSSL): TLS only, a password, the append-only file."""
+        from tests.cli.test_up_tls import make_certificates
+
+        data, tls = self.root / "redis" / "data", self.redis_ca_file.parent
         data.mkdir(parents=True, exist_ok=True)
-        command = ["/usr/bin/redis-server", "--bind", self.address("redis"), "--port", str(REDIS_PORT)]
-        command += ["--requirepass", REDIS_PASSWORD, "--appendonly", "yes", "--save", "", "--dir", str(data)]
+        tls.mkdir(parents=True, exist_ok=True)
+        ca, cert, key = make_certificates(tls, address=self.address("redis"))
+        command = ["/usr/bin/redis-server", "--bind", self.address("redis"), "--port", "0"]
+        command += ["--tls-port", str(REDIS_PORT), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+        command += ["--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--requirepass", REDIS_PASSWORD]
+        command += ["--appendonly", "yes", "--save", "", "--dir", str(data)]
         self.spawn("redis", "redis", command)
         self.wait_for_redis()
 
@@ -266,7 +277,10 @@ class Bed:
 
     def redis(self) -> redis.Redis:
         """A client for the test's own look at the records; use it inside `on(host)`."""
-        return redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=3)
+        from nst_shared.redis_connection import connect
+        from nst_shared.settings import Settings
+
+        return connect(Settings(redis_url=self.redis_url, redis_ca_file=str(self.redis_ca_file)), socket_timeout_s=5)
 
     def start_storage(self) -> None:
         binary = str(Path(sys.executable).parent / "moto_server")
@@ -296,6 +310,7 @@ class Bed:
         return {
             **S3_ENV,
             "NST_REDIS_URL": self.redis_url,
+            "NST_REDIS_CA_FILE": str(self.redis_ca_file),
             "NST_STORAGE_URL": f"s3://{BUCKET}/jobs",
             "NST_S3_ENDPOINT_URL": self.s3_url,
             "NST_DEVICE": "cpu",
