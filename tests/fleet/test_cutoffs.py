@@ -134,10 +134,13 @@ def test_storage_cut_skips_previews_and_the_job_succeeds(on_client, api, store):
     cut_at_step = step(wait_record(store, job_id, lambda r: step(r) >= 6, timeout_s=60, what="painting"))
     bed.cut("storage")
     try:  # previews fail meanwhile: the painting goes on
-        wait_record(store, job_id, lambda r: step(r) >= cut_at_step + 10, timeout_s=90, what="steps while cut")
+        cut = wait_record(store, job_id, lambda r: step(r) >= cut_at_step + 10, timeout_s=90, what="steps while cut")
     finally:
         bed.restore("storage")
     settled(store, [job_id])
+    final = record(store, job_id)
+    assert final and final.preview_step and final.preview_step > step(cut)  # previews again once it is back
+    assert api.get(f"/jobs/{job_id}/preview").status_code == 200
     assert_ledger(store, api, [job_id], succeeded=1)
 
 
@@ -231,7 +234,7 @@ def test_worker_cut_mid_job_requeued_to_the_other_worker(on_client, api, store):
 def test_worker_cut_mid_job_without_retry_fails_worker_lost(on_client, api, store):
     bed = on_client
     bed.reconfigure(**{**FAST, "retry_lost_jobs": 0})
-    job_id, stale = cut_worker_mid_job(bed, api, store, steps=80)
+    job_id, stale = cut_worker_mid_job(bed, api, store, steps=200)  # still painting when back
     try:
         wait_record(store, job_id, lambda r: r.status.terminal, timeout_s=60, what="failed")
     finally:
