@@ -81,6 +81,7 @@ class _Run:
         # Writes that must land are tried until Redis answers, within the job's time limit.
         self.deadline = time.monotonic() + (rq_job.timeout or settings.job_timeout_base_s)
         self.attempt = 0  # the attempt's number once started: every write of the run carries it
+        self.heartbeat_refused = threading.Event()  # set when Redis refuses this attempt's beat: not ours any more
 
     def retried(self, call: Callable[[], T], what: str) -> T:
         return until_redis_answers(call, what=what, deadline=self.deadline)
@@ -113,7 +114,8 @@ class _Run:
             attempt=attempt,
             interval_s=self.settings.heartbeat_interval_s,
             ttl_s=self.settings.heartbeat_ttl_s,
-        ):
+        ) as heartbeat:
+            self.heartbeat_refused = heartbeat.stale
             job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
             log.info("started on %s (%s), attempt %d", engine.device_name, engine.precision, attempt)
             try:
@@ -171,7 +173,7 @@ class _Run:
                 written = writer.write(
                     "preview", {"step": progress.step}, preview_step=progress.step, preview_file=preview_file
                 )
-            if written is Written.NOT_RUNNING:
+            if written is Written.NOT_RUNNING or self.heartbeat_refused.is_set():
                 reason["stop"] = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
             elif written is Written.YES and (request := writer.stop_requested()) is not None:
                 reason["stop"] = request.value
