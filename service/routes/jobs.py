@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from rq import Queue
+from starlette.background import BackgroundTask
 
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
+    HoldsDep,
     JobIdDep,
     JobReaderDep,
     QueueDep,
@@ -26,6 +28,7 @@ from service.deps import (
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
+from service.holds import held_stream
 from service.openapi import SUBMISSION_BODY, error_responses, png_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
 
@@ -197,6 +200,7 @@ async def stream_events(
     settings: SettingsDep,
     caller: LinkCallerDep,
     keys: KeysDep,
+    holds: HoldsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
 ) -> StreamingResponse:
@@ -208,6 +212,8 @@ async def stream_events(
     token = _token(record, keys)
     position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
     snapshot = public_job(record, queue_position=position, token=token)
+    # Counted per owner: a signed link's streams count against the key that made the job.
+    hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
     stream = job_event_stream(
         request,
         async_redis,
@@ -219,7 +225,10 @@ async def stream_events(
         keepalive_s=settings.sse_keepalive_s,
     )
     return StreamingResponse(
-        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        held_stream(stream, hold),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(hold.release),
     )
 
 
