@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(20 * 2**20, description="Largest accepted image file.")
     max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
+    max_uploads_in_flight: int = Field(
+        32,
+        description="Job submissions an API process receives at once, at most (each may hold "
+        "NST_MAX_REQUEST_BYTES of body); past it, 503 with Retry-After.",
+    )
     max_styles: int = Field(4, description="Most style images per job.")
     max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
     max_decoding_pixels: int = Field(

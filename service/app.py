@@ -100,6 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         total=max(1, min(settings.max_open_streams, settings.redis_max_connections // 2)),
         per_identity=settings.max_streams_per_key,
     )
+    app.state.uploads = HoldLimiter(
+        total=settings.max_uploads_in_flight,
+        per_identity=settings.max_uploads_in_flight,
+        code="too_many_uploads",
+        what="uploads being received",
+    )
     app.state.metrics_registry = build_registry(app.state.redis, settings.queue_name)
     install_error_handlers(app)
     install_openapi(app, settings)

@@ -49,6 +49,10 @@ async def get_holds(request: Request) -> HoldLimiter:
     return request.app.state.holds
 
 
+async def get_uploads(request: Request) -> HoldLimiter:
+    return request.app.state.uploads
+
+
 async def get_job_reader(request: Request) -> JobReader:
     return request.app.state.job_reader
 
@@ -73,6 +77,7 @@ QueueDep = Annotated[Queue, Depends(get_queue)]
 JobReaderDep = Annotated[JobReader, Depends(get_job_reader)]
 JobIdDep = Annotated[str, Depends(job_id_path)]
 HoldsDep = Annotated[HoldLimiter, Depends(get_holds)]
+UploadsDep = Annotated[HoldLimiter, Depends(get_uploads)]
 
 
 async def get_submissions(settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Submissions:

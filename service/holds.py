@@ -1,5 +1,6 @@
-"""Bounds the requests an API process holds open while it waits (event streams, and anything else that waits on
-Redis), in all and per caller: each holds a Redis connection, and the pool must keep some for everyone else."""
+"""Bounds what an API process holds at once, in all and per caller: open event streams (and any request that
+waits on Redis: each holds a connection, and the pool must keep some for everyone else), and uploads being
+received (each may hold NST_MAX_REQUEST_BYTES of body and its copies)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class HoldLimiter:
 
     total: int
     per_identity: int
+    code: str = "too_many_streams"
+    what: str = "open event streams or waits"
     counts: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -45,16 +48,13 @@ class HoldLimiter:
 
     def acquire(self, identity: str) -> Hold:
         retry = {"Retry-After": str(RETRY_AFTER_S)}
+        if self.held >= self.total:
+            log.warning("%s at this process's cap of %d", self.what, self.total)
+            raise ApiError(503, self.code, f"this server holds as many {self.what} as it can", headers=retry)
         if self.counts[identity] >= self.per_identity:
             raise ApiError(
-                429,
-                "too_many_streams",
-                f"at most {self.per_identity} open event streams or waits per caller; close one first",
-                headers=retry,
+                429, self.code, f"at most {self.per_identity} {self.what} per caller; close one first", headers=retry
             )
-        if self.held >= self.total:
-            log.warning("open streams at this process's cap of %d", self.total)
-            raise ApiError(503, "too_many_streams", "this server holds as many open streams as it can", headers=retry)
         self.counts[identity] += 1
         return Hold(self, identity)
 

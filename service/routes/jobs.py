@@ -24,6 +24,7 @@ from service.deps import (
     StorageDep,
     StoreDep,
     SubmissionsDep,
+    UploadsDep,
 )
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
@@ -96,6 +97,7 @@ async def create_job(
     settings: SettingsDep,
     caller: KeyCallerDep,
     keys: KeysDep,
+    uploads: UploadsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -108,8 +110,11 @@ async def create_job(
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
     at once, with the job's URL in Location."""
-    async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
-        submitted = await submissions.submit(read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key)
+    with uploads.holding(caller.identity):  # before a byte of the body is read
+        async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
+            submitted = await submissions.submit(
+                read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key
+            )
     record = submitted.record
     response.headers["Location"] = f"/jobs/{record.id}"
     response.headers["Retry-After"] = "1"
