@@ -12,9 +12,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from nst_shared.storage import check_key
+from nst_shared.storage import StorageRefused, check_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+# A bucket out of room (MinIO answers 507 XMinioStorageFull), or one that takes no writes now.
+_FULL = {"507", "XMinioStorageFull", "QuotaExceeded", "InsufficientStorage"}
+_UNAVAILABLE = {"503", "ServiceUnavailable", "SlowDown", "AccessDenied", "XMinioServerNotInitialized"}
 
 
 class S3Storage:
@@ -45,7 +48,14 @@ class S3Storage:
         return f"{self.prefix}{job_id}/{name}"
 
     def put(self, job_id: str, name: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.key(job_id, name), Body=data)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(job_id, name), Body=data)
+        except ClientError as exc:
+            if _code(exc) in _FULL:
+                raise StorageRefused(f"the bucket refused a write: {_code(exc)}", full=True) from exc
+            if _code(exc) in _UNAVAILABLE:
+                raise StorageRefused(f"the bucket refused a write: {_code(exc)}", full=False) from exc
+            raise
 
     def get(self, job_id: str, name: str) -> bytes | None:
         try:

@@ -3,6 +3,7 @@ S3-compatible bucket (`NST_STORAGE_URL=s3://bucket/prefix`) for workers on other
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -13,6 +14,19 @@ from typing import Protocol
 from nst_shared.settings import Settings
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+# A full disk or quota, or a filesystem that takes no writes: the storage's outage, not a bug.
+_REFUSED_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+class StorageRefused(Exception):
+    """Raised by `put` when the storage refuses a write that it may take later: a full disk, quota or bucket, or
+    a storage that takes no writes now. `full` says whether it is out of room."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 class Storage(Protocol):
@@ -67,11 +81,18 @@ class LocalStorage:
 
     def put(self, job_id: str, name: str, data: bytes) -> None:
         target = self.path(job_id, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        except OSError as exc:
+            raise _refused(exc) from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise _refused(exc) from exc
 
     def get(self, job_id: str, name: str) -> bytes | None:
         try:
@@ -93,3 +114,10 @@ class LocalStorage:
             return self.path(job_id, "x").parent.stat().st_mtime
         except FileNotFoundError:
             return None
+
+
+def _refused(exc: OSError) -> OSError | StorageRefused:
+    """`exc` as a StorageRefused when it says the storage takes no writes now; other errors stay what they are."""
+    if exc.errno in _REFUSED_WRITE:
+        return StorageRefused(f"the storage refused a write: {exc.strerror}", full=exc.errno != errno.EROFS)
+    return exc

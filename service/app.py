@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         code="too_many_uploads",
         what="uploads being received",
     )
-    app.state.metrics_registry = build_registry(app.state.redis, settings.queue_name)
+    app.state.metrics_registry, app.state.counters = build_registry(app.state.redis, settings.queue_name)
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(health.router)

@@ -80,8 +80,17 @@ HoldsDep = Annotated[HoldLimiter, Depends(get_holds)]
 UploadsDep = Annotated[HoldLimiter, Depends(get_uploads)]
 
 
-async def get_submissions(settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Submissions:
-    return Submissions(settings=settings, store=store, storage=storage, queue=queue)
+async def get_submissions(
+    request: Request, settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep
+) -> Submissions:
+    refusals = request.app.state.counters.storage_refusals
+    return Submissions(
+        settings=settings,
+        store=store,
+        storage=storage,
+        queue=queue,
+        on_storage_refused=lambda code: refusals.labels(code).inc(),
+    )
 
 
 SubmissionsDep = Annotated[Submissions, Depends(get_submissions)]

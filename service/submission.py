@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,13 @@ from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
-from nst_shared.storage import Storage
+from nst_shared.storage import Storage, StorageRefused
 from service.caps import check_budget, check_caps, check_memory
 from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
+
+STORAGE_RETRY_AFTER_S = 60
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,17 @@ class Submitted:
 class Submissions:
     """Turns a read form into a queued job (or answers why not, as an ApiError)."""
 
-    def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, queue: Queue) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: JobStore,
+        storage: Storage,
+        queue: Queue,
+        on_storage_refused: Callable[[str], None] = lambda code: None,
+    ) -> None:
         self.settings, self.store, self.storage, self.queue = settings, store, storage, queue
+        self.on_storage_refused = on_storage_refused
 
     async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> Submitted:
         """The new job, or the earlier one when `idempotency_key` came before with the same request."""
@@ -136,6 +148,16 @@ class Submissions:
                 enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
                 pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
                 index = pipe.execute()[-1]
+        except StorageRefused as exc:  # an outage of the storage, not a bug: undone, and the client told so
+            self._undo(job_id, claim)
+            code = "storage_full" if exc.full else "storage_unavailable"
+            self.on_storage_refused(code)
+            raise ApiError(
+                507 if exc.full else 503,
+                code,
+                f"{exc}; nothing was kept, try again later",
+                headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+            ) from None
         except Exception:
             # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
             # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
