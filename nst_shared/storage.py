@@ -8,8 +8,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from nst_shared.settings import Settings
 
@@ -29,6 +30,20 @@ class StorageRefused(Exception):
         self.full = full
 
 
+# What a download reads of a file at once: a print-size PNG (100-200 MB) is never held whole.
+CHUNK_BYTES = 1 << 20
+
+
+class StoredFile(Protocol):
+    """A file opened for reading in parts: its size now, and the bytes [start, end) as chunks."""
+
+    size: int
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
 class Storage(Protocol):
     """What the API, the workers and the sweeper need of a storage backend."""
 
@@ -36,6 +51,9 @@ class Storage(Protocol):
 
     def get(self, job_id: str, name: str) -> bytes | None:
         """The file's bytes, or None when it does not exist."""
+
+    def open(self, job_id: str, name: str) -> StoredFile | None:
+        """The file to read in parts (a download), or None when it does not exist."""
 
     def exists(self, job_id: str, name: str) -> bool: ...
 
@@ -100,6 +118,12 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
+    def open(self, job_id: str, name: str) -> StoredFile | None:
+        try:
+            return LocalFile(self.path(job_id, name).open("rb"))
+        except FileNotFoundError:
+            return None
+
     def exists(self, job_id: str, name: str) -> bool:
         return self.path(job_id, name).is_file()
 
@@ -114,6 +138,24 @@ class LocalStorage:
             return self.path(job_id, "x").parent.stat().st_mtime
         except FileNotFoundError:
             return None
+
+
+class LocalFile:
+    """An open file: a file replaced or deleted meanwhile is still read whole, as it was when opened."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.size = os.fstat(handle.fileno()).st_size
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        self.handle.seek(start)
+        left = end - start
+        while left > 0 and (chunk := self.handle.read(min(CHUNK_BYTES, left))):
+            left -= len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 def _refused(exc: OSError) -> OSError | StorageRefused:

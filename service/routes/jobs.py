@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
+from nst_shared.storage import StoredFile
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
@@ -26,6 +27,7 @@ from service.deps import (
     SubmissionsDep,
     UploadsDep,
 )
+from service.downloads import file_response
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
@@ -63,11 +65,13 @@ def _queue_position(queue: Queue, record: JobRecord) -> int | None:
     return position + 1 if position is not None else None
 
 
-def _png(data: bytes, request: Request, headers: dict[str, str]) -> Response:
-    """The PNG, labelled application/octet-stream only for a client that asks for that and not for PNG."""
+def _png(stored: StoredFile, request: Request, headers: dict[str, str]) -> Response:
+    """The PNG, streamed (and by Range), labelled application/octet-stream only for a client that asks for that
+    and not for PNG."""
     accept = request.headers.get("accept", "")
     binary = "application/octet-stream" in accept and "image/png" not in accept
-    return Response(data, media_type="application/octet-stream" if binary else "image/png", headers=headers)
+    media_type = "application/octet-stream" if binary else "image/png"
+    return file_response(stored, range_header=request.headers.get("range"), media_type=media_type, headers=headers)
 
 
 CREATED: dict[int | str, dict[str, Any]] = {
@@ -262,10 +266,10 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
-    data = storage.get(job_id, "result.png")
-    if data is None:
+    stored = storage.open(job_id, "result.png")
+    if stored is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
-    return _png(data, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
+    return _png(stored, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
 
 
 @router.get(
@@ -280,10 +284,10 @@ def get_preview(
 ) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
     _load(store, job_id, caller, keys)
-    data = storage.get(job_id, "preview.png")
-    if data is None:
+    stored = storage.open(job_id, "preview.png")
+    if stored is None:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
-    return _png(data, request, {"Cache-Control": "no-cache"})
+    return _png(stored, request, {"Cache-Control": "no-cache"})
 
 
 @router.post(
