@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nst_shared.errors import ImageError, ImageTooLarge, InvalidParameter, UnsupportedImageFormat
+from nst_shared.redis_outages import refuses_writes
 
 log = logging.getLogger("nst.api")
 
@@ -46,7 +47,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 def redis_down_response(exc: Exception) -> JSONResponse:
-    """503 while Redis is unreachable (restarting): the client is told to come back shortly."""
+    """503 while Redis is unreachable (restarting) or refuses writes: the client is told to come back shortly."""
     log.warning("redis unavailable: %s", exc)
     return JSONResponse(
         error_body("redis_unavailable", "the job store is unavailable; try again shortly"),
@@ -83,6 +84,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def redis_down_handler(_: Request, exc: Exception) -> JSONResponse:
         return redis_down_response(exc)
+
+    @app.exception_handler(redis.exceptions.ResponseError)
+    async def redis_refusal_handler(request: Request, exc: Exception) -> JSONResponse:
+        if refuses_writes(exc):  # out of disk (MISCONF) or memory (OOM): an outage, as Redis down is
+            return redis_down_response(exc)
+        return await internal_error_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def internal_error_handler(_: Request, exc: Exception) -> JSONResponse:
