@@ -161,8 +161,8 @@ class StyleTransfer:
             result = run.finish(image)
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px: {exc}") from None
-        except RuntimeError as exc:  # the CPU allocator reports a refused allocation as a plain RuntimeError
-            if "can't allocate memory" not in str(exc):
+        except RuntimeError as exc:  # a refused allocation reported as a plain RuntimeError
+            if not any(sign in str(exc) for sign in ALLOCATION_FAILURES):
                 raise
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px") from None
         finally:
@@ -424,6 +424,11 @@ class StyleTransfer:
             raise InvalidParameter(f"unknown init {init!r}: use content, noise or style", field="init")
         # L-BFGS flattens the gradient with .view(-1), so the optimised tensor itself stays contiguous.
         return start.contiguous().requires_grad_(True)
+
+
+# Refused allocations that arrive as plain RuntimeErrors, not torch.OutOfMemoryError: the CPU allocator's, and
+# cuDNN's and cuBLAS's workspaces on a full card.
+ALLOCATION_FAILURES = ("can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
 
 
 @dataclass(frozen=True)
