@@ -9,8 +9,9 @@ from typing import Any
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from nst_shared.errors import ImageError, ImageTooLarge, InvalidParameter, UnsupportedImageFormat
 from nst_shared.redis_outages import refuses_writes
@@ -27,6 +28,9 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers or {}
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before the answer
 
 
 def not_found(job_id: str) -> ApiError:
@@ -84,6 +88,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def redis_down_handler(_: Request, exc: Exception) -> JSONResponse:
         return redis_down_response(exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect_handler(request: Request, _: Exception) -> Response:
+        # The client left mid-request (nginx's 499): its doing, not a server error; the access line says it.
+        request.app.state.counters.client_disconnects.inc()
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(redis.exceptions.ResponseError)
     async def redis_refusal_handler(request: Request, exc: Exception) -> JSONResponse:
