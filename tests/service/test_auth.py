@@ -251,3 +251,14 @@ def test_failed_key_attempts_count_the_address_a_trusted_proxy_names(tmp_path, r
             assert attempt("guess", "203.0.113.8") == 401
     finally:
         stack.stop()
+
+
+def test_readyz_tells_strangers_ready_or_not_and_no_more(keyed):
+    with keyed.client() as client:
+        anonymous = client.get("/readyz")
+        assert anonymous.status_code == 200 and anonymous.json() == {"status": "ready"}
+        wrong = client.get("/readyz", headers=bearer("not-a-key-at-all-000"))
+        assert wrong.json() == {"status": "ready"}
+        # Who may read /metrics (here: any API key, as no metrics token is set) sees every worker.
+        detailed = client.get("/readyz", headers=bearer(ALPHA)).json()
+        assert detailed["workers"] == 1 and detailed["engines"][0]["device"] == "cpu"
