@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import time
 
 import pytest
 from PIL import Image
@@ -262,3 +263,30 @@ def test_readyz_tells_strangers_ready_or_not_and_no_more(keyed):
         # Who may read /metrics (here: any API key, as no metrics token is set) sees every worker.
         detailed = client.get("/readyz", headers=bearer(ALPHA)).json()
         assert detailed["workers"] == 1 and detailed["engines"][0]["device"] == "cpu"
+
+
+def test_a_304_never_leaves_a_client_with_an_expired_link(tmp_path, redis_server):
+    # Links live 4 s here: a client polling an unchanged job with If-None-Match for longer than that must get a
+    # fresh link (a 200) before the one it holds expires.
+    stack = start_stack(tmp_path, redis_server.url, api_keys=f'["{ALPHA}"]', link_ttl_s=4)
+    try:
+        with stack.client(headers=bearer(ALPHA)) as client:
+            job = submit(client).json()
+            wait_status(client, job["id"], {"succeeded"})
+            first = client.get(f"/jobs/{job['id']}")
+            etag, expires = first.headers["ETag"], int(first.json()["links"]["result"].split("token=")[1].split(".")[0])
+            fresh = 0
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                response = client.get(f"/jobs/{job['id']}", headers={"If-None-Match": etag})
+                if response.status_code == 304:
+                    assert time.time() < expires, "a 304 kept an expired link"
+                else:
+                    assert response.status_code == 200
+                    etag = response.headers["ETag"]
+                    expires = int(response.json()["links"]["result"].split("token=")[1].split(".")[0])
+                    fresh += 1
+                time.sleep(0.2)
+            assert fresh >= 2
+    finally:
+        stack.stop()
