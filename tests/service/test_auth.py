@@ -227,6 +227,11 @@ def test_failed_key_attempts_are_limited_per_client_address(tmp_path, redis_serv
             locked = client.get("/jobs", headers=bearer(ALPHA))
             assert error_of(locked, 429)["code"] == "auth_rate_limited"  # refused before any key is checked
             assert 1 <= int(locked.headers["Retry-After"]) <= 60
+            # The operator is told once that a proxy in front is not trusted (every client shares its address).
+            warnings = [
+                line for line in (stack.log_dir / "api.log").read_text().splitlines() if "NST_TRUSTED_PROXIES" in line
+            ]
+            assert len(warnings) == 1 and '"WARNING"' in warnings[0]
     finally:
         stack.stop()
 
@@ -250,6 +255,7 @@ def test_failed_key_attempts_count_the_address_a_trusted_proxy_names(tmp_path, r
             assert [attempt("guess", "203.0.113.7") for _ in range(3)] == [401, 401, 429]
             assert attempt(ALPHA, "203.0.113.8") == 200  # another client behind the same proxy
             assert attempt("guess", "203.0.113.8") == 401
+            assert "NST_TRUSTED_PROXIES" not in (stack.log_dir / "api.log").read_text()  # trusted: no warning
     finally:
         stack.stop()
 
