@@ -18,7 +18,7 @@ from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
 from nst_shared.redis_outages import REDIS_DOWN, is_redis_outage
-from nst_shared.settings import get_settings
+from nst_shared.settings import get_settings, redacted_url
 from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.precision,
         decision.reason,
         settings.queue_name,
-        settings.redis_url,
+        redacted_url(settings.redis_url),
     )
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
