@@ -474,7 +474,8 @@ def bench_service(args: argparse.Namespace) -> dict[str, Any]:
         ready = None
         while time.perf_counter() - started < args.start_timeout_s:
             answer = _curl(f"{url}/readyz", timeout_s=5)
-            if answer.returncode == 0 and b'"ready"' in answer.stdout:
+            # Ready with no worker too (jobs wait in the queue): the bench waits for its worker.
+            if answer.returncode == 0 and b'"ready"' in answer.stdout and json.loads(answer.stdout)["workers"]:
                 ready = json.loads(answer.stdout)
                 break
             if up.poll() is not None:

@@ -1,5 +1,5 @@
-"""The memory each live worker offers (it says so with its presence), so the API refuses at once a job no worker
-could hold."""
+"""The memory each live worker offers (it says so with its presence), or, while none is alive, what the deployment
+says its workers will offer, so the API refuses at once a job no worker could hold."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import redis
 
 from nst_shared.memory import MemoryPlan, plan_memory
 from nst_shared.presence import live_workers
+from nst_shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,22 @@ def offers(connection: redis.Redis) -> list[WorkerMemory]:
         )
         for w in live_workers(connection)
         if w["memory_budget_bytes"]
+    ]
+
+
+def configured_offers(settings: Settings) -> list[WorkerMemory]:
+    """What NST_WORKER_MEMORY_GB promises of the workers to come (scaled to zero, not started yet); none when it is
+    unset. Under NST_PRECISION=auto it is sized as fp32, the larger need, so what it accepts fits either precision."""
+    if settings.worker_memory_gb <= 0:
+        return []
+    precision = settings.precision if settings.precision in ("fp32", "bf16") else "fp32"
+    return [
+        WorkerMemory(
+            worker="NST_WORKER_MEMORY_GB",
+            budget_bytes=int(settings.worker_memory_gb * 2**30),
+            precision=precision,
+            device="configured",
+        )
     ]
 
 

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         0.0,
         description="Memory a worker's engine may use at its peak; larger pictures "
         "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
-        "GPU; on a CPU half the RAM, at most 5 GB).",
+        "GPU; on a CPU half the RAM, at most 5 GB). Set for the API too, it checks jobs "
+        "against it while no worker is alive (workers scaled to zero).",
     )
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")

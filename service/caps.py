@@ -42,7 +42,8 @@ def check_budget(params: TransferParams, content_size: tuple[int, int], settings
 
 
 def check_memory(size: tuple[int, int], offers: list[WorkerMemory]) -> None:
-    """422 when a `size` output fits no worker's memory (nothing to check before a worker has announced itself)."""
+    """422 when a `size` output fits no worker's memory (nothing to check without offers: no worker alive and
+    NST_WORKER_MEMORY_GB unset)."""
     fit = best_fit(*size, offers)
     if fit is not None and not fit[1].fits:
         offer, plan = fit

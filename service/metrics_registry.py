@@ -48,6 +48,8 @@ class JobCollector(Collector):
         yield finished
         yield GaugeMetricFamily("nst_jobs_running", "Jobs a worker is running now.", value=snapshot.running)
         yield GaugeMetricFamily("nst_queue_depth", "Jobs waiting in the queue.", value=depth)
+        # What an autoscaler sizes the workers by (deploy/kubernetes: KEDA): every job that needs one now.
+        yield GaugeMetricFamily("nst_jobs_active", "Jobs waiting or running.", value=depth + snapshot.running)
         yield GaugeMetricFamily(
             "nst_workers", "Live workers (each beat within NST_HEARTBEAT_TTL_S).", value=len(workers)
         )

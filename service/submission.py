@@ -191,7 +191,7 @@ class Submissions:
             out = fit_size(*content_size, params.max_size)
             check_min_side(out, "content image at this max_size")
             check_budget(params, content_size, self.settings)
-            check_memory(out, capacity.offers(self.store.redis))
+            check_memory(out, capacity.offers(self.store.redis) or capacity.configured_offers(self.settings))
         except ImageError as exc:
             raise from_image_error(exc, "content") from None
         for data in styles:

@@ -46,7 +46,7 @@ def healthz() -> dict[str, str]:
     response_model=Readiness,
     operation_id="readyz",
     responses=error_responses(503),
-    summary="Redis answers and at least one worker is alive; what each worker runs on",
+    summary="Redis answers; how many workers are alive and what each runs on",
 )
 def readyz(request: Request, redis: RedisDep) -> JSONResponse:
     """With API keys on (or a metrics token set), who may not read /metrics learns ready or not and no more:
@@ -65,6 +65,5 @@ def _readiness(redis: RedisDep) -> JSONResponse:
         workers = live_workers(redis)
     except Exception as exc:  # any Redis failure means not ready
         return JSONResponse(error_body("redis_unavailable", f"Redis is not reachable: {exc}"), 503)
-    if not workers:
-        return JSONResponse({**error_body("no_workers", "no worker is running"), "workers": 0}, 503)
+    # Ready with no worker alive too: jobs wait in the queue, and an autoscaler at zero workers needs the API up.
     return JSONResponse({"status": "ready", "redis": "ok", "workers": len(workers), "engines": workers})

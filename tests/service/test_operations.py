@@ -72,6 +72,7 @@ def test_metrics_follow_jobs(stack):
         waiting = submit(client, **LONG).json()
         samples = scrape(client)
         assert value(samples, "nst_jobs_running") == 1 and value(samples, "nst_queue_depth") == 1
+        assert value(samples, "nst_jobs_active") == 2
         for name in ("content", "style-0"):  # its images gone: the worker fails it when it comes to it
             (stack.storage_dir / waiting["id"] / name).unlink()
         client.post(f"/jobs/{running['id']}/cancel")
@@ -88,6 +89,7 @@ def test_metrics_follow_jobs(stack):
                 == value(after, "nst_job_duration_seconds_count", status=status) + 1
             )
         assert value(end, "nst_jobs_running") == 0 and value(end, "nst_queue_depth") == 0
+        assert value(end, "nst_jobs_active") == 0
         assert value(end, "nst_jobs_submitted_total") == value(before, "nst_jobs_submitted_total") + 3
 
 

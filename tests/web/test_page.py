@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,7 +37,12 @@ def stack_url(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: answers_ok(f"{url}/readyz"), timeout_s=90, what="nst up to be ready")
+    # Ready, and its worker up (the API is ready without one: jobs would wait for it).
+    wait_until(
+        lambda: answers_ok(f"{url}/readyz") and httpx.get(f"{url}/readyz").json()["workers"] >= 1,
+        timeout_s=90,
+        what="nst up and its worker to be ready",
+    )
     yield url
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0].decode()

@@ -6,6 +6,7 @@ import signal
 import time
 
 from tests.conftest import start_stack, wait_until
+from tests.deploy.kubernetes import OVERLAYS, pod_specs, render
 from tests.service.test_jobs import submit, wait_status
 
 LONG = {"steps": "1000", "max_size": "96", "preview_every": "0"}
@@ -39,6 +40,33 @@ def test_sigterm_requeues_running_job(tmp_path, redis_server):
             stack.start_worker()  # another worker takes it over from the start
             final = wait_status(client, job["id"], {"succeeded"}, timeout_s=120)
             assert final["attempts"] == 2 and final["progress"]["step"] == 100
+    finally:
+        stack.stop()
+
+
+def test_scaled_down_worker_hands_its_job_to_another_within_the_grace_period(tmp_path, redis_server):
+    """What a KEDA scale-down (or a node drain) does to a busy worker pod: SIGTERM, and SIGKILL once the grace
+    period deploy/kubernetes sets is over. The worker requeues its job and exits well inside it, and a worker
+    still alive paints that job to the end."""
+    grace_s = min(pod_specs(render(overlay))["nst-worker"]["terminationGracePeriodSeconds"] for overlay in OVERLAYS)
+    stack = start_stack(tmp_path, redis_server.url, workers=2, engine="tests.engines:SlowEngine")
+    try:
+        with stack.client() as client:
+            jobs = [submit(client, steps="40", max_size="96", preview_every="0").json() for _ in range(2)]
+            wait_until(
+                lambda: all(client.get(f"/jobs/{j['id']}").json()["status"] == "running" for j in jobs),
+                timeout_s=60,
+                what="both workers busy",
+            )
+            stack.workers[0].send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            assert stack.workers[0].wait(grace_s) == 0  # past the grace period Kubernetes would SIGKILL it
+            stopped_s = time.monotonic() - signalled
+            finals = [wait_status(client, j["id"], {"succeeded"}, timeout_s=120) for j in jobs]
+            assert sorted(f["attempts"] for f in finals) == [1, 2]  # one job was handed over, none was lost
+            assert all(f["progress"]["step"] == 40 for f in finals)
+            assert stack.workers[1].poll() is None  # the worker left alive painted both
+            assert stopped_s < grace_s / 4, stopped_s  # a 0.1 s step: far inside the grace period
     finally:
         stack.stop()
 
@@ -117,7 +145,7 @@ def test_readiness_counts_live_workers_only(tmp_path, redis_server):
             )
             stack.workers[1].send_signal(signal.SIGTERM)
             stack.workers[1].wait(30)
-            ready = client.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["workers"] == 0
+            ready = client.get("/readyz")  # still ready: jobs wait in the queue for the next worker
+            assert ready.status_code == 200 and ready.json()["workers"] == 0
     finally:
         stack.stop()
