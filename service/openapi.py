@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from nst_shared.device_defaults import param_caps
 from nst_shared.settings import Settings
 from service.auth import parse_api_keys
-from service.caps import param_caps
 from service.forms import job_form_schema
 from service.schemas import ErrorBody
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 
+import redis
+
 from nst_shared.jobs import JobStore
-from worker.outage import REDIS_DOWN
+from nst_shared.redis_outages import is_redis_outage
 
 
 class Heartbeat:
@@ -29,8 +31,9 @@ class Heartbeat:
         self._thread.join()
         try:
             self._store.end_beat(self._job_id, attempt=self._attempt)
-        except REDIS_DOWN:  # it expires by itself
-            pass
+        except redis.exceptions.RedisError as exc:  # away or refusing writes: it expires by itself
+            if not is_redis_outage(exc):
+                raise
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

@@ -19,13 +19,15 @@ from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
 from nst_shared import job_metrics, provenance
+from nst_shared.device_defaults import for_device_within_caps
 from nst_shared.errors import NstError, StorageUnavailable
 from nst_shared.images import decode_image, encode_image
-from nst_shared.jobs import Files, JobStatus, JobStore, StopRequest
+from nst_shared.jobs import Files, JobRecord, JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
-from nst_shared.params import TransferParams, for_device, with_seed
+from nst_shared.params import TransferParams, with_seed
 from nst_shared.queueing import requeue
 from nst_shared.redis_connection import connect
+from nst_shared.redis_outages import refuses_writes
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from worker.engine import get_engine
@@ -52,7 +54,12 @@ def run_job(job_id: str) -> str:
         rq_job = get_current_job()
         store = JobStore(job_redis(), ttl_s=settings.result_ttl_s)
         run = _Run(job_id, store, job_storage(), settings, rq_job)
-        outcome = run.run()
+        try:
+            outcome = run.run()
+        except redis.exceptions.RedisError as exc:
+            if not refuses_writes(exc):
+                raise
+            outcome = run.refused_writes(exc)
         if outcome in job_metrics.FINISHED:
             _observe_duration(store, job_id)
         return outcome
@@ -119,20 +126,7 @@ class _Run:
             job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
             log.info("started on %s (%s), attempt %d", engine.device_name, engine.precision, attempt)
             try:
-                # An unset seed is drawn here and written to the record: a requeued run and the picture's
-                # provenance use the same one.
-                params = with_seed(
-                    for_device(
-                        TransferParams.from_dict(record.params),
-                        engine.device.type,
-                        explicit=frozenset(record.extra.get("explicit", record.params)),
-                    )
-                )
-                if params.to_dict() != record.params:  # clients see the parameters as applied
-                    self.retried(
-                        lambda: store.set_fields(job_id, attempt=attempt, params=params.to_dict()), "parameters"
-                    )
-                return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
+                return self.transfer(engine, record)
             except NstError as exc:
                 log.info("failed: %s: %s", exc.code, exc)
                 return self.fail(exc.code, str(exc))
@@ -148,13 +142,34 @@ class _Run:
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
 
-    def transfer(self, engine: Any, params: TransferParams, n_styles: int, n_masks: int) -> str:
+    def applied_params(self, engine: Any, record: JobRecord, content_size: tuple[int, int]) -> TransferParams:
+        """The parameters this run uses, written to the record: the device's defaults within the deployment's
+        caps, and an unset seed drawn here (a requeued run and the picture's provenance use the same one)."""
+        params = with_seed(
+            for_device_within_caps(
+                TransferParams.from_dict(record.params),
+                engine.device.type,
+                explicit=frozenset(record.extra.get("explicit", record.params)),
+                settings=self.settings,
+                content_size=content_size,
+                precision=engine.precision,
+                budget_bytes=engine.memory_budget_bytes,
+            )
+        )
+        if params.to_dict() != record.params:  # clients see the parameters as applied
+            self.retried(
+                lambda: self.store.set_fields(self.job_id, attempt=self.attempt, params=params.to_dict()), "parameters"
+            )
+        return params
+
+    def transfer(self, engine: Any, record: JobRecord) -> str:
         job_id, storage = self.job_id, self.storage
         max_pixels = self.settings.max_image_pixels
         content_file = _input(storage, job_id, "content")
-        style_files = [_input(storage, job_id, f"style-{i}") for i in range(n_styles)]
-        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(n_masks)]
+        style_files = [_input(storage, job_id, f"style-{i}") for i in range(record.styles)]
+        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(record.extra.get("style_masks", 0))]
         content = decode_image(content_file, max_pixels=max_pixels)
+        params = self.applied_params(engine, record, content.size)
         styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
         masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
         attempt = self.attempt
@@ -262,6 +277,24 @@ class _Run:
         if not self.finish(JobStatus.FAILED, error={"code": code, "message": message}):
             return self.not_ours("failed")
         return "failed"
+
+    def refused_writes(self, exc: Exception) -> str:
+        """Redis refused the job's writes (MISCONF, OOM) past its time limit: the job fails with a code of its
+        own once Redis takes writes again (until then it would stay running with no worker)."""
+        log.error("Redis refused the job's writes past its time limit: %s", exc)
+        message = "the job store refused writes (out of disk or memory) for longer than the job's time limit"
+        ended = until_redis_answers(
+            lambda: self.store.transition(
+                self.job_id,
+                JobStatus.FAILED,
+                allowed={JobStatus.RUNNING},
+                attempt=self.attempt or None,
+                error={"code": "store_refused_writes", "message": message},
+            ),
+            what="marking the job failed",
+            stop=shutdown_requested.is_set,
+        )
+        return "failed" if ended else self.not_ours("failed")
 
     def not_ours(self, what: str) -> str:
         """The record moved on without this attempt (deleted; failed or requeued by a sweeper, and maybe run

@@ -9,12 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from rq import Queue
+from starlette.background import BackgroundTask
 
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
+from nst_shared.storage import StoredFile
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
+    HoldsDep,
     JobIdDep,
     JobReaderDep,
     QueueDep,
@@ -22,10 +25,13 @@ from service.deps import (
     StorageDep,
     StoreDep,
     SubmissionsDep,
+    UploadsDep,
 )
+from service.downloads import file_response
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
+from service.holds import held_stream
 from service.openapi import SUBMISSION_BODY, error_responses, png_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
 
@@ -59,11 +65,13 @@ def _queue_position(queue: Queue, record: JobRecord) -> int | None:
     return position + 1 if position is not None else None
 
 
-def _png(data: bytes, request: Request, headers: dict[str, str]) -> Response:
-    """The PNG, labelled application/octet-stream only for a client that asks for that and not for PNG."""
+def _png(stored: StoredFile, request: Request, headers: dict[str, str]) -> Response:
+    """The PNG, streamed (and by Range), labelled application/octet-stream only for a client that asks for that
+    and not for PNG."""
     accept = request.headers.get("accept", "")
     binary = "application/octet-stream" in accept and "image/png" not in accept
-    return Response(data, media_type="application/octet-stream" if binary else "image/png", headers=headers)
+    media_type = "application/octet-stream" if binary else "image/png"
+    return file_response(stored, range_header=request.headers.get("range"), media_type=media_type, headers=headers)
 
 
 CREATED: dict[int | str, dict[str, Any]] = {
@@ -93,6 +101,7 @@ async def create_job(
     settings: SettingsDep,
     caller: KeyCallerDep,
     keys: KeysDep,
+    uploads: UploadsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -105,8 +114,11 @@ async def create_job(
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
     at once, with the job's URL in Location."""
-    async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
-        submitted = await submissions.submit(read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key)
+    with uploads.holding(caller.identity):  # before a byte of the body is read
+        async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
+            submitted = await submissions.submit(
+                read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key
+            )
     record = submitted.record
     response.headers["Location"] = f"/jobs/{record.id}"
     response.headers["Retry-After"] = "1"
@@ -157,11 +169,12 @@ async def get_job(
     if found is None:
         raise not_found(job_id)
     caller.may_read(found.record, keys)
-    if request.headers.get("if-none-match") == found.etag:
-        return Response(status_code=304, headers={"ETag": found.etag})
+    etag = f'{found.etag[:-1]}.{keys.link_period()}"' if keys.enabled else found.etag  # signed links expire
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
     body = public_job(found.record, queue_position=found.queue_position, token=_token(found.record, keys))
     return Response(
-        body.model_dump_json(), media_type="application/json", headers={"ETag": found.etag, "Cache-Control": "no-cache"}
+        body.model_dump_json(), media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"}
     )
 
 
@@ -197,6 +210,7 @@ async def stream_events(
     settings: SettingsDep,
     caller: LinkCallerDep,
     keys: KeysDep,
+    holds: HoldsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
 ) -> StreamingResponse:
@@ -208,6 +222,8 @@ async def stream_events(
     token = _token(record, keys)
     position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
     snapshot = public_job(record, queue_position=position, token=token)
+    # Counted per owner: a signed link's streams count against the key that made the job.
+    hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
     stream = job_event_stream(
         request,
         async_redis,
@@ -219,7 +235,10 @@ async def stream_events(
         keepalive_s=settings.sse_keepalive_s,
     )
     return StreamingResponse(
-        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        held_stream(stream, hold),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(hold.release),
     )
 
 
@@ -248,10 +267,10 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
-    data = storage.get(job_id, record.result_file)  # the winning attempt's
-    if data is None:
+    stored = storage.open(job_id, record.result_file)  # the winning attempt's
+    if stored is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
-    return _png(data, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
+    return _png(stored, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
 
 
 @router.get(
@@ -266,10 +285,10 @@ def get_preview(
 ) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
     record = _load(store, job_id, caller, keys)
-    data = storage.get(job_id, record.preview_file)  # the running (or last) attempt's
-    if data is None:
+    stored = storage.open(job_id, record.preview_file)  # the running (or last) attempt's
+    if stored is None:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
-    return _png(data, request, {"Cache-Control": "no-cache"})
+    return _png(stored, request, {"Cache-Control": "no-cache"})
 
 
 @router.post(
