@@ -56,6 +56,7 @@ class Keys:
     queued = f"{PREFIX}:queued"  # sorted set: job id -> when it was last queued (the sweeper's check of RQ)
     queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
+    deadlines = f"{PREFIX}:deadlines"  # sorted set: job id -> its deadline (cancel_after), for the sweeper
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
     # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
     job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
@@ -99,8 +100,9 @@ class Keys:
 # KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), queued index,
 # webhook outbox, and optionally a heartbeat key that must be absent (so a sweeper never fails or requeues a
 # job a live worker has just taken). ARGV: new status, allowed current statuses (comma list), terminal (0/1),
-# ttl_s, maxlen, now, then field/value pairs to set. Returns "OK", or the current status ("alive" when the
-# heartbeat exists). Deliveries are written here, not after, so a crash cannot lose one (at least once).
+# ttl_s (unless the job has its own), maxlen, now, then field/value pairs to set. Returns "OK", or the current
+# status ("alive" when the heartbeat exists). Deliveries are written here, not after, so a crash cannot lose
+# one (at least once).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
@@ -112,14 +114,16 @@ local events = {status = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*'
                                     'data', cjson.encode({status = ARGV[1], previous = current}))}
 if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], id) else redis.call('SREM', KEYS[3], id) end
 if ARGV[1] == 'queued' then redis.call('ZADD', KEYS[5], ARGV[6], id) else redis.call('ZREM', KEYS[5], id) end
+local extra = redis.call('HGET', KEYS[1], 'extra')
 if ARGV[3] == '1' then
   redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
   events.completed = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'completed',
                                 'data', cjson.encode({status = ARGV[1]}))
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  local ttl = ARGV[4]  -- the job's own ttl_s (never longer: the API caps it) or the service's
+  if extra and string.find(extra, '"ttl_s"', 1, true) then ttl = cjson.decode(extra).ttl_s end
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
 end
-local extra = redis.call('HGET', KEYS[1], 'extra')
 if extra and string.find(extra, '"webhook"', 1, true) then
   local hook = cjson.decode(extra).webhook
   local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(5, description="Delivery attempts before a webhook is given up.")
     webhook_backoff_s: float = Field(2.0, description="First retry delay; it doubles on each attempt.")
     webhook_timeout_s: float = Field(10.0, description="Time limit of one delivery.")
+    webhook_progress_interval_s: float = Field(
+        5.0, description="A job's `progress` webhook deliveries come at most this often."
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (off when empty).")
     api_keys: str = Field(
         "",

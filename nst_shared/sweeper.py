@@ -1,5 +1,6 @@
 """Housekeeping shared by the API and the workers: retry or fail jobs whose worker died, queue again jobs that
-lost their RQ job, drop expired ids from the indexes, delete expired files."""
+lost their RQ job, cancel queued jobs past their deadline, drop expired ids from the indexes, delete expired
+files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from nst_shared import deadlines
 from nst_shared.jobs import JobStore, Keys
 from nst_shared.queueing import repair_queued, requeue
 from nst_shared.settings import Settings
@@ -51,6 +53,7 @@ class Sweeper:
         if not self.in_grace(now):
             self._recover_lost_jobs()
             repair_queued(self.store, self.queue, settings=self.settings, grace_s=self.settings.queued_grace_s, now=now)
+        deadlines.cancel_overdue(self.store, self.queue, now=now)
         self.store.prune_indexes(now=now)
         for job_id in self.storage.job_ids():
             if self.store.redis.exists(Keys.job(job_id)):

@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from nst_shared.job_options import MEDIA_TYPES
 from nst_shared.settings import Settings
 from service.auth import parse_api_keys
 from service.caps import param_caps
-from service.forms import job_form_schema
+from service.forms import FILES, IMAGE_TYPES, job_form_schema
 from service.schemas import ErrorBody
 
 ERRORS = {
@@ -31,16 +32,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in statuses}
 
 
-def png_response(description: str) -> dict[int | str, dict[str, Any]]:
+def image_response(description: str, *, first: str = "png") -> dict[int | str, dict[str, Any]]:
+    """A picture in any format we make (`first` unless Accept prefers another)."""
     binary = {"schema": {"type": "string", "format": "binary"}}
+    types = [MEDIA_TYPES[first], *(t for t in MEDIA_TYPES.values() if t != MEDIA_TYPES[first])]
     # The same bytes as application/octet-stream for clients that ask for it (generators that read any binary).
-    return {200: {"description": description, "content": {"image/png": binary, "application/octet-stream": binary}}}
+    return {200: {"description": description, "content": {t: binary for t in [*types, "application/octet-stream"]}}}
 
 
 SUBMISSION_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobSubmission"}}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {"$ref": "#/components/schemas/JobSubmission"},
+                # The image types each file field takes (others are a 415).
+                "encoding": {name: {"contentType": IMAGE_TYPES} for name in FILES},
+            }
+        },
     }
 }
 

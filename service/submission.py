@@ -14,9 +14,10 @@ from typing import Any
 from rq import Queue
 from starlette.datastructures import UploadFile
 
-from nst_shared import capacity, webhook_urls
+from nst_shared import capacity, deadlines, webhook_urls
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
+from nst_shared.job_options import deadline_of
 from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
@@ -24,7 +25,7 @@ from nst_shared.queueing import enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
-from service.caps import check_budget, check_caps, check_memory
+from service.caps import check_budget, check_caps, check_memory, check_options
 from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
@@ -47,9 +48,10 @@ class Submissions:
     async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> Submitted:
         """The new job, or the earlier one when `idempotency_key` came before with the same request."""
         check_caps(form.params, styles=len(form.styles), settings=self.settings)
+        check_options(form.options, settings=self.settings)
         form.params.style_weights(len(form.styles))  # InvalidParameter (422) unless one weight per style
         # Which parameters the client chose: the worker may replace the others with its device's defaults.
-        extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set)}
+        extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set), **form.options.record_extra()}
         if form.webhook.webhook_url:
             extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
         content = await self._read(form.content, "content")
@@ -124,6 +126,9 @@ class Submissions:
                 self.storage.put(job_id, f"style-mask-{i}", data)
             with self.store.redis.pipeline() as pipe:  # the record and its RQ job: both or neither
                 pipe.multi()  # (RQ asks for an explicit transaction)
+                now = time.time()
+                if (deadline_at := deadline_of(now, extra)) is not None:
+                    deadlines.register(pipe, job_id, deadline_at)
                 record = self.store.create(
                     job_id,
                     params=params.to_dict(),
@@ -131,6 +136,7 @@ class Submissions:
                     owner=owner,
                     extra=extra,
                     rq_job_id=job_id,
+                    now=now,
                     pipeline=pipe,
                 )
                 enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)

@@ -17,15 +17,17 @@ from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
-from nst_shared import job_metrics, provenance
+from nst_shared import deadlines, job_metrics, provenance
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
+from nst_shared.job_options import DEADLINE_EXCEEDED, PREVIEW_FORMAT, PREVIEW_QUALITY, deadline_of
 from nst_shared.jobs import JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, for_device, with_seed
 from nst_shared.queueing import requeue
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
+from nst_shared.webhook_progress import ProgressDeliveries
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
 from worker.outage import until_redis_answers
@@ -36,8 +38,8 @@ log = logging.getLogger("nst.worker")
 # Set by the worker's SIGTERM handler: the running job stops within one iteration and goes back to the queue.
 shutdown_requested = threading.Event()
 
-RESULT = "result.png"
-PREVIEW = "preview.png"
+RESULT = "result.png"  # the lossless master: downloads in other formats are made from it (service/results.py)
+PREVIEW = f"preview.{PREVIEW_FORMAT}"
 
 T = TypeVar("T")
 
@@ -71,6 +73,8 @@ class _Run:
         self.job_id, self.store, self.storage, self.settings, self.rq_job = job_id, store, storage, settings, rq_job
         # Writes that must land are tried until Redis answers, within the job's time limit.
         self.deadline = time.monotonic() + (rq_job.timeout or settings.job_timeout_base_s)
+        self.deadline_at: float | None = None  # the job's own deadline (cancel_after), Unix time
+        self.extra: dict[str, Any] = {}
 
     def retried(self, call: Callable[[], T], what: str) -> T:
         return until_redis_answers(call, what=what, deadline=self.deadline)
@@ -81,6 +85,12 @@ class _Run:
         if record is None or record.status is not JobStatus.QUEUED:
             log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
             return "skipped"
+        if deadlines.passed(record):  # the sweeper had not come to it yet
+            queue = self.queue()
+            canceled = self.retried(lambda: deadlines.cancel_if_not_started(self.store, queue, record), "canceling")
+            log.info("%s: its deadline passed before it started", "canceled" if canceled else "skipped")
+            return "canceled" if canceled else "skipped"
+        self.deadline_at, self.extra = deadline_of(record.created_at, record.extra), record.extra
         engine = get_engine(self.settings)
         with Heartbeat(
             store, job_id, interval_s=self.settings.heartbeat_interval_s, ttl_s=self.settings.heartbeat_ttl_s
@@ -140,13 +150,18 @@ class _Run:
         styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
         masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
         writer = ProgressWriter(self.store, job_id)
+        hook = ProgressDeliveries.for_job(
+            self.store, job_id, self.extra, interval_s=self.settings.webhook_progress_interval_s
+        )
         reason: dict[str, str] = {}
 
         def on_progress(progress: Any) -> None:
             data = _progress_event(progress)
             written = writer.write("progress", data, progress=data)
+            if written is Written.YES:
+                hook.offer(data)
             if progress.preview is not None and written is not Written.NOT_RUNNING:
-                storage.put(job_id, PREVIEW, encode_image(progress.preview))
+                storage.put(job_id, PREVIEW, _preview(progress.preview))
                 written = writer.write("preview", {"step": progress.step}, preview_step=progress.step)
             if written is Written.NOT_RUNNING:
                 reason["stop"] = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
@@ -154,6 +169,8 @@ class _Run:
                 reason["stop"] = request.value
             elif shutdown_requested.is_set():
                 reason["stop"] = "shutdown"
+            elif self.deadline_at is not None and time.time() >= self.deadline_at:
+                reason["stop"] = "deadline"
             if reason:
                 raise StopTransfer()
 
@@ -165,11 +182,13 @@ class _Run:
         # What Redis missed of the last steps goes before the final event.
         if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
             return self.not_ours("stopped")
-        if stop == StopRequest.CANCEL:
-            storage.put(job_id, PREVIEW, encode_image(result.image))
-            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done):
+        if stop in (StopRequest.CANCEL, "deadline"):
+            storage.put(job_id, PREVIEW, _preview(result.image))
+            error = {"code": DEADLINE_EXCEEDED, "message": "the job did not finish within its cancel_after"}
+            fields: dict[str, Any] = {"error": error} if stop == "deadline" else {}
+            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done, **fields):
                 return self.not_ours("canceled")
-            log.info("canceled after %d steps", result.steps_done)
+            log.info("canceled after %d steps%s", result.steps_done, " (deadline)" if fields else "")
             return "canceled"
         record = provenance.build(
             params,
@@ -216,14 +235,21 @@ class _Run:
             log.warning("%s; the job is no longer this worker's (a sweeper took it back)", what)
         return "skipped"
 
+    def queue(self) -> Queue:
+        return Queue(self.settings.queue_name, connection=self.rq_job.connection, serializer=self.rq_job.serializer)
+
     def requeue(self) -> str:
         """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
-        queue = Queue(self.settings.queue_name, connection=self.rq_job.connection, serializer=self.rq_job.serializer)
+        queue = self.queue()
         rq_id = self.retried(lambda: requeue(self.store, queue, self.job_id, settings=self.settings), "requeueing")
         if rq_id is None:
             return self.not_ours("stopping")
         log.info("worker stopping: job requeued as %s", rq_id)
         return "requeued"
+
+
+def _preview(image: Any) -> bytes:
+    return encode_image(image, PREVIEW_FORMAT, quality=PREVIEW_QUALITY)
 
 
 def _progress_event(progress: Any) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from rq import Queue
 
+from nst_shared.job_options import PREVIEW_QUALITY, output_of
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
+from service import results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
@@ -26,8 +28,9 @@ from service.deps import (
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
-from service.openapi import SUBMISSION_BODY, error_responses, png_response
+from service.openapi import SUBMISSION_BODY, error_responses, image_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
+from service.waiting import MAX_WAIT_S, connection_slot, requested_wait_s, wait_for_end
 
 # Keys and rate limits are first checked by service.guard.AccessGuard, before a body is read.
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -59,21 +62,38 @@ def _queue_position(queue: Queue, record: JobRecord) -> int | None:
     return position + 1 if position is not None else None
 
 
-def _png(data: bytes, request: Request, headers: dict[str, str]) -> Response:
-    """The PNG, labelled application/octet-stream only for a client that asks for that and not for PNG."""
-    accept = request.headers.get("accept", "")
-    binary = "application/octet-stream" in accept and "image/png" not in accept
-    return Response(data, media_type="application/octet-stream" if binary else "image/png", headers=headers)
-
-
+# What a client can do next with the job POST /jobs made: OpenAPI links, so stateful tools and generated clients
+# chain create -> read -> events -> result.
+JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+    for operation in (
+        "get_job",
+        "stream_events",
+        "get_result",
+        "get_preview",
+        "cancel_job",
+        "finish_job",
+        "delete_job",
+    )
+}
+LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 CREATED: dict[int | str, dict[str, Any]] = {
-    202: {
-        "description": "Queued (or the earlier job of this Idempotency-Key)",
+    200: {
+        "description": "The job, ended while the request waited (`Prefer: wait=N`)",
         "headers": {
-            "Location": {"description": "The job's URL", "schema": {"type": "string"}},
+            **LOCATION,
+            "Preference-Applied": {"description": "wait=N, when it was", "schema": {"type": "string"}},
+        },
+        "links": JOB_LINKS,
+    },
+    202: {
+        "description": "Queued (or the earlier job of this Idempotency-Key), or still running after the wait",
+        "headers": {
+            **LOCATION,
             "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}},
         },
-    }
+        "links": JOB_LINKS,
+    },
 }
 
 
@@ -93,6 +113,8 @@ async def create_job(
     settings: SettingsDep,
     caller: KeyCallerDep,
     keys: KeysDep,
+    store: StoreDep,
+    async_redis: AsyncRedisDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -101,16 +123,36 @@ async def create_job(
             "answers with the same job; the key with another request is a 422.",
         ),
     ] = None,
+    prefer: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description=f"`wait=N` (RFC 7240; N at most {MAX_WAIT_S}): answer when the job has ended (200) or "
+            "after N seconds (202, as without it).",
+        ),
+    ] = None,
 ) -> JobPublic:
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
-    at once, with the job's URL in Location."""
+    at once (or, with `Prefer: wait=N`, once the job has ended or N seconds have passed), with the job's URL in
+    Location."""
     async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
         submitted = await submissions.submit(read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key)
-    record = submitted.record
+    record, position = submitted.record, submitted.queue_position
     response.headers["Location"] = f"/jobs/{record.id}"
-    response.headers["Retry-After"] = "1"
-    return public_job(record, queue_position=submitted.queue_position, token=_token(record, keys))
+    wait_s = requested_wait_s(prefer)
+    if wait_s is not None and not record.status.terminal:
+        async with connection_slot(request) as granted:
+            if granted:
+                waited = await wait_for_end(async_redis, store, record.id, timeout_s=wait_s)
+                response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+                if waited is not None:
+                    record, position = waited, None if waited.status is not JobStatus.QUEUED else position
+    if record.status.terminal:
+        response.status_code = 200
+    else:
+        response.headers["Retry-After"] = "1"
+    return public_job(record, queue_position=position, token=_token(record, keys))
 
 
 @router.get(
@@ -226,9 +268,9 @@ async def stream_events(
 @router.get(
     "/{job_id}/result",
     operation_id="get_result",
-    summary="The finished picture (PNG)",
+    summary="The finished picture (in the job's format, or another its Accept names)",
     response_class=Response,
-    responses={**png_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
+    responses={**image_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
 )
 def get_result(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
@@ -248,28 +290,38 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
-    data = storage.get(job_id, "result.png")
-    if data is None:
+    master = storage.get(job_id, "result.png")
+    if master is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
-    return _png(data, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
+    job_format, quality = output_of(record.extra)
+    choice = results.choose(request.headers.get("accept"), job_format)
+    data = results.result_as(storage, job_id, master, format=choice.format, quality=quality)
+    headers = {"Content-Disposition": f'attachment; filename="nst-{job_id}.{choice.format}"', "Vary": "Accept"}
+    return Response(data, media_type=choice.media_type, headers=headers)
 
 
 @router.get(
     "/{job_id}/preview",
     operation_id="get_preview",
-    summary="The latest preview (PNG)",
+    summary="The latest preview (WebP, or another format its Accept names)",
     response_class=Response,
-    responses={**png_response("The latest preview"), **error_responses(401, 404, 422, 429, 503)},
+    responses={**image_response("The latest preview", first="webp"), **error_responses(401, 404, 422, 429, 503)},
 )
 def get_preview(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
 ) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
     _load(store, job_id, caller, keys)
-    data = storage.get(job_id, "preview.png")
-    if data is None:
+    for stored in ("webp", "png"):  # png: written by a worker of an earlier version
+        data = storage.get(job_id, f"preview.{stored}")
+        if data is not None:
+            break
+    else:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
-    return _png(data, request, {"Cache-Control": "no-cache"})
+    choice = results.choose(request.headers.get("accept"), stored)
+    if choice.format != stored:
+        data = results.encoded_as(data, format=choice.format, quality=PREVIEW_QUALITY)
+    return Response(data, media_type=choice.media_type, headers={"Cache-Control": "no-cache", "Vary": "Accept"})
 
 
 @router.post(
