@@ -13,6 +13,7 @@ from nst_shared.jobs import JobStore, Keys
 
 # KEYS: job hash, gate key, outbox. ARGV: gate expiry (ms), now, the progress JSON, the delivery id's suffix.
 # Only while the job runs, and only when the gate is open (SET NX): one delivery per interval per job.
+# Returns 1 when written, 2 when the gate was closed, 0 when the job is not running or wants none.
 _OFFER = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 local extra = redis.call('HGET', KEYS[1], 'extra')
@@ -22,7 +23,7 @@ if not hook then return 0 end
 local wanted = false
 for _, kind in ipairs(hook.events) do if kind == 'progress' then wanted = true end end
 if not wanted then return 0 end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 2 end
 local id = string.match(KEYS[1], '[^:]+$')
 local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
 local values = redis.call('HMGET', KEYS[1], unpack(names))
@@ -57,10 +58,11 @@ class ProgressDeliveries:
         now = time.monotonic()
         if not self._wanted or now < self._next_at:
             return False
-        self._next_at = now + self._interval_s
         job_id = self._job_id
-        written = self._script(
+        answer: int = self._script(
             keys=[Keys.job(job_id), gate(job_id), webhook_outbox.PENDING],
             args=[int(self._interval_s * 1000), repr(time.time()), json.dumps(progress), progress.get("step", 0)],
         )
-        return bool(written)
+        if answer:  # written, or another worker's delivery holds the gate: no Redis call until the next interval
+            self._next_at = now + self._interval_s
+        return answer == 1

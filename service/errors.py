@@ -17,6 +17,8 @@ from nst_shared.errors import ImageError, ImageTooLarge, InvalidParameter, Unsup
 
 log = logging.getLogger("nst.api")
 
+METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
 
 class ApiError(Exception):
     """Raised by handlers for any answer that is not a success; rendered by `api_error_handler`."""
@@ -57,13 +59,13 @@ def redis_down_response(exc: Exception) -> JSONResponse:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes at this path (Starlette's 405 names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "OPTIONS-NONE"})
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    """Every method some route of the app takes at this path (Starlette's 405 names only the first route's).
+    Each method is tried on the routes as the router itself would, so included routers count too."""
+    return [
+        method
+        for method in METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.routes)
+    ]
 
 
 def install_error_handlers(app: FastAPI) -> None:

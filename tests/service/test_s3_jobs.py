@@ -18,7 +18,7 @@ def test_job_with_s3_storage(tmp_path, redis_server, s3_env):
             job = submit(client, preview_every="2").json()
             wait_status(client, job["id"], {"succeeded"})
             keys = s3_env.keys(bucket)
-            assert {f"jobs/{job['id']}/{name}" for name in ("content", "style-0", "preview.png", "result.png")} <= set(
+            assert {f"jobs/{job['id']}/{name}" for name in ("content", "style-0", "preview.webp", "result.png")} <= set(
                 keys
             )
             result = client.get(f"/jobs/{job['id']}/result")

@@ -323,3 +323,18 @@ def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
     page.wait_for_selector("#download:not([hidden])", timeout=120_000)
     assert refused == []
     page.close()
+
+
+def test_page_passes_axe_after_a_painting(stack_url, browser, tmp_path):
+    """axe-core's rules (colour contrast among them: the figure captions were 4.48:1) on the page with a result."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(stack_url)
+    one_style_job(page, tmp_path, max_size=64, steps=2)
+    page.click("#submit")
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert page.locator("figcaption").first.is_visible()
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_report()
+    page.close()
