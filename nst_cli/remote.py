@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, help_text, params_from_args
+from nst_shared.job_options import RESULT_FORMATS, JobOptions
 
 if TYPE_CHECKING:
     from nst_client import Event, Job, NstClient, NstClientError
@@ -108,8 +109,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--webhook-events",
         default=None,
         metavar="LIST",
-        help="comma-separated: completed (the end; default), status (every status change)",
+        help="comma-separated: completed (the end; default), status (every status change), progress (while it "
+        "runs, every few seconds)",
     )
+    for name, field in JobOptions.model_fields.items():  # --format, --quality, --cancel-after, --ttl-s
+        choices = RESULT_FORMATS if name == "format" else None
+        flag = "--" + name.replace("_", "-")
+        submit.add_argument(flag, default=None, choices=choices, metavar=name.upper(), help=field.description)
     _add_connection(submit)
     submit.set_defaults(handler=run_submit)
 
@@ -226,6 +232,7 @@ def _submit(args: argparse.Namespace) -> int:
             webhook_url=args.webhook,
             webhook_events=events,
             **fields,
+            **{name: getattr(args, name) for name in JobOptions.model_fields if getattr(args, name) is not None},
         )
         print(job.id, flush=True)
         if not (args.wait or args.output or args.finish_after is not None):

@@ -17,6 +17,7 @@ from nst_shared.jobs import JobStore, Keys
 from nst_shared.queueing import repair_queued, requeue
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
+from nst_shared.sweeps import sweep_key
 
 log = logging.getLogger("nst.sweeper")
 
@@ -56,7 +57,7 @@ class Sweeper:
         deadlines.cancel_overdue(self.store, self.queue, now=now)
         self.store.prune_indexes(now=now)
         for job_id in self.storage.job_ids():
-            if self.store.redis.exists(Keys.job(job_id)):
+            if self.store.redis.exists(Keys.job(job_id), sweep_key(job_id)):  # a job's files, or a sweep's sheet
                 continue
             # A job's files are written before its record exists: young files are left alone.
             modified_at = self.storage.modified_at(job_id)

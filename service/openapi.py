@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 
 from nst_shared.job_options import MEDIA_TYPES
 from nst_shared.settings import Settings
+from nst_shared.sweeps import MAX_AXES
 from service.auth import parse_api_keys
 from service.caps import param_caps
 from service.forms import FILES, IMAGE_TYPES, job_form_schema
@@ -54,6 +55,25 @@ SUBMISSION_BODY = {
 }
 
 
+def sweep_form_schema(job_form: dict[str, Any]) -> dict[str, Any]:
+    """The job form and its `sweep` field (once or twice)."""
+    sweep = {
+        "type": "array",
+        "items": {"type": "string", "pattern": r"^\s*[a-z_]+\s*=\s*[^,]+(\s*,\s*[^,]+)*\s*$", "maxLength": 500},
+        "minItems": 1,
+        "maxItems": MAX_AXES,
+        "description": "An axis of the grid: a parameter and its values, `name=v1,v2,...` (e.g. "
+        "`style_weight=5,15,45`, `look=subtle,painterly`); one or two axes.",
+    }
+    return {
+        **job_form,
+        "title": "SweepSubmission",
+        "properties": {**job_form["properties"], "sweep": sweep},
+        "required": [*job_form["required"], "sweep"],
+        "description": "A sweep: the job form, and the parameters to vary.",
+    }
+
+
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     """Serve the document with the submission form's schema, whose capped bounds are this deployment's."""
 
@@ -62,6 +82,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas["JobSubmission"] = job_form_schema(caps=param_caps(settings), max_styles=settings.max_styles)
+            schemas["SweepSubmission"] = sweep_form_schema(schemas["JobSubmission"])
             if not parse_api_keys(settings.api_keys):  # a key is optional here: say so on every route
                 for operation in (op for path in document["paths"].values() for op in path.values()):
                     if "security" in operation:

@@ -53,16 +53,16 @@ class Submissions:
         # Which parameters the client chose: the worker may replace the others with its device's defaults.
         extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set), **form.options.record_extra()}
         if form.webhook.webhook_url:
-            extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
-        content = await self._read(form.content, "content")
-        styles = [await self._read(style, "style") for style in form.styles]
-        masks = [await self._read(mask, "style_mask") for mask in form.style_masks]
+            extra["webhook"] = await self.checked_webhook(form.webhook.webhook_url, form.webhook.events)
+        content = await self.read_upload(form.content, "content")
+        styles = [await self.read_upload(style, "style") for style in form.styles]
+        masks = [await self.read_upload(mask, "style_mask") for mask in form.style_masks]
         if masks:
             extra["style_masks"] = len(masks)
         # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
         return await asyncio.to_thread(self._create, form.params, extra, content, styles, masks, owner, idempotency_key)
 
-    async def _read(self, upload: UploadFile, field: str) -> bytes:
+    async def read_upload(self, upload: UploadFile, field: str) -> bytes:
         limit = self.settings.max_upload_bytes
         if upload.size is not None and upload.size > limit:
             raise ApiError(
@@ -73,7 +73,7 @@ class Submissions:
             raise ApiError(413, "file_too_large", f"{field}: at most {limit} bytes per file", field=field)
         return data
 
-    async def _webhook(self, url: str, events: list[str]) -> dict[str, object]:
+    async def checked_webhook(self, url: str, events: list[str]) -> dict[str, object]:
         """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
         if not self.settings.webhook_secret:
             raise ApiError(
@@ -99,57 +99,79 @@ class Submissions:
         idempotency_key: str | None,
     ) -> Submitted:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
-        self._check_images(content, styles, params)
-        self._check_masks(masks)
-        if self.queue.count >= self.settings.max_queued_jobs:
-            raise ApiError(
-                503,
-                "queue_full",
-                f"{self.settings.max_queued_jobs} jobs are waiting already; try again later",
-                headers={"Retry-After": "30"},
-            )
+        self.check_images(content, styles, params)
+        self.check_masks(masks)
+        self.check_queue_room(1)
         job_id = new_job_id()
         claim = None
         if idempotency_key:
             # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
             digest = _request_digest(params, extra, content, [*styles, *masks])
-            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
-            if existing is not None:
+            claim, earlier_id = self.claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
+            if earlier_id is not None:
+                existing = self._earlier(earlier_id)
                 position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
                 queued = existing.status is JobStatus.QUEUED and position is not None
                 return Submitted(existing, position + 1 if queued else None)
         try:
-            self.storage.put(job_id, "content", content)
-            for i, data in enumerate(styles):
-                self.storage.put(job_id, f"style-{i}", data)
-            for i, data in enumerate(masks):
-                self.storage.put(job_id, f"style-mask-{i}", data)
+            self.store_files(job_id, content, styles, masks)
             with self.store.redis.pipeline() as pipe:  # the record and its RQ job: both or neither
                 pipe.multi()  # (RQ asks for an explicit transaction)
-                now = time.time()
-                if (deadline_at := deadline_of(now, extra)) is not None:
-                    deadlines.register(pipe, job_id, deadline_at)
-                record = self.store.create(
-                    job_id,
-                    params=params.to_dict(),
-                    styles=len(styles),
-                    owner=owner,
-                    extra=extra,
-                    rq_job_id=job_id,
-                    now=now,
-                    pipeline=pipe,
-                )
-                enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
+                record = self.queue_in(pipe, job_id, params, extra, styles=len(styles), owner=owner)
                 pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
                 index = pipe.execute()[-1]
         except Exception:
             # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
             # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
-            self._undo(job_id, claim)
+            self.undo([job_id], claim)
             raise
         return Submitted(record, index + 1 if index is not None else None)
 
-    def _check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
+    def check_queue_room(self, jobs: int) -> None:
+        """503 when `jobs` more would take the queue past NST_MAX_QUEUED_JOBS."""
+        if self.queue.count + jobs > self.settings.max_queued_jobs:
+            raise ApiError(
+                503,
+                "queue_full",
+                f"{self.settings.max_queued_jobs} jobs are waiting at most; try again later",
+                headers={"Retry-After": "30"},
+            )
+
+    def store_files(self, job_id: str, content: bytes, styles: list[bytes], masks: list[bytes]) -> None:
+        self.storage.put(job_id, "content", content)
+        for i, data in enumerate(styles):
+            self.storage.put(job_id, f"style-{i}", data)
+        for i, data in enumerate(masks):
+            self.storage.put(job_id, f"style-mask-{i}", data)
+
+    def queue_in(
+        self,
+        pipe: Any,
+        job_id: str,
+        params: TransferParams,
+        extra: dict[str, Any],
+        *,
+        styles: int,
+        owner: str | None,
+    ) -> JobRecord:
+        """Queue on `pipe` (a transaction) the job's record, its deadline if it has one, and its RQ job."""
+        now = time.time()
+        if (deadline_at := deadline_of(now, extra)) is not None:
+            deadlines.register(pipe, job_id, deadline_at)
+        record = self.store.create(
+            job_id,
+            params=params.to_dict(),
+            styles=styles,
+            owner=owner,
+            extra=extra,
+            rq_job_id=job_id,
+            now=now,
+            pipeline=pipe,
+        )
+        enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
+        return record
+
+    def check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
         try:
             content_size = check_upload(content, self.settings)
             out = fit_size(*content_size, params.max_size)
@@ -166,7 +188,7 @@ class Submissions:
             except ImageError as exc:
                 raise from_image_error(exc, "style") from None
 
-    def _check_masks(self, masks: list[bytes]) -> None:
+    def check_masks(self, masks: list[bytes]) -> None:
         """Each mask passes the checks of any image, and is white somewhere (decoded within the pixel budget)."""
         for index, data in enumerate(masks):
             try:
@@ -176,22 +198,23 @@ class Submissions:
             except ImageError as exc:
                 raise from_image_error(exc, "style_mask") from None
 
-    def _undo(self, job_id: str, claim: str | None) -> None:
-        for undo in (
-            lambda: self.store.delete(job_id),
-            lambda: self.storage.delete_job(job_id),
+    def undo(self, job_ids: list[str], claim: str | None) -> None:
+        undos = [
+            *(lambda job_id=job_id: self.store.delete(job_id) for job_id in job_ids),
+            *(lambda job_id=job_id: self.storage.delete_job(job_id) for job_id in job_ids),
             lambda: self.store.redis.delete(claim) if claim else None,
-        ):
+        ]
+        for undo in undos:
             try:
                 undo()
             except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files
                 pass
 
-    def _claim(self, key: str, job_id: str, body_hash: str) -> tuple[str | None, JobRecord | None]:
-        """(the claimed Redis key, None) when this request owns the key; (None, the earlier job) when the same
-        body came before; 422 when the key came with another body."""
+    def claim(self, key: str, new_id: str, body_hash: str) -> tuple[str | None, str | None]:
+        """(the claimed Redis key, None) when this request owns the key; (None, the earlier request's id) when
+        the same body came before; 422 when the key came with another body."""
         redis_key = Keys.idempotency(hashlib.sha256(key.encode()).hexdigest())
-        claim = json.dumps({"job_id": job_id, "hash": body_hash})
+        claim = json.dumps({"job_id": new_id, "hash": body_hash})
         if self.store.redis.set(redis_key, claim, nx=True, ex=self.settings.result_ttl_s):
             return redis_key, None
         earlier = json.loads(self.store.redis.get(redis_key) or "{}")
@@ -202,12 +225,15 @@ class Submissions:
                 "this Idempotency-Key was used with a different request",
                 field="Idempotency-Key",
             )
+        return None, str(earlier["job_id"])
+
+    def _earlier(self, job_id: str) -> JobRecord:
         for _ in range(50):  # the first request may still be storing its files
-            record = self.store.get(earlier["job_id"])
+            record = self.store.get(job_id)
             if record is not None:
-                return None, record
+                return record
             time.sleep(0.05)
-        raise not_found(earlier["job_id"])
+        raise not_found(job_id)
 
 
 def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, images: list[bytes]) -> str:

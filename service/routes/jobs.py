@@ -13,7 +13,7 @@ from rq import Queue
 from nst_shared.job_options import PREVIEW_QUALITY, output_of
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
-from service import results
+from service import job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
@@ -335,14 +335,9 @@ def get_preview(
 def cancel_job(job_id: JobIdDep, store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep) -> JobPublic:
     """Queued: canceled at once. Running: stops within one iteration. Finished: 409."""
     record = _load(store, job_id, caller, keys)
-    if record.status is JobStatus.QUEUED and store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED}):
-        if record.rq_job_id:
-            queue.remove(record.rq_job_id)
-    else:
+    if not job_control.cancel(store, queue, record):
         record = _load(store, job_id, caller, keys)
-        if record.status in TERMINAL:
-            raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
-        store.request_cancel(job_id)
+        raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
     return _public(_load(store, job_id, caller, keys), keys)
 
 
@@ -380,13 +375,5 @@ def finish_job(job_id: JobIdDep, store: StoreDep, caller: KeyCallerDep, keys: Ke
 def delete_job(
     job_id: JobIdDep, store: StoreDep, storage: StorageDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep
 ) -> Deleted:
-    record = _load(store, job_id, caller, keys)
-    if record.status is JobStatus.QUEUED:
-        store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED})
-        if record.rq_job_id:
-            queue.remove(record.rq_job_id)
-    elif record.status is JobStatus.RUNNING:
-        store.request_cancel(job_id)  # the worker stops within one iteration and finds the record gone
-    store.delete(job_id)
-    storage.delete_job(job_id)
+    job_control.delete(store, storage, queue, _load(store, job_id, caller, keys))
     return Deleted(id=job_id, deleted=True)

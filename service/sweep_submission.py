@@ -1,0 +1,155 @@
+"""Submitting a sweep: the job form plus one or two `sweep` fields; every cell's parameters are checked as a job's,
+the sweep is priced as the sum of its cells, and its record and every cell's job are queued in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from nst_shared.errors import ImageError, InvalidParameter
+from nst_shared.params import TransferParams, first_error
+from nst_shared.schedule import params_cost
+from nst_shared.sweeps import SweepRecord, SweepStore, new_sweep, parse_axes
+from service.caps import check_caps, check_options
+from service.decoding import check_upload
+from service.errors import ApiError, from_image_error
+from service.forms import JobForm, read_job_form
+from service.submission import Submissions
+
+SWEEP_FIELD = "sweep"
+
+
+@dataclass(frozen=True)
+class SweepForm:
+    job: JobForm  # the shared images, parameters and options
+    axes_text: list[str]
+
+
+def read_sweep_form(form: FormData) -> SweepForm:
+    """The job form's fields, and the `sweep` fields (name=v1,v2,...)."""
+    axes = [v for v in form.getlist(SWEEP_FIELD) if isinstance(v, str) and v.strip()]
+    if not axes:
+        raise ApiError(422, "invalid_parameter", "sweep: name=value,value,... is needed", field=SWEEP_FIELD)
+    rest = FormData([(k, v) for k, v in form.multi_items() if k != SWEEP_FIELD])
+    return SweepForm(job=read_job_form(rest), axes_text=axes)
+
+
+class SweepSubmissions:
+    """Turns a read sweep form into a sweep and its queued cells (or answers why not, as an ApiError)."""
+
+    def __init__(self, submissions: Submissions, sweeps: SweepStore) -> None:
+        self.submissions, self.sweeps = submissions, sweeps
+        self.settings = submissions.settings
+
+    async def submit(self, form: SweepForm, *, owner: str | None, idempotency_key: str | None) -> SweepRecord:
+        job = form.job
+        try:
+            axes = parse_axes(form.axes_text, max_cells=self.settings.max_sweep_cells)
+        except InvalidParameter as exc:
+            raise ApiError(422, exc.code, str(exc), field=exc.field) from None
+        check_options(job.options, settings=self.settings)
+        given = {k: v for k, v in job.params.to_dict().items() if k in job.params.model_fields_set}
+        sweep = new_sweep(axes, owner=owner)
+        cells = [_cell_params(given, cell["values"]) for cell in sweep.cells]
+        for params in cells:
+            check_caps(params, styles=len(job.styles), settings=self.settings)
+            params.style_weights(len(job.styles))
+        extra: dict[str, Any] = job.options.record_extra()
+        if job.webhook.webhook_url:
+            extra["webhook"] = await self.submissions.checked_webhook(job.webhook.webhook_url, job.webhook.events)
+        content = await self.submissions.read_upload(job.content, "content")
+        styles = [await self.submissions.read_upload(style, "style") for style in job.styles]
+        masks = [await self.submissions.read_upload(mask, "style_mask") for mask in job.style_masks]
+        if masks:
+            extra["style_masks"] = len(masks)
+        return await asyncio.to_thread(
+            self._create, sweep, cells, extra, content, styles, masks, owner, idempotency_key
+        )
+
+    def _create(
+        self,
+        sweep: SweepRecord,
+        cells: list[TransferParams],
+        extra: dict[str, Any],
+        content: bytes,
+        styles: list[bytes],
+        masks: list[bytes],
+        owner: str | None,
+        idempotency_key: str | None,
+    ) -> SweepRecord:
+        submissions = self.submissions
+        for params in {json.dumps(p.to_dict(), sort_keys=True): p for p in cells}.values():
+            submissions.check_images(content, styles, params)
+        submissions.check_masks(masks)
+        self._check_total_budget(cells, content)
+        submissions.check_queue_room(len(cells))
+        claim = None
+        if idempotency_key:
+            digest = _sweep_digest(sweep, cells, extra, content, [*styles, *masks])
+            claim, earlier_id = submissions.claim(f"sweep:{owner or ''}:{idempotency_key}", sweep.id, digest)
+            if earlier_id is not None:
+                earlier = self.sweeps.get(earlier_id)
+                if earlier is None:
+                    raise ApiError(404, "sweep_not_found", f"no sweep {earlier_id!r} (deleted or expired)")
+                return earlier
+        sweep.extra = {"options": {k: v for k, v in extra.items() if k != "webhook"}}
+        try:
+            for cell in sweep.cells:
+                submissions.store_files(cell["job_id"], content, styles, masks)
+            with submissions.store.redis.pipeline() as pipe:  # the sweep and every cell: all or none
+                pipe.multi()
+                for cell, params in zip(sweep.cells, cells, strict=True):
+                    cell_extra = {**extra, "explicit": sorted(params.model_fields_set), "sweep_id": sweep.id}
+                    submissions.queue_in(pipe, cell["job_id"], params, cell_extra, styles=len(styles), owner=owner)
+                self.sweeps.create_in(pipe, sweep)
+                pipe.execute()
+        except Exception:
+            submissions.undo(sweep.job_ids, claim)
+            raise
+        return sweep
+
+    def _check_total_budget(self, cells: list[TransferParams], content: bytes) -> None:
+        """A sweep is priced as the sum of its cells against NST_MAX_STEP_MEGAPIXELS."""
+        try:
+            size = check_upload(content, self.settings)
+        except ImageError as exc:
+            raise from_image_error(exc, "content") from None
+        total = sum(params_cost(params, size) for params in cells)
+        if total > self.settings.max_step_megapixels:
+            raise ApiError(
+                422,
+                "over_budget",
+                f"the sweep's {len(cells)} cells cost {total:.1f} steps x megapixels together, over this "
+                f"service's budget of {self.settings.max_step_megapixels:g}; fewer cells, steps or max_size",
+                field="sweep",
+            )
+
+
+def _cell_params(given: dict[str, Any], values: dict[str, str]) -> TransferParams:
+    """One cell's parameters: the form's, with the cell's values (validated as the form's are)."""
+    try:
+        return TransferParams.model_validate({**given, **values})
+    except ValidationError as exc:
+        field, message = first_error(exc)
+        cell = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise ApiError(422, "invalid_parameter", f"sweep: the cell {cell}: {field}: {message}", field="sweep") from None
+    except InvalidParameter as exc:
+        raise ApiError(422, exc.code, str(exc), field="sweep") from None
+
+
+def _sweep_digest(
+    sweep: SweepRecord, cells: list[TransferParams], extra: dict[str, Any], content: bytes, images: list[bytes]
+) -> str:
+    """What makes two sweep submissions the same request, for an Idempotency-Key."""
+    digest = hashlib.sha256(json.dumps([p.to_dict() for p in cells], sort_keys=True).encode())
+    digest.update(json.dumps([a.text() for a in sweep.axes]).encode())
+    for data in (content, *images):
+        digest.update(hashlib.sha256(data).digest())
+    digest.update(json.dumps(extra, sort_keys=True).encode())
+    return digest.hexdigest()
