@@ -21,7 +21,7 @@ from nst_shared.errors import InvalidParameter
 from nst_shared.jobs import PREFIX, JobRecord, JobStatus, Keys, new_job_id
 from nst_shared.params import api_fields
 
-MAX_AXES = 2
+MAX_AXES = 2  # "one or two" in messages
 QUEUED_SLACK_S = 24 * 3600
 # style_blend is itself comma-separated; seed and preview_every change no picture worth comparing side by side.
 NOT_SWEPT = frozenset({"style_blend", "preview_every", "preserve_colors"})
@@ -65,9 +65,10 @@ def parse_axis(text: str) -> Axis:
 
 def parse_axes(texts: Iterable[str], *, max_cells: int) -> list[Axis]:
     """The sweep's axes (one or two, different parameters, at most `max_cells` cells in all)."""
+    texts = list(texts)
+    if not 1 <= len(texts) <= MAX_AXES:
+        raise InvalidParameter(f"sweep: one or two axes (sweep fields), not {len(texts)}", field="sweep")
     axes = [parse_axis(t) for t in texts]
-    if not 1 <= len(axes) <= MAX_AXES:
-        raise InvalidParameter(f"sweep: one or {MAX_AXES} axes (sweep fields), not {len(axes)}", field="sweep")
     if len({a.name for a in axes}) != len(axes):
         raise InvalidParameter("sweep: the two axes must be different parameters", field="sweep")
     cells = 1
@@ -81,7 +82,7 @@ def parse_axes(texts: Iterable[str], *, max_cells: int) -> list[Axis]:
 def cell_values(axes: list[Axis]) -> list[dict[str, str]]:
     """Every cell's values, row by row: the first axis varies fastest (it runs across the contact sheet)."""
     grid = itertools.product(*(axis.values for axis in reversed(axes)))
-    return [dict(zip((a.name for a in reversed(axes)), combo, strict=True)) for combo in grid]
+    return [{a.name: v for a, v in zip(axes, reversed(combo), strict=True)} for combo in grid]
 
 
 @dataclass

@@ -50,7 +50,7 @@ def build(sweep: SweepRecord, cells: list[Cell]) -> bytes:
         else:
             draw.rectangle((left, top, left + TILE_PX - 1, top + TILE_PX - 1), fill=MISSING)
             draw.text((left + TILE_PX // 2, top + TILE_PX // 2), cell.status, fill=INK, font=font, anchor="mm")
-        label = "  ".join(f"{name} {value}" for name, value in cell.values.items())
+        label = "   ".join(f"{name}={value}" for name, value in cell.values.items())
         draw.text((left + TILE_PX // 2, top + TILE_PX + LABEL_PX // 2), label, fill=INK, font=font, anchor="mm")
     return encode_image(sheet, "PNG", record=sheet_record(sweep, cells, records))
 
