@@ -4,15 +4,17 @@ finish, delete. One httpx client per instance; its transport is injectable (test
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Union
 
 import httpx
 
-from nst_client.errors import JobNotFound, TransportError, error_for
+from nst_client.errors import JobNotFound, TransportError, WaitTimeout, error_for
 from nst_client.events import Event, aiter_events, iter_events
 from nst_client.jobs import Job, JobPage
+from nst_client.sweeps import Sweep, axes_fields
 
 if TYPE_CHECKING:
     from nst_shared.params import TransferParams
@@ -191,6 +193,58 @@ class NstClient:
 
     def get(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/jobs/{job_id}").json())
+
+    def submit_sweep(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        sweep: Mapping[str, Sequence[object]],
+        *,
+        style_masks: ImageInput | Sequence[ImageInput] | None = None,
+        params: TransferParams | None = None,
+        idempotency_key: str | None = None,
+        **fields: FormValue,
+    ) -> Sweep:
+        """Queue one job per cell of the grid `sweep` names, one or two parameters and their values
+        (`{"style_weight": [5, 15, 45], "look": ["subtle", "painterly"]}`); the other arguments as `submit`'s."""
+        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key, None, None)
+        data = {**form, "sweep": axes_fields(sweep)}
+        return Sweep.from_json(self._request("POST", "/sweeps", files=files, data=data, headers=headers).json())
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json(self._request("GET", f"/sweeps/{sweep_id}").json())
+
+    def wait_sweep(
+        self,
+        sweep_id: str,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = 0.5,
+        on_update: Callable[[Sweep], None] | None = None,
+    ) -> Sweep:
+        """Poll the sweep until every cell has ended; `on_update` sees each reading. `WaitTimeout` after
+        `timeout_s` (the cells go on)."""
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if on_update is not None:
+                on_update(sweep)
+            if sweep.done:
+                return sweep
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"sweep {sweep_id} has not ended after {timeout_s:g} s", job_id=sweep_id)
+            time.sleep(poll_s)
+
+    def sweep_sheet(self, sweep_id: str, *, format: str | None = None) -> bytes:
+        """The contact sheet (PNG, or `format`); `Conflict` while a cell is queued or running."""
+        return self._request("GET", f"/sweeps/{sweep_id}/sheet", headers=_accept(format)).content
+
+    def cancel_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json(self._request("POST", f"/sweeps/{sweep_id}/cancel").json())
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        """Remove the sweep, every cell's job and their files."""
+        self._request("DELETE", f"/sweeps/{sweep_id}")
 
     def list_jobs(self, *, offset: int = 0, limit: int = 20) -> JobPage:
         body = self._request("GET", "/jobs", params={"offset": offset, "limit": limit}).json()

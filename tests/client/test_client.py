@@ -254,6 +254,22 @@ def test_submit_waits_and_downloads_in_another_format(service_url, images, tmp_p
         assert provenance.read_file(saved)["params"]["steps"] == 2
 
 
+def test_sweep_submit_wait_sheet_and_delete(service_url, images):
+    content, style = images
+    with NstClient(service_url) as client:
+        sweep = client.submit_sweep(content, [style], {"style_weight": [5, 45]}, max_size=64, steps=2)
+        assert [c.values for c in sweep.cells] == [{"style_weight": "5"}, {"style_weight": "45"}]
+        seen = []
+        final = client.wait_sweep(sweep.id, timeout_s=120, poll_s=0.2, on_update=seen.append)
+        assert final.done and final.progress["succeeded"] == 2 and seen[-1] == final
+        assert [client.get(c.job_id).params["style_weight"] for c in final.cells] == [5.0, 45.0]
+        sheet = client.sweep_sheet(sweep.id)
+        assert provenance.read(sheet)["sweep"]["id"] == sweep.id
+        client.delete_sweep(sweep.id)
+        with pytest.raises(JobNotFound):
+            client.get_sweep(sweep.id)
+
+
 def test_submit_params_model_sends_only_what_it_sets(service, images):
     import redis
 
