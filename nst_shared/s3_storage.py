@@ -5,6 +5,7 @@ instance role); the endpoint (MinIO) and region come from the settings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -12,9 +13,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from nst_shared.storage import check_key
+from nst_shared.storage import CHUNK_BYTES, StorageRefused, check_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+# A bucket out of room (MinIO answers 507 XMinioStorageFull), or one that takes no writes now.
+_FULL = {"507", "XMinioStorageFull", "QuotaExceeded", "InsufficientStorage"}
+_UNAVAILABLE = {"503", "ServiceUnavailable", "SlowDown", "AccessDenied", "XMinioServerNotInitialized"}
 
 
 class S3Storage:
@@ -45,7 +49,14 @@ class S3Storage:
         return f"{self.prefix}{job_id}/{name}"
 
     def put(self, job_id: str, name: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.key(job_id, name), Body=data)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(job_id, name), Body=data)
+        except ClientError as exc:
+            if _code(exc) in _FULL:
+                raise StorageRefused(f"the bucket refused a write: {_code(exc)}", full=True) from exc
+            if _code(exc) in _UNAVAILABLE:
+                raise StorageRefused(f"the bucket refused a write: {_code(exc)}", full=False) from exc
+            raise
 
     def get(self, job_id: str, name: str) -> bytes | None:
         try:
@@ -56,6 +67,16 @@ class S3Storage:
             raise
         body: bytes = reply["Body"].read()
         return body
+
+    def open(self, job_id: str, name: str) -> S3File | None:
+        key = self.key(job_id, name)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
+        return S3File(self.client, self.bucket, key, size=int(head["ContentLength"]), etag=head["ETag"])
 
     def exists(self, job_id: str, name: str) -> bool:
         try:
@@ -91,6 +112,27 @@ class S3Storage:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             items.extend(page.get("Contents", []))
         return items
+
+
+class S3File:
+    """An object read by ranged GETs of the version that was opened (If-Match its ETag)."""
+
+    def __init__(self, client: Any, bucket: str, key: str, *, size: int, etag: str) -> None:
+        self.client, self.bucket, self.key, self.size, self.etag = client, bucket, key, size, etag
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        if end <= start:
+            return
+        reply = self.client.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=self.etag
+        )
+        try:
+            yield from reply["Body"].iter_chunks(CHUNK_BYTES)
+        finally:
+            reply["Body"].close()
+
+    def close(self) -> None:
+        pass
 
 
 def _code(exc: ClientError) -> str:

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(20 * 2**20, description="Largest accepted image file.")
     max_request_bytes: int = Field(64 * 2**20, description="Largest accepted request body.")
+    max_uploads_in_flight: int = Field(
+        32,
+        description="Job submissions an API process receives at once, at most (each may hold "
+        "NST_MAX_REQUEST_BYTES of body); past it, 503 with Retry-After.",
+    )
     max_styles: int = Field(4, description="Most style images per job.")
     max_image_pixels: int = Field(40_000_000, description="Most pixels in an uploaded image.")
     max_decoding_pixels: int = Field(
@@ -92,7 +97,10 @@ class Settings(BaseSettings):
     )
     webhook_max_attempts: int = Field(5, description="Delivery attempts before a webhook is given up.")
     webhook_backoff_s: float = Field(2.0, description="First retry delay; it doubles on each attempt.")
-    webhook_timeout_s: float = Field(10.0, description="Time limit of one delivery.")
+    webhook_timeout_s: float = Field(
+        10.0,
+        description="Time limit of one delivery as a whole (the receiver's answer: its status only; no body is read).",
+    )
     webhook_progress_interval_s: float = Field(
         5.0, description="A job's `progress` webhook deliveries come at most this often."
     )
@@ -137,6 +145,14 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(
         1000,
         description="Redis connections an API process opens at most (each open event stream holds one while it waits).",
+    )
+    max_open_streams: int = Field(
+        500,
+        description="Event streams an API process keeps open at once, at most (never more than half of "
+        "NST_REDIS_MAX_CONNECTIONS, so other requests always find a connection); past it, 503 with Retry-After.",
+    )
+    max_streams_per_key: int = Field(
+        20, description="Event streams one API key (or client address without keys) keeps open at once; past it, 429."
     )
     retry_lost_jobs: int = Field(
         0, description="Times a job whose worker died is queued again before it fails as worker_lost."

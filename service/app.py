@@ -28,6 +28,7 @@ from service.body_limit import BodySizeLimit
 from service.errors import install_error_handlers
 from service.guard import AccessGuard
 from service.headers import SecurityHeaders
+from service.holds import HoldLimiter
 from service.job_reads import JobReader
 from service.metrics_registry import build_registry
 from service.openapi import install_openapi
@@ -97,7 +98,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = open_storage(settings)
     app.state.keys = KeyRing.from_settings(settings)
     app.state.rate_limiter = RateLimiter(app.state.async_redis)
-    app.state.metrics_registry = build_registry(app.state.redis, settings.queue_name)
+    app.state.holds = HoldLimiter(
+        total=max(1, min(settings.max_open_streams, settings.redis_max_connections // 2)),
+        per_identity=settings.max_streams_per_key,
+    )
+    app.state.uploads = HoldLimiter(
+        total=settings.max_uploads_in_flight,
+        per_identity=settings.max_uploads_in_flight,
+        code="too_many_uploads",
+        what="uploads being received",
+    )
+    app.state.metrics_registry, app.state.counters = build_registry(app.state.redis, settings.queue_name)
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(health.router)

@@ -4,6 +4,7 @@ NST_MAX_STYLES, NST_MAX_STEP_MEGAPIXELS): the one place they are applied, and pu
 from __future__ import annotations
 
 from nst_shared.capacity import WorkerMemory, best_fit
+from nst_shared.device_defaults import param_caps
 from nst_shared.images import fit_size
 from nst_shared.job_options import JobOptions
 from nst_shared.memory import format_bytes
@@ -13,11 +14,6 @@ from nst_shared.settings import Settings
 from service.errors import ApiError
 
 UNITS = {"max_size": " px", "steps": ""}
-
-
-def param_caps(settings: Settings) -> dict[str, int]:
-    """The largest value of each capped parameter that this deployment accepts."""
-    return {"max_size": settings.max_size_px, "steps": settings.max_steps}
 
 
 def check_caps(params: TransferParams, *, styles: int, settings: Settings) -> None:

@@ -16,6 +16,7 @@ from nst_shared.jobs import JOB_ID_PATTERN, JobStore, is_job_id
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
 from service.errors import not_found
+from service.holds import HoldLimiter
 from service.job_reads import JobReader
 from service.submission import Submissions
 
@@ -44,6 +45,14 @@ async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
+async def get_holds(request: Request) -> HoldLimiter:
+    return request.app.state.holds
+
+
+async def get_uploads(request: Request) -> HoldLimiter:
+    return request.app.state.uploads
+
+
 async def get_job_reader(request: Request) -> JobReader:
     return request.app.state.job_reader
 
@@ -67,10 +76,21 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 JobReaderDep = Annotated[JobReader, Depends(get_job_reader)]
 JobIdDep = Annotated[str, Depends(job_id_path)]
+HoldsDep = Annotated[HoldLimiter, Depends(get_holds)]
+UploadsDep = Annotated[HoldLimiter, Depends(get_uploads)]
 
 
-async def get_submissions(settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep) -> Submissions:
-    return Submissions(settings=settings, store=store, storage=storage, queue=queue)
+async def get_submissions(
+    request: Request, settings: SettingsDep, store: StoreDep, storage: StorageDep, queue: QueueDep
+) -> Submissions:
+    refusals = request.app.state.counters.storage_refusals
+    return Submissions(
+        settings=settings,
+        store=store,
+        storage=storage,
+        queue=queue,
+        on_storage_refused=lambda code: refusals.labels(code).inc(),
+    )
 
 
 SubmissionsDep = Annotated[Submissions, Depends(get_submissions)]

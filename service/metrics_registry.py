@@ -4,9 +4,10 @@ workers, on any host), plus this API process's own resource use."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import redis
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -81,9 +82,30 @@ def _buckets(histogram: job_metrics.Histogram) -> list[tuple[str, float]]:
     return [("+Inf" if bound == float("inf") else repr(bound), count) for bound, count in histogram.buckets]
 
 
-def build_registry(connection: redis.Redis, queue_name: str) -> CollectorRegistry:
+@dataclass(frozen=True)
+class ApiCounters:
+    """What this API process counts itself: answers that are neither a success nor our bug."""
+
+    storage_refusals: Counter
+    client_disconnects: Counter
+
+
+def build_registry(connection: redis.Redis, queue_name: str) -> tuple[CollectorRegistry, ApiCounters]:
     """A registry of this app alone (not the global one), so several apps in a process never collide."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobCollector(connection, queue_name))
     ProcessCollector(registry=registry)
-    return registry
+    counters = ApiCounters(
+        storage_refusals=Counter(
+            "nst_storage_refusals",
+            "Submissions refused because the storage took no writes (full disk or bucket: 507; else 503).",
+            ["code"],
+            registry=registry,
+        ),
+        client_disconnects=Counter(
+            "nst_client_disconnects",
+            "Requests whose client went away before the answer (logged as 499, not a server error).",
+            registry=registry,
+        ),
+    )
+    return registry, counters

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from nst_shared.device_defaults import param_caps
 from nst_shared.job_options import MEDIA_TYPES
 from nst_shared.settings import Settings
 from nst_shared.sweeps import MAX_AXES
 from service.auth import parse_api_keys
-from service.caps import param_caps
 from service.forms import FILES, IMAGE_TYPES, job_form_schema
 from service.schemas import ErrorBody
 

@@ -60,14 +60,16 @@ def encoded_as(data: bytes, *, format: str, quality: int) -> bytes:
         return encode_image(image.convert("RGB"), format, record=record, quality=quality)
 
 
-def result_as(storage: Storage, job_id: str, master: bytes, *, format: str, quality: int) -> bytes:
-    """The result (`master`, its lossless PNG) as `format`, kept in storage after the first time (a result never
-    changes, and a print-sized AVIF takes seconds to encode)."""
+def result_file(storage: Storage, job_id: str, *, format: str, quality: int) -> str | None:
+    """The name of the job's result file in `format`: the lossless master for PNG, else an encoding of it, made
+    the first time it is asked for and kept beside it (a result never changes, and a print-sized AVIF takes
+    seconds). None when the master is gone."""
     if format == "png":
-        return master
+        return "result.png"
     name = f"result-{quality}.{format}"
-    data = storage.get(job_id, name)
-    if data is None:
-        data = encoded_as(master, format=format, quality=quality)
-        storage.put(job_id, name, data)
-    return data
+    if not storage.exists(job_id, name):
+        master = storage.get(job_id, "result.png")
+        if master is None:
+            return None
+        storage.put(job_id, name, encoded_as(master, format=format, quality=quality))
+    return name

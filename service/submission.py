@@ -8,9 +8,11 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from rq import Queue
 from starlette.datastructures import UploadFile
 
@@ -24,11 +26,21 @@ from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
-from nst_shared.storage import Storage
+from nst_shared.storage import Storage, StorageRefused
 from service.caps import check_budget, check_caps, check_memory, check_options
 from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
+
+STORAGE_RETRY_AFTER_S = 60
+# An Idempotency-Key's claim lives this long until its job's record exists (then as long as the record): a
+# request that crashed in between leaves the key free again after it, not after NST_RESULT_TTL_S.
+CLAIM_LEASE_S = 30.0
+# KEYS[1] the claim; ARGV: its value while pending, the lease in ms. 1 when it was still ours and is renewed.
+_RENEW_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,19 @@ class Submitted:
 class Submissions:
     """Turns a read form into a queued job (or answers why not, as an ApiError)."""
 
-    def __init__(self, *, settings: Settings, store: JobStore, storage: Storage, queue: Queue) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: JobStore,
+        storage: Storage,
+        queue: Queue,
+        on_storage_refused: Callable[[str], None] = lambda code: None,
+        claim_lease_s: float = CLAIM_LEASE_S,
+    ) -> None:
         self.settings, self.store, self.storage, self.queue = settings, store, storage, queue
+        self.on_storage_refused = on_storage_refused
+        self.claim_lease_s = claim_lease_s
 
     async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> Submitted:
         """The new job, or the earlier one when `idempotency_key` came before with the same request."""
@@ -107,25 +130,51 @@ class Submissions:
         if idempotency_key:
             # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
             digest = _request_digest(params, extra, content, [*styles, *masks])
-            claim, earlier_id = self.claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
-            if earlier_id is not None:
-                existing = self._earlier(earlier_id)
+            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
+            if existing is not None:
                 position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
                 queued = existing.status is JobStatus.QUEUED and position is not None
                 return Submitted(existing, position + 1 if queued else None)
         try:
-            self.store_files(job_id, content, styles, masks)
-            with self.store.redis.pipeline() as pipe:  # the record and its RQ job: both or neither
+            files = {"content": content, **{f"style-{i}": d for i, d in enumerate(styles)}}
+            files.update({f"style-mask-{i}": d for i, d in enumerate(masks)})
+            for name, data in files.items():
+                self.storage.put(job_id, name, data)
+                if claim is not None:  # a live request keeps its claim; a dead one's lapses within the lease
+                    self._renew(claim)
+            with self.store.redis.pipeline() as pipe:  # the record, its RQ job and its claim: all or none
+                if claim is not None and not self._still_ours(pipe, claim):
+                    raise _ClaimLost()
                 pipe.multi()  # (RQ asks for an explicit transaction)
                 record = self.queue_in(pipe, job_id, params, extra, styles=len(styles), owner=owner)
+                if claim is not None:  # the claim now lives as long as the record it names
+                    pipe.set(claim.key, claim.made(), ex=self.settings.result_ttl_s)
                 pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
                 index = pipe.execute()[-1]
+        except (_ClaimLost, redis.WatchError):
+            # Our lease ran out and a retry took the key over: its job is the answer, ours is undone.
+            self._undo(job_id, None)
+            return self._create(params, extra, content, styles, masks, owner, idempotency_key)
+        except StorageRefused as exc:  # an outage of the storage, not a bug: undone, and the client told so
+            self._undo(job_id, claim.key if claim else None)
+            raise self.storage_refused(exc) from None
         except Exception:
             # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
             # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
-            self.undo([job_id], claim)
+            self._undo(job_id, claim.key if claim else None)
             raise
         return Submitted(record, index + 1 if index is not None else None)
+
+    def storage_refused(self, exc: StorageRefused) -> ApiError:
+        """What a client is told when the storage refused its files (counted for the metrics)."""
+        code = "storage_full" if exc.full else "storage_unavailable"
+        self.on_storage_refused(code)
+        return ApiError(
+            507 if exc.full else 503,
+            code,
+            f"{exc}; nothing was kept, try again later",
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+        )
 
     def check_queue_room(self, jobs: int) -> None:
         """503 when `jobs` more would take the queue past NST_MAX_QUEUED_JOBS."""
@@ -198,7 +247,11 @@ class Submissions:
             except ImageError as exc:
                 raise from_image_error(exc, "style_mask") from None
 
+    def _undo(self, job_id: str, claim: str | None) -> None:
+        self.undo([job_id], claim)
+
     def undo(self, job_ids: list[str], claim: str | None) -> None:
+        """Remove what a submission cut short wrote: its records, its files, its Idempotency-Key's claim."""
         undos = [
             *(lambda job_id=job_id: self.store.delete(job_id) for job_id in job_ids),
             *(lambda job_id=job_id: self.storage.delete_job(job_id) for job_id in job_ids),
@@ -210,30 +263,61 @@ class Submissions:
             except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files
                 pass
 
-    def claim(self, key: str, new_id: str, body_hash: str) -> tuple[str | None, str | None]:
-        """(the claimed Redis key, None) when this request owns the key; (None, the earlier request's id) when
-        the same body came before; 422 when the key came with another body."""
-        redis_key = Keys.idempotency(hashlib.sha256(key.encode()).hexdigest())
-        claim = json.dumps({"job_id": new_id, "hash": body_hash})
-        if self.store.redis.set(redis_key, claim, nx=True, ex=self.settings.result_ttl_s):
-            return redis_key, None
-        earlier = json.loads(self.store.redis.get(redis_key) or "{}")
-        if earlier.get("hash") != body_hash:
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-                field="Idempotency-Key",
-            )
-        return None, str(earlier["job_id"])
-
-    def _earlier(self, job_id: str) -> JobRecord:
-        for _ in range(50):  # the first request may still be storing its files
-            record = self.store.get(job_id)
+    def _claim(self, key: str, job_id: str, body_hash: str) -> tuple[_Claim | None, JobRecord | None]:
+        """(our claim, None) when this request owns the key; (None, the earlier job) when the same body came
+        before; 422 when the key came with another body. A claim whose job is still being stored is waited
+        for; one whose request died (its lease ran out with no record) is taken over."""
+        claim = _Claim(Keys.idempotency(hashlib.sha256(key.encode()).hexdigest()), job_id, body_hash)
+        while True:
+            if self.store.redis.set(claim.key, claim.pending(), nx=True, px=int(self.claim_lease_s * 1000)):
+                return claim, None
+            earlier = json.loads(self.store.redis.get(claim.key) or "null")
+            if earlier is None:  # its lease ran out just now: try again
+                continue
+            if earlier.get("hash") != body_hash:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                    field="Idempotency-Key",
+                )
+            record = self.store.get(earlier["job_id"])
             if record is not None:
-                return record
-            time.sleep(0.05)
-        raise not_found(job_id)
+                return None, record
+            if earlier.get("made"):  # deleted or expired since
+                raise not_found(earlier["job_id"])
+            time.sleep(0.05)  # the first request is still storing its files (or its lease runs out)
+
+    def _renew(self, claim: _Claim) -> None:
+        """Extend the claim's lease while it is this request's; _ClaimLost when a retry took it over."""
+        renewed = self.store.redis.eval(_RENEW_CLAIM, 1, claim.key, claim.pending(), int(self.claim_lease_s * 1000))
+        if not renewed:
+            raise _ClaimLost()
+
+    def _still_ours(self, pipe: Any, claim: _Claim) -> bool:
+        """WATCH the claim and tell whether it is still this request's (a retry may have taken it over)."""
+        pipe.watch(claim.key)
+        current = json.loads(pipe.get(claim.key) or "null")
+        return current is not None and current.get("job_id") == claim.job_id
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """An Idempotency-Key's Redis key and what it names: pending while its job is stored, made once it exists."""
+
+    key: str
+    job_id: str
+    body_hash: str
+
+    def pending(self) -> str:
+        return json.dumps({"job_id": self.job_id, "hash": self.body_hash})
+
+    def made(self) -> str:
+        return json.dumps({"job_id": self.job_id, "hash": self.body_hash, "made": True})
+
+
+class _ClaimLost(Exception):
+    """Raised when a request's claim is no longer its own when it would create its record."""
 
 
 def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, images: list[bytes]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from starlette.datastructures import FormData
 from nst_shared.errors import ImageError, InvalidParameter
 from nst_shared.params import TransferParams, first_error
 from nst_shared.schedule import params_cost
-from nst_shared.sweeps import SweepRecord, SweepStore, new_sweep, parse_axes
+from nst_shared.storage import StorageRefused
+from nst_shared.sweeps import SweepRecord, SweepStore, new_sweep, parse_axes, sweep_idempotency_key
 from service.caps import check_caps, check_options
 from service.decoding import check_upload
 from service.errors import ApiError, from_image_error
@@ -92,13 +94,9 @@ class SweepSubmissions:
         claim = None
         if idempotency_key:
             digest = _sweep_digest(sweep, cells, extra, content, [*styles, *masks])
-            claim, earlier_id = submissions.claim(f"sweep:{owner or ''}:{idempotency_key}", sweep.id, digest)
-            if earlier_id is not None:
-                earlier = self.sweeps.get(earlier_id)
-                if earlier is None:
-                    raise ApiError(404, "sweep_not_found", f"no sweep {earlier_id!r} (deleted or expired)")
+            claim, earlier = self._claim(f"{owner or ''}:{idempotency_key}", sweep.id, digest)
+            if earlier is not None:
                 return earlier
-        sweep.extra = {"options": {k: v for k, v in extra.items() if k != "webhook"}}
         try:
             for cell in sweep.cells:
                 submissions.store_files(cell["job_id"], content, styles, masks)
@@ -109,10 +107,40 @@ class SweepSubmissions:
                     submissions.queue_in(pipe, cell["job_id"], params, cell_extra, styles=len(styles), owner=owner)
                 self.sweeps.create_in(pipe, sweep)
                 pipe.execute()
+        except StorageRefused as exc:
+            submissions.undo(sweep.job_ids, claim)
+            raise submissions.storage_refused(exc) from None
         except Exception:
             submissions.undo(sweep.job_ids, claim)
             raise
         return sweep
+
+    def _claim(self, key: str, sweep_id: str, body_hash: str) -> tuple[str | None, SweepRecord | None]:
+        """(the claimed Redis key, None) when this request owns the Idempotency-Key; (None, the earlier sweep)
+        when the same request came before; 422 with another request. Sweeps have keys of their own: a job's
+        Idempotency-Key never finds a sweep. A claim is written with the sweep's transaction's outcome in view:
+        it names the sweep only once the sweep exists, so a repeat seen meanwhile waits for it."""
+        redis = self.sweeps.redis
+        claim_key = sweep_idempotency_key(hashlib.sha256(key.encode()).hexdigest())
+        value = json.dumps({"sweep_id": sweep_id, "hash": body_hash})
+        for _ in range(100):
+            if redis.set(claim_key, value, nx=True, ex=self.settings.result_ttl_s):
+                return claim_key, None
+            earlier = json.loads(redis.get(claim_key) or "null")
+            if earlier is None:  # undone just now: try again
+                continue
+            if earlier.get("hash") != body_hash:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                    field="Idempotency-Key",
+                )
+            record = self.sweeps.get(earlier["sweep_id"])
+            if record is not None:
+                return None, record
+            time.sleep(0.05)  # the first request is still storing its cells' files
+        raise ApiError(409, "sweep_in_progress", "the first request of this Idempotency-Key has not finished")
 
     def _check_total_budget(self, cells: list[TransferParams], content: bytes) -> None:
         """A sweep is priced as the sum of its cells against NST_MAX_STEP_MEGAPIXELS."""

@@ -4,12 +4,9 @@ seconds pass, so a script makes one call for a small job."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from fastapi import Request
 
 from nst_shared.jobs import JobRecord, JobStore, Keys, parse_events
 
@@ -28,13 +25,6 @@ def requested_wait_s(prefer: str | None) -> float | None:
                 return None
             return min(seconds, MAX_WAIT_S) if seconds > 0 else None
     return None
-
-
-@contextlib.asynccontextmanager
-async def connection_slot(request: Request) -> AsyncIterator[bool]:
-    """Whether this request may hold a Redis connection in a blocking read for a while, as an event stream does:
-    the one place a wait takes its slot, so a cap on open streams counts waits too (none yet: always yes)."""
-    yield True
 
 
 async def wait_for_end(

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
+from nst_shared.device_defaults import param_caps
 from nst_shared.looks import LOOK_DESCRIPTIONS, LOOK_NAMES
 from nst_shared.params import TransferParams, form_schema
-from service.caps import param_caps
 from service.deps import SettingsDep
 from service.errors import ApiError
 

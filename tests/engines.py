@@ -95,3 +95,11 @@ class MemoryHogEngine(InstantEngine):
     def stylize(self, *args: Any, **kwargs: Any) -> FakeResult:
         hog = bytearray(2**44)  # 16 TiB: refused at once, raising MemoryError
         return hog  # type: ignore[return-value]
+
+
+class CudaDefaultsEngine(InstantEngine):
+    """Says it runs on CUDA, so its worker fills in the GPU's defaults (nst_shared/params.py::DEVICE_DEFAULTS)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.device = _Device("cuda")

@@ -18,12 +18,13 @@ from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
 from nst_shared import deadlines, job_metrics, provenance
+from nst_shared.device_defaults import for_device_within_caps
 from nst_shared.errors import NstError
 from nst_shared.images import decode_image, encode_image
 from nst_shared.job_options import DEADLINE_EXCEEDED, PREVIEW_FORMAT, PREVIEW_QUALITY, deadline_of
-from nst_shared.jobs import JobStatus, JobStore, StopRequest
+from nst_shared.jobs import JobRecord, JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
-from nst_shared.params import TransferParams, for_device, with_seed
+from nst_shared.params import TransferParams, with_seed
 from nst_shared.queueing import requeue
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
@@ -113,18 +114,7 @@ class _Run:
             job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
             log.info("started on %s (%s)", engine.device_name, engine.precision)
             try:
-                # An unset seed is drawn here and written to the record: a requeued run and the picture's
-                # provenance use the same one.
-                params = with_seed(
-                    for_device(
-                        TransferParams.from_dict(record.params),
-                        engine.device.type,
-                        explicit=frozenset(record.extra.get("explicit", record.params)),
-                    )
-                )
-                if params.to_dict() != record.params:  # clients see the parameters as applied
-                    self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
-                return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
+                return self.transfer(engine, record)
             except NstError as exc:
                 log.info("failed: %s: %s", exc.code, exc)
                 return self.fail(exc.code, str(exc))
@@ -140,13 +130,32 @@ class _Run:
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
 
-    def transfer(self, engine: Any, params: TransferParams, n_styles: int, n_masks: int) -> str:
+    def applied_params(self, engine: Any, record: JobRecord, content_size: tuple[int, int]) -> TransferParams:
+        """The parameters this run uses, written to the record: the device's defaults within the deployment's
+        caps, and an unset seed drawn here (a requeued run and the picture's provenance use the same one)."""
+        params = with_seed(
+            for_device_within_caps(
+                TransferParams.from_dict(record.params),
+                engine.device.type,
+                explicit=frozenset(record.extra.get("explicit", record.params)),
+                settings=self.settings,
+                content_size=content_size,
+                precision=engine.precision,
+                budget_bytes=engine.memory_budget_bytes,
+            )
+        )
+        if params.to_dict() != record.params:  # clients see the parameters as applied
+            self.retried(lambda: self.store.set_fields(self.job_id, params=params.to_dict()), "parameters")
+        return params
+
+    def transfer(self, engine: Any, record: JobRecord) -> str:
         job_id, storage = self.job_id, self.storage
         max_pixels = self.settings.max_image_pixels
         content_file = _input(storage, job_id, "content")
-        style_files = [_input(storage, job_id, f"style-{i}") for i in range(n_styles)]
-        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(n_masks)]
+        style_files = [_input(storage, job_id, f"style-{i}") for i in range(record.styles)]
+        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(record.extra.get("style_masks", 0))]
         content = decode_image(content_file, max_pixels=max_pixels)
+        params = self.applied_params(engine, record, content.size)
         styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
         masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
         writer = ProgressWriter(self.store, job_id)

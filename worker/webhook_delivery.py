@@ -53,6 +53,48 @@ return moved
 """
 
 
+class DeliveryDeadline(httpx.TransportError):
+    """Raised when a delivery outlasts NST_WEBHOOK_TIMEOUT_S as a whole (a receiver trickling its answer)."""
+
+
+def post_within(http: httpx.Client, request: httpx.Request, *, total_s: float) -> int:
+    """POST `request` and return the answer's status, within `total_s` in all, never reading the body (a
+    receiver's status is all a delivery needs). httpx's timeouts bound each read, not the whole exchange: at the
+    deadline a timer shuts the connection's socket, which ends a read that is still waiting."""
+    sockets: list[socket.socket] = []
+    expired = threading.Event()
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                sockets.append(sock)
+
+    def cut() -> None:
+        expired.set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    request.extensions = {**request.extensions, "trace": trace}
+    timer = threading.Timer(total_s, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        # The status line and headers (h11 refuses headers over 16 KB); the body is never read.
+        response = http.send(request, stream=True)
+        response.close()
+        return response.status_code
+    except httpx.TransportError:
+        if expired.is_set():
+            raise DeliveryDeadline(f"no complete answer within {total_s:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+
+
 def pinned_request(target: Target, body: bytes, headers: dict[str, str]) -> httpx.Request:
     """A POST to the first checked address of `target`, still naming its host (Host header, TLS SNI and
     certificate check), so the connection goes where the SSRF check looked."""
@@ -87,8 +129,13 @@ class WebhookSender:
         self._stop = threading.Event()
         # No redirects (a 3xx could point anywhere) and no proxies from the environment (they would make
         # the connection somewhere else than the address checked).
+        # No kept-alive connections: each delivery opens its own, which its deadline may cut.
         self._http = httpx.Client(
-            timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False, transport=transport
+            timeout=settings.webhook_timeout_s,
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport,
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
 
@@ -137,6 +184,8 @@ class WebhookSender:
             return True
         token = current_job_id.set(delivery["record"].get("id"))
         try:
+            # A delivery lasts at most webhook_timeout_s, less than this key's life: no one takes it for dead.
+            self._redis.set(sender_alive(self.id), 1, px=int(self._alive_ttl_s * 1000))
             self.deliver(delivery, taken=raw)
         finally:
             current_job_id.reset(token)
@@ -166,9 +215,11 @@ class WebhookSender:
         retry_at: float | None = None
         try:
             target = check_url(delivery["url"], allow=self._settings.webhook_allow, resolver=self._resolver)
-            response = self._http.send(pinned_request(target, body, headers))
-            delivered = 200 <= response.status_code < 300
-            reason = f"HTTP {response.status_code}"
+            status = post_within(
+                self._http, pinned_request(target, body, headers), total_s=self._settings.webhook_timeout_s
+            )
+            delivered = 200 <= status < 300
+            reason = f"HTTP {status}"
         except WebhookRefused as exc:  # not retried: the URL has become one we may not call
             log.warning("job %s: webhook %s refused at delivery: %s", job_id, delivery["id"], exc)
             self._done(taken, None, None)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from rq import Queue
+from starlette.background import BackgroundTask
 
 from nst_shared.job_options import PREVIEW_QUALITY, output_of
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
@@ -17,6 +18,7 @@ from service import job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
+    HoldsDep,
     JobIdDep,
     JobReaderDep,
     QueueDep,
@@ -24,13 +26,16 @@ from service.deps import (
     StorageDep,
     StoreDep,
     SubmissionsDep,
+    UploadsDep,
 )
+from service.downloads import file_response
 from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
+from service.holds import held_stream
 from service.openapi import SUBMISSION_BODY, error_responses, image_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
-from service.waiting import MAX_WAIT_S, connection_slot, requested_wait_s, wait_for_end
+from service.waiting import MAX_WAIT_S, requested_wait_s, wait_for_end
 
 # Keys and rate limits are first checked by service.guard.AccessGuard, before a body is read.
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -113,6 +118,8 @@ async def create_job(
     settings: SettingsDep,
     caller: KeyCallerDep,
     keys: KeysDep,
+    uploads: UploadsDep,
+    holds: HoldsDep,
     store: StoreDep,
     async_redis: AsyncRedisDep,
     idempotency_key: Annotated[
@@ -136,18 +143,29 @@ async def create_job(
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
     at once (or, with `Prefer: wait=N`, once the job has ended or N seconds have passed), with the job's URL in
     Location."""
-    async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
-        submitted = await submissions.submit(read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key)
+    with uploads.holding(caller.identity):  # before a byte of the body is read
+        async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
+            submitted = await submissions.submit(
+                read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key
+            )
     record, position = submitted.record, submitted.queue_position
     response.headers["Location"] = f"/jobs/{record.id}"
     wait_s = requested_wait_s(prefer)
     if wait_s is not None and not record.status.terminal:
-        async with connection_slot(request) as granted:
-            if granted:
+        # A wait holds a Redis connection as an event stream does, so it counts under the same cap; with no
+        # place free the job is answered at once, as without the preference (it is queued either way).
+        try:
+            hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
+        except ApiError:
+            hold = None
+        if hold is not None:
+            try:
                 waited = await wait_for_end(async_redis, store, record.id, timeout_s=wait_s)
-                response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-                if waited is not None:
-                    record, position = waited, None if waited.status is not JobStatus.QUEUED else position
+            finally:
+                hold.release()
+            response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+            if waited is not None:
+                record, position = waited, position if waited.status is JobStatus.QUEUED else None
     if record.status.terminal:
         response.status_code = 200
     else:
@@ -239,6 +257,7 @@ async def stream_events(
     settings: SettingsDep,
     caller: LinkCallerDep,
     keys: KeysDep,
+    holds: HoldsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
 ) -> StreamingResponse:
@@ -250,6 +269,8 @@ async def stream_events(
     token = _token(record, keys)
     position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
     snapshot = public_job(record, queue_position=position, token=token)
+    # Counted per owner: a signed link's streams count against the key that made the job.
+    hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
     stream = job_event_stream(
         request,
         async_redis,
@@ -261,7 +282,10 @@ async def stream_events(
         keepalive_s=settings.sse_keepalive_s,
     )
     return StreamingResponse(
-        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        held_stream(stream, hold),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(hold.release),
     )
 
 
@@ -290,14 +314,16 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
-    master = storage.get(job_id, "result.png")
-    if master is None:
-        raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
     job_format, quality = output_of(record.extra)
     choice = results.choose(request.headers.get("accept"), job_format)
-    data = results.result_as(storage, job_id, master, format=choice.format, quality=quality)
+    name = results.result_file(storage, job_id, format=choice.format, quality=quality)
+    stored = storage.open(job_id, name) if name is not None else None
+    if stored is None:
+        raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
     headers = {"Content-Disposition": f'attachment; filename="nst-{job_id}.{choice.format}"', "Vary": "Accept"}
-    return Response(data, media_type=choice.media_type, headers=headers)
+    return file_response(
+        stored, range_header=request.headers.get("range"), media_type=choice.media_type, headers=headers
+    )
 
 
 @router.get(
@@ -312,14 +338,14 @@ def get_preview(
 ) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
     _load(store, job_id, caller, keys)
-    for stored in ("webp", "png"):  # png: written by a worker of an earlier version
-        data = storage.get(job_id, f"preview.{stored}")
+    for stored_format in ("webp", "png"):  # png: written by a worker of an earlier version
+        data = storage.get(job_id, f"preview.{stored_format}")
         if data is not None:
             break
     else:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
-    choice = results.choose(request.headers.get("accept"), stored)
-    if choice.format != stored:
+    choice = results.choose(request.headers.get("accept"), stored_format)
+    if choice.format != stored_format:
         data = results.encoded_as(data, format=choice.format, quality=PREVIEW_QUALITY)
     return Response(data, media_type=choice.media_type, headers={"Cache-Control": "no-cache", "Vary": "Accept"})
 

@@ -14,7 +14,7 @@ from nst_shared.storage import Storage
 from nst_shared.sweeps import SweepRecord, SweepStatus, SweepStore, status_of
 from service import contact_sheet, job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
-from service.deps import QueueDep, SettingsDep, StorageDep, StoreDep, SubmissionsDep
+from service.deps import QueueDep, SettingsDep, StorageDep, StoreDep, SubmissionsDep, UploadsDep
 from service.errors import ApiError
 from service.forms import form_data
 from service.openapi import SUBMISSION_BODY, error_responses, image_response
@@ -110,6 +110,7 @@ async def create_sweep(
     settings: SettingsDep,
     caller: KeyCallerDep,
     keys: KeysDep,
+    uploads: UploadsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -122,11 +123,11 @@ async def create_sweep(
     `look=subtle,painterly`), at most NST_MAX_SWEEP_CELLS cells. Each cell is a job with the form's parameters and
     its values; the sweep counts as its cells against the submissions-per-minute limit, the queue's room and the
     step budget."""
-    async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
-        sweep_form = read_sweep_form(form)
-        record = await SweepSubmissions(submissions, sweeps).submit(
-            sweep_form, owner=caller.owner, idempotency_key=idempotency_key
-        )
+    with uploads.holding(caller.identity):  # before a byte of the body is read, as for a job
+        async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
+            record = await SweepSubmissions(submissions, sweeps).submit(
+                read_sweep_form(form), owner=caller.owner, idempotency_key=idempotency_key
+            )
     # The guard counted one submission before the body was read; the other cells count now.
     await request.app.state.rate_limiter.hit(
         "submissions", caller.identity, per_window=settings.rate_limit_submissions_per_min, count=len(record.cells) - 1

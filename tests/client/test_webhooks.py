@@ -250,6 +250,87 @@ def test_progress_deliveries_keep_their_pace_per_job_across_workers(hooks_redis)
     assert not quiet.offer({"step": 6})
 
 
+class RawReceiver:
+    """A loopback TCP server that reads a request's head and answers with `answer(connection)`: for receivers
+    that misbehave below HTTP (trickling, endless)."""
+
+    def __init__(self, answer) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.answer = answer
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)
+            self.answer(connection, self.closed)
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def endless_body(connection: socket.socket, closed: threading.Event) -> None:
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+    chunk = b"x" * 65536
+    while not closed.is_set():
+        connection.sendall(chunk)
+
+
+def trickled_head(connection: socket.socket, closed: threading.Event) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 1000:
+        if closed.is_set():
+            return
+        connection.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def deliver_within(sender: WebhookSender, delivery: dict, timeout_s: float) -> bool | None:
+    """The sender's answer, or None when it did not answer within `timeout_s` (the thread is left behind)."""
+    outcome: list[bool] = []
+    thread = threading.Thread(target=lambda: outcome.append(sender.deliver(delivery)), daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return outcome[0] if outcome else None
+
+
+def test_sender_reads_no_body_of_an_endless_answer(hooks_redis):
+    receiver = RawReceiver(endless_body)
+    try:
+        settings = Settings(webhook_secret=SECRET, webhook_allow=["127.0.0.1/32"], webhook_timeout_s=5)
+        delivery = outbox_entry(hooks_redis, receiver.url)
+        assert deliver_within(WebhookSender(hooks_redis, settings), delivery, timeout_s=20) is True
+    finally:
+        receiver.close()
+
+
+def test_sender_gives_up_a_trickling_receiver_at_the_delivery_timeout(hooks_redis):
+    receiver = RawReceiver(trickled_head)
+    try:
+        settings = Settings(webhook_secret=SECRET, webhook_allow=["127.0.0.1/32"], webhook_timeout_s=1)
+        delivery = outbox_entry(hooks_redis, receiver.url)
+        started = time.monotonic()
+        assert deliver_within(WebhookSender(hooks_redis, settings), delivery, timeout_s=20) is False
+        assert time.monotonic() - started < 10  # one byte every 0.2 s never trips a per-read timeout
+        assert hooks_redis.zcard(RETRY) == 1  # tried again later, as any failure
+    finally:
+        receiver.close()
+
+
 # End to end: the API, a worker with its sender thread, a receiver on loopback.
 
 

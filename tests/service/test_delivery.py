@@ -181,3 +181,25 @@ def test_ttl_s_keeps_a_finished_job_only_that_long(stack):
             wait_ended(client, job["id"])
     assert 0 < connection.ttl(Keys.job(short["id"])) <= 60 and 0 < connection.ttl(Keys.events(short["id"])) <= 60
     assert 60 < connection.ttl(Keys.job(default["id"])) <= 3600
+
+
+def test_prefer_wait_takes_a_place_among_open_streams_or_answers_at_once(tmp_path, redis_server):
+    """A wait holds a Redis connection as an event stream does: with the caller's one place taken by a stream,
+    the job is answered at once (queued all the same), not refused."""
+    stack = start_stack(tmp_path, redis_server.url, engine="tests.engines:SlowEngine", max_streams_per_key=1)
+    try:
+        with stack.client() as client:
+            long = submit(client, steps="600").json()
+            with client.stream("GET", f"/jobs/{long['id']}/events") as stream:
+                assert stream.status_code == 200
+                started = time.monotonic()
+                response = submit(client, headers={"Prefer": "wait=30"})
+                assert time.monotonic() - started < 15
+                assert response.status_code == 202 and "Preference-Applied" not in response.headers
+                assert response.json()["status"] == "queued"
+            # The stream closed: its place is free again, and the wait is made.
+            client.post(f"/jobs/{long['id']}/cancel")
+            waited = submit(client, headers={"Prefer": "wait=30"})
+            assert waited.status_code == 200 and waited.headers["Preference-Applied"] == "wait=30"
+    finally:
+        stack.stop()

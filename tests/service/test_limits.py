@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 import redis
 from PIL import Image
 
 from nst_shared import capacity
-from tests.conftest import make_image, start_stack
+from tests.conftest import make_image, start_stack, wait_until
 from tests.service.test_errors import error_of
 from tests.service.test_jobs import submit
 
@@ -125,3 +126,35 @@ def test_submit_job_polyglot_415(service):
     with service.client() as client:
         error = error_of(submit(client, content=make_image(80, 60) + b"<html><script>x()</script>"), 415)
         assert error["code"] == "unsupported_format" and "polyglot" in error["message"]
+
+
+def start_slow_upload(url: str, *, length: int = 1_000_000) -> socket.socket:
+    """A POST /jobs whose headers and first bytes arrive, the rest never: an upload held in flight."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)))
+    connection.sendall(
+        f"POST /jobs HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {length}\r\n\r\n--b\r\n".encode()
+    )
+    return connection
+
+
+def test_submit_job_past_the_uploads_in_flight_503_with_retry_after(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, workers=0, max_uploads_in_flight=2)
+    slow = [start_slow_upload(stack.url) for _ in range(2)]
+    try:
+        with stack.client() as client:
+            refused = wait_until(
+                lambda: (r := submit(client)).status_code == 503 and r,
+                timeout_s=30,
+                what="a third upload refused",
+            )
+            assert refused.json()["error"]["code"] == "too_many_uploads"
+            assert refused.headers["Retry-After"]
+            for connection in slow:
+                connection.close()
+            wait_until(lambda: submit(client).status_code == 202, timeout_s=30, what="uploads taken again")
+    finally:
+        for connection in slow:
+            connection.close()
+        stack.stop()

@@ -37,24 +37,72 @@ def test_event_stream_survives_quiet_queue(tmp_path, redis_server):
         stack.stop()
 
 
-def test_more_streams_than_redis_connections_end_cleanly(tmp_path, redis_server):
-    # With 4 Redis connections and 8 streams, some streams cannot get one: they end cleanly (the client
-    # reconnects), other requests answer 503 JSON, and the API stays up.
-    stack = start_stack(tmp_path, redis_server.url, workers=0, sse_keepalive_s=2, redis_max_connections=4)
+def open_streams(url: str, job_id: str, count: int, headers: dict | None = None) -> list[httpx.Response]:
+    """`count` event streams of one job, each on its own connection, left open."""
+    opened = []
+    for _ in range(count):
+        own = httpx.Client(base_url=url, timeout=30, headers=headers or {})
+        opened.append(own.send(own.build_request("GET", f"/jobs/{job_id}/events"), stream=True))
+    return opened
+
+
+def close_all(opened: list[httpx.Response]) -> None:
+    for response in opened:
+        response.close()
+
+
+def test_streams_past_the_process_cap_are_refused_and_other_requests_go_on(tmp_path, redis_server):
+    # 4 Redis connections: at most 2 open streams, so the rate limiter and the job reads keep theirs.
+    stack = start_stack(
+        tmp_path,
+        redis_server.url,
+        workers=0,
+        sse_keepalive_s=2,
+        redis_max_connections=4,
+        rate_limit_requests_per_min=1000,
+    )
     try:
         with stack.client() as client:
             job = submit(client).json()
+            opened = open_streams(stack.url, job["id"], 8)
+            try:
+                statuses = [r.status_code for r in opened]
+                assert statuses.count(200) == 2 and statuses.count(503) == 6, statuses
+                refused = next(r for r in opened if r.status_code == 503)
+                refused.read()
+                assert refused.json()["error"]["code"] == "too_many_streams"
+                assert refused.headers["Retry-After"]
+                for _ in range(20):  # the limiter and the reads still find connections
+                    assert client.get(f"/jobs/{job['id']}").status_code == 200
+            finally:
+                close_all(opened)
+            # Closed streams give their places back.
+            wait_until(
+                lambda: (
+                    close_all(again := open_streams(stack.url, job["id"], 2))
+                    or all(r.status_code == 200 for r in again)
+                ),
+                timeout_s=30,
+                what="the closed streams' places given back",
+            )
+    finally:
+        stack.stop()
 
-            streams = [httpx.Client(base_url=stack.url, timeout=30) for _ in range(8)]
-            opened = [s.send(s.build_request("GET", f"/jobs/{job['id']}/events"), stream=True) for s in streams]
-            statuses = {r.status_code for r in opened}
-            assert statuses <= {200, 503}
-            for response, own in zip(opened, streams):
-                response.close()
-                own.close()
-            assert client.get("/healthz").status_code == 200
-            time.sleep(3)
-            assert client.get(f"/jobs/{job['id']}").status_code == 200
+
+def test_streams_past_the_per_key_cap_are_429(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, workers=0, sse_keepalive_s=2, max_streams_per_key=3)
+    try:
+        with stack.client() as client:
+            job = submit(client).json()
+            opened = open_streams(stack.url, job["id"], 5)
+            try:
+                statuses = [r.status_code for r in opened]
+                assert statuses == [200, 200, 200, 429, 429], statuses
+                opened[-1].read()
+                assert opened[-1].json()["error"]["code"] == "too_many_streams"
+                assert opened[-1].headers["Retry-After"]
+            finally:
+                close_all(opened)
     finally:
         stack.stop()
 
