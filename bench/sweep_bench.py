@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE = {"engine": "tests.engines:SlowEngine", "axes": ["style_weight=5,10,20,40", "look=subtle,painterly"]}
+FAKE_ENGINE = "tests.engines:SlowEngine"
+FAKE_AXES = ["style_weight=5,10,20,40", "look=subtle,painterly"]
 FAKE_FORM = {"max_size": "64", "steps": "20"}  # 2 s a cell with SlowEngine; 8 cells
 REAL_FORM = {"max_size": "128", "steps": "30"}
 REAL_AXES = ["style_weight=5,15,45,135"]
@@ -53,7 +55,7 @@ def free_port() -> int:
 class Stack:
     """`nst up --workers N` in a folder of its own, stopped with Ctrl-C as a person would."""
 
-    def __init__(self, workers: int, engine: str | None) -> None:
+    def __init__(self, workers: int, engine: str | None, *, extra_env: dict[str, str] | None = None) -> None:
         self.folder = tempfile.TemporaryDirectory(prefix="nst-sweep-bench-")
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -65,6 +67,7 @@ class Stack:
             NST_RATE_LIMIT_REQUESTS_PER_MIN="0",
             NST_LOG_LEVEL="WARNING",
             **({"NST_ENGINE": engine} if engine else {}),
+            **(extra_env or {}),
         )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nst_cli.main", "up", "--port", str(port), "--workers", str(workers)],
@@ -112,12 +115,19 @@ def time_to_sheet(url: str, form: dict[str, str], axes: list[str]) -> tuple[floa
 
 
 def rows(
-    label: str, workers: list[int], engine: str | None, form: dict[str, str], axes: list[str], rounds: int
+    label: str,
+    workers: list[int],
+    engine: str | None,
+    form: dict[str, str],
+    axes: list[str],
+    rounds: int,
+    *,
+    env_for: Callable[[int], dict[str, str]] = lambda count: {},
 ) -> None:
     """One row per worker count; speed-up against the first row (efficiency: per worker beyond it)."""
     first: tuple[int, float] | None = None
     for count in workers:
-        stack = Stack(count, engine)
+        stack = Stack(count, engine, extra_env=env_for(count))
         try:
             times = []
             for _ in range(rounds):
@@ -142,13 +152,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="sweeps per row (the best is shown)")
     parser.add_argument("--real", action="store_true", help="also rows with the real engine at 128 px")
     parser.add_argument("--real-workers", default="1,2", help="worker counts of the real-engine rows")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="real rows: each of N workers gets cores/N torch threads (OMP_NUM_THREADS), so they share the cores "
+        "instead of each taking them all",
+    )
+    parser.add_argument("--precision", default="bf16", help="real rows: NST_PRECISION, the same for every row")
     args = parser.parse_args()
     print(f"{'engine':<5} {'workers':>7} {'cells':>5} {'to sheet s':>11} {'speed-up':>9} {'efficiency':>10}")
-    fake_workers = [int(n) for n in args.workers.split(",")]
-    rows("fake", fake_workers, FAKE["engine"], FAKE_FORM, FAKE["axes"], args.rounds)
+    fake_workers = [int(n) for n in args.workers.split(",") if n]  # --workers "": the real rows alone
+    if fake_workers:
+        rows("fake", fake_workers, FAKE_ENGINE, FAKE_FORM, FAKE_AXES, args.rounds)
     if args.real:
         real_workers = [int(n) for n in args.real_workers.split(",")]
-        rows("real", real_workers, None, REAL_FORM, REAL_AXES, args.rounds)
+        rows(
+            "real",
+            real_workers,
+            None,
+            REAL_FORM,
+            REAL_AXES,
+            args.rounds,
+            env_for=lambda count: {
+                "OMP_NUM_THREADS": str(max(1, args.cores // count)),
+                "NST_PRECISION": args.precision,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def test_sweep_paints_every_cell_as_a_job_and_a_labelled_sheet(stack):
         }
         for cell in done["cells"]:
             job = client.get(cell["links"]["job"]).json()  # each cell is a job of its own
+            assert job["sweep_id"] == sweep["id"]
             assert job["params"]["style_weight"] == float(cell["values"]["style_weight"])
             assert job["params"]["look"] == cell["values"]["look"] and cell["step"] == cell["steps"] == 2
         sheet = client.get(f"/sweeps/{sweep['id']}/sheet")
