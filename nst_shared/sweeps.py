@@ -22,6 +22,9 @@ from nst_shared.jobs import PREFIX, JobRecord, JobStatus, Keys, new_job_id
 from nst_shared.params import api_fields
 
 MAX_AXES = 2  # "one or two" in messages
+# The axis of the style images themselves: its values are 1-based indexes of the uploaded styles, and each cell
+# paints with its one style (and that style's mask).
+STYLE_AXIS = "style"
 QUEUED_SLACK_S = 24 * 3600
 # style_blend is itself comma-separated; seed and preview_every change no picture worth comparing side by side.
 NOT_SWEPT = frozenset({"style_blend", "preview_every", "preserve_colors"})
@@ -56,12 +59,14 @@ def parse_axis(text: str) -> Axis:
     name = name.strip()
     if not sep or not name:
         raise InvalidParameter(f"sweep: {text!r} is not name=value,value,...", field="sweep")
-    if name not in api_fields() or name in NOT_SWEPT:
-        sweepable = ", ".join(n for n in api_fields() if n not in NOT_SWEPT)
+    if name != STYLE_AXIS and (name not in api_fields() or name in NOT_SWEPT):
+        sweepable = ", ".join([STYLE_AXIS, *(n for n in api_fields() if n not in NOT_SWEPT)])
         raise InvalidParameter(f"sweep: {name!r} cannot be swept (any of {sweepable})", field="sweep")
     parts = tuple(v.strip() for v in values.split(","))
     if not parts or any(not v for v in parts):
         raise InvalidParameter(f"sweep: {name} needs values separated by commas", field="sweep")
+    if name == STYLE_AXIS and not all(v.isdigit() and int(v) >= 1 for v in parts):
+        raise InvalidParameter("sweep: style takes the style images' numbers, 1, 2, ... in upload order", field="sweep")
     if len(set(parts)) != len(parts):
         raise InvalidParameter(f"sweep: {name} repeats a value", field="sweep")
     return Axis(name, parts)

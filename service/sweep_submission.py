@@ -17,7 +17,7 @@ from nst_shared.errors import ImageError, InvalidParameter
 from nst_shared.params import TransferParams, first_error
 from nst_shared.schedule import params_cost
 from nst_shared.storage import StorageRefused
-from nst_shared.sweeps import SweepRecord, SweepStore, new_sweep, parse_axes, sweep_idempotency_key
+from nst_shared.sweeps import STYLE_AXIS, SweepRecord, SweepStore, new_sweep, parse_axes, sweep_idempotency_key
 from service.caps import check_caps, check_options
 from service.decoding import check_upload
 from service.errors import ApiError, from_image_error
@@ -59,9 +59,10 @@ class SweepSubmissions:
         given = {k: v for k, v in job.params.to_dict().items() if k in job.params.model_fields_set}
         sweep = new_sweep(axes, owner=owner)
         cells = [_cell_params(given, cell["values"]) for cell in sweep.cells]
-        for params in cells:
-            check_caps(params, styles=len(job.styles), settings=self.settings)
-            params.style_weights(len(job.styles))
+        picks = [_style_pick(cell["values"], len(job.styles), blend=job.params.style_blend) for cell in sweep.cells]
+        for params, pick in zip(cells, picks, strict=True):
+            check_caps(params, styles=len(pick), settings=self.settings)
+            params.style_weights(len(pick))
         extra: dict[str, Any] = job.options.record_extra()
         if job.webhook.webhook_url:
             extra["webhook"] = await self.submissions.checked_webhook(job.webhook.webhook_url, job.webhook.events)
@@ -71,13 +72,14 @@ class SweepSubmissions:
         if masks:
             extra["style_masks"] = len(masks)
         return await asyncio.to_thread(
-            self._create, sweep, cells, extra, content, styles, masks, owner, idempotency_key
+            self._create, sweep, cells, picks, extra, content, styles, masks, owner, idempotency_key
         )
 
     def _create(
         self,
         sweep: SweepRecord,
         cells: list[TransferParams],
+        picks: list[list[int]],
         extra: dict[str, Any],
         content: bytes,
         styles: list[bytes],
@@ -86,8 +88,9 @@ class SweepSubmissions:
         idempotency_key: str | None,
     ) -> SweepRecord:
         submissions = self.submissions
-        for params in {json.dumps(p.to_dict(), sort_keys=True): p for p in cells}.values():
-            submissions.check_images(content, styles, params)
+        distinct = {json.dumps([p.to_dict(), pick], sort_keys=True): (p, pick) for p, pick in zip(cells, picks)}
+        for params, pick in distinct.values():
+            submissions.check_images(content, [styles[i] for i in pick], params)
         submissions.check_masks(masks)
         self._check_total_budget(cells, content)
         submissions.check_queue_room(len(cells))
@@ -98,13 +101,16 @@ class SweepSubmissions:
             if earlier is not None:
                 return earlier
         try:
-            for cell in sweep.cells:
-                submissions.store_files(cell["job_id"], content, styles, masks)
+            for cell, pick in zip(sweep.cells, picks, strict=True):
+                cell_masks = [masks[i] for i in pick] if masks else []
+                submissions.store_files(cell["job_id"], content, [styles[i] for i in pick], cell_masks)
             with submissions.store.redis.pipeline() as pipe:  # the sweep and every cell: all or none
                 pipe.multi()
-                for cell, params in zip(sweep.cells, cells, strict=True):
+                for cell, params, pick in zip(sweep.cells, cells, picks, strict=True):
                     cell_extra = {**extra, "explicit": sorted(params.model_fields_set), "sweep_id": sweep.id}
-                    submissions.queue_in(pipe, cell["job_id"], params, cell_extra, styles=len(styles), owner=owner)
+                    if masks:  # one per style the cell paints with
+                        cell_extra["style_masks"] = len(pick)
+                    submissions.queue_in(pipe, cell["job_id"], params, cell_extra, styles=len(pick), owner=owner)
                 self.sweeps.create_in(pipe, sweep)
                 pipe.execute()
         except StorageRefused as exc:
@@ -159,10 +165,24 @@ class SweepSubmissions:
             )
 
 
+def _style_pick(values: dict[str, str], styles: int, *, blend: tuple[float, ...] | None) -> list[int]:
+    """The indexes of the styles a cell paints with: all of them, or on the style axis its one."""
+    if STYLE_AXIS not in values:
+        return list(range(styles))
+    number = int(values[STYLE_AXIS])
+    if number > styles:
+        raise ApiError(422, "invalid_parameter", f"sweep: style {number}, of {styles} style images", field="sweep")
+    if blend is not None:
+        raise ApiError(
+            422, "invalid_parameter", "style_blend: a sweep over the styles paints one at a time", field="style_blend"
+        )
+    return [number - 1]
+
+
 def _cell_params(given: dict[str, Any], values: dict[str, str]) -> TransferParams:
     """One cell's parameters: the form's, with the cell's values (validated as the form's are)."""
     try:
-        return TransferParams.model_validate({**given, **values})
+        return TransferParams.model_validate({**given, **{k: v for k, v in values.items() if k != STYLE_AXIS}})
     except ValidationError as exc:
         field, message = first_error(exc)
         cell = ", ".join(f"{k}={v}" for k, v in values.items())

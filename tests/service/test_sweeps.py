@@ -28,16 +28,21 @@ def stack(tmp_path_factory, redis_server):
     stack.stop()
 
 
-def files() -> list:
+STYLES = [make_image(64, 64, seed=2), make_image(72, 64, seed=3)]
+
+
+def files(styles: int = 1) -> list:
     return [
         ("content", ("content.png", make_image(80, 60, seed=1), "image/png")),
-        ("style", ("style.png", make_image(64, 64, seed=2), "image/png")),
+        *(("style", (f"style{i}.png", STYLES[i], "image/png")) for i in range(styles)),
     ]
 
 
-def post_sweep(client: httpx.Client, axes: list[str], *, headers: dict | None = None, **form: str) -> httpx.Response:
+def post_sweep(
+    client: httpx.Client, axes: list[str], *, headers: dict | None = None, styles: int = 1, **form: str
+) -> httpx.Response:
     data: dict = {**FAST, **form, "sweep": axes}  # a list: the field repeated
-    return client.post("/sweeps", files=files(), data=data, headers=headers or {})
+    return client.post("/sweeps", files=files(styles), data=data, headers=headers or {})
 
 
 def wait_completed(client: httpx.Client, sweep_id: str, timeout_s: float = 90) -> dict:
@@ -94,6 +99,24 @@ def test_sweep_paints_every_cell_as_a_job_and_a_labelled_sheet(stack):
         assert webp.headers["content-type"] == "image/webp" and provenance.read(webp.content) == record
 
 
+def test_a_sweep_over_the_styles_paints_each_style_alone(stack):
+    with stack.client() as client:
+        sweep = post_sweep(client, ["style=1,2", "style_weight=5,45"], styles=2).json()
+        done = wait_completed(client, sweep["id"])
+        assert done["progress"]["succeeded"] == 4
+        sheet = provenance.read(client.get(f"/sweeps/{sweep['id']}/sheet").content)
+        for cell in sheet["sweep"]["cells"]:
+            job = client.get(f"/jobs/{cell['job_id']}").json()
+            assert job["styles"] == 1 and job["params"]["style_weight"] == float(cell["values"]["style_weight"])
+            chosen = STYLES[int(cell["values"]["style"]) - 1]
+            assert cell["record"]["sha256"]["styles"] == [provenance.sha256(chosen)]
+        assert sheet["sweep"]["axes"] == {"style": ["1", "2"], "style_weight": ["5", "45"]}
+        too_far = post_sweep(client, ["style=1,3"], styles=2)
+        assert too_far.status_code == 422 and "style 3, of 2" in too_far.json()["error"]["message"]
+        blended = post_sweep(client, ["style=1,2"], styles=2, style_blend="0.7,0.3")
+        assert blended.status_code == 422 and blended.json()["error"]["field"] == "style_blend"
+
+
 def test_a_cell_that_ends_early_leaves_the_others(stack):
     with stack.client() as client:
         sweep = post_sweep(client, ["style_weight=5,15,45"], steps="40").json()
@@ -135,6 +158,7 @@ def test_cancel_and_delete_act_on_every_cell(stack):
         (["style_weight=1,2,3,4,5", "look=subtle,painterly,texture,strong"], "at most 16"),
         (["style_weight=1,abc"], "style_weight=abc"),
         (["style_weight=1,,2"], "values separated by commas"),
+        (["style=first"], "style images' numbers"),
         (["a=1", "b=2", "c=3"], "one or two axes"),
         ([], "sweep"),
     ],
