@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+import redis
+
 from nst_shared import webhook_outbox
 from nst_shared.jobs import JobStore, Keys
 
@@ -59,10 +61,13 @@ class ProgressDeliveries:
         if not self._wanted or now < self._next_at:
             return False
         job_id = self._job_id
-        answer: int = self._script(
-            keys=[Keys.job(job_id), gate(job_id), webhook_outbox.PENDING],
-            args=[int(self._interval_s * 1000), repr(time.time()), json.dumps(progress), progress.get("step", 0)],
-        )
+        try:
+            answer: int = self._script(
+                keys=[Keys.job(job_id), gate(job_id), webhook_outbox.PENDING],
+                args=[int(self._interval_s * 1000), repr(time.time()), json.dumps(progress), progress.get("step", 0)],
+            )
+        except redis.exceptions.RedisError:  # best effort: a progress report is superseded by the next one
+            return False
         if answer:  # written, or another worker's delivery holds the gate: no Redis call until the next interval
             self._next_at = now + self._interval_s
         return answer == 1
