@@ -17,7 +17,7 @@ from pathlib import Path
 from nst_cli.supervisor import Child
 from nst_shared.allocator import with_engine_malloc
 from nst_shared.gpus import worker_environments
-from nst_shared.settings import Settings
+from nst_shared.settings import Settings, redacted_url
 
 STOP_GRACE_S = 20.0
 
@@ -130,7 +130,7 @@ def run_up(args: argparse.Namespace) -> int:
         wait_for_redis(env["NST_REDIS_URL"], redis_child.process)
         print(f"Redis:   embedded, {env['NST_REDIS_URL']} (data in {data_dir})", flush=True)
     else:
-        print(f"Redis:   {settings.redis_url}", flush=True)
+        print(f"Redis:   {redacted_url(settings.redis_url)}", flush=True)
 
     worker_envs = worker_environments(args.workers, with_engine_malloc(env), device=settings.device)  # GPUs
     if args.api_workers < 1:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -161,8 +161,8 @@ class StyleTransfer:
             result = run.finish(image)
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px: {exc}") from None
-        except RuntimeError as exc:  # the CPU allocator reports a refused allocation as a plain RuntimeError
-            if "can't allocate memory" not in str(exc):
+        except RuntimeError as exc:  # a refused allocation reported as a plain RuntimeError
+            if not any(sign in str(exc) for sign in ALLOCATION_FAILURES):
                 raise
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px") from None
         finally:
@@ -248,14 +248,17 @@ class StyleTransfer:
                 )
 
         def on_block(done: int, total: int) -> None:
-            if accepted:  # a report needs losses to show: from the second evaluation of the scale on
+            # The scale's first evaluation has no losses of its own yet: it shows the latest picture's, so that
+            # a callback can stop the run between blocks (a print-size evaluation takes minutes).
+            shown = accepted or run.latest_losses
+            if shown:
                 report(
                     step=step,
                     block=done,
-                    content_loss=accepted["content"],
-                    style_loss=accepted["style"],
-                    tv_loss=accepted["tv"],
-                    total_loss=accepted["total"],
+                    content_loss=shown["content"],
+                    style_loss=shown["style"],
+                    tv_loss=shown["tv"],
+                    total_loss=shown["total"],
                     work_fraction=run.work_fraction(index, step - step_before + done / total),
                 )
 
@@ -273,6 +276,7 @@ class StyleTransfer:
             try:
                 if optimizer.step(closure):
                     accepted = dict(losses)
+                    run.latest_losses.update(accepted)
             except StopTransfer:  # raised by a block's report: the image goes back to the accepted point
                 optimizer.restore()
                 return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=True)
@@ -422,6 +426,11 @@ class StyleTransfer:
         return start.contiguous().requires_grad_(True)
 
 
+# Refused allocations that arrive as plain RuntimeErrors, not torch.OutOfMemoryError: the CPU allocator's, and
+# cuDNN's and cuBLAS's workspaces on a full card.
+ALLOCATION_FAILURES = ("can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
 @dataclass(frozen=True)
 class _Run:
     """What every scale of one run shares."""
@@ -441,6 +450,7 @@ class _Run:
     generator: torch.Generator
     callback: ProgressCallback | None
     started: float
+    latest_losses: dict[str, float] = field(default_factory=dict)  # of the latest accepted picture, any scale
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

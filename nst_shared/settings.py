@@ -5,11 +5,16 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
+from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nst_shared.params import Precision
+
+# Marks a setting whose value (or a URL's password in it) never appears in a log line or a printed message.
+SECRET: JsonDict = {"secret": True}
 
 
 class Settings(BaseSettings):
@@ -17,7 +22,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NST_", extra="ignore")
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue and job records.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for the queue and job records (its password, if any, is a secret: logged as ***).",
+        json_schema_extra=SECRET,
+    )
     storage_dir: Path = Field(
         Path("var/storage"), description="Folder for inputs, previews and results, shared by the API and the workers."
     )
@@ -88,7 +97,9 @@ class Settings(BaseSettings):
     )
     sse_keepalive_s: float = Field(15.0, description="Seconds between keep-alive comments on event streams.")
     webhook_secret: str = Field(
-        "", description="HMAC key that signs webhook deliveries; webhooks are refused while it is empty."
+        "",
+        description="HMAC key that signs webhook deliveries; webhooks are refused while it is empty.",
+        json_schema_extra=SECRET,
     )
     webhook_allow: list[str] = Field(
         default_factory=list,
@@ -109,17 +120,20 @@ class Settings(BaseSettings):
         "",
         description="API keys, a JSON list or comma-separated; when set, every /jobs "
         "request needs one and sees only its own jobs (open when empty).",
+        json_schema_extra=SECRET,
     )
     link_secret: str = Field(
         "",
         description="HMAC key of the signed links for event streams, results and "
         "previews (derived from the API keys when empty).",
+        json_schema_extra=SECRET,
     )
     link_ttl_s: int = Field(3600, description="How long a signed link stays valid.")
     metrics_token: str = Field(
         "",
         description="Bearer token that GET /metrics requires (Prometheus' "
         "`authorization` credentials); empty: open without API keys, any API key with them.",
+        json_schema_extra=SECRET,
     )
     rate_limit_requests_per_min: int = Field(
         600, description="Requests to /jobs per key (or client IP without keys) per minute; 0 = no limit."
@@ -163,6 +177,22 @@ class Settings(BaseSettings):
         "(one object a line, with job_id and request_id) or text.",
     )
     log_level: str = Field("INFO", description="Level of the API's and the workers' logs.")
+
+
+def secret_settings() -> list[str]:
+    """The names of the settings marked secret."""
+    return [name for name, info in Settings.model_fields.items() if info.json_schema_extra == SECRET]
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password (and a lone user name, as Redis takes a password there too) shown as ***."""
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    user = f"{parts.username}:" if parts.password is not None and parts.username else ""
+    host = parts.hostname or ""
+    netloc = f"{user}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache

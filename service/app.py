@@ -32,6 +32,7 @@ from service.holds import HoldLimiter
 from service.job_reads import JobReader
 from service.metrics_registry import build_registry
 from service.openapi import install_openapi
+from service.proxies import UntrustedForwardWarning
 from service.ratelimit import RateLimiter
 from service.request_ids import RequestIds
 from service.routes import health, jobs, metrics, sweeps
@@ -130,4 +131,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, docs_paths={DOCS_URL, app.swagger_ui_oauth2_redirect_url}, redoc_path=REDOC_URL)
     if settings.trusted_proxies:  # outermost: everything inside sees the client the proxy names
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    app.add_middleware(UntrustedForwardWarning, trusted=settings.trusted_proxies)  # sees the real peer
     return app

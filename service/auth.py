@@ -73,6 +73,11 @@ class KeyRing:
         expires = int((now if now is not None else time.time()) + self.link_ttl_s)
         return f"{expires}.{self._mac(job_id, owner, expires)}"
 
+    def link_period(self, *, now: float | None = None) -> int:
+        """Which half of a link's life `now` is in: an ETag that carries it changes before a link handed out
+        with the last full answer expires, so a 304 never leaves a client holding an expired link."""
+        return int((now if now is not None else time.time()) // max(1, self.link_ttl_s // 2))
+
     def check(self, token: str, job_id: str, owner: str, *, now: float | None = None) -> bool | None:
         """True for a valid token, False when it was valid but has expired, None when it is not ours."""
         expires_text, _, mac = token.partition(".")

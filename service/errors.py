@@ -9,11 +9,13 @@ from typing import Any
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from nst_shared.errors import ImageError, ImageTooLarge, InvalidParameter, UnsupportedImageFormat
+from nst_shared.redis_outages import refuses_writes
 
 log = logging.getLogger("nst.api")
 
@@ -29,6 +31,9 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers or {}
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before the answer
 
 
 def not_found(job_id: str) -> ApiError:
@@ -49,7 +54,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 def redis_down_response(exc: Exception) -> JSONResponse:
-    """503 while Redis is unreachable (restarting): the client is told to come back shortly."""
+    """503 while Redis is unreachable (restarting) or refuses writes: the client is told to come back shortly."""
     log.warning("redis unavailable: %s", exc)
     return JSONResponse(
         error_body("redis_unavailable", "the job store is unavailable; try again shortly"),
@@ -99,6 +104,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def redis_down_handler(_: Request, exc: Exception) -> JSONResponse:
         return redis_down_response(exc)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect_handler(request: Request, _: Exception) -> Response:
+        # The client left mid-request (nginx's 499): its doing, not a server error; the access line says it.
+        request.app.state.counters.client_disconnects.inc()
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    @app.exception_handler(redis.exceptions.ResponseError)
+    async def redis_refusal_handler(request: Request, exc: Exception) -> JSONResponse:
+        if refuses_writes(exc):  # out of disk (MISCONF) or memory (OOM): an outage, as Redis down is
+            return redis_down_response(exc)
+        return await internal_error_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def internal_error_handler(_: Request, exc: Exception) -> JSONResponse:

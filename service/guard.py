@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nst_shared.redis_outages import is_redis_outage
 from service.auth import authenticate, client_ip
 from service.errors import ApiError, error_body, redis_down_response
 
@@ -51,7 +52,9 @@ class AccessGuard:
             response = JSONResponse(error_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
             await response(scope, receive, send)
             return
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except redis.exceptions.RedisError as exc:
+            if not is_redis_outage(exc):
+                raise
             await redis_down_response(exc)(scope, receive, send)
             return
         await self.app(scope, receive, send)

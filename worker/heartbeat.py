@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 
+import redis
+
 from nst_shared.jobs import JobStore, Keys
-from worker.outage import REDIS_DOWN
+from nst_shared.redis_outages import is_redis_outage
 
 
 class Heartbeat:
@@ -20,8 +22,9 @@ class Heartbeat:
     def __enter__(self) -> Heartbeat:
         try:
             self._store.beat(self._job_id, self._ttl_s)
-        except REDIS_DOWN:  # the thread beats again within one interval
-            pass
+        except redis.exceptions.RedisError as exc:  # away or refusing writes: the thread beats again
+            if not is_redis_outage(exc):
+                raise
         self._thread.start()
         return self
 
@@ -30,8 +33,9 @@ class Heartbeat:
         self._thread.join()
         try:
             self._store.redis.delete(Keys.heartbeat(self._job_id))
-        except REDIS_DOWN:  # it expires by itself
-            pass
+        except redis.exceptions.RedisError as exc:  # it expires by itself
+            if not is_redis_outage(exc):
+                raise
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):

@@ -17,11 +17,12 @@ from nst_shared import presence
 from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
-from nst_shared.settings import get_settings
+from nst_shared.redis_outages import REDIS_DOWN, is_redis_outage
+from nst_shared.settings import get_settings, redacted_url
 from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
-from worker.outage import REDIS_DOWN, until_redis_answers
+from worker.outage import until_redis_answers
 from worker.precision import decide_precision
 from worker.webhook_delivery import WebhookSender
 
@@ -88,8 +89,10 @@ class WarmWorker(SimpleWorker):
     def _while_redis_answers(self, method: Any, *args: Any) -> None:
         try:
             method(*args)
-        except REDIS_DOWN as exc:
-            log.debug("RQ bookkeeping skipped, Redis away: %s", exc)
+        except redis.exceptions.RedisError as exc:
+            if not is_redis_outage(exc):
+                raise
+            log.debug("RQ bookkeeping skipped, Redis away or refusing writes: %s", exc)
 
 
 def _every(interval_s: float, stop: threading.Event, name: str, action: Any) -> None:
@@ -131,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.precision,
         decision.reason,
         settings.queue_name,
-        settings.redis_url,
+        redacted_url(settings.redis_url),
     )
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.

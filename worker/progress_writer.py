@@ -7,8 +7,10 @@ import enum
 import time
 from typing import Any
 
+import redis
+
 from nst_shared.jobs import JobStore, StopRequest
-from worker.outage import REDIS_DOWN
+from nst_shared.redis_outages import REDIS_DOWN, is_redis_outage
 
 
 class Written(enum.Enum):
@@ -33,12 +35,14 @@ class ProgressWriter:
             return Written.REDIS_DOWN
         try:
             return self.flush()
-        except REDIS_DOWN:
+        except redis.exceptions.RedisError as exc:
+            if not is_redis_outage(exc):
+                raise
             self._down_until = time.monotonic() + self._retry_s
             return Written.REDIS_DOWN
 
     def flush(self) -> Written:
-        """Write what is pending now; Redis's connection errors are raised (what failed stays pending)."""
+        """Write what is pending now; Redis's outages are raised (what failed stays pending)."""
         for kind in ("progress", "preview"):
             if kind in self._pending:
                 data, fields = self._pending[kind]

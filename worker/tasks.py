@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
@@ -26,6 +27,7 @@ from nst_shared.jobs import JobRecord, JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, with_seed
 from nst_shared.queueing import requeue
+from nst_shared.redis_outages import refuses_writes
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from nst_shared.webhook_progress import ProgressDeliveries
@@ -53,7 +55,12 @@ def run_job(job_id: str) -> str:
         rq_job = get_current_job()
         store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
         run = _Run(job_id, store, job_storage(), settings, rq_job)
-        outcome = run.run()
+        try:
+            outcome = run.run()
+        except redis.exceptions.RedisError as exc:
+            if not refuses_writes(exc):
+                raise
+            outcome = run.refused_writes(exc)
         if outcome in job_metrics.FINISHED:
             _observe_duration(store, job_id)
         return outcome
@@ -233,6 +240,23 @@ class _Run:
         if not self.finish(JobStatus.FAILED, error={"code": code, "message": message}):
             return self.not_ours("failed")
         return "failed"
+
+    def refused_writes(self, exc: Exception) -> str:
+        """Redis refused the job's writes (MISCONF, OOM) past its time limit: the job fails with a code of its
+        own once Redis takes writes again (until then it would stay running with no worker)."""
+        log.error("Redis refused the job's writes past its time limit: %s", exc)
+        message = "the job store refused writes (out of disk or memory) for longer than the job's time limit"
+        ended = until_redis_answers(
+            lambda: self.store.transition(
+                self.job_id,
+                JobStatus.FAILED,
+                allowed={JobStatus.RUNNING},
+                error={"code": "store_refused_writes", "message": message},
+            ),
+            what="marking the job failed",
+            stop=shutdown_requested.is_set,
+        )
+        return "failed" if ended else self.not_ours("failed")
 
     def not_ours(self, what: str) -> str:
         """The record moved on without this worker (deleted, or failed or requeued by a sweeper). A deleted

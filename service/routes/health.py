@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from nst_shared.presence import live_workers
 from service.deps import RedisDep
-from service.errors import error_body
+from service.errors import ApiError, error_body
 from service.openapi import error_responses
+from service.routes.metrics import check_scraper
 
 router = APIRouter(tags=["health"])
 
@@ -47,7 +48,18 @@ def healthz() -> dict[str, str]:
     responses=error_responses(503),
     summary="Redis answers and at least one worker is alive; what each worker runs on",
 )
-def readyz(redis: RedisDep) -> JSONResponse:
+def readyz(request: Request, redis: RedisDep) -> JSONResponse:
+    """With API keys on (or a metrics token set), who may not read /metrics learns ready or not and no more:
+    the workers' devices, memory and Redis's errors are details for operators."""
+    answer = _readiness(redis)
+    try:
+        check_scraper(request)
+    except ApiError:
+        return JSONResponse({"status": "ready" if answer.status_code == 200 else "not_ready"}, answer.status_code)
+    return answer
+
+
+def _readiness(redis: RedisDep) -> JSONResponse:
     try:
         redis.ping()
         workers = live_workers(redis)

@@ -217,11 +217,12 @@ async def get_job(
     if found is None:
         raise not_found(job_id)
     caller.may_read(found.record, keys)
-    if request.headers.get("if-none-match") == found.etag:
-        return Response(status_code=304, headers={"ETag": found.etag})
+    etag = f'{found.etag[:-1]}.{keys.link_period()}"' if keys.enabled else found.etag  # signed links expire
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
     body = public_job(found.record, queue_position=found.queue_position, token=_token(found.record, keys))
     return Response(
-        body.model_dump_json(), media_type="application/json", headers={"ETag": found.etag, "Cache-Control": "no-cache"}
+        body.model_dump_json(), media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"}
     )
 
 

@@ -95,9 +95,14 @@ class NstUp:
             stderr=subprocess.STDOUT,
         )
         wait_until(lambda: answers_ok(f"{self.url}/healthz"), timeout_s=60, what="nst up's API")
+        # With API keys on, /readyz counts the workers only for who may read /metrics.
+        token = settings.get("metrics_token")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         with self.client() as client:
             wait_until(
-                lambda: client.get("/readyz").json().get("workers") == workers, timeout_s=120, what="nst up's workers"
+                lambda: client.get("/readyz", headers=headers).json().get("workers") == workers,
+                timeout_s=120,
+                what="nst up's workers",
             )
 
     def client(self) -> httpx.Client:

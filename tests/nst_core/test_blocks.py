@@ -136,3 +136,21 @@ def test_stylize_in_blocks_leaves_no_seams(monkeypatch):
     assert border_energy_ratio(engine.stylize(content, [style], params).image, content, *borders) < 1.0
     monkeypatch.setattr(transfer, "block_grid", functools.partial(block_grid, halo_px=0))
     assert border_energy_ratio(engine.stylize(content, [style], params).image, content, *borders) > 1.5
+
+
+def test_the_first_evaluation_of_a_scale_in_blocks_can_be_stopped_between_blocks():
+    # Two scales: 64 px whole, then 128 px in six blocks. A stop asked for while the large scale's first
+    # evaluation runs (at print size it takes minutes) ends the run after one block, not after the evaluation.
+    engine = StyleTransfer(device="cpu", block_px=80)
+    seen = []
+
+    def stop_on_the_large_scale(progress):
+        seen.append(progress)
+        if progress.scale == 2:
+            raise StopTransfer()
+
+    params = TransferParams(max_size=128, steps=6, scales=2, min_scale_size=64, preview_every=0)
+    result = engine.stylize(picture(128, 96), [picture(96, 96, 1)], params, callback=stop_on_the_large_scale)
+    first = next(p for p in seen if p.scale == 2)
+    assert result.stopped and (first.step, first.block) == (3, 1)  # 3 steps done on the small scale
+    assert first.total_loss == seen[-2].total_loss  # the latest picture's losses, not made up

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nst_core.progress import StopTransfer
-from nst_shared.errors import ImageTooSmall, InvalidParameter
+from nst_shared.errors import DeviceOutOfMemory, ImageTooSmall, InvalidParameter
 from nst_shared.params import TransferParams
 from nst_shared.schedule import scale_sizes, split_steps
 from tests.conftest import ROOT
@@ -149,3 +149,16 @@ print("after", engine.stylize(small, [small], TransferParams(max_size=64, steps=
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "out_of_memory out_of_memory" in out.stdout, out.stdout + out.stderr[-2000:]
     assert "after (64, 48)" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "message", ["cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED when calling"]
+)
+def test_stylize_cudnn_and_cublas_allocation_failures_are_out_of_memory(engine, monkeypatch, message):
+    # On a full card cuDNN and cuBLAS report a refused workspace as a plain RuntimeError, not OutOfMemoryError.
+    def refusing_net(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(engine, "net", refusing_net)
+    with pytest.raises(DeviceOutOfMemory):
+        engine.stylize(picture(64, 48), [picture(64, 64, 1)], TransferParams(max_size=64, steps=2, scales=1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import time
 
 import pytest
 from PIL import Image
@@ -226,6 +227,11 @@ def test_failed_key_attempts_are_limited_per_client_address(tmp_path, redis_serv
             locked = client.get("/jobs", headers=bearer(ALPHA))
             assert error_of(locked, 429)["code"] == "auth_rate_limited"  # refused before any key is checked
             assert 1 <= int(locked.headers["Retry-After"]) <= 60
+            # The operator is told once that a proxy in front is not trusted (every client shares its address).
+            warnings = [
+                line for line in (stack.log_dir / "api.log").read_text().splitlines() if "NST_TRUSTED_PROXIES" in line
+            ]
+            assert len(warnings) == 1 and '"WARNING"' in warnings[0]
     finally:
         stack.stop()
 
@@ -249,5 +255,44 @@ def test_failed_key_attempts_count_the_address_a_trusted_proxy_names(tmp_path, r
             assert [attempt("guess", "203.0.113.7") for _ in range(3)] == [401, 401, 429]
             assert attempt(ALPHA, "203.0.113.8") == 200  # another client behind the same proxy
             assert attempt("guess", "203.0.113.8") == 401
+            assert "NST_TRUSTED_PROXIES" not in (stack.log_dir / "api.log").read_text()  # trusted: no warning
+    finally:
+        stack.stop()
+
+
+def test_readyz_tells_strangers_ready_or_not_and_no_more(keyed):
+    with keyed.client() as client:
+        anonymous = client.get("/readyz")
+        assert anonymous.status_code == 200 and anonymous.json() == {"status": "ready"}
+        wrong = client.get("/readyz", headers=bearer("not-a-key-at-all-000"))
+        assert wrong.json() == {"status": "ready"}
+        # Who may read /metrics (here: any API key, as no metrics token is set) sees every worker.
+        detailed = client.get("/readyz", headers=bearer(ALPHA)).json()
+        assert detailed["workers"] == 1 and detailed["engines"][0]["device"] == "cpu"
+
+
+def test_a_304_never_leaves_a_client_with_an_expired_link(tmp_path, redis_server):
+    # Links live 4 s here: a client polling an unchanged job with If-None-Match for longer than that must get a
+    # fresh link (a 200) before the one it holds expires.
+    stack = start_stack(tmp_path, redis_server.url, api_keys=f'["{ALPHA}"]', link_ttl_s=4)
+    try:
+        with stack.client(headers=bearer(ALPHA)) as client:
+            job = submit(client).json()
+            wait_status(client, job["id"], {"succeeded"})
+            first = client.get(f"/jobs/{job['id']}")
+            etag, expires = first.headers["ETag"], int(first.json()["links"]["result"].split("token=")[1].split(".")[0])
+            fresh = 0
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                response = client.get(f"/jobs/{job['id']}", headers={"If-None-Match": etag})
+                if response.status_code == 304:
+                    assert time.time() < expires, "a 304 kept an expired link"
+                else:
+                    assert response.status_code == 200
+                    etag = response.headers["ETag"]
+                    expires = int(response.json()["links"]["result"].split("token=")[1].split(".")[0])
+                    fresh += 1
+                time.sleep(0.2)
+            assert fresh >= 2
     finally:
         stack.stop()

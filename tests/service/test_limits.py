@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 
 import pytest
@@ -157,4 +158,23 @@ def test_submit_job_past_the_uploads_in_flight_503_with_retry_after(tmp_path, re
     finally:
         for connection in slow:
             connection.close()
+        stack.stop()
+
+
+def test_an_upload_the_client_abandons_is_one_499_line_not_a_server_error(tmp_path, redis_server):
+    stack = start_stack(tmp_path, redis_server.url, workers=0)
+    log = stack.log_dir / "api.log"
+    try:
+        slow = [start_slow_upload(stack.url) for _ in range(3)]
+        with stack.client() as client:
+            wait_until(lambda: client.get("/healthz").status_code == 200, timeout_s=10, what="API up")
+            for connection in slow:
+                connection.close()
+            wait_until(lambda: log.read_text().count("POST /jobs") >= 3, timeout_s=30, what="three access lines")
+            posts = [json.loads(line) for line in log.read_text().splitlines() if "POST /jobs" in line]
+            assert [p["status"] for p in posts] == [499] * 3
+            text = log.read_text()
+            assert "Traceback" not in text and '"level": "ERROR"' not in text
+            assert "nst_client_disconnects_total 3.0" in client.get("/metrics").text
+    finally:
         stack.stop()
