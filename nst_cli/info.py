@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
         help="show how a picture was made (parameters, seed, steps, device, input hashes)",
-        description="Print, as JSON, the record nst writes into every picture it makes (PNG, JPEG or WebP): "
+        description="Print, as JSON, the record nst writes into every picture it makes (PNG, JPEG, WebP or AVIF): "
         "the parameters as applied, the seed, the steps done, the device and precision, the "
         "engine's version and the SHA-256 of the content, style and mask images. Exit status 2 "
         "when the file has none. `nst run --from FILE` paints again with them.",

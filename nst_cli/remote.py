@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, help_text, params_from_args
+from nst_cli.sweep import SWEEP_HELP, axes_from_args, submit_sweep
+from nst_shared.job_options import RESULT_FORMATS, JobOptions
 
 if TYPE_CHECKING:
     from nst_client import Event, Job, NstClient, NstClientError
@@ -81,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--style-mask", type=Path, action="append", default=None, metavar="MASK", help=STYLE_MASK_HELP)
     add_param_arguments(submit)
     submit.add_argument("--preview-every", default=None, metavar="N", help=help_text("preview_every"))
+    submit.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...", help=SWEEP_HELP)
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     submit.add_argument("--output", "-o", type=Path, help="save the result here (implies --wait)")
     submit.add_argument(
@@ -108,8 +111,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--webhook-events",
         default=None,
         metavar="LIST",
-        help="comma-separated: completed (the end; default), status (every status change)",
+        help="comma-separated: completed (the end; default), status (every status change), progress (while it "
+        "runs, every few seconds)",
     )
+    for name, field in JobOptions.model_fields.items():  # --format, --quality, --cancel-after, --ttl-s
+        choices = RESULT_FORMATS if name == "format" else None
+        flag = "--" + name.replace("_", "-")
+        submit.add_argument(flag, default=None, choices=choices, metavar=name.upper(), help=field.description)
     _add_connection(submit)
     submit.set_defaults(handler=run_submit)
 
@@ -207,6 +215,7 @@ def _submit(args: argparse.Namespace) -> int:
         params = params_from_args(args, **overrides)
         params.style_weights(len(args.styles))
         check_mask_count(len(args.style_mask or []), len(args.styles))
+        axes = axes_from_args(args)
     except ValueError as exc:
         _error("nst submit", str(exc))
         return EXIT_REFUSED
@@ -217,6 +226,10 @@ def _submit(args: argparse.Namespace) -> int:
     # Only the parameters given: the service (and a GPU worker's defaults) decide the others.
     fields = {k: v for k, v in params.to_dict().items() if k in params.model_fields_set}
     events = [e.strip() for e in args.webhook_events.split(",")] if args.webhook_events else None
+    options = {name: getattr(args, name) for name in JobOptions.model_fields if getattr(args, name) is not None}
+    if axes:
+        with _client(args) as client:
+            return submit_sweep(client, args, axes, {**fields, **options})
     with _client(args) as client:
         job = client.submit(
             args.content,
@@ -226,6 +239,7 @@ def _submit(args: argparse.Namespace) -> int:
             webhook_url=args.webhook,
             webhook_events=events,
             **fields,
+            **options,
         )
         print(job.id, flush=True)
         if not (args.wait or args.output or args.finish_after is not None):

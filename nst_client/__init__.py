@@ -23,6 +23,7 @@ from nst_client.errors import (
 )
 from nst_client.events import Event
 from nst_client.jobs import Job, JobError, JobPage, JobStatus, Progress
+from nst_client.sweeps import Sweep, SweepCell
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -42,6 +43,8 @@ __all__ = [
     "NstClientError",
     "Progress",
     "ServiceUnavailable",
+    "Sweep",
+    "SweepCell",
     "TransportError",
     "WaitTimeout",
 ]

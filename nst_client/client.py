@@ -4,15 +4,17 @@ finish, delete. One httpx client per instance; its transport is injectable (test
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Union
 
 import httpx
 
-from nst_client.errors import JobNotFound, TransportError, error_for
+from nst_client.errors import JobNotFound, TransportError, WaitTimeout, error_for
 from nst_client.events import Event, aiter_events, iter_events
 from nst_client.jobs import Job, JobPage
+from nst_client.sweeps import Sweep, axes_fields
 
 if TYPE_CHECKING:
     from nst_shared.params import TransferParams
@@ -62,6 +64,7 @@ def _submission(
     idempotency_key: str | None,
     webhook_url: str | None,
     webhook_events: Sequence[str] | None,
+    wait_s: float | None = None,
 ) -> tuple[_RequestFiles, dict[str, str], dict[str, str]]:
     """The multipart files, form fields and headers of `POST /jobs`."""
     style_list = _images(styles)
@@ -83,7 +86,18 @@ def _submission(
             values["webhook_events"] = ",".join(webhook_events)
     form = {k: _form_value(v) for k, v in values.items() if v is not None}
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    if wait_s:
+        headers["Prefer"] = f"wait={wait_s:g}"
     return files, form, headers
+
+
+def _waited(wait_s: float | None) -> dict[str, Any]:
+    """A request waiting up to `wait_s` on the service gets that much more time to answer."""
+    return {"timeout": httpx.Timeout(30.0, read=wait_s + 30.0)} if wait_s else {}
+
+
+def _accept(format: str | None) -> dict[str, str]:
+    return {"Accept": f"image/{format}"} if format else {}
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
@@ -161,20 +175,76 @@ class NstClient:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        wait_s: float | None = None,
         **fields: FormValue,
     ) -> Job:
-        """Upload the images and queue a job. `style_masks`, when given, are one mask per style in the same
-        order (white: that style paints there). Parameters are the API's form fields (`look="painterly"`,
-        `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`, `color_mode="match"`), or a whole
-        `TransferParams` as `params`; those not given take the look's values, then the service's defaults. Raises
-        `InvalidRequest` (with `field`) for a refused one."""
+        """Upload the images and queue a job; with `wait_s` (at most 60), the service answers once the job has
+        ended or that many seconds have passed (`Prefer: wait`), so a small job needs one call. `style_masks`,
+        when given, are one mask per style in the same order (white: that style paints there). Parameters are
+        the API's form fields (`look="painterly"`, `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`,
+        `color_mode="match"`), or a whole `TransferParams` as `params`; those not given take the look's values,
+        then the service's defaults; the job options too (`format="webp"`, `quality=80`, `cancel_after=600`,
+        `ttl_s=3600`). Raises `InvalidRequest` (with `field`) for a refused one."""
         files, form, headers = _submission(
-            content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events
+            content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events, wait_s
         )
-        return Job.from_json(self._request("POST", "/jobs", files=files, data=form, headers=headers).json())
+        response = self._request("POST", "/jobs", files=files, data=form, headers=headers, **_waited(wait_s))
+        return Job.from_json(response.json())
 
     def get(self, job_id: str) -> Job:
         return Job.from_json(self._request("GET", f"/jobs/{job_id}").json())
+
+    def submit_sweep(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        sweep: Mapping[str, Sequence[object]],
+        *,
+        style_masks: ImageInput | Sequence[ImageInput] | None = None,
+        params: TransferParams | None = None,
+        idempotency_key: str | None = None,
+        **fields: FormValue,
+    ) -> Sweep:
+        """Queue one job per cell of the grid `sweep` names, one or two parameters and their values
+        (`{"style_weight": [5, 15, 45], "look": ["subtle", "painterly"]}`); the other arguments as `submit`'s."""
+        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key, None, None)
+        data = {**form, "sweep": axes_fields(sweep)}
+        return Sweep.from_json(self._request("POST", "/sweeps", files=files, data=data, headers=headers).json())
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json(self._request("GET", f"/sweeps/{sweep_id}").json())
+
+    def wait_sweep(
+        self,
+        sweep_id: str,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = 0.5,
+        on_update: Callable[[Sweep], None] | None = None,
+    ) -> Sweep:
+        """Poll the sweep until every cell has ended; `on_update` sees each reading. `WaitTimeout` after
+        `timeout_s` (the cells go on)."""
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if on_update is not None:
+                on_update(sweep)
+            if sweep.done:
+                return sweep
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"sweep {sweep_id} has not ended after {timeout_s:g} s", job_id=sweep_id)
+            time.sleep(poll_s)
+
+    def sweep_sheet(self, sweep_id: str, *, format: str | None = None) -> bytes:
+        """The contact sheet (PNG, or `format`); `Conflict` while a cell is queued or running."""
+        return self._request("GET", f"/sweeps/{sweep_id}/sheet", headers=_accept(format)).content
+
+    def cancel_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json(self._request("POST", f"/sweeps/{sweep_id}/cancel").json())
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        """Remove the sweep, every cell's job and their files."""
+        self._request("DELETE", f"/sweeps/{sweep_id}")
 
     def list_jobs(self, *, offset: int = 0, limit: int = 20) -> JobPage:
         body = self._request("GET", "/jobs", params={"offset": offset, "limit": limit}).json()
@@ -193,18 +263,20 @@ class NstClient:
         """Remove the job and its files (a running job is stopped first)."""
         self._request("DELETE", f"/jobs/{job_id}")
 
-    def result(self, job_id: str) -> bytes:
-        """The finished PNG. `Conflict` while the job is not done or when it did not succeed."""
-        return self._request("GET", f"/jobs/{job_id}/result").content
+    def result(self, job_id: str, *, format: str | None = None) -> bytes:
+        """The finished picture in the job's format, or `format` (png, webp, jpeg, avif). `Conflict` while the
+        job is not done or when it did not succeed."""
+        return self._request("GET", f"/jobs/{job_id}/result", headers=_accept(format)).content
 
     def preview(self, job_id: str) -> bytes:
-        """The latest preview PNG (jobs submitted with `preview_every`); `JobNotFound` before the first."""
+        """The latest preview, WebP (jobs submitted with `preview_every`); `JobNotFound` before the first."""
         return self._request("GET", f"/jobs/{job_id}/preview").content
 
-    def download(self, job_id: str, path: str | os.PathLike[str]) -> Path:
-        """Write the finished PNG to `path` (nothing is written when there is no result)."""
+    def download(self, job_id: str, path: str | os.PathLike[str], *, format: str | None = None) -> Path:
+        """Write the finished picture (in the job's format, or `format`) to `path` (nothing is written when
+        there is no result)."""
         target = Path(path)
-        target.write_bytes(self.result(job_id))
+        target.write_bytes(self.result(job_id, format=format))
         return target
 
     def events(
@@ -274,12 +346,13 @@ class AsyncNstClient:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        wait_s: float | None = None,
         **fields: FormValue,
     ) -> Job:
         files, form, headers = _submission(
-            content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events
+            content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events, wait_s
         )
-        response = await self._request("POST", "/jobs", files=files, data=form, headers=headers)
+        response = await self._request("POST", "/jobs", files=files, data=form, headers=headers, **_waited(wait_s))
         return Job.from_json(response.json())
 
     async def get(self, job_id: str) -> Job:
@@ -298,15 +371,15 @@ class AsyncNstClient:
     async def delete(self, job_id: str) -> None:
         await self._request("DELETE", f"/jobs/{job_id}")
 
-    async def result(self, job_id: str) -> bytes:
-        return (await self._request("GET", f"/jobs/{job_id}/result")).content
+    async def result(self, job_id: str, *, format: str | None = None) -> bytes:
+        return (await self._request("GET", f"/jobs/{job_id}/result", headers=_accept(format))).content
 
     async def preview(self, job_id: str) -> bytes:
         return (await self._request("GET", f"/jobs/{job_id}/preview")).content
 
-    async def download(self, job_id: str, path: str | os.PathLike[str]) -> Path:
+    async def download(self, job_id: str, path: str | os.PathLike[str], *, format: str | None = None) -> Path:
         target = Path(path)
-        target.write_bytes(await self.result(job_id))
+        target.write_bytes(await self.result(job_id, format=format))
         return target
 
     def events(

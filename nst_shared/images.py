@@ -205,12 +205,14 @@ def output_format(path: str | Path) -> str:
     return OUTPUT_FORMATS.get(Path(path).suffix.lower(), "PNG")
 
 
-def encode_image(image: Image.Image, format: str = "PNG", *, record: Mapping[str, Any] | None = None) -> bytes:
-    """Encode as PNG (lossless), or JPEG / WebP at quality 95; with `record` (nst_shared.provenance.build)
+def encode_image(
+    image: Image.Image, format: str = "PNG", *, record: Mapping[str, Any] | None = None, quality: int = 95
+) -> bytes:
+    """Encode as PNG (lossless), or JPEG / WebP / AVIF at `quality`; with `record` (nst_shared.provenance.build)
     inside the file."""
     buffer = io.BytesIO()
-    fmt = format.upper() if format.upper() in ("JPEG", "WEBP") else "PNG"
-    options: dict[str, Any] = {"quality": 95} if fmt != "PNG" else {}
+    fmt = format.upper() if format.upper() in ("JPEG", "WEBP", "AVIF") else "PNG"
+    options: dict[str, Any] = {"quality": quality} if fmt != "PNG" else {}
     if record is not None:
         options.update(provenance.save_options(fmt, record))
     image.save(buffer, format=fmt, **options)

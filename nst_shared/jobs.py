@@ -21,6 +21,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from nst_shared import webhook_outbox
+from nst_shared.job_options import PREVIEW_FORMAT
 
 PREFIX = "nst"
 EVENTS_MAXLEN = 5000
@@ -56,6 +57,7 @@ class Keys:
     queued = f"{PREFIX}:queued"  # sorted set: job id -> when it was last queued (the sweeper's check of RQ)
     queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
+    deadlines = f"{PREFIX}:deadlines"  # sorted set: job id -> its deadline (cancel_after), for the sweeper
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
     sweeper = f"{PREFIX}:sweeper"  # the lease of the one process that sweeps (nst_shared/sweeper.py)
     # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
@@ -98,10 +100,11 @@ class Keys:
 
 
 # KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), queued index,
-# webhook outbox, heartbeat key. ARGV: new status, allowed current statuses (comma list), terminal (0/1), ttl_s,
-# maxlen, now, the attempt that writes ('' for the API and the sweeper, which write for no attempt), only if
-# lost (1: the heartbeat must be absent, so a sweeper never fails or requeues a job a live worker has just
-# taken), heartbeat ttl_ms (moving to running: the new attempt's first beat), then field/value pairs to set.
+# webhook outbox, heartbeat key. ARGV: new status, allowed current statuses (comma list), terminal (0/1), ttl_s
+# (unless the job has its own), maxlen, now, the attempt that writes ('' for the API and the sweeper, which
+# write for no attempt), only if lost (1: the heartbeat must be absent, so a sweeper never fails or requeues
+# a job a live worker has just taken), heartbeat ttl_ms (moving to running: the new attempt's first beat),
+# then field/value pairs to set.
 # Moving to running starts a new attempt: `attempts` goes up by one and is the attempt's fencing token.
 # Returns {"OK", attempt}, or why not: the current status, "alive" (it beats) or "stale" (another attempt's).
 # Deliveries are written here, not after, so a crash cannot lose one (at least once).
@@ -122,14 +125,16 @@ local events = {status = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*'
                                     'data', cjson.encode({status = ARGV[1], previous = current}))}
 if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], id) else redis.call('SREM', KEYS[3], id) end
 if ARGV[1] == 'queued' then redis.call('ZADD', KEYS[5], ARGV[6], id) else redis.call('ZREM', KEYS[5], id) end
+local extra = redis.call('HGET', KEYS[1], 'extra')
 if ARGV[3] == '1' then
   redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
   events.completed = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'completed',
                                 'data', cjson.encode({status = ARGV[1]}))
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  local ttl = ARGV[4]  -- the job's own ttl_s (never longer: the API caps it) or the service's
+  if extra and string.find(extra, '"ttl_s"', 1, true) then ttl = cjson.decode(extra).ttl_s end
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
 end
-local extra = redis.call('HGET', KEYS[1], 'extra')
 if extra and string.find(extra, '"webhook"', 1, true) then
   local hook = cjson.decode(extra).webhook
   local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
@@ -196,7 +201,7 @@ class Files:
 
     @staticmethod
     def preview(attempt: int) -> str:
-        return f"preview-{attempt}.png"
+        return f"preview-{attempt}.{PREVIEW_FORMAT}"
 
 
 @dataclass

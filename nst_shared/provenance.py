@@ -1,9 +1,9 @@
 """What a picture carries about how it was made: the parameters as applied, the seed, the steps done, where it ran
-and hashes of its inputs, as JSON inside the PNG, JPEG or WebP file (torch-free: the worker and `nst run` write it,
-`nst info` and `nst run --from` read it).
+and hashes of its inputs, as JSON inside the PNG, JPEG, WebP or AVIF file (torch-free: the worker and `nst run`
+write it, `nst info` and `nst run --from` read it).
 
-PNG: a tEXt chunk named `nst` (not `parameters`, whose plain-text format belongs to other tools). JPEG and WebP:
-the EXIF UserComment, the one text field both formats carry through Pillow's same `exif=` option and that photo
+PNG: a tEXt chunk named `nst` (not `parameters`, whose plain-text format belongs to other tools). JPEG, WebP, AVIF:
+the EXIF UserComment, the one text field these formats carry through Pillow's same `exif=` option and that photo
 tools show (as other image generators use it); an XMP packet would need XML to write and parse, a JPEG COM
 segment has no WebP counterpart. Nothing about who asked (owner, API key) or where to call back (webhooks) is
 ever written: the record holds only the fields built here.
@@ -28,7 +28,7 @@ PACKAGE = "nst"
 _EXIF_IFD = 0x8769  # the Exif sub-IFD, where UserComment lives
 _USER_COMMENT = 0x9286
 _ASCII = b"ASCII\x00\x00\x00"  # UserComment's 8-byte character code; the JSON is written ASCII-only
-_READABLE = ("PNG", "JPEG", "WEBP")
+_READABLE = ("PNG", "JPEG", "WEBP", "AVIF")
 
 
 def engine_version() -> str:
@@ -76,13 +76,13 @@ def build(
 
 
 def save_options(format: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    """Pillow `save` options that embed `record` in a file of `format` (PNG, JPEG or WEBP)."""
+    """Pillow `save` options that embed `record` in a file of `format` (PNG, JPEG, WEBP or AVIF)."""
     text = json.dumps(record, separators=(",", ":"))  # ASCII: fits tEXt and UserComment
     if format.upper() == "PNG":
         info = PngImagePlugin.PngInfo()
         info.add_text(KEY, text)
         return {"pnginfo": info}
-    if format.upper() in ("JPEG", "WEBP"):
+    if format.upper() in ("JPEG", "WEBP", "AVIF"):
         exif = Image.Exif()
         exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _ASCII + text.encode("ascii")
         return {"exif": exif.tobytes()}

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     )
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
+    max_sweep_cells: int = Field(16, description="Cells (jobs) of one sweep at most.")
     result_ttl_s: int = Field(24 * 3600, description="How long finished jobs and their files are kept.")
     job_timeout_base_s: int = Field(120, description="Fixed part of a job's time limit.")
     job_timeout_per_mpx_step_s: float = Field(
@@ -131,6 +132,9 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         10.0,
         description="Time limit of one delivery as a whole (the receiver's answer: its status only; no body is read).",
+    )
+    webhook_progress_interval_s: float = Field(
+        5.0, description="A job's `progress` webhook deliveries come at most this often."
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (off when empty).")
     api_keys: str = Field(

@@ -1,5 +1,6 @@
 """Housekeeping shared by the API and the workers: retry or fail jobs whose worker died, queue again jobs that
-lost their RQ job, drop expired ids from the indexes, delete expired files."""
+lost their RQ job, cancel queued jobs past their deadline, drop expired ids from the indexes, delete expired
+files."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from nst_shared import deadlines
 from nst_shared.jobs import JobStore, Keys
 from nst_shared.lease import Lease
 from nst_shared.queueing import repair_queued, requeue
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
+from nst_shared.sweeps import sweep_key
 
 log = logging.getLogger("nst.sweeper")
 
@@ -66,9 +69,10 @@ class Sweeper:
         if not self.in_grace(now):
             self._recover_lost_jobs()
             repair_queued(self.store, self.queue, settings=self.settings, grace_s=self.settings.queued_grace_s, now=now)
+        deadlines.cancel_overdue(self.store, self.queue, now=now)
         self.store.prune_indexes(now=now)
         for job_id in self.storage.job_ids():
-            if self.store.redis.exists(Keys.job(job_id)):
+            if self.store.redis.exists(Keys.job(job_id), sweep_key(job_id)):  # a job's files, or a sweep's sheet
                 continue
             # A job's files are written before its record exists: young files are left alone.
             modified_at = self.storage.modified_at(job_id)

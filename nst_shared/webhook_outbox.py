@@ -12,7 +12,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-EVENTS = ("completed", "status")  # completed: once, when the job ends; status: every status change
+# completed: once, when the job ends; status: every status change; progress: while it runs, at a set pace
+EVENTS = ("completed", "status", "progress")
 PENDING = "nst:webhooks:pending"  # Redis list of deliveries ready to send
 RETRY = "nst:webhooks:retry"  # Redis sorted set: delivery -> time of its next attempt
 SENDERS = "nst:webhooks:senders"  # set of sender ids that may hold deliveries in a processing list
@@ -55,5 +56,6 @@ def delivery_body(delivery: dict[str, Any]) -> dict[str, Any]:
             "params": json.loads(record["params"]) if record.get("params") else {},
             "steps_done": int(record["steps_done"]) if record.get("steps_done") else None,
             "links": {"self": base, "events": f"{base}/events", "result": f"{base}/result"},
+            **({"progress": delivery["progress"]} if "progress" in delivery else {}),
         },
     }

@@ -20,6 +20,7 @@ from nst_shared.redis_connection import connect, connect_async
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import open_storage
 from nst_shared.sweeper import Sweeper
+from nst_shared.sweeps import SweepStore
 from service import web
 from service.auth import KeyRing
 from service.body_limit import BodySizeLimit
@@ -33,7 +34,7 @@ from service.openapi import install_openapi
 from service.proxies import UntrustedForwardWarning
 from service.ratelimit import RateLimiter
 from service.request_ids import RequestIds
-from service.routes import health, jobs, metrics
+from service.routes import health, jobs, metrics, sweeps
 
 log = logging.getLogger("nst.api")
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings, socket_timeout_s=settings.sse_keepalive_s + 10, max_connections=settings.redis_max_connections
     )
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
+    app.state.sweeps = SweepStore(app.state.redis, ttl_s=settings.result_ttl_s)
     app.state.queue = Queue(settings.queue_name, connection=app.state.redis, serializer=JSONSerializer)
     app.state.job_reader = JobReader(app.state.async_redis, queue_key=app.state.queue.key)
     app.state.storage = open_storage(settings)
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, settings)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(sweeps.router)
     app.include_router(web.router)
     app.include_router(metrics.router)
     app.add_middleware(AccessGuard)  # inside CORS, so preflight requests never need a key

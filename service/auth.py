@@ -21,6 +21,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nst_shared.jobs import JobRecord
 from nst_shared.settings import Settings
+from nst_shared.sweeps import SweepRecord
 from service.errors import ApiError, not_found
 
 TOKEN_PARAM = "token"
@@ -100,8 +101,9 @@ class Caller:
     identity: str
     token: str | None = None
 
-    def may_read(self, record: JobRecord, keys: KeyRing) -> None:
-        """404 unless this caller owns the job (or brought a valid link for it); 401 for an expired link."""
+    def may_read(self, record: JobRecord | SweepRecord, keys: KeyRing) -> None:
+        """404 unless this caller owns the job or sweep (or brought a valid link for it); 401 for an expired
+        link."""
         if not keys.enabled:
             return
         if self.owner is not None:

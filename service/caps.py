@@ -6,6 +6,7 @@ from __future__ import annotations
 from nst_shared.capacity import WorkerMemory, best_fit
 from nst_shared.device_defaults import param_caps
 from nst_shared.images import fit_size
+from nst_shared.job_options import JobOptions
 from nst_shared.memory import format_bytes
 from nst_shared.params import TransferParams
 from nst_shared.schedule import params_cost
@@ -23,6 +24,14 @@ def check_caps(params: TransferParams, *, styles: int, settings: Settings) -> No
     for name, cap in param_caps(settings).items():
         if getattr(params, name) > cap:
             raise ApiError(422, "invalid_parameter", f"{name}: at most {cap}{UNITS[name]} on this service", field=name)
+
+
+def check_options(options: JobOptions, *, settings: Settings) -> None:
+    """422 when a job asks to be kept longer than this deployment keeps any (NST_RESULT_TTL_S)."""
+    if options.ttl_s is not None and options.ttl_s > settings.result_ttl_s:
+        raise ApiError(
+            422, "invalid_parameter", f"ttl_s: at most {settings.result_ttl_s} s on this service", field="ttl_s"
+        )
 
 
 def check_budget(params: TransferParams, content_size: tuple[int, int], settings: Settings) -> None:

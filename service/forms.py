@@ -18,6 +18,8 @@ from starlette.requests import Request
 
 from nst_shared import webhook_outbox
 from nst_shared.errors import InvalidParameter
+from nst_shared.images import ALLOWED_FORMATS
+from nst_shared.job_options import JobOptions
 from nst_shared.masks import check_mask_count
 from nst_shared.params import DEVICE_DEFAULTS, TransferParams, api_fields, first_error, form_properties, form_schema
 from service.errors import ApiError
@@ -40,7 +42,12 @@ class WebhookFields(BaseModel):
         str | None, Field(max_length=2000, description="POSTed to when the job ends (signed; see docs/client.md).")
     ] = None
     webhook_events: Annotated[
-        str, Field(max_length=200, description="Comma-separated: completed (the end), status (every status change).")
+        str,
+        Field(
+            max_length=200,
+            description="Comma-separated: completed (the end), status (every status change), progress (the "
+            "job's progress while it runs, at most one delivery every NST_WEBHOOK_PROGRESS_INTERVAL_S).",
+        ),
     ] = "completed"
 
     @field_validator("webhook_events")
@@ -56,7 +63,9 @@ class WebhookFields(BaseModel):
         return self.webhook_events.split(",")
 
 
-FIELDS = {*FILES, *api_fields(), *WebhookFields.model_fields}
+FIELDS = {*FILES, *api_fields(), *WebhookFields.model_fields, *JobOptions.model_fields}
+# The image types an upload may be, for the OpenAPI document.
+IMAGE_TYPES = ", ".join(f"image/{name.lower()}" for name in ALLOWED_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class JobForm:
     style_masks: list[UploadFile]  # none, or one per style
     params: TransferParams
     webhook: WebhookFields
+    options: JobOptions
 
 
 @contextlib.asynccontextmanager
@@ -124,7 +134,8 @@ def read_job_form(form: FormData) -> JobForm:
         styles=styles,
         style_masks=style_masks,
         params=_validated(TransferParams, {k: v for k, v in values.items() if k in api_fields()}),
-        webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k not in api_fields()}),
+        webhook=_validated(WebhookFields, {k: v for k, v in values.items() if k in WebhookFields.model_fields}),
+        options=_validated(JobOptions, {k: v for k, v in values.items() if k in JobOptions.model_fields}),
     )
 
 
@@ -164,6 +175,7 @@ def job_form_schema(*, caps: dict[str, int], max_styles: int) -> dict[str, Any]:
         "style_mask": {"type": "array", "items": binary, "maxItems": max_styles, "description": FILES["style_mask"]},
         **parameters,
         **form_properties(WebhookFields),
+        **form_properties(JobOptions),
     }
     return {
         "title": "JobSubmission",

@@ -1,4 +1,4 @@
-"""Checks every /jobs request's API key and rate limits from its headers alone, before its body is read:
+"""Checks every /jobs and /sweeps request's API key and rate limits from its headers alone, before its body is read:
 a stranger without a key, or over the limit, never gets an upload parsed. Wrong keys are counted per client
 address, and an address past its limit is refused before its key is checked, so keys cannot be guessed at
 full speed."""
@@ -17,18 +17,19 @@ from service.auth import authenticate, client_ip
 from service.errors import ApiError, error_body, redis_down_response
 
 # The read-only URLs a browser opens by link (EventSource, <img>, downloads): a signed token is enough there.
-_LINK_PATH = re.compile(r"^/jobs/[^/]+/(events|result|preview)$")
+_LINK_PATH = re.compile(r"^/jobs/[^/]+/(events|result|preview)$|^/sweeps/[^/]+/sheet$")
+GUARDED = ("/jobs", "/sweeps")
 
 
 class AccessGuard:
-    """ASGI middleware for /jobs: 401 without an accepted key (when keys are on), 429 over a rate limit."""
+    """ASGI middleware for /jobs and /sweeps: 401 without an accepted key (when keys are on), 429 over a rate limit."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not (path == "/jobs" or path.startswith("/jobs/")):
+        if scope["type"] != "http" or not any(path == root or path.startswith(f"{root}/") for root in GUARDED):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -45,7 +46,7 @@ class AccessGuard:
                     await limiter.hit("auth_failures", address, per_window=failures_per_min)
                 raise
             await limiter.hit("requests", caller.identity, per_window=settings.rate_limit_requests_per_min)
-            if request.method == "POST" and path == "/jobs":
+            if request.method == "POST" and path in GUARDED:  # a sweep's other cells count in its route
                 await limiter.hit("submissions", caller.identity, per_window=settings.rate_limit_submissions_per_min)
         except ApiError as exc:
             response = JSONResponse(error_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)

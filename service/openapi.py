@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from nst_shared.device_defaults import param_caps
+from nst_shared.job_options import MEDIA_TYPES
 from nst_shared.settings import Settings
+from nst_shared.sweeps import MAX_AXES
 from service.auth import parse_api_keys
-from service.forms import job_form_schema
+from service.forms import FILES, IMAGE_TYPES, job_form_schema
 from service.schemas import ErrorBody
 
 ERRORS = {
@@ -31,18 +33,45 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in statuses}
 
 
-def png_response(description: str) -> dict[int | str, dict[str, Any]]:
+def image_response(description: str, *, first: str = "png") -> dict[int | str, dict[str, Any]]:
+    """A picture in any format we make (`first` unless Accept prefers another)."""
     binary = {"schema": {"type": "string", "format": "binary"}}
+    types = [MEDIA_TYPES[first], *(t for t in MEDIA_TYPES.values() if t != MEDIA_TYPES[first])]
     # The same bytes as application/octet-stream for clients that ask for it (generators that read any binary).
-    return {200: {"description": description, "content": {"image/png": binary, "application/octet-stream": binary}}}
+    return {200: {"description": description, "content": {t: binary for t in [*types, "application/octet-stream"]}}}
 
 
 SUBMISSION_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {"$ref": "#/components/schemas/JobSubmission"}}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {"$ref": "#/components/schemas/JobSubmission"},
+                # The image types each file field takes (others are a 415).
+                "encoding": {name: {"contentType": IMAGE_TYPES} for name in FILES},
+            }
+        },
     }
 }
+
+
+def sweep_form_schema(job_form: dict[str, Any]) -> dict[str, Any]:
+    """The job form and its `sweep` field (once or twice)."""
+    sweep = {
+        "type": "array",
+        "items": {"type": "string", "pattern": r"^\s*[a-z_]+\s*=\s*[^,]+(\s*,\s*[^,]+)*\s*$", "maxLength": 500},
+        "minItems": 1,
+        "maxItems": MAX_AXES,
+        "description": "An axis of the grid: a parameter and its values, `name=v1,v2,...` (e.g. "
+        "`style_weight=5,15,45`, `look=subtle,painterly`); one or two axes.",
+    }
+    return {
+        **job_form,
+        "title": "SweepSubmission",
+        "properties": {**job_form["properties"], "sweep": sweep},
+        "required": [*job_form["required"], "sweep"],
+        "description": "A sweep: the job form, and the parameters to vary.",
+    }
 
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:
@@ -53,6 +82,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas["JobSubmission"] = job_form_schema(caps=param_caps(settings), max_styles=settings.max_styles)
+            schemas["SweepSubmission"] = sweep_form_schema(schemas["JobSubmission"])
             if not parse_api_keys(settings.api_keys):  # a key is optional here: say so on every route
                 for operation in (op for path in document["paths"].values() for op in path.values()):
                     if "security" in operation:

@@ -11,9 +11,10 @@ from nst_shared.jobs import PREFIX
 from service.errors import ApiError
 
 # A fixed window per (kind, identity) that opens with the first request: KEYS[1] the counter,
-# ARGV[1] the window in ms. Returns {count so far, ms until the window closes}.
+# ARGV[1] the window in ms, ARGV[2] how many requests this one counts as. Returns {count so far, ms until the
+# window closes}.
 _HIT = """
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -33,12 +34,13 @@ class RateLimiter:
         self._redis = connection
         self._hit = connection.register_script(_HIT)
 
-    async def hit(self, kind: str, identity: str, *, per_window: int) -> None:
-        """Count one request; raise 429 with Retry-After when it is over the limit (0 = no limit)."""
-        if per_window <= 0:
+    async def hit(self, kind: str, identity: str, *, per_window: int, count: int = 1) -> None:
+        """Count one request (as `count`: a sweep's cells); raise 429 with Retry-After when it is over the
+        limit (0 = no limit)."""
+        if per_window <= 0 or count <= 0:
             return
-        count, ttl_ms = await self._hit(keys=[_key(kind, identity)], args=[WINDOW_S * 1000])
-        if int(count) > per_window:
+        total, ttl_ms = await self._hit(keys=[_key(kind, identity)], args=[WINDOW_S * 1000, count])
+        if int(total) > per_window:
             raise _refusal(kind, per_window, int(ttl_ms))
 
     async def check(self, kind: str, identity: str, *, per_window: int) -> None:

@@ -61,6 +61,7 @@ class JobPublic(BaseModel):
     preview_step: int | None = None
     attempts: int = 0
     error: JobError | None = None
+    sweep_id: str | None = Field(None, description="The sweep this job is a cell of (POST /sweeps), if any.")
     links: JobLinks
 
 
@@ -95,6 +96,7 @@ def public_job(record: JobRecord, *, queue_position: int | None = None, token: s
         preview_step=record.preview_step,
         attempts=record.attempts,
         error=JobError(**record.error) if record.error else None,
+        sweep_id=record.extra.get("sweep_id"),
         links=JobLinks(
             self=base,
             events=f"{base}/events{signed}",

@@ -16,9 +16,10 @@ import redis
 from rq import Queue
 from starlette.datastructures import UploadFile
 
-from nst_shared import capacity, webhook_urls
+from nst_shared import capacity, deadlines, webhook_urls
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
+from nst_shared.job_options import deadline_of
 from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys, new_job_id
 from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
@@ -26,7 +27,7 @@ from nst_shared.queueing import enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage, StorageRefused
-from service.caps import check_budget, check_caps, check_memory
+from service.caps import check_budget, check_caps, check_memory, check_options
 from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
@@ -70,20 +71,21 @@ class Submissions:
     async def submit(self, form: JobForm, *, owner: str | None, idempotency_key: str | None) -> Submitted:
         """The new job, or the earlier one when `idempotency_key` came before with the same request."""
         check_caps(form.params, styles=len(form.styles), settings=self.settings)
+        check_options(form.options, settings=self.settings)
         form.params.style_weights(len(form.styles))  # InvalidParameter (422) unless one weight per style
         # Which parameters the client chose: the worker may replace the others with its device's defaults.
-        extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set)}
+        extra: dict[str, Any] = {"explicit": sorted(form.params.model_fields_set), **form.options.record_extra()}
         if form.webhook.webhook_url:
-            extra["webhook"] = await self._webhook(form.webhook.webhook_url, form.webhook.events)
-        content = await self._read(form.content, "content")
-        styles = [await self._read(style, "style") for style in form.styles]
-        masks = [await self._read(mask, "style_mask") for mask in form.style_masks]
+            extra["webhook"] = await self.checked_webhook(form.webhook.webhook_url, form.webhook.events)
+        content = await self.read_upload(form.content, "content")
+        styles = [await self.read_upload(style, "style") for style in form.styles]
+        masks = [await self.read_upload(mask, "style_mask") for mask in form.style_masks]
         if masks:
             extra["style_masks"] = len(masks)
         # Decoding, Redis and the disk block: off the event loop, so other requests and event streams go on.
         return await asyncio.to_thread(self._create, form.params, extra, content, styles, masks, owner, idempotency_key)
 
-    async def _read(self, upload: UploadFile, field: str) -> bytes:
+    async def read_upload(self, upload: UploadFile, field: str) -> bytes:
         limit = self.settings.max_upload_bytes
         if upload.size is not None and upload.size > limit:
             raise ApiError(
@@ -94,7 +96,7 @@ class Submissions:
             raise ApiError(413, "file_too_large", f"{field}: at most {limit} bytes per file", field=field)
         return data
 
-    async def _webhook(self, url: str, events: list[str]) -> dict[str, object]:
+    async def checked_webhook(self, url: str, events: list[str]) -> dict[str, object]:
         """The job's webhook, once its URL passes the SSRF check (422 naming the field otherwise)."""
         if not self.settings.webhook_secret:
             raise ApiError(
@@ -120,15 +122,9 @@ class Submissions:
         idempotency_key: str | None,
     ) -> Submitted:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
-        self._check_images(content, styles, params)
-        self._check_masks(masks)
-        if self.queue.count >= self.settings.max_queued_jobs:
-            raise ApiError(
-                503,
-                "queue_full",
-                f"{self.settings.max_queued_jobs} jobs are waiting already; try again later",
-                headers={"Retry-After": "30"},
-            )
+        self.check_images(content, styles, params)
+        self.check_masks(masks)
+        self.check_queue_room(1)
         job_id = new_job_id()
         claim = None
         if idempotency_key:
@@ -150,16 +146,7 @@ class Submissions:
                 if claim is not None and not self._still_ours(pipe, claim):
                     raise _ClaimLost()
                 pipe.multi()  # (RQ asks for an explicit transaction)
-                record = self.store.create(
-                    job_id,
-                    params=params.to_dict(),
-                    styles=len(styles),
-                    owner=owner,
-                    extra=extra,
-                    rq_job_id=job_id,
-                    pipeline=pipe,
-                )
-                enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
+                record = self.queue_in(pipe, job_id, params, extra, styles=len(styles), owner=owner)
                 if claim is not None:  # the claim now lives as long as the record it names
                     pipe.set(claim.key, claim.made(), ex=self.settings.result_ttl_s)
                 pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
@@ -170,14 +157,7 @@ class Submissions:
             return self._create(params, extra, content, styles, masks, owner, idempotency_key)
         except StorageRefused as exc:  # an outage of the storage, not a bug: undone, and the client told so
             self._undo(job_id, claim.key if claim else None)
-            code = "storage_full" if exc.full else "storage_unavailable"
-            self.on_storage_refused(code)
-            raise ApiError(
-                507 if exc.full else 503,
-                code,
-                f"{exc}; nothing was kept, try again later",
-                headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
-            ) from None
+            raise self.storage_refused(exc) from None
         except Exception:
             # Half-submitted (Redis went away mid-way): undo what we can so no job is left queued that no
             # worker will ever see, and so a retry with the same Idempotency-Key submits afresh.
@@ -185,7 +165,62 @@ class Submissions:
             raise
         return Submitted(record, index + 1 if index is not None else None)
 
-    def _check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
+    def storage_refused(self, exc: StorageRefused) -> ApiError:
+        """What a client is told when the storage refused its files (counted for the metrics)."""
+        code = "storage_full" if exc.full else "storage_unavailable"
+        self.on_storage_refused(code)
+        return ApiError(
+            507 if exc.full else 503,
+            code,
+            f"{exc}; nothing was kept, try again later",
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+        )
+
+    def check_queue_room(self, jobs: int) -> None:
+        """503 when `jobs` more would take the queue past NST_MAX_QUEUED_JOBS."""
+        if self.queue.count + jobs > self.settings.max_queued_jobs:
+            raise ApiError(
+                503,
+                "queue_full",
+                f"{self.settings.max_queued_jobs} jobs are waiting at most; try again later",
+                headers={"Retry-After": "30"},
+            )
+
+    def store_files(self, job_id: str, content: bytes, styles: list[bytes], masks: list[bytes]) -> None:
+        self.storage.put(job_id, "content", content)
+        for i, data in enumerate(styles):
+            self.storage.put(job_id, f"style-{i}", data)
+        for i, data in enumerate(masks):
+            self.storage.put(job_id, f"style-mask-{i}", data)
+
+    def queue_in(
+        self,
+        pipe: Any,
+        job_id: str,
+        params: TransferParams,
+        extra: dict[str, Any],
+        *,
+        styles: int,
+        owner: str | None,
+    ) -> JobRecord:
+        """Queue on `pipe` (a transaction) the job's record, its deadline if it has one, and its RQ job."""
+        now = time.time()
+        if (deadline_at := deadline_of(now, extra)) is not None:
+            deadlines.register(pipe, job_id, deadline_at)
+        record = self.store.create(
+            job_id,
+            params=params.to_dict(),
+            styles=styles,
+            owner=owner,
+            extra=extra,
+            rq_job_id=job_id,
+            now=now,
+            pipeline=pipe,
+        )
+        enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
+        return record
+
+    def check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
         try:
             content_size = check_upload(content, self.settings)
             out = fit_size(*content_size, params.max_size)
@@ -202,7 +237,7 @@ class Submissions:
             except ImageError as exc:
                 raise from_image_error(exc, "style") from None
 
-    def _check_masks(self, masks: list[bytes]) -> None:
+    def check_masks(self, masks: list[bytes]) -> None:
         """Each mask passes the checks of any image, and is white somewhere (decoded within the pixel budget)."""
         for index, data in enumerate(masks):
             try:
@@ -213,11 +248,16 @@ class Submissions:
                 raise from_image_error(exc, "style_mask") from None
 
     def _undo(self, job_id: str, claim: str | None) -> None:
-        for undo in (
-            lambda: self.store.delete(job_id),
-            lambda: self.storage.delete_job(job_id),
+        self.undo([job_id], claim)
+
+    def undo(self, job_ids: list[str], claim: str | None) -> None:
+        """Remove what a submission cut short wrote: its records, its files, its Idempotency-Key's claim."""
+        undos = [
+            *(lambda job_id=job_id: self.store.delete(job_id) for job_id in job_ids),
+            *(lambda job_id=job_id: self.storage.delete_job(job_id) for job_id in job_ids),
             lambda: self.store.redis.delete(claim) if claim else None,
-        ):
+        ]
+        for undo in undos:
             try:
                 undo()
             except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files

@@ -18,10 +18,11 @@ from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
-from nst_shared import job_metrics, provenance
+from nst_shared import deadlines, job_metrics, provenance
 from nst_shared.device_defaults import for_device_within_caps
 from nst_shared.errors import NstError, StorageUnavailable
 from nst_shared.images import decode_image, encode_image
+from nst_shared.job_options import DEADLINE_EXCEEDED, PREVIEW_FORMAT, PREVIEW_QUALITY, deadline_of
 from nst_shared.jobs import Files, JobRecord, JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, with_seed
@@ -30,6 +31,7 @@ from nst_shared.redis_connection import connect
 from nst_shared.redis_outages import refuses_writes
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
+from nst_shared.webhook_progress import ProgressDeliveries
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
 from worker.outage import until_redis_answers
@@ -89,6 +91,8 @@ class _Run:
         self.deadline = time.monotonic() + (rq_job.timeout or settings.job_timeout_base_s)
         self.attempt = 0  # the attempt's number once started: every write of the run carries it
         self.heartbeat_refused = threading.Event()  # set when Redis refuses this attempt's beat: not ours any more
+        self.deadline_at: float | None = None  # the job's own deadline (cancel_after), Unix time
+        self.extra: dict[str, Any] = {}
 
     def retried(self, call: Callable[[], T], what: str) -> T:
         return until_redis_answers(call, what=what, deadline=self.deadline)
@@ -99,6 +103,12 @@ class _Run:
         if record is None or record.status is not JobStatus.QUEUED:
             log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
             return "skipped"
+        if deadlines.passed(record):  # the sweeper had not come to it yet
+            queue = self.queue()
+            canceled = self.retried(lambda: deadlines.cancel_if_not_started(self.store, queue, record), "canceling")
+            log.info("%s: its deadline passed before it started", "canceled" if canceled else "skipped")
+            return "canceled" if canceled else "skipped"
+        self.deadline_at, self.extra = deadline_of(record.created_at, record.extra), record.extra
         engine = get_engine(self.settings)
         started_at = time.time()
         attempt = self.retried(
@@ -175,15 +185,20 @@ class _Run:
         attempt = self.attempt
         writer = ProgressWriter(self.store, job_id, attempt=attempt)
         preview_file = Files.preview(attempt)
+        hook = ProgressDeliveries.for_job(
+            self.store, job_id, self.extra, interval_s=self.settings.webhook_progress_interval_s
+        )
         reason: dict[str, str] = {}
 
         def on_progress(progress: Any) -> None:
             data = _progress_event(progress)
             written = writer.write("progress", data, progress=data)
+            if written is Written.YES:
+                hook.offer(data)
             if (
                 progress.preview is not None
                 and written is not Written.NOT_RUNNING
-                and self.write_preview(preview_file, encode_image(progress.preview), step=progress.step)
+                and self.write_preview(preview_file, _preview(progress.preview), step=progress.step)
             ):
                 written = writer.write(
                     "preview", {"step": progress.step}, preview_step=progress.step, preview_file=preview_file
@@ -194,6 +209,8 @@ class _Run:
                 reason["stop"] = request.value
             elif shutdown_requested.is_set():
                 reason["stop"] = "shutdown"
+            elif self.deadline_at is not None and time.time() >= self.deadline_at:
+                reason["stop"] = "deadline"
             if reason:
                 raise StopTransfer()
 
@@ -205,13 +222,15 @@ class _Run:
         # What Redis missed of the last steps goes before the final event.
         if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
             return self.not_ours("stopped")
-        if stop == StopRequest.CANCEL:
-            kept = self.write_preview(preview_file, encode_image(result.image), step=result.steps_done)
-            if not self.finish(
-                JobStatus.CANCELED, steps_done=result.steps_done, **({"preview_file": preview_file} if kept else {})
-            ):
+        if stop in (StopRequest.CANCEL, "deadline"):
+            kept = self.write_preview(preview_file, _preview(result.image), step=result.steps_done)
+            error = {"code": DEADLINE_EXCEEDED, "message": "the job did not finish within its cancel_after"}
+            fields: dict[str, Any] = {"error": error} if stop == "deadline" else {}
+            if kept:
+                fields["preview_file"] = preview_file
+            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done, **fields):
                 return self.not_ours("canceled")
-            log.info("canceled after %d steps", result.steps_done)
+            log.info("canceled after %d steps%s", result.steps_done, " (deadline)" if stop == "deadline" else "")
             return "canceled"
         record = provenance.build(
             params,
@@ -307,9 +326,12 @@ class _Run:
             log.warning("%s; attempt %d is no longer the job's (a sweeper took it back)", what, self.attempt)
         return "skipped"
 
+    def queue(self) -> Queue:
+        return Queue(self.settings.queue_name, connection=self.store.redis, serializer=self.rq_job.serializer)
+
     def requeue(self) -> str:
         """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
-        queue = Queue(self.settings.queue_name, connection=self.store.redis, serializer=self.rq_job.serializer)
+        queue = self.queue()
         rq_id = self.retried(
             lambda: requeue(self.store, queue, self.job_id, settings=self.settings, attempt=self.attempt), "requeueing"
         )
@@ -317,6 +339,10 @@ class _Run:
             return self.not_ours("stopping")
         log.info("worker stopping: job requeued as %s", rq_id)
         return "requeued"
+
+
+def _preview(image: Any) -> bytes:
+    return encode_image(image, PREVIEW_FORMAT, quality=PREVIEW_QUALITY)
 
 
 def _progress_event(progress: Any) -> dict[str, Any]:

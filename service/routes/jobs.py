@@ -11,9 +11,10 @@ from fastapi.responses import StreamingResponse
 from rq import Queue
 from starlette.background import BackgroundTask
 
+from nst_shared.job_options import PREVIEW_QUALITY, output_of
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
-from nst_shared.storage import StoredFile
+from service import job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
@@ -32,8 +33,9 @@ from service.errors import ApiError, not_found
 from service.events import job_event_stream
 from service.forms import form_data, read_job_form
 from service.holds import held_stream
-from service.openapi import SUBMISSION_BODY, error_responses, png_response
+from service.openapi import SUBMISSION_BODY, error_responses, image_response
 from service.schemas import Deleted, JobList, JobPublic, public_job
+from service.waiting import MAX_WAIT_S, requested_wait_s, wait_for_end
 
 # Keys and rate limits are first checked by service.guard.AccessGuard, before a body is read.
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -65,23 +67,38 @@ def _queue_position(queue: Queue, record: JobRecord) -> int | None:
     return position + 1 if position is not None else None
 
 
-def _png(stored: StoredFile, request: Request, headers: dict[str, str]) -> Response:
-    """The PNG, streamed (and by Range), labelled application/octet-stream only for a client that asks for that
-    and not for PNG."""
-    accept = request.headers.get("accept", "")
-    binary = "application/octet-stream" in accept and "image/png" not in accept
-    media_type = "application/octet-stream" if binary else "image/png"
-    return file_response(stored, range_header=request.headers.get("range"), media_type=media_type, headers=headers)
-
-
+# What a client can do next with the job POST /jobs made: OpenAPI links, so stateful tools and generated clients
+# chain create -> read -> events -> result.
+JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+    for operation in (
+        "get_job",
+        "stream_events",
+        "get_result",
+        "get_preview",
+        "cancel_job",
+        "finish_job",
+        "delete_job",
+    )
+}
+LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 CREATED: dict[int | str, dict[str, Any]] = {
-    202: {
-        "description": "Queued (or the earlier job of this Idempotency-Key)",
+    200: {
+        "description": "The job, ended while the request waited (`Prefer: wait=N`)",
         "headers": {
-            "Location": {"description": "The job's URL", "schema": {"type": "string"}},
+            **LOCATION,
+            "Preference-Applied": {"description": "wait=N, when it was", "schema": {"type": "string"}},
+        },
+        "links": JOB_LINKS,
+    },
+    202: {
+        "description": "Queued (or the earlier job of this Idempotency-Key), or still running after the wait",
+        "headers": {
+            **LOCATION,
             "Retry-After": {"description": "Seconds until polling is worth it", "schema": {"type": "integer"}},
         },
-    }
+        "links": JOB_LINKS,
+    },
 }
 
 
@@ -102,6 +119,9 @@ async def create_job(
     caller: KeyCallerDep,
     keys: KeysDep,
     uploads: UploadsDep,
+    holds: HoldsDep,
+    store: StoreDep,
+    async_redis: AsyncRedisDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -110,19 +130,47 @@ async def create_job(
             "answers with the same job; the key with another request is a 422.",
         ),
     ] = None,
+    prefer: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description=f"`wait=N` (RFC 7240; N at most {MAX_WAIT_S}): answer when the job has ended (200) or "
+            "after N seconds (202, as without it).",
+        ),
+    ] = None,
 ) -> JobPublic:
     """Multipart form: `content` (a file), `style` (a file; repeat the field for several) and the parameters
     (see JobSubmission). Validates the images and parameters, stores the images and queues the job; answers
-    at once, with the job's URL in Location."""
+    at once (or, with `Prefer: wait=N`, once the job has ended or N seconds have passed), with the job's URL in
+    Location."""
     with uploads.holding(caller.identity):  # before a byte of the body is read
         async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
             submitted = await submissions.submit(
                 read_job_form(form), owner=caller.owner, idempotency_key=idempotency_key
             )
-    record = submitted.record
+    record, position = submitted.record, submitted.queue_position
     response.headers["Location"] = f"/jobs/{record.id}"
-    response.headers["Retry-After"] = "1"
-    return public_job(record, queue_position=submitted.queue_position, token=_token(record, keys))
+    wait_s = requested_wait_s(prefer)
+    if wait_s is not None and not record.status.terminal:
+        # A wait holds a Redis connection as an event stream does, so it counts under the same cap; with no
+        # place free the job is answered at once, as without the preference (it is queued either way).
+        try:
+            hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
+        except ApiError:
+            hold = None
+        if hold is not None:
+            try:
+                waited = await wait_for_end(async_redis, store, record.id, timeout_s=wait_s)
+            finally:
+                hold.release()
+            response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+            if waited is not None:
+                record, position = waited, position if waited.status is JobStatus.QUEUED else None
+    if record.status.terminal:
+        response.status_code = 200
+    else:
+        response.headers["Retry-After"] = "1"
+    return public_job(record, queue_position=position, token=_token(record, keys))
 
 
 @router.get(
@@ -245,9 +293,9 @@ async def stream_events(
 @router.get(
     "/{job_id}/result",
     operation_id="get_result",
-    summary="The finished picture (PNG)",
+    summary="The finished picture (in the job's format, or another its Accept names)",
     response_class=Response,
-    responses={**png_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
+    responses={**image_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
 )
 def get_result(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
@@ -267,28 +315,38 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
-    stored = storage.open(job_id, record.result_file)  # the winning attempt's
+    job_format, quality = output_of(record.extra)
+    choice = results.choose(request.headers.get("accept"), job_format)
+    name = results.result_file(storage, job_id, record.result_file, format=choice.format, quality=quality)
+    stored = storage.open(job_id, name) if name is not None else None
     if stored is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
-    return _png(stored, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
+    headers = {"Content-Disposition": f'attachment; filename="nst-{job_id}.{choice.format}"', "Vary": "Accept"}
+    return file_response(
+        stored, range_header=request.headers.get("range"), media_type=choice.media_type, headers=headers
+    )
 
 
 @router.get(
     "/{job_id}/preview",
     operation_id="get_preview",
-    summary="The latest preview (PNG)",
+    summary="The latest preview (WebP, or another format its Accept names)",
     response_class=Response,
-    responses={**png_response("The latest preview"), **error_responses(401, 404, 422, 429, 503)},
+    responses={**image_response("The latest preview", first="webp"), **error_responses(401, 404, 422, 429, 503)},
 )
 def get_preview(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
 ) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
     record = _load(store, job_id, caller, keys)
-    stored = storage.open(job_id, record.preview_file)  # the running (or last) attempt's
-    if stored is None:
+    data = storage.get(job_id, record.preview_file)  # the running (or last) attempt's
+    stored_format = record.preview_file.rsplit(".", 1)[-1]
+    if data is None:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
-    return _png(stored, request, {"Cache-Control": "no-cache"})
+    choice = results.choose(request.headers.get("accept"), stored_format)
+    if choice.format != stored_format:
+        data = results.encoded_as(data, format=choice.format, quality=PREVIEW_QUALITY)
+    return Response(data, media_type=choice.media_type, headers={"Cache-Control": "no-cache", "Vary": "Accept"})
 
 
 @router.post(
@@ -302,14 +360,9 @@ def get_preview(
 def cancel_job(job_id: JobIdDep, store: StoreDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep) -> JobPublic:
     """Queued: canceled at once. Running: stops within one iteration. Finished: 409."""
     record = _load(store, job_id, caller, keys)
-    if record.status is JobStatus.QUEUED and store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED}):
-        if record.rq_job_id:
-            queue.remove(record.rq_job_id)
-    else:
+    if not job_control.cancel(store, queue, record):
         record = _load(store, job_id, caller, keys)
-        if record.status in TERMINAL:
-            raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
-        store.request_cancel(job_id)
+        raise ApiError(409, "job_finished", f"the job has already {record.status.value}")
     return _public(_load(store, job_id, caller, keys), keys)
 
 
@@ -347,13 +400,5 @@ def finish_job(job_id: JobIdDep, store: StoreDep, caller: KeyCallerDep, keys: Ke
 def delete_job(
     job_id: JobIdDep, store: StoreDep, storage: StorageDep, queue: QueueDep, caller: KeyCallerDep, keys: KeysDep
 ) -> Deleted:
-    record = _load(store, job_id, caller, keys)
-    if record.status is JobStatus.QUEUED:
-        store.transition(job_id, JobStatus.CANCELED, allowed={JobStatus.QUEUED})
-        if record.rq_job_id:
-            queue.remove(record.rq_job_id)
-    elif record.status is JobStatus.RUNNING:
-        store.request_cancel(job_id)  # the worker stops within one iteration and finds the record gone
-    store.delete(job_id)
-    storage.delete_job(job_id)
+    job_control.delete(store, storage, queue, _load(store, job_id, caller, keys))
     return Deleted(id=job_id, deleted=True)

@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { config: null, content: null, styles: [], masks: [], job: null, source: null, lastEventId: null,
-                look: null, lookControls: {} };
+                look: null, lookControls: {}, sweep: null };
 const RECENT_KEY = "nst.recentJobs";
 const API_KEY = "nst.apiKey";
 
@@ -277,13 +277,19 @@ function formData() {
   return data;
 }
 
+function inputsProblem() {
+  if (!state.content) return "Choose a content photo first.";
+  if (state.styles.length === 0) return "Choose at least one style image.";
+  const masks = state.masks.filter(Boolean).length;
+  if (masks && masks !== state.styles.length) return "Give a mask for every style, or none.";
+  return null;
+}
+
 async function submit(event) {
   event.preventDefault();
   showError("");
-  if (!state.content) return showError("Choose a content photo first.");
-  if (state.styles.length === 0) return showError("Choose at least one style image.");
-  const masks = state.masks.filter(Boolean).length;
-  if (masks && masks !== state.styles.length) return showError("Give a mask for every style, or none.");
+  const problem = inputsProblem();
+  if (problem) return showError(problem);
   $("submit").disabled = true;
   try {
     const response = await api("/jobs", { method: "POST", body: formData() });
@@ -409,6 +415,90 @@ async function reconnect(jobId) {
   setTimeout(() => { if (state.source && state.job?.id === jobId) reconnect(jobId); }, 2000);
 }
 
+// "Try strengths": a sweep of small pictures at three style strengths around the slider's (a slider step of
+// 0.45 is about x2.8), filled in as its cells finish; a click paints that strength at the chosen size.
+const STRENGTH_OFFSETS = [-0.45, 0, 0.45];
+const SWEEP_SIZE_PX = 256;
+
+function strengthPositions() {
+  const slider = $("style_strength");
+  const here = Number(slider.value);
+  const clamp = (v) => Math.min(Number(slider.max), Math.max(Number(slider.min), v));
+  return [...new Set(STRENGTH_OFFSETS.map((d) => clamp(here + d).toFixed(2)))];
+}
+
+async function tryStrengths() {
+  showError("");
+  const problem = inputsProblem();
+  if (problem) return showError(problem);
+  const positions = strengthPositions();
+  const weights = positions.map(styleWeightFromSlider);
+  const data = formData();
+  data.delete("style_weight");
+  data.delete("preview_every");
+  data.set("max_size", String(Math.min(Number(chosenSize()), SWEEP_SIZE_PX)));
+  data.append("sweep", `style_weight=${weights.join(",")}`);
+  $("try-strengths").disabled = true;
+  try {
+    const response = await api("/sweeps", { method: "POST", body: data });
+    if (!response.ok) { showError(await checkResponse(response)); return; }
+    const sweep = await response.json();
+    state.sweep = { id: sweep.id, positions: Object.fromEntries(weights.map((w, i) => [String(w), positions[i]])) };
+    $("strengths").hidden = false;
+    showSweep(sweep);
+    pollSweep(sweep.id);
+  } catch (err) {
+    showError(`Could not reach the service: ${err.message}`);
+  } finally {
+    $("try-strengths").disabled = false;
+  }
+}
+
+function showSweep(sweep) {
+  const p = sweep.progress;
+  $("strengths-status").textContent = sweep.status === "completed"
+    ? "Click a picture to paint it at full size."
+    : `${p.ended} of ${p.cells} painted${p.running ? `, ${p.running} painting` : ""}…`;
+  const grid = $("strength-grid");
+  if (grid.dataset.sweep !== sweep.id) {
+    grid.dataset.sweep = sweep.id;
+    grid.replaceChildren(...sweep.cells.map((cell) => {
+      const weight = cell.values.style_weight;
+      const button = Object.assign(document.createElement("button"), { type: "button", className: "strength" });
+      button.dataset.weight = weight;
+      button.append(Object.assign(document.createElement("img"), { alt: "" }),  // the label names it
+                    Object.assign(document.createElement("span"), { textContent: `style weight ${weight}` }));
+      button.addEventListener("click", () => paintStrength(weight));
+      return button;
+    }));
+  }
+  sweep.cells.forEach((cell, i) => {
+    const button = grid.children[i];
+    const img = button.querySelector("img");
+    if (cell.status === "succeeded" && !img.getAttribute("src")) img.src = cell.links.result;
+    button.querySelector("span").textContent = `style weight ${cell.values.style_weight}`
+      + (cell.status === "succeeded" ? "" : ` · ${cell.status ?? "gone"}`);
+  });
+}
+
+function pollSweep(sweepId) {
+  setTimeout(async () => {
+    if (state.sweep?.id !== sweepId) return;
+    const response = await api(`/sweeps/${sweepId}`);
+    if (!response.ok) { showError(await checkResponse(response)); return; }
+    const sweep = await response.json();
+    showSweep(sweep);
+    if (sweep.status !== "completed") pollSweep(sweepId);
+  }, 1000);
+}
+
+function paintStrength(weight) {
+  const slider = $("style_strength");
+  slider.value = state.sweep.positions[weight];
+  slider.dispatchEvent(new Event("input"));
+  $("params").requestSubmit();
+}
+
 async function cancel() {
   if (!state.job) return;
   const response = await api(`/jobs/${state.job.id}/cancel`, { method: "POST" });
@@ -519,6 +609,7 @@ async function main() {
   });
   $("params").addEventListener("submit", submit);
   $("cancel").addEventListener("click", cancel);
+  $("try-strengths").addEventListener("click", tryStrengths);
   $("finish").addEventListener("click", finishNow);
   renderRecent();
   refreshRecent();

@@ -260,3 +260,53 @@ def test_submit_with_a_look(service_url, images):
     assert params["look"] == "texture" and params["style_weight"] == LOOKS["texture"]["style_weight"]
     unknown = nst("submit", str(content), str(style), "--look", "impressionist", "--server", service_url)
     assert unknown.returncode == 2 and "painterly" in unknown.stderr
+
+
+def test_submit_sweep_saves_the_contact_sheet(service_url, images, tmp_path):
+    from nst_shared import provenance
+
+    content, style = images
+    sheet = tmp_path / "sheet.png"
+    done = nst(
+        "submit",
+        str(content),
+        str(style),
+        "--max_size",
+        "64",
+        "--steps",
+        "2",
+        "--sweep",
+        "style_weight=5,15,45",
+        "--output",
+        str(sheet),
+        "--server",
+        service_url,
+    )
+    assert done.returncode == 0, done.stderr
+    sweep_id = done.stdout.strip().splitlines()[0]
+    assert "3/3 cells" in done.stderr
+    record = provenance.read(sheet.read_bytes())
+    assert record["sweep"]["id"] == sweep_id and record["sweep"]["axes"] == {"style_weight": ["5", "15", "45"]}
+    assert nst("info", str(sheet)).returncode == 0  # nst info reads a sheet as any picture nst made
+    with NstClient(service_url) as client:
+        assert [c.status for c in client.get_sweep(sweep_id).cells] == ["succeeded"] * 3
+
+
+def test_submit_sweep_refusals_exit_2(service_url, images):
+    content, style = images
+    malformed = nst("submit", str(content), str(style), "--sweep", "style_weight", "--server", service_url)
+    assert malformed.returncode == 2 and "name=value" in malformed.stderr
+    refused = nst("submit", str(content), str(style), "--sweep", "colour=1,2", "--server", service_url)
+    assert refused.returncode == 2 and "cannot be swept" in refused.stderr
+
+
+def test_submit_format_option(service_url, images, tmp_path):
+    content, style = images
+    out = tmp_path / "result.webp"
+    args = ("--max_size", "64", "--steps", "2", "--format", "webp", "--quality", "80")
+    done = nst("submit", str(content), str(style), *args, "--output", str(out), "--server", service_url)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as image:
+        assert image.format == "WEBP"
+    bad = nst("submit", str(content), str(style), "--format", "gif", "--server", service_url)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -23,6 +23,7 @@ from nst_client import (
     TransportError,
     WaitTimeout,
 )
+from nst_shared import provenance
 from tests.conftest import ROOT, free_port, make_image
 
 LONG = {"max_size": 96, "steps": 1000}  # a job that runs until it is canceled
@@ -113,7 +114,7 @@ def test_submit_paths_files_and_bytes_then_wait_and_download(service_url, images
         with Image.open(path) as image:
             assert image.format == "PNG" and image.size == (64, 48)
         with Image.open(io.BytesIO(client.preview(job.id))) as preview:
-            assert preview.format == "PNG"
+            assert preview.format == "WEBP"  # smaller files for pages (issue 32)
         assert client.get(job.id).status == "succeeded"
         page = client.list_jobs(limit=100)
         assert job.id in [j.id for j in page.items] and page.total >= 1
@@ -238,6 +239,35 @@ def test_async_client_submit_events_wait_result(service_url, images):
     assert final.status == "succeeded" and job.id in [j.id for j in page.items]
     with Image.open(io.BytesIO(png)) as image:
         assert image.size == (64, 48)
+
+
+def test_submit_waits_and_downloads_in_another_format(service_url, images, tmp_path):
+    content, style = images
+    with NstClient(service_url) as client:
+        job = client.submit(content, [style], max_size=64, steps=2, format="webp", quality=80, wait_s=60)
+        assert job.status == "succeeded"  # one call: the answer waited for the end
+        with Image.open(io.BytesIO(client.result(job.id))) as image:
+            assert image.format == "WEBP"
+        saved = client.download(job.id, tmp_path / "out.jpg", format="jpeg")
+        with Image.open(saved) as image:
+            assert image.format == "JPEG" and image.size == (64, 48)
+        assert provenance.read_file(saved)["params"]["steps"] == 2
+
+
+def test_sweep_submit_wait_sheet_and_delete(service_url, images):
+    content, style = images
+    with NstClient(service_url) as client:
+        sweep = client.submit_sweep(content, [style], {"style_weight": [5, 45]}, max_size=64, steps=2)
+        assert [c.values for c in sweep.cells] == [{"style_weight": "5"}, {"style_weight": "45"}]
+        seen = []
+        final = client.wait_sweep(sweep.id, timeout_s=120, poll_s=0.2, on_update=seen.append)
+        assert final.done and final.progress["succeeded"] == 2 and seen[-1] == final
+        assert [client.get(c.job_id).params["style_weight"] for c in final.cells] == [5.0, 45.0]
+        sheet = client.sweep_sheet(sweep.id)
+        assert provenance.read(sheet)["sweep"]["id"] == sweep.id
+        client.delete_sweep(sweep.id)
+        with pytest.raises(JobNotFound):
+            client.get_sweep(sweep.id)
 
 
 def test_submit_params_model_sends_only_what_it_sets(service, images):

@@ -20,7 +20,8 @@ from nst_client import InvalidRequest, InvalidSignature, NstClient
 from nst_client.webhooks import verify_signature, verify_webhook
 from nst_shared.jobs import JobStatus, JobStore, new_job_id
 from nst_shared.settings import Settings
-from nst_shared.webhook_outbox import PENDING, RETRY
+from nst_shared.webhook_outbox import PENDING, RETRY, delivery_body
+from nst_shared.webhook_progress import ProgressDeliveries
 from nst_shared.webhook_signing import sign, signed_headers
 from nst_shared.webhook_urls import WebhookRefused, check_url
 from tests.conftest import make_image, next_database_url, start_stack, wait_until
@@ -113,6 +114,21 @@ def test_verify_refuses_tampering_other_secrets_and_replays():
 
 
 # The SSRF check.
+
+
+def test_webhook_progress_events_arrive_while_the_job_runs(hook_stack):
+    receiver = Receiver()
+    try:
+        with NstClient(hook_stack.url) as client:
+            job = client.submit(*_images(), max_size=64, steps=4, webhook_url=receiver.url, webhook_events=["progress"])
+            client.wait(job.id, timeout_s=120)
+        wait_until(lambda: receiver.deliveries, timeout_s=30, what="a progress delivery")
+        time.sleep(1)  # nothing else may follow: one interval (5 s) is longer than the whole job
+        bodies = [verify_webhook(SECRET, h, b) for h, b, _ in receiver.deliveries]
+        assert [b["type"] for b in bodies] == ["job.progress"]
+        assert bodies[0]["job"]["progress"]["step"] == 1 and bodies[0]["job"]["progress"]["steps"] == 4
+    finally:
+        receiver.close()
 
 
 @pytest.mark.parametrize(
@@ -209,6 +225,29 @@ def test_sender_pins_the_checked_address_and_rechecks_at_delivery(hooks_redis):
         assert len(receiver.deliveries) == 1 and hooks_redis.zcard(RETRY) == 0
     finally:
         receiver.close()
+
+
+def test_progress_deliveries_keep_their_pace_per_job_across_workers(hooks_redis):
+    store = JobStore(hooks_redis, ttl_s=60)
+    job_id = new_job_id()
+    hook = {"url": "https://8.8.8.8/hook", "events": ["progress", "completed"]}
+    store.create(job_id, params={"steps": 9}, styles=1, extra={"webhook": hook})
+    first = ProgressDeliveries.for_job(store, job_id, {"webhook": hook}, interval_s=0.5)
+    assert not first.offer({"step": 1})  # queued, not running: nothing to report
+    store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED})
+    assert first.offer({"step": 2}) and not first.offer({"step": 3})  # this worker's own pace
+    # Another worker (the job requeued) meets the job's gate in Redis.
+    second = ProgressDeliveries.for_job(store, job_id, {"webhook": hook}, interval_s=0.5)
+    assert not second.offer({"step": 4})
+    wait_until(lambda: second.offer({"step": 5}), timeout_s=5, interval_s=0.05, what="the next interval")
+    deliveries = [json.loads(raw) for raw in reversed(hooks_redis.lrange(PENDING, 0, -1))]
+    assert [d["progress"]["step"] for d in deliveries] == [2, 5]
+    body = delivery_body(deliveries[0])
+    assert body["type"] == "job.progress" and body["job"]["progress"] == {"step": 2}
+    assert body["job"]["status"] == "running" and len({d["id"] for d in deliveries}) == 2
+    # A job that did not ask for progress events has none.
+    quiet = ProgressDeliveries.for_job(store, job_id, {"webhook": {**hook, "events": ["completed"]}}, interval_s=0)
+    assert not quiet.offer({"step": 6})
 
 
 class RawReceiver:

@@ -45,7 +45,7 @@ def test_result_by_range_from_a_folder(tmp_path, redis_server):
         with stack.client() as client:
             job = submit(client).json()
             wait_status(client, job["id"], {"succeeded"})
-            check_ranges(client, job["id"], (stack.storage_dir / job["id"] / "result.png").read_bytes())
+            check_ranges(client, job["id"], (stack.storage_dir / job["id"] / "result-1.png").read_bytes())
     finally:
         stack.stop()
 
@@ -71,7 +71,7 @@ def test_a_large_result_is_not_held_whole_in_the_apis_memory(tmp_path, redis_ser
             job = submit(client).json()
             wait_status(client, job["id"], {"succeeded"})
             # A print-size result, as far as the API can tell: 96 MB of bytes in place of the small PNG.
-            (stack.storage_dir / job["id"] / "result.png").write_bytes(os.urandom(BIG_BYTES))
+            (stack.storage_dir / job["id"] / "result-1.png").write_bytes(os.urandom(BIG_BYTES))
             before = peak_rss_bytes(stack.api.pid)
             received = 0
             with client.stream("GET", f"/jobs/{job['id']}/result") as response:

@@ -122,3 +122,16 @@ def test_redis_down_503_and_recovery(tmp_path, redis_server):
     finally:
         stack.stop()
         own.stop()
+
+
+def test_405_allows_every_method_of_the_resource(service):
+    job_id = "0" * 32
+    with service.client() as client:
+        for method, path, allowed in (
+            ("PUT", "/jobs", "GET, POST"),
+            ("PATCH", f"/jobs/{job_id}", "DELETE, GET"),
+            ("GET", f"/jobs/{job_id}/cancel", "POST"),
+        ):
+            response = client.request(method, path)
+            assert response.status_code == 405, (method, path)
+            assert response.headers["allow"] == allowed and response.json()["error"]["code"] == "method_not_allowed"

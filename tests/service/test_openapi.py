@@ -31,6 +31,11 @@ OPERATIONS = {
     "get_result",
     "get_preview",
     "stream_events",
+    "create_sweep",
+    "get_sweep",
+    "get_sweep_sheet",
+    "cancel_sweep",
+    "delete_sweep",
     "healthz",
     "readyz",
     "get_metrics",
@@ -76,16 +81,50 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
     assert (
         props["style_mask"]["items"] == {"type": "string", "format": "binary"} and "minItems" not in props["style_mask"]
     )
-    assert set(props) == {"content", "style", "style_mask", *api_fields(), "webhook_url", "webhook_events"}
+    options = {"format", "quality", "cancel_after", "ttl_s"}
+    assert set(props) == {"content", "style", "style_mask", *api_fields(), "webhook_url", "webhook_events", *options}
+    assert props["format"]["enum"] == ["png", "webp", "jpeg", "avif"] and props["quality"]["maximum"] == 100
     assert props["color_mode"]["enum"] == ["style", "luminance", "match"] and "default" not in props["preserve_colors"]
     assert props["max_size"]["maximum"] == 512 and props["init"]["enum"] == ["content", "noise", "style"]
     assert props["seed"]["type"] == "integer" and props["style_blend"]["type"] == "string"
 
 
+def test_submission_form_declares_the_image_types_of_its_files():
+    doc = document()
+    body = operations(doc)["create_job"]["requestBody"]["content"]["multipart/form-data"]
+    for name in ("content", "style", "style_mask"):
+        types = {t.strip() for t in body["encoding"][name]["contentType"].split(",")}
+        assert types == {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}, name
+
+
+def test_create_job_links_to_the_jobs_own_operations():
+    ops = operations(document())
+    for status in ("200", "202"):
+        links = ops["create_job"]["responses"][status]["links"]
+        assert {link["operationId"] for link in links.values()} == {
+            "get_job",
+            "stream_events",
+            "get_result",
+            "get_preview",
+            "cancel_job",
+            "finish_job",
+            "delete_job",
+        }
+        for link in links.values():
+            target = ops[link["operationId"]]
+            assert {p["name"] for p in target["parameters"] if p["in"] == "path"} == {"job_id"}
+            assert link["parameters"] == {"job_id": "$response.body#/id"}
+    prefer = next(p for p in ops["create_job"]["parameters"] if p["name"] == "prefer")
+    assert prefer["in"] == "header"
+
+
 def test_binary_results_and_the_event_stream_are_declared_as_such():
     ops = operations(document())
     for name in ("get_result", "get_preview"):
-        assert ops[name]["responses"]["200"]["content"]["image/png"]["schema"] == {"type": "string", "format": "binary"}
+        content = ops[name]["responses"]["200"]["content"]
+        for media in ("image/png", "image/webp", "image/jpeg", "image/avif", "application/octet-stream"):
+            assert content[media]["schema"] == {"type": "string", "format": "binary"}
+    assert next(iter(ops["get_preview"]["responses"]["200"]["content"])) == "image/webp"
     events = ops["stream_events"]["responses"]["200"]
     assert events["content"]["text/event-stream"]["schema"] == {"type": "string"}
     for kind in ("snapshot", "status", "progress", "preview", "completed"):

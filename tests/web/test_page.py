@@ -329,3 +329,50 @@ def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
     page.wait_for_selector("#download:not([hidden])", timeout=120_000)
     assert refused == []
     page.close()
+
+
+def test_page_passes_axe_after_a_painting(stack_url, browser, tmp_path):
+    """axe-core's rules (colour contrast among them: the figure captions were 4.48:1) on the page with a result."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(stack_url)
+    one_style_job(page, tmp_path, max_size=64, steps=2)
+    page.click("#submit")
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert page.locator("figcaption").first.is_visible()
+    results = Axe().run(page)
+    assert results.violations_count == 0, results.generate_report()
+    page.close()
+
+
+def test_page_tries_strengths_then_paints_the_chosen_one(stack_url, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = csp_violations(page)
+    page.goto(stack_url)
+    one_style_job(page, tmp_path, max_size=288, steps=2)
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/sweeps")) as answer:
+        page.click("#try-strengths")
+    sweep = answer.value.json()
+    assert answer.value.status == 202, sweep
+    weights = sweep["axes"]["style_weight"]
+    assert len(weights) == 3 and [float(w) for w in weights] == sorted(float(w) for w in weights)
+    cell_job = page.request.get(stack_url + sweep["cells"][0]["links"]["job"]).json()
+    assert cell_job["params"]["max_size"] == 256 and cell_job["params"]["steps"] == 2  # small, quick cells
+    # The grid fills in as the cells finish.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#strength-grid img')].filter(i => i.naturalWidth > 0).length === 3",
+        timeout=120_000,
+    )
+    page.screenshot(path=ARTIFACTS / "9-strengths.png", full_page=True)
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe().run(page)
+    assert axe.violations_count == 0, axe.generate_report()  # the grid passes axe-core too
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/jobs")) as painted:
+        page.click(f"#strength-grid button[data-weight='{weights[2]}']")
+    params = painted.value.json()["params"]
+    assert params["style_weight"] == float(weights[2]) and params["max_size"] == 288  # at full size
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert refused == []
+    page.close()
