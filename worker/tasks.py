@@ -148,6 +148,11 @@ class _Run:
                 return self.fail(
                     "out_of_memory", "the job needed more memory than the worker has; try a smaller max_size"
                 )
+            except redis.exceptions.RedisError as exc:
+                if refuses_writes(exc):  # ended here, while this attempt's heartbeat still holds the job
+                    return self.refused_writes(exc)
+                log.exception("crashed")
+                return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
             except Exception as exc:  # a bug or a device fault: the job fails, the worker lives on
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")

@@ -57,7 +57,7 @@ def test_result_by_range_from_s3(tmp_path, redis_server, s3_env):
         with stack.client() as client:
             job = submit(client).json()
             wait_status(client, job["id"], {"succeeded"})
-            whole = s3_env.client().get_object(Bucket=bucket, Key=f"jobs/{job['id']}/result.png")["Body"].read()
+            whole = s3_env.client().get_object(Bucket=bucket, Key=f"jobs/{job['id']}/result-1.png")["Body"].read()
             check_ranges(client, job["id"], whole)
     finally:
         stack.stop()
