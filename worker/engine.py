@@ -24,5 +24,6 @@ def get_engine(settings: Settings, *, precision: str | None = None) -> Any:
                 device=settings.device,
                 precision=precision or settings.precision,
                 memory_budget_bytes=int(settings.worker_memory_gb * 2**30) or None,
+                cudnn_benchmark=settings.cudnn_benchmark,
             )
         return _engine
