@@ -47,8 +47,10 @@ class LBFGS:
         m, n, device = max(0, history_size), image.numel(), image.device
         self.history_size = m
         self._small = torch.float32 if device.type == "mps" else torch.float64  # the m x m algebra
-        # The ring of pairs: rows 0..m-1 of W are the steps s, rows m..2m-1 the gradient changes y.
-        self._w = torch.zeros(2 * m, n, dtype=image.dtype, device=device)
+        # The ring of pairs, S and Y one row a pair; row m of each is scratch, where a pair not kept is written
+        # (a device-chosen row, where a masked write of the slot would copy it twice over).
+        self._s = torch.zeros(m + 1, n, dtype=image.dtype, device=device)
+        self._y = torch.zeros(m + 1, n, dtype=image.dtype, device=device)
         self._sy = torch.zeros(m, m, dtype=self._small, device=device)  # sᵢᵀyⱼ
         self._yy = torch.zeros(m, m, dtype=self._small, device=device)  # yᵢᵀyⱼ
         self._stamp = torch.full((m,), -1, dtype=torch.long, device=device)  # insertion order; -1: empty slot
@@ -92,17 +94,17 @@ class LBFGS:
             self._loss = self._values[-1].float()
             self._x = self.image.detach().reshape(-1).clone()
             return
-        x_old, g_old, loss_old = self._x, self._grad, self._loss
+        x, g_old, loss_old = self._x, self._grad, self._loss
         assert g_old is not None and self._values is not None
-        new_direction, new_t = self._next_direction()
-        direction = torch.where(self._fresh, new_direction, self._direction)
+        direction, new_t = self._next_direction()
+        torch.where(self._fresh, direction, self._direction, out=direction)  # in place: image-sized vectors count
         t = torch.where(self._fresh, new_t, self._t)
         with torch.no_grad():
-            trial = (x_old + t * direction).clamp_(*self.bounds)
+            trial = torch.addcmul(x, direction, t).clamp_(*self.bounds)
             self.image.view(-1).copy_(trial)
         values, grad = self._evaluate(closure)
         loss = values[-1].float()
-        s, y = trial - x_old, grad - g_old
+        s, y = trial - x, grad - g_old
         slope, ys, yy = torch.dot(g_old, direction), torch.dot(y, s), torch.dot(y, y)
 
         # Not downhill: the curvature pairs mislead; undo, and start over from the gradient.
@@ -115,19 +117,20 @@ class LBFGS:
         rejected = torch.where(rose, self._rejected + 1, self._rejected)
         give_up = rose & (rejected >= 3)  # the direction itself is bad: forget the history, restart
         accept = downhill & ~rose
+        torch.where(accept, trial, x, out=x)
+        torch.where(accept, grad, g_old, out=g_old)
+        del trial, grad
+        with torch.no_grad():
+            self.image.view(-1).copy_(x)
         self._forget(~downhill | give_up)
         self._keep(s, y, accept & (ys > 1e-10 * yy))  # positive curvature along the step: keep the pair
 
         self._rejected = torch.where(accept | give_up, 0, rejected)
         self._fresh = ~rose | give_up
         self._direction, self._t = direction, t * shrink
-        self._x = torch.where(accept, trial, x_old)
-        self._grad = torch.where(accept, grad, g_old)
         self._loss = torch.where(accept, loss, loss_old)
         self._values = torch.where(accept, values, self._values)
         self._moved = accept
-        with torch.no_grad():
-            self.image.view(-1).copy_(self._x)
 
     def restore(self) -> None:
         """Put the image back at the accepted point (after an evaluation was interrupted)."""
@@ -149,50 +152,51 @@ class LBFGS:
         self._stamp = torch.where(clear, -1, self._stamp)
 
     def _keep(self, s: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> None:
-        """Write (s, y) over the oldest slot when `keep`, with its rows and columns of SᵀY and YᵀY."""
+        """Write (s, y) over the oldest slot when `keep` (else into the scratch row), with the slot's row and
+        column of SᵀY and YᵀY."""
         m = self.history_size
         if m == 0:
             return
         slot = (self._count % m).reshape(1)
-        rows = torch.cat([slot, slot + m])
-        w = self._w
-        w.index_copy_(0, rows, torch.where(keep, torch.stack([s, y]), w.index_select(0, rows)))
-        products = (w @ torch.stack([y, s], dim=1)).to(self._small)  # (2m, 2): Sy, Ss, Yy, Ys
-        s_y, y_y, y_s = products[:m, 0], products[m:, 0], products[m:, 1]
-        for matrix, column, row in ((self._sy, s_y, y_s), (self._yy, y_y, y_y)):
+        row = torch.where(keep, slot, m)
+        self._s.index_copy_(0, row, s[None])
+        self._y.index_copy_(0, row, y[None])
+        s_y = (self._s[:m] @ y).to(self._small)  # sᵢᵀy, the slot's own included
+        y_s = (self._y[:m] @ s).to(self._small)  # sᵀyⱼ
+        y_y = (self._y[:m] @ y).to(self._small)
+        for matrix, column, across in ((self._sy, s_y, y_s), (self._yy, y_y, y_y)):
             matrix.index_copy_(1, slot, torch.where(keep, column[:, None], matrix.index_select(1, slot)))
-            matrix.index_copy_(0, slot, torch.where(keep, row[None, :], matrix.index_select(0, slot)))
+            matrix.index_copy_(0, slot, torch.where(keep, across[None, :], matrix.index_select(0, slot)))
         self._stamp.index_copy_(0, slot, torch.where(keep, self._count, self._stamp.index_select(0, slot)))
         self._count = self._count + keep.long()
 
     def _next_direction(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The quasi-Newton direction -H·g and the step length to try along it; with no pairs, steepest descent
-        scaled so that the largest pixel change is `first_step`.
+        """The quasi-Newton direction -H·g (a new tensor) and the step length to try along it; with no pairs,
+        steepest descent scaled so that the largest pixel change is `first_step`.
 
         H = γI + [S γY] M [Sᵀ; γYᵀ] with M = [[R⁻ᵀ(D + γYᵀY)R⁻¹, -R⁻ᵀ], [-R⁻¹, 0]], R the upper triangle of
         SᵀY in the pairs' order, D its diagonal and γ = sᵀy / yᵀy of the newest pair: the matrix the two-loop
-        recursion applies. Empty slots get a unit row in R and zeros elsewhere, so they add nothing."""
+        recursion applies. Empty slots get a unit row in R and zeros elsewhere, so they add nothing; with none
+        kept, γ = 1 and H = I."""
         grad = self._grad
         assert grad is not None
-        steepest = -grad
         t_steepest = (self.first_step / grad.abs().max().clamp_min(1e-30)).to(grad.dtype)
         m = self.history_size
         if m == 0:
-            return steepest, t_steepest
+            return -grad, t_steepest
         valid = self._stamp >= 0
         order = torch.argsort(self._stamp)  # empty slots first, then oldest to newest
         sy, yy, ok = self._sy[order][:, order], self._yy[order][:, order], valid[order]
         both = ok[:, None] & ok[None, :]
         gamma = torch.where(valid.any(), sy[-1, -1] / yy[-1, -1], 1.0)  # the newest pair sorts last
-        projections = (self._w @ grad).to(self._small)  # (2m,): Sᵀg, Yᵀg
-        a = torch.where(ok, projections[:m][order], 0)[:, None]
-        b = torch.where(ok, projections[m:][order], 0)[:, None]
+        a = torch.where(ok, (self._s[:m] @ grad).to(self._small)[order], 0)[:, None]
+        b = torch.where(ok, (self._y[:m] @ grad).to(self._small)[order], 0)[:, None]
         r = torch.where(both, sy.triu(), 0) + torch.diag((~ok).to(self._small))
         d = torch.diag(torch.where(ok, sy.diagonal(), 0))
         p = torch.linalg.solve_triangular(r, a, upper=True)
         q = torch.linalg.solve_triangular(r.T, (d + gamma * torch.where(both, yy, 0)) @ p - gamma * b, upper=False)
-        coefficients = torch.zeros(2 * m, dtype=self._small, device=grad.device)
-        coefficients[order] = q[:, 0]
-        coefficients[m + order] = -gamma * p[:, 0]
-        hg = gamma.to(grad.dtype) * grad + self._w.T @ coefficients.to(grad.dtype)
-        return torch.where(valid.any(), -hg, steepest), torch.where(valid.any(), 1.0, t_steepest)
+        on_s = torch.zeros(m, dtype=self._small, device=grad.device).index_copy_(0, order, q[:, 0])
+        on_y = torch.zeros(m, dtype=self._small, device=grad.device).index_copy_(0, order, -gamma * p[:, 0])
+        hg = self._s[:m].T @ on_s.to(grad.dtype)
+        hg.addmv_(self._y[:m].T, on_y.to(grad.dtype)).addcmul_(grad, gamma.to(grad.dtype))
+        return hg.neg_(), torch.where(valid.any(), 1.0, t_steepest)

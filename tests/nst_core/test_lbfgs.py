@@ -151,9 +151,9 @@ def two_loop(grad: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]])
 
 
 def stored_pairs(optimizer: LBFGS) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    m, stamps = optimizer.history_size, optimizer._stamp.tolist()
+    stamps = optimizer._stamp.tolist()
     slots = sorted((stamp, slot) for slot, stamp in enumerate(stamps) if stamp >= 0)
-    return [(optimizer._w[slot].clone(), optimizer._w[m + slot].clone()) for _, slot in slots]
+    return [(optimizer._s[slot].clone(), optimizer._y[slot].clone()) for _, slot in slots]
 
 
 @pytest.mark.parametrize("steps", [3, 7, 40])  # fewer pairs than slots, a full ring, a ring gone round often
@@ -191,5 +191,5 @@ def test_forgotten_pairs_add_nothing_to_the_direction():
     optimizer._forget(torch.tensor(True))
     assert optimizer.pairs == 0 and optimizer._grad is not None
     direction, t = optimizer._next_direction()
-    assert torch.equal(direction, -optimizer._grad)
+    assert torch.equal(direction, -optimizer._grad)  # H = I exactly
     assert float(t) == pytest.approx(0.05 / float(optimizer._grad.abs().max()))
