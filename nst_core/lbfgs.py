@@ -46,14 +46,15 @@ class LBFGS:
         self.bounds = bounds
         m, n, device = max(0, history_size), image.numel(), image.device
         self.history_size = m
-        self._small = torch.float32 if device.type == "mps" else torch.float64  # the m x m algebra
-        # The ring of pairs, S and Y one row a pair; row m of each is scratch, where a pair not kept is written
-        # (a device-chosen row, where a masked write of the slot would copy it twice over).
+        self._small = torch.float32 if device.type == "mps" else torch.float64  # the (m+1)² algebra
+        # S and Y, one row a pair, with one row more than the history: the free row, where the next pair is
+        # written whether it is kept or not (a device-chosen row: no masked copy of image-sized vectors).
         self._s = torch.zeros(m + 1, n, dtype=image.dtype, device=device)
         self._y = torch.zeros(m + 1, n, dtype=image.dtype, device=device)
-        self._sy = torch.zeros(m, m, dtype=self._small, device=device)  # sᵢᵀyⱼ
-        self._yy = torch.zeros(m, m, dtype=self._small, device=device)  # yᵢᵀyⱼ
-        self._stamp = torch.full((m,), -1, dtype=torch.long, device=device)  # insertion order; -1: empty slot
+        self._sy = torch.zeros(m + 1, m + 1, dtype=self._small, device=device)  # sᵢᵀyⱼ
+        self._yy = torch.zeros(m + 1, m + 1, dtype=self._small, device=device)  # yᵢᵀyⱼ
+        self._stamp = torch.full((m + 1,), -1, dtype=torch.long, device=device)  # insertion order; -1: empty
+        self._free = torch.zeros(1, dtype=torch.long, device=device)  # an empty row
         self._count = torch.zeros((), dtype=torch.long, device=device)  # pairs ever kept
         self._x: torch.Tensor | None = None  # the accepted point, its loss, gradient and values (flat)
         self._loss = torch.full((), float("inf"), device=device)
@@ -152,23 +153,24 @@ class LBFGS:
         self._stamp = torch.where(clear, -1, self._stamp)
 
     def _keep(self, s: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> None:
-        """Write (s, y) over the oldest slot when `keep` (else into the scratch row), with the slot's row and
-        column of SᵀY and YᵀY."""
-        m = self.history_size
-        if m == 0:
-            return
-        slot = (self._count % m).reshape(1)
-        row = torch.where(keep, slot, m)
-        self._s.index_copy_(0, row, s[None])
-        self._y.index_copy_(0, row, y[None])
-        s_y = (self._s[:m] @ y).to(self._small)  # sᵢᵀy, the slot's own included
-        y_s = (self._y[:m] @ s).to(self._small)  # sᵀyⱼ
-        y_y = (self._y[:m] @ y).to(self._small)
+        """Write (s, y) into the free row with its row and column of SᵀY and YᵀY; when `keep`, the row joins the
+        history (the oldest pair leaving it when it is full) and another row becomes the free one."""
+        free, m = self._free, self.history_size
+        self._s.index_copy_(0, free, s[None])
+        self._y.index_copy_(0, free, y[None])
+        s_y = (self._s @ y).to(self._small)  # sᵢᵀy, the new pair's own included
+        y_s = (self._y @ s).to(self._small)  # sᵀyⱼ
+        y_y = (self._y @ y).to(self._small)
         for matrix, column, across in ((self._sy, s_y, y_s), (self._yy, y_y, y_y)):
-            matrix.index_copy_(1, slot, torch.where(keep, column[:, None], matrix.index_select(1, slot)))
-            matrix.index_copy_(0, slot, torch.where(keep, across[None, :], matrix.index_select(0, slot)))
-        self._stamp.index_copy_(0, slot, torch.where(keep, self._count, self._stamp.index_select(0, slot)))
+            matrix.index_copy_(1, free, column[:, None])
+            matrix.index_copy_(0, free, across[None, :])
+        stamp = self._stamp
+        stamp.index_copy_(0, free, torch.where(keep, self._count, -1).reshape(1))
         self._count = self._count + keep.long()
+        valid = stamp >= 0
+        oldest = torch.where(valid, stamp, torch.iinfo(torch.long).max).argmin().reshape(1)
+        stamp.index_copy_(0, oldest, torch.where(valid.sum() > m, -1, stamp.index_select(0, oldest)))
+        self._free = stamp.argmin().reshape(1)  # an empty row: one always is, with m + 1 rows
 
     def _next_direction(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The quasi-Newton direction -H·g (a new tensor) and the step length to try along it; with no pairs,
@@ -181,22 +183,19 @@ class LBFGS:
         grad = self._grad
         assert grad is not None
         t_steepest = (self.first_step / grad.abs().max().clamp_min(1e-30)).to(grad.dtype)
-        m = self.history_size
-        if m == 0:
-            return -grad, t_steepest
         valid = self._stamp >= 0
         order = torch.argsort(self._stamp)  # empty slots first, then oldest to newest
         sy, yy, ok = self._sy[order][:, order], self._yy[order][:, order], valid[order]
         both = ok[:, None] & ok[None, :]
         gamma = torch.where(valid.any(), sy[-1, -1] / yy[-1, -1], 1.0)  # the newest pair sorts last
-        a = torch.where(ok, (self._s[:m] @ grad).to(self._small)[order], 0)[:, None]
-        b = torch.where(ok, (self._y[:m] @ grad).to(self._small)[order], 0)[:, None]
+        a = torch.where(ok, (self._s @ grad).to(self._small)[order], 0)[:, None]
+        b = torch.where(ok, (self._y @ grad).to(self._small)[order], 0)[:, None]
         r = torch.where(both, sy.triu(), 0) + torch.diag((~ok).to(self._small))
         d = torch.diag(torch.where(ok, sy.diagonal(), 0))
         p = torch.linalg.solve_triangular(r, a, upper=True)
         q = torch.linalg.solve_triangular(r.T, (d + gamma * torch.where(both, yy, 0)) @ p - gamma * b, upper=False)
-        on_s = torch.zeros(m, dtype=self._small, device=grad.device).index_copy_(0, order, q[:, 0])
-        on_y = torch.zeros(m, dtype=self._small, device=grad.device).index_copy_(0, order, -gamma * p[:, 0])
-        hg = self._s[:m].T @ on_s.to(grad.dtype)
-        hg.addmv_(self._y[:m].T, on_y.to(grad.dtype)).addcmul_(grad, gamma.to(grad.dtype))
+        on_s = torch.zeros_like(q[:, 0]).index_copy_(0, order, q[:, 0])
+        on_y = torch.zeros_like(p[:, 0]).index_copy_(0, order, -gamma * p[:, 0])
+        hg = self._s.T @ on_s.to(grad.dtype)
+        hg.addmv_(self._y.T, on_y.to(grad.dtype)).addcmul_(grad, gamma.to(grad.dtype))
         return hg.neg_(), torch.where(valid.any(), 1.0, t_steepest)
