@@ -91,14 +91,16 @@ class LBFGS:
     def step(self, closure: Closure) -> None:
         """One evaluation of the closure, every decision taken on the device; nothing is read back."""
         if self._x is None:
-            self._values, self._grad = self._evaluate(closure)
-            self._loss = self._values[-1].float()
+            values, self._grad = self._evaluate(closure)
+            self._values, self._loss = values.clone(), values[-1].float().clone()
             self._x = self.image.detach().reshape(-1).clone()
             return
         x, g_old, loss_old = self._x, self._grad, self._loss
         assert g_old is not None and self._values is not None
-        direction, new_t = self._next_direction()
-        torch.where(self._fresh, direction, self._direction, out=direction)  # in place: image-sized vectors count
+        # The state is updated in place, so that a CUDA graph of one step can replay it (bench/gpu_bench.py graphs).
+        new_direction, new_t = self._next_direction()
+        direction = torch.where(self._fresh, new_direction, self._direction, out=self._direction)
+        del new_direction
         t = torch.where(self._fresh, new_t, self._t)
         with torch.no_grad():
             trial = torch.addcmul(x, direction, t).clamp_(*self.bounds)
@@ -126,12 +128,12 @@ class LBFGS:
         self._forget(~downhill | give_up)
         self._keep(s, y, accept & (ys > 1e-10 * yy))  # positive curvature along the step: keep the pair
 
-        self._rejected = torch.where(accept | give_up, 0, rejected)
-        self._fresh = ~rose | give_up
-        self._direction, self._t = direction, t * shrink
-        self._loss = torch.where(accept, loss, loss_old)
-        self._values = torch.where(accept, values, self._values)
-        self._moved = accept
+        self._rejected.copy_(torch.where(accept | give_up, 0, rejected))
+        self._fresh.copy_(~rose | give_up)
+        self._t.copy_(t * shrink)
+        self._loss.copy_(torch.where(accept, loss, loss_old))
+        self._values.copy_(torch.where(accept, values, self._values))
+        self._moved.copy_(accept)
 
     def restore(self) -> None:
         """Put the image back at the accepted point (after an evaluation was interrupted)."""
@@ -150,7 +152,7 @@ class LBFGS:
         return values.detach().reshape(-1), grad
 
     def _forget(self, clear: torch.Tensor) -> None:
-        self._stamp = torch.where(clear, -1, self._stamp)
+        self._stamp.masked_fill_(clear, -1)
 
     def _keep(self, s: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> None:
         """Write (s, y) into the free row with its row and column of SᵀY and YᵀY; when `keep`, the row joins the
@@ -166,11 +168,11 @@ class LBFGS:
             matrix.index_copy_(0, free, across[None, :])
         stamp = self._stamp
         stamp.index_copy_(0, free, torch.where(keep, self._count, -1).reshape(1))
-        self._count = self._count + keep.long()
+        self._count.add_(keep.long())
         valid = stamp >= 0
         oldest = torch.where(valid, stamp, torch.iinfo(torch.long).max).argmin().reshape(1)
         stamp.index_copy_(0, oldest, torch.where(valid.sum() > m, -1, stamp.index_select(0, oldest)))
-        self._free = stamp.argmin().reshape(1)  # an empty row: one always is, with m + 1 rows
+        self._free.copy_(stamp.argmin().reshape(1))  # an empty row: one always is, with m + 1 rows
 
     def _next_direction(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The quasi-Newton direction -H·g (a new tensor) and the step length to try along it; with no pairs,
