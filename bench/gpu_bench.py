@@ -76,14 +76,16 @@ def matmul_peaks(device: str, n: int) -> dict[str, float]:
     float32, median of ten after warm-up, on random data."""
     import torch
 
+    from nst_core.precision import apply_fp32_matmul_mode
+
     peaks = {}
-    saved = torch.backends.cuda.matmul.allow_tf32
-    kinds = {"bf16": (torch.bfloat16, False), "tf32": (torch.float32, True), "fp32": (torch.float32, False)}
+    saved = torch.backends.cuda.matmul.fp32_precision
+    kinds = {"bf16": (torch.bfloat16, "ieee"), "tf32": (torch.float32, "tf32"), "fp32": (torch.float32, "ieee")}
     try:
-        for name, (dtype, tf32) in kinds.items():
+        for name, (dtype, mode) in kinds.items():
             if not device.startswith("cuda") and name == "tf32":
                 continue  # no TF32 off NVIDIA GPUs
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            apply_fp32_matmul_mode(mode)
             a, b = (torch.rand(n, n, device=device, dtype=dtype) for _ in range(2))
             times = []
             for i in range(13):
@@ -95,7 +97,7 @@ def matmul_peaks(device: str, n: int) -> dict[str, float]:
                     times.append(time.perf_counter() - started)
             peaks[name] = 2 * n**3 / statistics.median(times) / 1e12
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.backends.cuda.matmul.fp32_precision = saved
     return peaks
 
 
@@ -376,15 +378,15 @@ def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
 
     def score(progress: Any) -> None:
         if progress.total_loss <= target * 1.05 and progress.preview is not None:
-            # Scored as the seed's picture was, before the engine turned TF32 on for matmuls (its Grams).
-            tf32 = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = False
+            # Scored as the seed's picture was, in IEEE float32 whatever the engine set for its own products.
+            saved = torch.backends.cuda.matmul.fp32_precision
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
             try:
                 objective = seed_objective(
                     progress.preview, content, style, style_weight=engine_bench.SEED_STYLE_WEIGHT, device=device
                 )
             finally:
-                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cuda.matmul.fp32_precision = saved
             if objective <= target:
                 reached.update(step=progress.step, objective=objective, image=progress.preview)
                 from nst_core.progress import StopTransfer
