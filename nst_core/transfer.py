@@ -43,6 +43,7 @@ from nst_core.objective import (
 from nst_core.precision import DTYPES, apply_fp32_matmul_mode, fp32_matmul_mode, resolve_precision
 from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
+from nst_shared.device_budget import DeviceMemory
 from nst_shared.errors import DeviceOutOfMemory, Diverged, InvalidParameter
 from nst_shared.images import check_min_side, fit_size, resize
 from nst_shared.masks import check_mask_count, check_mask_covers
@@ -134,6 +135,16 @@ class StyleTransfer:
         self._style_cache: OrderedDict[tuple[object, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._style_cache_size = style_cache_size
         self._cache_lock = threading.Lock()
+
+    @staticmethod
+    def device_memory(device: str = "auto") -> DeviceMemory | None:
+        """The GPU `device` names and the memory free on it now, which the workers sharing it split before
+        building their engines (worker/gpu_share.py); None on a CPU or MPS."""
+        resolved = resolve_device(device)
+        if resolved.type != "cuda":
+            return None
+        free, total = torch.cuda.mem_get_info(resolved)
+        return DeviceMemory(str(torch.cuda.get_device_properties(resolved).uuid), free, total)
 
     @property
     def device_name(self) -> str:

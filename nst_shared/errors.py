@@ -1,4 +1,5 @@
-"""Errors of the engine and of image decoding: one root, each with a stable `code` (a job failure code)."""
+"""Errors of the engine, of image decoding and of a job's storage: one root, each with a stable `code` (a job
+failure code)."""
 
 
 class NstError(Exception):
@@ -69,3 +70,10 @@ class Diverged(NstError):
     """Raised when the optimisation's loss stops being a finite number (weights far too large)."""
 
     code = "diverged"
+
+
+class StorageUnavailable(NstError):
+    """Raised when a job's result cannot be written to storage (a folder or an S3 bucket out of reach or full)
+    after the worker tried again a few times."""
+
+    code = "storage_unavailable"

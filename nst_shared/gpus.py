@@ -37,6 +37,8 @@ def worker_environments(count: int, env: Mapping[str, str], *, device: str) -> l
     """`count` environments for worker processes: on a host with several GPUs, worker i sees only GPU i mod n
     (it runs on `cuda`, its only GPU). One GPU, none, or a device named outright (cpu, mps, cuda:N): as given."""
     gpus = visible_gpus(env) if device in ("auto", "cuda") else []
+    # Workers that land on one GPU split its memory (nst_shared/device_budget.py).
+    share = {"NST_WORKERS_PER_GPU": str(-(-count // len(gpus)))} if gpus and count > len(gpus) else {}
     if len(gpus) < 2:
-        return [dict(env) for _ in range(count)]
-    return [{**env, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(count)]
+        return [{**env, **share} for _ in range(count)]
+    return [{**env, **share, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(count)]

@@ -57,6 +57,7 @@ class Keys:
     queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
     running = f"{PREFIX}:running"  # set of job ids a worker is running
     workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
+    sweeper = f"{PREFIX}:sweeper"  # the lease of the one process that sweeps (nst_shared/sweeper.py)
     # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
     job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
     job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
@@ -97,17 +98,26 @@ class Keys:
 
 
 # KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), queued index,
-# webhook outbox, and optionally a heartbeat key that must be absent (so a sweeper never fails or requeues a
-# job a live worker has just taken). ARGV: new status, allowed current statuses (comma list), terminal (0/1),
-# ttl_s, maxlen, now, then field/value pairs to set. Returns "OK", or the current status ("alive" when the
-# heartbeat exists). Deliveries are written here, not after, so a crash cannot lose one (at least once).
+# webhook outbox, heartbeat key. ARGV: new status, allowed current statuses (comma list), terminal (0/1), ttl_s,
+# maxlen, now, the attempt that writes ('' for the API and the sweeper, which write for no attempt), only if
+# lost (1: the heartbeat must be absent, so a sweeper never fails or requeues a job a live worker has just
+# taken), heartbeat ttl_ms (moving to running: the new attempt's first beat), then field/value pairs to set.
+# Moving to running starts a new attempt: `attempts` goes up by one and is the attempt's fencing token.
+# Returns {"OK", attempt}, or why not: the current status, "alive" (it beats) or "stale" (another attempt's).
+# Deliveries are written here, not after, so a crash cannot lose one (at least once).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return false end
-if KEYS[7] and redis.call('EXISTS', KEYS[7]) == 1 then return 'alive' end
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[7]) == 1 then return 'alive' end
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[7] then return 'stale' end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. current .. ',', 1, true) then return current end
 local id = string.match(KEYS[1], '[^:]+$')
-redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'status', ARGV[1], unpack(ARGV, 10))
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if ARGV[1] == 'running' then
+  attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  if ARGV[9] ~= '' then redis.call('SET', KEYS[7], attempt, 'PX', ARGV[9]) end
+end
 local events = {status = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'status',
                                     'data', cjson.encode({status = ARGV[1], previous = current}))}
 if ARGV[1] == 'running' then redis.call('SADD', KEYS[3], id) else redis.call('SREM', KEYS[3], id) end
@@ -135,24 +145,58 @@ if extra and string.find(extra, '"webhook"', 1, true) then
     end
   end
 end
-return 'OK'
+return {'OK', attempt}
 """
 
-# KEYS: job hash. ARGV: field/value pairs. Writes only to a record that exists (never recreates a deleted one).
+# KEYS: job hash. ARGV: the attempt that writes ('' for none), then field/value pairs. Writes only to a record
+# that exists (never recreates a deleted one) and, from an attempt, only while that attempt is the job's.
 _SET_FIELDS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
-# KEYS: job hash, events stream. ARGV: event type, event json, maxlen, then field/value pairs.
-# Writes only while the job runs, so a late progress report cannot follow the final event.
+# KEYS: job hash, events stream. ARGV: event type, event json, maxlen, the attempt that writes, then field/value
+# pairs. Writes only while that attempt runs, so a late or stale report cannot follow the final event.
 _RUNNING_EVENT = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+local state = redis.call('HMGET', KEYS[1], 'status', 'attempts')
+if state[1] ~= 'running' or state[2] ~= ARGV[4] then return 0 end
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[1], 'data', ARGV[2])
 return 1
 """
+
+# KEYS: job hash, heartbeat key. ARGV: the attempt that beats, ttl_ms. Only the running attempt beats (its value
+# names the attempt); a stale one is told so (0).
+_BEAT = """
+local state = redis.call('HMGET', KEYS[1], 'status', 'attempts')
+if state[1] ~= 'running' or state[2] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: heartbeat key. ARGV: the attempt whose beat ends. Deletes only that attempt's beat, never its successor's.
+_END_BEAT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Files:
+    """Names of an attempt's files in storage: each attempt writes its own, and the record names the ones that
+    count (a cut-off attempt that wakes up late can write only files nobody reads)."""
+
+    LEGACY_RESULT = "result.png"  # records written before attempts had files of their own
+    LEGACY_PREVIEW = "preview.png"
+
+    @staticmethod
+    def result(attempt: int) -> str:
+        return f"result-{attempt}.png"
+
+    @staticmethod
+    def preview(attempt: int) -> str:
+        return f"preview-{attempt}.png"
 
 
 @dataclass
@@ -174,7 +218,10 @@ class JobRecord:
     preview_step: int | None = None
     steps_done: int | None = None  # L-BFGS steps the run did, once it ended (fewer than asked when finished early)
     rq_job_id: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # runs started; the latest is the running attempt, whose number fences its writes
+    lost_attempts: int = 0  # runs whose worker died (requeues on a worker's SIGTERM do not count)
+    result_file: str = Files.LEGACY_RESULT  # the winning attempt's result in storage
+    preview_file: str = Files.LEGACY_PREVIEW  # the current attempt's latest preview
     owner: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -203,6 +250,9 @@ class JobRecord:
             steps_done=int(data["steps_done"]) if data.get("steps_done") else None,
             rq_job_id=data.get("rq_job_id") or None,
             attempts=int(data.get("attempts", 0)),
+            lost_attempts=int(data.get("lost_attempts") or 0),
+            result_file=data.get("result_file") or Files.LEGACY_RESULT,
+            preview_file=data.get("preview_file") or Files.LEGACY_PREVIEW,
             owner=data.get("owner") or None,
             extra=js("extra") or {},
         )
@@ -229,6 +279,8 @@ class JobStore:
         self._transition = connection.register_script(_TRANSITION)
         self._running_event = connection.register_script(_RUNNING_EVENT)
         self._set_fields = connection.register_script(_SET_FIELDS)
+        self._beat = connection.register_script(_BEAT)
+        self._end_beat = connection.register_script(_END_BEAT)
 
     def create(
         self,
@@ -278,9 +330,18 @@ class JobStore:
         data = self.redis.hgetall(Keys.job(job_id))
         return JobRecord.from_hash(_decode(data)) if data else None
 
-    def set_fields(self, job_id: str, **fields: Any) -> bool:
-        """Set `fields` on the job's record; False (and nothing written) when the record is gone."""
-        return bool(self._set_fields(keys=[Keys.job(job_id)], args=_pairs(fields)))
+    def set_fields(self, job_id: str, *, attempt: int | None = None, **fields: Any) -> bool:
+        """Set `fields` on the job's record; False (and nothing written) when the record is gone or, from an
+        `attempt`, when that attempt is no longer the job's."""
+        return bool(self._set_fields(keys=[Keys.job(job_id)], args=[_token(attempt), *_pairs(fields)]))
+
+    def start(self, job_id: str, *, heartbeat_ttl_s: float, **fields: Any) -> int | None:
+        """Move a queued job to running as a new attempt, with its first heartbeat; returns the attempt's
+        number, the token every later write of that attempt carries (None when the job was not queued)."""
+        reply = self._call_transition(
+            self.redis, job_id, JobStatus.RUNNING, {JobStatus.QUEUED}, fields, heartbeat_ttl_s=heartbeat_ttl_s
+        )
+        return int(reply[1]) if _succeeded(reply) else None
 
     def transition(
         self,
@@ -288,12 +349,16 @@ class JobStore:
         to: JobStatus,
         *,
         allowed: set[JobStatus] | frozenset[JobStatus],
+        attempt: int | None = None,
         only_if_lost: bool = False,
         **fields: Any,
     ) -> bool:
-        """Move the job to `to` if its status is in `allowed` (and, with `only_if_lost`, no worker beats for
-        it); set `fields` with it. False when it was not."""
-        return bool(_decode_value(self._call_transition(self.redis, job_id, to, allowed, only_if_lost, fields)) == "OK")
+        """Move the job to `to` if its status is in `allowed` (from an `attempt`: only while it is the job's
+        attempt; with `only_if_lost`, only while no worker beats for it); set `fields` with it. False when it
+        was not."""
+        return _succeeded(
+            self._call_transition(self.redis, job_id, to, allowed, fields, attempt=attempt, only_if_lost=only_if_lost)
+        )
 
     def transition_in(
         self,
@@ -302,11 +367,12 @@ class JobStore:
         to: JobStatus,
         *,
         allowed: set[JobStatus] | frozenset[JobStatus],
+        attempt: int | None = None,
         **fields: Any,
     ) -> None:
         """Queue the same transition on `pipeline`, a transaction whose caller has checked (under WATCH)
         that it applies, so that it commits together with the caller's other writes."""
-        self._call_transition(pipeline, job_id, to, allowed, False, fields)
+        self._call_transition(pipeline, job_id, to, allowed, fields, attempt=attempt)
 
     def _call_transition(
         self,
@@ -314,8 +380,11 @@ class JobStore:
         job_id: str,
         to: JobStatus,
         allowed: frozenset[JobStatus] | set[JobStatus],
-        only_if_lost: bool,
         fields: dict[str, Any],
+        *,
+        attempt: int | None = None,
+        only_if_lost: bool = False,
+        heartbeat_ttl_s: float | None = None,
     ) -> Any:
         now = time.time()
         if to.terminal:
@@ -328,7 +397,7 @@ class JobStore:
                 Keys.job_counts,
                 Keys.queued,
                 webhook_outbox.PENDING,
-                *([Keys.heartbeat(job_id)] if only_if_lost else []),
+                Keys.heartbeat(job_id),
             ],
             args=[
                 to.value,
@@ -337,19 +406,31 @@ class JobStore:
                 self.ttl_s,
                 EVENTS_MAXLEN,
                 repr(now),
+                _token(attempt),
+                int(only_if_lost),
+                "" if heartbeat_ttl_s is None else int(heartbeat_ttl_s * 1000),
                 *_pairs(fields),
             ],
             client=client,
         )
 
-    def running_event(self, job_id: str, event_type: str, data: dict[str, Any], **fields: Any) -> bool:
-        """Append a progress or preview event (and set `fields`) while the job runs."""
+    def running_event(self, job_id: str, event_type: str, data: dict[str, Any], *, attempt: int, **fields: Any) -> bool:
+        """Append a progress or preview event (and set `fields`) while `attempt` runs the job; False (nothing
+        written) when it does not: the job ended, was deleted or requeued, or another attempt runs it."""
         return bool(
             self._running_event(
                 keys=[Keys.job(job_id), Keys.events(job_id)],
-                args=[event_type, json.dumps(data), EVENTS_MAXLEN, *_pairs(fields)],
+                args=[event_type, json.dumps(data), EVENTS_MAXLEN, attempt, *_pairs(fields)],
             )
         )
+
+    def beat(self, job_id: str, *, attempt: int, ttl_s: float) -> bool:
+        """Prove `attempt` alive for `ttl_s`; False (nothing written) when it no longer runs the job."""
+        return bool(self._beat(keys=[Keys.job(job_id), Keys.heartbeat(job_id)], args=[attempt, int(ttl_s * 1000)]))
+
+    def end_beat(self, job_id: str, *, attempt: int) -> None:
+        """Delete the heartbeat if it is `attempt`'s (never the beat of the attempt that replaced it)."""
+        self._end_beat(keys=[Keys.heartbeat(job_id)], args=[attempt])
 
     def request_cancel(self, job_id: str) -> None:
         self.redis.set(Keys.cancel(job_id), 1, ex=self.ttl_s)
@@ -361,9 +442,6 @@ class JobStore:
         """What a client asked of the running job, in one read: cancel (wins over finish), finish, or nothing."""
         cancel, finish = self.redis.mget(Keys.cancel(job_id), Keys.finish(job_id))
         return StopRequest.CANCEL if cancel else StopRequest.FINISH if finish else None
-
-    def beat(self, job_id: str, ttl_s: int) -> None:
-        self.redis.set(Keys.heartbeat(job_id), 1, ex=ttl_s)
 
     def delete(self, job_id: str) -> None:
         # The cancel flag stays (it expires): a worker still running the job must see it and stop.
@@ -468,6 +546,15 @@ def _events(reply: Any) -> list[tuple[str, str, dict[str, Any]]]:
             fields = _decode(fields)
             out.append((_decode_value(event_id), fields["type"], json.loads(fields["data"])))
     return out
+
+
+def _token(attempt: int | None) -> str:
+    """An attempt as the scripts take it: '' for a write that belongs to no attempt (the API, the sweeper)."""
+    return "" if attempt is None else str(attempt)
+
+
+def _succeeded(reply: Any) -> bool:
+    return isinstance(reply, list) and _decode_value(reply[0]) == "OK"
 
 
 def _pairs(fields: dict[str, Any]) -> list[str]:

@@ -52,9 +52,11 @@ def build(
     content: bytes,
     styles: Iterable[bytes],
     masks: Iterable[bytes] = (),
+    job_id: str | None = None,
+    attempt: int | None = None,
 ) -> dict[str, Any]:
     """The record of one run: `params` as applied (with the seed the run used), and the input files' bytes,
-    which are hashed (SHA-256), never stored."""
+    which are hashed (SHA-256), never stored; a service's run also names its job and the attempt that made it."""
     if params.seed is None:
         raise ValueError("draw the seed before the run (nst_shared.params.with_seed) so that it can be recorded")
     return {
@@ -69,6 +71,7 @@ def build(
             "styles": [sha256(s) for s in styles],
             "masks": [sha256(m) for m in masks],
         },
+        **({"job": {"id": job_id, "attempt": attempt}} if job_id is not None else {}),
     }
 
 

@@ -70,24 +70,42 @@ def queue_positions(queue: Queue, records: list[JobRecord]) -> dict[str, int]:
 
 
 def requeue(
-    store: JobStore, queue: Queue, job_id: str, *, settings: Settings, only_if_lost: bool = False
+    store: JobStore,
+    queue: Queue,
+    job_id: str,
+    *,
+    settings: Settings,
+    attempt: int | None = None,
+    only_if_lost: bool = False,
 ) -> str | None:
-    """Put a running job back at the front of the queue (its worker stops, or died: `only_if_lost`); None
-    when it was not running any more (or, with `only_if_lost`, its worker beats). Its next attempt runs
-    under a fresh RQ id, written in the same transaction as the status."""
+    """Put a running job back at the front of the queue: its worker stops (`attempt`, the attempt it runs),
+    or died (`only_if_lost`, counted in the record's `lost_attempts`). None when it was not running any more
+    (or not as `attempt`; or, with `only_if_lost`, its worker beats). Its next attempt runs under a fresh RQ
+    id, written in the same transaction as the status; the old attempt's preview is no longer shown."""
     with store.redis.pipeline() as pipe:
         while True:
             try:
                 pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
-                status, attempts, params = (
-                    _text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "params")
+                status, attempts, lost, params = (
+                    _text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "lost_attempts", "params")
                 )
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
                     return None
+                if attempt is not None and attempts != str(attempt):
+                    return None
                 rq_id = f"{job_id}-{max(int(attempts or 0), 1)}"
+                fields: dict[str, Any] = {"progress": None, "preview_file": None, "preview_step": None}
+                if only_if_lost:
+                    fields["lost_attempts"] = int(lost or 0) + 1
                 pipe.multi()
                 store.transition_in(
-                    pipe, job_id, JobStatus.QUEUED, allowed={JobStatus.RUNNING}, progress=None, rq_job_id=rq_id
+                    pipe,
+                    job_id,
+                    JobStatus.QUEUED,
+                    allowed={JobStatus.RUNNING},
+                    attempt=attempt,
+                    rq_job_id=rq_id,
+                    **fields,
                 )
                 enqueue_job(
                     queue, job_id, settings=settings, params=_json(params), rq_id=rq_id, at_front=True, pipeline=pipe

@@ -26,15 +26,25 @@ class S3Storage:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     @classmethod
-    def from_url(cls, url: str, *, endpoint_url: str | None = None, region: str | None = None) -> S3Storage:
-        """`s3://bucket/prefix`; a custom endpoint (MinIO) also gets path-style addressing."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 10.0,
+        max_attempts: int = 3,
+    ) -> S3Storage:
+        """`s3://bucket/prefix`; a custom endpoint (MinIO) also gets path-style addressing. A call takes at
+        most about `max_attempts` x (`connect_timeout_s` + `read_timeout_s`) plus botocore's backoff."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"not an s3://bucket/prefix URL: {url!r}")
         config = Config(
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
         client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)

@@ -18,6 +18,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NST_", extra="ignore")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the queue and job records.")
+    redis_ca_file: str = Field(
+        "",
+        description="CA certificate (PEM) that the certificate of a rediss:// (TLS) Redis is checked "
+        "against; empty: the system's CAs.",
+    )
+    redis_connect_timeout_s: float = Field(3.0, description="Seconds to connect to Redis before counting it away.")
+    redis_socket_timeout_s: float = Field(
+        5.0,
+        description="Seconds a worker waits for a Redis reply (progress, heartbeat, status) before counting "
+        "Redis away: under a silent network cut a write fails instead of landing minutes later.",
+    )
     storage_dir: Path = Field(
         Path("var/storage"), description="Folder for inputs, previews and results, shared by the API and the workers."
     )
@@ -32,6 +43,9 @@ class Settings(BaseSettings):
         "Credentials: the standard AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
     )
     s3_region: str = Field("", description="S3 region (empty: boto3's default, AWS_DEFAULT_REGION).")
+    s3_connect_timeout_s: float = Field(3.0, description="Seconds to connect to S3 before the call fails.")
+    s3_read_timeout_s: float = Field(10.0, description="Seconds S3 may take to answer a call before it fails.")
+    s3_max_attempts: int = Field(3, description="Attempts of one S3 call (botocore's retries) before it fails.")
     queue_name: str = Field("nst", description="RQ queue name.")
     device: str = Field("auto", description="Worker device: auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps.")
     precision: Precision = Field(
@@ -68,6 +82,12 @@ class Settings(BaseSettings):
         description="Memory a worker's engine may use at its peak; larger pictures "
         "are painted in blocks, and the API refuses what fits no worker (0: 90% of a "
         "GPU; on a CPU half the RAM, at most 5 GB).",
+    )
+    workers_per_gpu: int = Field(
+        1,
+        description="Workers that share each GPU (nst up sets it when it starts more workers than GPUs): each "
+        "takes this share of 90% of the memory free on the GPU when the first of them started, unless "
+        "NST_WORKER_MEMORY_GB is set.",
     )
     max_steps: int = Field(1000, description="Most steps a job may ask for.")
     max_queued_jobs: int = Field(1000, description="Jobs waiting at most; more are refused with 503.")
@@ -140,7 +160,9 @@ class Settings(BaseSettings):
         description="Redis connections an API process opens at most (each open event stream holds one while it waits).",
     )
     retry_lost_jobs: int = Field(
-        0, description="Times a job whose worker died is queued again before it fails as worker_lost."
+        0,
+        description="Times a job whose worker died is queued again before it fails as worker_lost "
+        "(a job a stopping worker requeued on SIGTERM is not counted).",
     )
     log_format: Literal["json", "text"] = Field(
         "json",

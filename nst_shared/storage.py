@@ -3,6 +3,7 @@ S3-compatible bucket (`NST_STORAGE_URL=s3://bucket/prefix`) for workers on other
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -47,7 +48,12 @@ def open_storage(settings: Settings) -> Storage:
         from nst_shared.s3_storage import S3Storage  # boto3 is an optional extra
 
         return S3Storage.from_url(
-            settings.storage_url, endpoint_url=settings.s3_endpoint_url or None, region=settings.s3_region or None
+            settings.storage_url,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.s3_region or None,
+            connect_timeout_s=settings.s3_connect_timeout_s,
+            read_timeout_s=settings.s3_read_timeout_s,
+            max_attempts=settings.s3_max_attempts,
         )
     if settings.storage_url:
         raise ValueError(f"NST_STORAGE_URL: only s3://bucket/prefix is understood, not {settings.storage_url!r}")
@@ -69,9 +75,14 @@ class LocalStorage:
         target = self.path(job_id, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk, a lost mount: no half-written file is left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def get(self, job_id: str, name: str) -> bytes | None:
         try:

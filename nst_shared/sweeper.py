@@ -12,6 +12,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from nst_shared.jobs import JobStore, Keys
+from nst_shared.lease import Lease
 from nst_shared.queueing import repair_queued, requeue
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
@@ -19,8 +20,13 @@ from nst_shared.storage import Storage
 log = logging.getLogger("nst.sweeper")
 
 
+SWEEPER_LEASE_ROUNDS = 3  # the lease outlives this many rounds: a holder that stops is replaced within them
+
+
 class Sweeper:
-    """One `sweep()` a round. After Redis comes back (restarted: its heartbeat keys expired or lost with it;
+    """One `sweep()` a round, in one process of the deployment at a time (the holder of a lease in Redis; the
+    others' rounds do nothing), so the storage scan costs the same however many APIs and workers run. After
+    Redis comes back (restarted: its heartbeat keys expired or lost with it;
     or out of this process's reach) nothing is failed or requeued for a grace period, so the workers that
     lived through the outage beat again first."""
 
@@ -32,11 +38,20 @@ class Sweeper:
         self._grace_s = settings.heartbeat_ttl_s
         self._unreachable_at: float | None = None  # when this process last failed to reach Redis
         self.queue = Queue(settings.queue_name, connection=store.redis, serializer=JSONSerializer)
+        self.lease = Lease(store.redis, Keys.sweeper, ttl_s=SWEEPER_LEASE_ROUNDS * settings.reaper_interval_s)
 
-    def sweep(self, *, now: float | None = None) -> None:
-        """One round; a Redis error ends it (the next round tries again) and starts a grace period."""
+    def release(self) -> None:
+        """This process stops: another takes over the sweeping at its next round."""
+        self.lease.release()
+
+    def sweep(self, *, now: float | None = None) -> bool:
+        """One round, if this process holds the lease (False when another does); a Redis error ends it (the
+        next round tries again) and starts a grace period."""
         try:
+            if not self.lease.hold():
+                return False
             self._sweep(now if now is not None else self._clock())
+            return True
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             self._unreachable_at = self._clock()
             raise
@@ -65,11 +80,16 @@ class Sweeper:
         """Lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost."""
         for job_id in self.store.lost():
             record = self.store.get(job_id)
-            if record is not None and record.attempts <= self.settings.retry_lost_jobs:
+            # Only deaths count: an attempt requeued by its stopping worker (SIGTERM) was not lost.
+            if record is not None and record.lost_attempts < self.settings.retry_lost_jobs:
                 rq_id = requeue(self.store, self.queue, job_id, settings=self.settings, only_if_lost=True)
                 if rq_id is not None:
                     log.warning(
-                        "job %s: worker lost; queued again as %s (attempt %d)", job_id, rq_id, record.attempts + 1
+                        "job %s: worker lost; queued again as %s (lost %d of %d)",
+                        job_id,
+                        rq_id,
+                        record.lost_attempts + 1,
+                        self.settings.retry_lost_jobs,
                     )
                     continue
             if self.store.fail_lost(job_id):

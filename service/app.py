@@ -7,8 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
@@ -18,6 +16,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging
+from nst_shared.redis_connection import connect, connect_async
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import open_storage
 from nst_shared.sweeper import Sweeper
@@ -39,11 +38,9 @@ log = logging.getLogger("nst.api")
 DOCS_URL, REDOC_URL = "/docs", "/redoc"  # the OpenAPI pages, served from the fastapi-offline package
 
 
-async def _sweep_forever(app: FastAPI) -> None:
-    settings: Settings = app.state.settings
-    sweeper = Sweeper(app.state.store, app.state.storage, settings)
+async def _sweep_forever(app: FastAPI, sweeper: Sweeper) -> None:
     while True:
-        await asyncio.sleep(settings.reaper_interval_s)
+        await asyncio.sleep(app.state.settings.reaper_interval_s)
         try:
             await asyncio.to_thread(sweeper.sweep)
         except Exception as exc:  # Redis restarting: next round
@@ -52,11 +49,14 @@ async def _sweep_forever(app: FastAPI) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    task = asyncio.create_task(_sweep_forever(app))
+    sweeper = Sweeper(app.state.store, app.state.storage, app.state.settings)
+    task = asyncio.create_task(_sweep_forever(app, sweeper))
     try:
         yield
     finally:
         task.cancel()
+        with contextlib.suppress(Exception):  # Redis away: the lease expires by itself
+            await asyncio.to_thread(sweeper.release)
         await app.state.async_redis.aclose()
 
 
@@ -74,20 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "style images, follow progress (poll or Server-Sent Events), download the PNG.",
     )
     app.state.settings = settings
-    app.state.redis = redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=10,
-        socket_connect_timeout=3,
-        health_check_interval=10,
-        max_connections=settings.redis_max_connections,
-    )
+    app.state.redis = connect(settings, socket_timeout_s=10, max_connections=settings.redis_max_connections)
     # Event streams block in XREAD for up to sse_keepalive_s: the read timeout must be longer than that.
-    app.state.async_redis = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=3,
-        socket_timeout=settings.sse_keepalive_s + 10,
-        health_check_interval=10,
-        max_connections=settings.redis_max_connections,
+    app.state.async_redis = connect_async(
+        settings, socket_timeout_s=settings.sse_keepalive_s + 10, max_connections=settings.redis_max_connections
     )
     app.state.store = JobStore(app.state.redis, ttl_s=settings.result_ttl_s)
     app.state.queue = Queue(settings.queue_name, connection=app.state.redis, serializer=JSONSerializer)

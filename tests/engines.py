@@ -6,6 +6,7 @@ A worker builds one from `NST_ENGINE` ("tests.engines:InstantEngine"); they foll
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from nst_core.progress import Progress, StopTransfer
+from nst_shared.device_budget import DeviceMemory
 from nst_shared.images import fit_size, resize
 from nst_shared.memory import default_budget_bytes
 
@@ -88,6 +90,17 @@ class InstantEngine:
                 stopped = True
                 break
         return FakeResult(image, done, stopped, time.monotonic() - started, 2.0)
+
+
+class SharedGpuEngine(InstantEngine):
+    """An InstantEngine that says it runs on a GPU (NST_TEST_GPU_ID) with NST_TEST_GPU_FREE_BYTES free: the
+    shared budget of workers on one GPU, on a machine without one. The free memory never changes, as on a GPU
+    where the workers have not allocated yet: what they reserve must be counted by the reservations alone."""
+
+    @staticmethod
+    def device_memory(device: str = "auto") -> DeviceMemory:
+        free = int(os.environ["NST_TEST_GPU_FREE_BYTES"])
+        return DeviceMemory(os.environ["NST_TEST_GPU_ID"], free, free)
 
 
 class SlowEngine(InstantEngine):

@@ -6,10 +6,10 @@ import argparse
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
@@ -17,10 +17,12 @@ from nst_shared import presence
 from nst_shared.allocator import restart_with_engine_malloc
 from nst_shared.jobs import JobStore
 from nst_shared.logs import configure_logging, current_job_id
+from nst_shared.redis_connection import connect
 from nst_shared.settings import get_settings
 from nst_shared.sweeper import Sweeper
 from worker import tasks
 from worker.engine import get_engine
+from worker.gpu_share import reserve_gpu_share
 from worker.outage import REDIS_DOWN, until_redis_answers
 from worker.precision import decide_precision
 from worker.webhook_delivery import WebhookSender
@@ -119,10 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     level = (args.log_level or settings.log_level).upper()
     configure_logging(level=level, fmt=settings.log_format)
-    # A bounded connect, so a Redis out of reach fails a write instead of stalling the job's steps.
-    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    # RQ's own connection: RQ sets its read timeout above its blocking dequeue's (minutes).
+    rq_connection = connect(settings, socket_timeout_s=None)
+    # Everything else (the job's writes, heartbeats, the sweeper, presence) waits for Redis a bounded time: a
+    # write under a silent cut fails instead of landing minutes later (and would be refused as stale if it did).
+    connection = tasks.job_redis()
     decision = decide_precision(settings)
-    engine = get_engine(settings, precision=decision.precision)  # load the model before taking the first job
+    name = args.name or uuid.uuid4().hex  # RQ's default, known before the engine: a GPU share is held under it
+    stop = threading.Event()
+    gpu_share = reserve_gpu_share(connection, settings, worker=name)
+    if gpu_share is not None:
+        _every(settings.heartbeat_interval_s, stop, "gpu-share", gpu_share.renew)
+    engine = get_engine(  # load the model before taking the first job
+        settings, precision=decision.precision, memory_budget_bytes=gpu_share.budget_bytes if gpu_share else None
+    )
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     log.info(
         "engine ready on %s%s in %s (%s); queue %r at %s",
@@ -135,12 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     store = JobStore(connection, ttl_s=settings.result_ttl_s)
     # RQ talks to Redis from the worker's construction on: a worker started while Redis restarts waits for it.
-    until_redis_answers(connection.ping, what="connecting to Redis")
+    until_redis_answers(rq_connection.ping, what="connecting to Redis")
     worker = WarmWorker(
         [settings.queue_name],
-        connection=connection,
+        connection=rq_connection,
         serializer=JSONSerializer,
-        name=args.name,
+        name=name,
         log_job_description=False,
     )
     engine_info = {
@@ -150,9 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gpu": gpu,
         "memory_budget_bytes": str(engine.memory_budget_bytes),
     }
-    stop = threading.Event()
     # Workers sweep too, so lost jobs are failed and old files deleted even when no API process runs.
-    _every(settings.reaper_interval_s, stop, "sweeper", Sweeper(store, tasks.job_storage(), settings).sweep)
+    sweeper = Sweeper(store, tasks.job_storage(), settings)
+    _every(settings.reaper_interval_s, stop, "sweeper", sweeper.sweep)
     _every(
         settings.heartbeat_interval_s,
         stop,
@@ -170,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sender.stop()
         try:
             presence.withdraw(connection, worker.name)
-        except REDIS_DOWN:  # its presence expires by itself
+            sweeper.release()
+            if gpu_share is not None:
+                gpu_share.release()
+        except REDIS_DOWN:  # its presence and lease expire by themselves
             pass
     return 0

@@ -13,15 +13,16 @@ from worker.outage import REDIS_DOWN
 
 class Written(enum.Enum):
     YES = "yes"
-    NOT_RUNNING = "not_running"  # the record is gone or no longer running: the job is not this worker's any more
+    NOT_RUNNING = "not_running"  # the record is gone, no longer running, or run by another attempt: not ours
     REDIS_DOWN = "redis_down"  # kept for later
 
 
 class ProgressWriter:
-    """Writes `progress` and `preview` events of one job (events kept while Redis is away go first)."""
+    """Writes `progress` and `preview` events of one attempt of a job (events kept while Redis is away go
+    first); the attempt's number fences them: once another attempt runs the job, nothing is written."""
 
-    def __init__(self, store: JobStore, job_id: str, *, retry_s: float = 1.0) -> None:
-        self._store, self._job_id = store, job_id
+    def __init__(self, store: JobStore, job_id: str, *, attempt: int, retry_s: float = 1.0) -> None:
+        self._store, self._job_id, self._attempt = store, job_id, attempt
         self._pending: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # kind -> (event data, fields)
         # While Redis is away, try again only every `retry_s`: a step must not wait on a slow connect.
         self._retry_s = retry_s
@@ -42,7 +43,7 @@ class ProgressWriter:
         for kind in ("progress", "preview"):
             if kind in self._pending:
                 data, fields = self._pending[kind]
-                running = self._store.running_event(self._job_id, kind, data, **fields)
+                running = self._store.running_event(self._job_id, kind, data, attempt=self._attempt, **fields)
                 del self._pending[kind]
                 if not running:
                     return Written.NOT_RUNNING

@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
 from nst_shared import job_metrics, provenance
-from nst_shared.errors import NstError
+from nst_shared.errors import NstError, StorageUnavailable
 from nst_shared.images import decode_image, encode_image
-from nst_shared.jobs import JobStatus, JobStore, StopRequest
+from nst_shared.jobs import Files, JobStatus, JobStore, StopRequest
 from nst_shared.logs import current_job_id
 from nst_shared.params import TransferParams, for_device, with_seed
 from nst_shared.queueing import requeue
+from nst_shared.redis_connection import connect
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from worker.engine import get_engine
@@ -36,8 +38,8 @@ log = logging.getLogger("nst.worker")
 # Set by the worker's SIGTERM handler: the running job stops within one iteration and goes back to the queue.
 shutdown_requested = threading.Event()
 
-RESULT = "result.png"
-PREVIEW = "preview.png"
+RESULT_WRITE_TRIES = 4  # with pauses of 1, 2 and 4 s: a storage hiccup is ridden out, an outage fails the job
+RESULT_FIRST_WAIT_S = 1.0
 
 T = TypeVar("T")
 
@@ -48,7 +50,7 @@ def run_job(job_id: str) -> str:
     try:
         settings = get_settings()
         rq_job = get_current_job()
-        store = JobStore(rq_job.connection, ttl_s=settings.result_ttl_s)
+        store = JobStore(job_redis(), ttl_s=settings.result_ttl_s)
         run = _Run(job_id, store, job_storage(), settings, rq_job)
         outcome = run.run()
         if outcome in job_metrics.FINISHED:
@@ -56,6 +58,13 @@ def run_job(job_id: str) -> str:
         return outcome
     finally:
         current_job_id.reset(token)
+
+
+@functools.cache
+def job_redis() -> redis.Redis:
+    """This process's client for the job's writes, with bounded replies (NST_REDIS_SOCKET_TIMEOUT_S)."""
+    settings = get_settings()
+    return connect(settings, socket_timeout_s=settings.redis_socket_timeout_s)
 
 
 @functools.cache
@@ -71,6 +80,7 @@ class _Run:
         self.job_id, self.store, self.storage, self.settings, self.rq_job = job_id, store, storage, settings, rq_job
         # Writes that must land are tried until Redis answers, within the job's time limit.
         self.deadline = time.monotonic() + (rq_job.timeout or settings.job_timeout_base_s)
+        self.attempt = 0  # the attempt's number once started: every write of the run carries it
 
     def retried(self, call: Callable[[], T], what: str) -> T:
         return until_redis_answers(call, what=what, deadline=self.deadline)
@@ -82,26 +92,30 @@ class _Run:
             log.info("skipped: %s", "record expired or deleted" if record is None else record.status.value)
             return "skipped"
         engine = get_engine(self.settings)
+        started_at = time.time()
+        attempt = self.retried(
+            lambda: store.start(
+                job_id,
+                heartbeat_ttl_s=self.settings.heartbeat_ttl_s,
+                started_at=started_at,
+                device=engine.device_name,
+                precision=engine.precision,
+                worker=self.rq_job.worker_name or "",
+            ),
+            "starting",
+        )
+        if attempt is None:
+            return "skipped"
+        self.attempt = attempt
         with Heartbeat(
-            store, job_id, interval_s=self.settings.heartbeat_interval_s, ttl_s=self.settings.heartbeat_ttl_s
+            store,
+            job_id,
+            attempt=attempt,
+            interval_s=self.settings.heartbeat_interval_s,
+            ttl_s=self.settings.heartbeat_ttl_s,
         ):
-            started_at = time.time()
-            if not self.retried(
-                lambda: store.transition(
-                    job_id,
-                    JobStatus.RUNNING,
-                    allowed={JobStatus.QUEUED},
-                    started_at=started_at,
-                    device=engine.device_name,
-                    precision=engine.precision,
-                    worker=self.rq_job.worker_name or "",
-                    attempts=record.attempts + 1,
-                ),
-                "starting",
-            ):
-                return "skipped"
             job_metrics.observe_queue_wait(store.redis, started_at - record.created_at)
-            log.info("started on %s (%s)", engine.device_name, engine.precision)
+            log.info("started on %s (%s), attempt %d", engine.device_name, engine.precision, attempt)
             try:
                 # An unset seed is drawn here and written to the record: a requeued run and the picture's
                 # provenance use the same one.
@@ -113,7 +127,9 @@ class _Run:
                     )
                 )
                 if params.to_dict() != record.params:  # clients see the parameters as applied
-                    self.retried(lambda: store.set_fields(job_id, params=params.to_dict()), "parameters")
+                    self.retried(
+                        lambda: store.set_fields(job_id, attempt=attempt, params=params.to_dict()), "parameters"
+                    )
                 return self.transfer(engine, params, record.styles, record.extra.get("style_masks", 0))
             except NstError as exc:
                 log.info("failed: %s: %s", exc.code, exc)
@@ -139,15 +155,22 @@ class _Run:
         content = decode_image(content_file, max_pixels=max_pixels)
         styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
         masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
-        writer = ProgressWriter(self.store, job_id)
+        attempt = self.attempt
+        writer = ProgressWriter(self.store, job_id, attempt=attempt)
+        preview_file = Files.preview(attempt)
         reason: dict[str, str] = {}
 
         def on_progress(progress: Any) -> None:
             data = _progress_event(progress)
             written = writer.write("progress", data, progress=data)
-            if progress.preview is not None and written is not Written.NOT_RUNNING:
-                storage.put(job_id, PREVIEW, encode_image(progress.preview))
-                written = writer.write("preview", {"step": progress.step}, preview_step=progress.step)
+            if (
+                progress.preview is not None
+                and written is not Written.NOT_RUNNING
+                and self.write_preview(preview_file, encode_image(progress.preview), step=progress.step)
+            ):
+                written = writer.write(
+                    "preview", {"step": progress.step}, preview_step=progress.step, preview_file=preview_file
+                )
             if written is Written.NOT_RUNNING:
                 reason["stop"] = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
             elif written is Written.YES and (request := writer.stop_requested()) is not None:
@@ -166,8 +189,10 @@ class _Run:
         if stop == "gone" or self.retried(writer.flush, "the last progress") is Written.NOT_RUNNING:
             return self.not_ours("stopped")
         if stop == StopRequest.CANCEL:
-            storage.put(job_id, PREVIEW, encode_image(result.image))
-            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done):
+            kept = self.write_preview(preview_file, encode_image(result.image), step=result.steps_done)
+            if not self.finish(
+                JobStatus.CANCELED, steps_done=result.steps_done, **({"preview_file": preview_file} if kept else {})
+            ):
                 return self.not_ours("canceled")
             log.info("canceled after %d steps", result.steps_done)
             return "canceled"
@@ -179,25 +204,55 @@ class _Run:
             content=content_file,
             styles=style_files,
             masks=mask_files,
+            job_id=job_id,
+            attempt=attempt,
         )
-        storage.put(job_id, RESULT, encode_image(result.image, record=record))
+        result_file = Files.result(attempt)
+        self.write_result(result_file, encode_image(result.image, record=record))
         if stop == StopRequest.FINISH and not self.retried(
             lambda: self.store.running_event(
-                job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}
+                job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}, attempt=attempt
             ),
             "finishing early",
         ):
             return self.not_ours("finished early")
-        if not self.finish(JobStatus.SUCCEEDED, steps_done=result.steps_done):
+        if not self.finish(JobStatus.SUCCEEDED, steps_done=result.steps_done, result_file=result_file):
             return self.not_ours("finished")
         log.info(
             "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
         )
         return "succeeded"
 
+    def write_preview(self, name: str, data: bytes, *, step: int) -> bool:
+        """A preview is a courtesy: one that storage refuses is skipped (the next one tries again)."""
+        try:
+            self.storage.put(self.job_id, name, data)
+        except Exception as exc:  # the folder or the bucket out of reach: the painting goes on
+            log.warning("preview of step %d skipped: storage failed: %s: %s", step, type(exc).__name__, exc)
+            return False
+        return True
+
+    def write_result(self, name: str, data: bytes) -> None:
+        """The result is the job: written again after a growing pause, then the job fails storage_unavailable."""
+        wait_s = RESULT_FIRST_WAIT_S
+        for tries in range(1, RESULT_WRITE_TRIES + 1):
+            try:
+                self.storage.put(self.job_id, name, data)
+                return
+            except Exception as exc:  # the folder or the bucket out of reach (each S3 call is bounded)
+                if tries == RESULT_WRITE_TRIES:
+                    raise StorageUnavailable(
+                        f"the result could not be written to storage ({type(exc).__name__}, {tries} tries)"
+                    ) from exc
+                log.warning("result not written (%s: %s); trying again in %.0f s", type(exc).__name__, exc, wait_s)
+                time.sleep(wait_s)
+                wait_s *= 2
+
     def finish(self, status: JobStatus, **fields: Any) -> bool:
         return self.retried(
-            lambda: self.store.transition(self.job_id, status, allowed={JobStatus.RUNNING}, **fields),
+            lambda: self.store.transition(
+                self.job_id, status, allowed={JobStatus.RUNNING}, attempt=self.attempt, **fields
+            ),
             f"marking the job {status.value}",
         )
 
@@ -207,19 +262,22 @@ class _Run:
         return "failed"
 
     def not_ours(self, what: str) -> str:
-        """The record moved on without this worker (deleted, or failed or requeued by a sweeper). A deleted
+        """The record moved on without this attempt (deleted; failed or requeued by a sweeper, and maybe run
+        by another attempt since). A deleted
         job's files go now: the worker may have written a preview or a result after the API deleted them."""
         if self.retried(lambda: self.store.get(self.job_id), "reading the job") is None:
             self.storage.delete_job(self.job_id)
             log.info("%s; the job was deleted meanwhile: its files are deleted", what)
         else:
-            log.warning("%s; the job is no longer this worker's (a sweeper took it back)", what)
+            log.warning("%s; attempt %d is no longer the job's (a sweeper took it back)", what, self.attempt)
         return "skipped"
 
     def requeue(self) -> str:
         """The worker is stopping: put the job back in the queue for another worker (nothing is lost)."""
-        queue = Queue(self.settings.queue_name, connection=self.rq_job.connection, serializer=self.rq_job.serializer)
-        rq_id = self.retried(lambda: requeue(self.store, queue, self.job_id, settings=self.settings), "requeueing")
+        queue = Queue(self.settings.queue_name, connection=self.store.redis, serializer=self.rq_job.serializer)
+        rq_id = self.retried(
+            lambda: requeue(self.store, queue, self.job_id, settings=self.settings, attempt=self.attempt), "requeueing"
+        )
         if rq_id is None:
             return self.not_ours("stopping")
         log.info("worker stopping: job requeued as %s", rq_id)
@@ -263,7 +321,12 @@ def _observe_duration(store: JobStore, job_id: str) -> None:
 
 
 def _input(storage: Storage, job_id: str, name: str) -> bytes:
-    data = storage.get(job_id, name)
+    try:
+        data = storage.get(job_id, name)
+    except Exception as exc:  # the folder or the bucket out of reach
+        raise StorageUnavailable(
+            f"the job's {name} image could not be read from storage ({type(exc).__name__})"
+        ) from exc
     if data is None:
         raise NstError(f"the job's {name} image is missing from storage (expired or deleted)")
     return data

@@ -248,7 +248,7 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
-    data = storage.get(job_id, "result.png")
+    data = storage.get(job_id, record.result_file)  # the winning attempt's
     if data is None:
         raise ApiError(404, "result_expired", "the result file is gone (expired or deleted)")
     return _png(data, request, {"Content-Disposition": f'attachment; filename="nst-{job_id}.png"'})
@@ -265,8 +265,8 @@ def get_preview(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
 ) -> Response:
     """404 `no_preview` until the first preview (ask for previews with `preview_every`)."""
-    _load(store, job_id, caller, keys)
-    data = storage.get(job_id, "preview.png")
+    record = _load(store, job_id, caller, keys)
+    data = storage.get(job_id, record.preview_file)  # the running (or last) attempt's
     if data is None:
         raise ApiError(404, "no_preview", "no preview yet (ask for one with preview_every)")
     return _png(data, request, {"Cache-Control": "no-cache"})

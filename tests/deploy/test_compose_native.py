@@ -86,7 +86,7 @@ def test_compose_stack_runs_natively(tmp_path, redis_server):
                 final = wait_status(client, job["id"], {"succeeded"})
                 assert final["device"] == "cpu"  # NST_DEVICE from the CPU override
                 assert client.get(f"/jobs/{job['id']}/result").status_code == 200
-                assert (storage / job["id"] / "result.png").is_file()  # in the shared volume
+                assert (storage / job["id"] / "result-1.png").is_file()  # in the shared volume
             samples = scrape(client)
             assert value(samples, "nst_workers") == 2
             assert value(samples, "nst_jobs_finished_total", status="succeeded") == 2

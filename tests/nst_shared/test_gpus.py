@@ -46,3 +46,12 @@ def test_cuda_stops_at_the_first_invalid_id():
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,-1,2"}) == ["1"]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-8f3c,GPU-11aa"}) == ["GPU-8f3c", "GPU-11aa"]
+
+
+def test_workers_that_share_a_gpu_are_told_how_many_share_it(tmp_path):
+    envs = worker_environments(3, {"CUDA_VISIBLE_DEVICES": "0,1"}, device="auto")
+    assert [e["NST_WORKERS_PER_GPU"] for e in envs] == ["2", "2", "2"]  # GPU 0 runs two of them
+    one_gpu = worker_environments(2, {"PATH": fake_nvidia_smi(tmp_path, [0])}, device="auto")
+    assert [e["NST_WORKERS_PER_GPU"] for e in one_gpu] == ["2", "2"]
+    assert "NST_WORKERS_PER_GPU" not in worker_environments(2, {"CUDA_VISIBLE_DEVICES": "0,1"}, device="auto")[0]
+    assert "NST_WORKERS_PER_GPU" not in worker_environments(2, {"PATH": str(tmp_path / "empty")}, device="auto")[0]

@@ -14,6 +14,8 @@ from rq.serializers import JSONSerializer
 from nst_shared.jobs import JobStatus, JobStore, Keys, StopRequest, new_job_id
 from nst_shared.queueing import MAX_REPAIRS, enqueue_job, repair_queued, requeue
 from nst_shared.settings import Settings
+from nst_shared.storage import LocalStorage
+from nst_shared.sweeper import Sweeper
 from nst_shared.webhook_outbox import PENDING, delivery_body
 from tests.conftest import next_database_url
 
@@ -114,14 +116,68 @@ def test_requeue_changes_status_and_queue_together(store, connection):
     queue = _queue(connection)
     job_id = _queued_job(store, queue, now=time.time())
     queue.remove(job_id)  # a worker took it...
-    store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED}, attempts=1)
-    store.beat(job_id, 30)
+    assert store.start(job_id, heartbeat_ttl_s=30) == 1
     assert requeue(store, queue, job_id, settings=Settings(), only_if_lost=True) is None  # it beats
-    rq_id = requeue(store, queue, job_id, settings=Settings())
+    rq_id = requeue(store, queue, job_id, settings=Settings(), attempt=1)
     record = store.get(job_id)
     assert record.status is JobStatus.QUEUED and record.rq_job_id == rq_id == f"{job_id}-1"
     assert queue.job_ids == [rq_id] and connection.zscore(Keys.queued, job_id) is not None
     assert requeue(store, queue, job_id, settings=Settings()) is None  # not running any more
+    assert record.lost_attempts == 0  # its worker stopped: not a death
+
+
+def test_a_stale_attempts_writes_are_refused(store, connection):
+    queue = _queue(connection)
+    job_id = _queued_job(store, queue, now=time.time())
+    stale = store.start(job_id, heartbeat_ttl_s=30)
+    assert stale == 1 and connection.get(Keys.heartbeat(job_id)) == b"1"  # the first beat names the attempt
+    assert store.running_event(job_id, "progress", {"step": 1}, attempt=stale, progress={"step": 1})
+    connection.delete(Keys.heartbeat(job_id))  # its worker was cut off: the sweeper requeues the job
+    assert requeue(store, queue, job_id, settings=Settings(), only_if_lost=True) == f"{job_id}-1"
+    current = store.start(job_id, heartbeat_ttl_s=30)
+    assert current == 2
+    events_before = connection.xlen(Keys.events(job_id))
+    fields_before = connection.hgetall(Keys.job(job_id))
+    # The cut-off attempt wakes up: every write it tries is refused in the scripts.
+    assert not store.running_event(job_id, "progress", {"step": 7}, attempt=stale, progress={"step": 7})
+    assert not store.running_event(job_id, "preview", {"step": 7}, attempt=stale, preview_file="preview-1.png")
+    assert not store.set_fields(job_id, attempt=stale, params={"steps": 2})
+    assert not store.beat(job_id, attempt=stale, ttl_s=30)
+    store.end_beat(job_id, attempt=stale)  # the successor's beat stays
+    assert not store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING}, attempt=stale)
+    assert requeue(store, queue, job_id, settings=Settings(), attempt=stale) is None
+    assert connection.xlen(Keys.events(job_id)) == events_before
+    assert connection.hgetall(Keys.job(job_id)) == fields_before
+    assert connection.get(Keys.heartbeat(job_id)) == b"2"
+    # The current attempt writes as before, and names its result.
+    assert store.running_event(job_id, "progress", {"step": 1}, attempt=current, progress={"step": 1})
+    assert store.beat(job_id, attempt=current, ttl_s=30)
+    assert store.transition(
+        job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING}, attempt=current, result_file="result-2.png"
+    )
+    store.end_beat(job_id, attempt=current)
+    record = store.get(job_id)
+    assert record.status is JobStatus.SUCCEEDED and record.attempts == 2 and record.lost_attempts == 1
+    assert record.result_file == "result-2.png" and not connection.exists(Keys.heartbeat(job_id))
+
+
+def test_only_lost_attempts_count_against_retry_lost_jobs(store, connection, tmp_path):
+    queue = _queue(connection)
+    job_id = _queued_job(store, queue, now=time.time())
+    sweeper = Sweeper(store, LocalStorage(tmp_path), Settings(retry_lost_jobs=1, heartbeat_ttl_s=0))
+    for _ in range(3):  # a rolling restart: three workers stopped with SIGTERM in turn
+        attempt = store.start(job_id, heartbeat_ttl_s=30)
+        assert requeue(store, queue, job_id, settings=Settings(), attempt=attempt) is not None
+    store.start(job_id, heartbeat_ttl_s=30)
+    connection.delete(Keys.heartbeat(job_id))  # then its worker dies: one death, retried once
+    sweeper.sweep()
+    assert store.get(job_id).status is JobStatus.QUEUED
+    store.start(job_id, heartbeat_ttl_s=30)
+    connection.delete(Keys.heartbeat(job_id))  # a second death: past NST_RETRY_LOST_JOBS
+    sweeper.sweep()
+    record = store.get(job_id)
+    assert record.status is JobStatus.FAILED and record.error["code"] == "worker_lost"
+    assert record.attempts == 5 and record.lost_attempts == 1
 
 
 def test_repair_queues_again_records_without_an_rq_job_then_fails_them(store, connection):

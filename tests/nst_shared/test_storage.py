@@ -77,8 +77,19 @@ def test_sweep_deletes_old_orphans_only(storage, redis_server):
     store.create("kept", params={}, styles=1)
     for job_id in ("kept", "orphan"):
         storage.put(job_id, "content", b"x")
-    Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep()  # young orphans are left: the API writes files first
+    sweeper = Sweeper(store, storage, Settings(orphan_grace_s=300))
+    assert sweeper.sweep()  # young orphans are left: the API writes files first
     assert sorted(storage.job_ids()) == ["kept", "orphan"]
-    Sweeper(store, storage, Settings(orphan_grace_s=300)).sweep(now=time.time() + 600)
+    assert sweeper.sweep(now=time.time() + 600)
     assert storage.job_ids() == ["kept"]
     store.delete("kept")
+    sweeper.release()
+
+
+def test_a_failed_local_write_leaves_no_temporary_file(tmp_path):
+    storage = LocalStorage(tmp_path / "storage")
+    storage.put("job1", "content", b"abc")
+    (tmp_path / "storage" / "job1" / "result-1.png").mkdir()  # the rename onto it fails, as a lost mount's would
+    with pytest.raises(OSError):
+        storage.put("job1", "result-1.png", b"png")
+    assert sorted(p.name for p in (tmp_path / "storage" / "job1").iterdir()) == ["content", "result-1.png"]

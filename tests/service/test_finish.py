@@ -81,7 +81,8 @@ def test_result_records_the_drawn_seed_and_input_hashes_but_no_owner_or_webhook(
         data = client.get(f"/jobs/{job['id']}/result", headers=_key(ALPHA)).content
     record = provenance.read(data)
     assert record is not None
-    assert set(record) == {"engine", "params", "seed", "steps_done", "device", "precision", "sha256"}
+    assert set(record) == {"engine", "params", "seed", "steps_done", "device", "precision", "sha256", "job"}
+    assert record["job"] == {"id": job["id"], "attempt": 1}  # the attempt that painted it
     assert 0 <= record["seed"] <= 2**31 - 1 and record["params"]["seed"] == record["seed"] == final["params"]["seed"]
     assert final["steps_done"] == record["steps_done"] == 2
     assert record["device"] == final["device"] and record["precision"] == final["precision"]

@@ -136,7 +136,7 @@ def test_list_and_delete_jobs(service):
         listing = client.get("/jobs", params={"limit": 2}).json()
         assert listing["limit"] == 2 and len(listing["items"]) <= 2 and listing["total"] >= 1
         assert any(item["id"] == job["id"] for item in client.get("/jobs", params={"limit": 100}).json()["items"])
-        assert (service.storage_dir / job["id"] / "result.png").is_file()
+        assert (service.storage_dir / job["id"] / "result-1.png").is_file()
         assert client.delete(f"/jobs/{job['id']}").status_code == 200
         assert not (service.storage_dir / job["id"]).exists()
         assert client.get(f"/jobs/{job['id']}").status_code == 404

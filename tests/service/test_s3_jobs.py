@@ -18,9 +18,9 @@ def test_job_with_s3_storage(tmp_path, redis_server, s3_env):
             job = submit(client, preview_every="2").json()
             wait_status(client, job["id"], {"succeeded"})
             keys = s3_env.keys(bucket)
-            assert {f"jobs/{job['id']}/{name}" for name in ("content", "style-0", "preview.png", "result.png")} <= set(
-                keys
-            )
+            assert {
+                f"jobs/{job['id']}/{name}" for name in ("content", "style-0", "preview-1.png", "result-1.png")
+            } <= set(keys)
             result = client.get(f"/jobs/{job['id']}/result")
             assert result.status_code == 200 and Image.open(io.BytesIO(result.content)).size == (64, 48)
             assert client.get(f"/jobs/{job['id']}/preview").status_code == 200

@@ -10,6 +10,8 @@ import pytest
 import redis
 from rq.job import Job
 
+from nst_shared import provenance
+from nst_shared.jobs import Keys
 from tests.conftest import RedisServer, start_stack, wait_until
 from tests.service.sse import read_events
 from tests.service.test_jobs import submit, wait_status
@@ -49,6 +51,38 @@ def test_lost_job_retry_completes(tmp_path, redis_server):
             final = wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=60)
             assert final["status"] == "succeeded" and final["attempts"] == 2
             assert client.get(f"/jobs/{job['id']}/result").status_code == 200
+    finally:
+        stack.stop()
+
+
+def test_a_cut_off_worker_writes_nothing_once_its_job_moved_on(tmp_path, redis_server):
+    stack = start_stack(
+        tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1, workers=2, **FAST_DEATH
+    )
+    connection = redis.Redis.from_url(stack.redis_url)
+    try:
+        with stack.client() as client:
+            job = submit(client, steps="40", preview_every="1").json()
+            wait_status(client, job["id"], {"running"}, timeout_s=30)
+            first = worker_running(stack, job["id"])
+            log = stack.log_dir / f"worker-{stack.workers.index(first)}.log"
+            first.send_signal(signal.SIGSTOP)  # cut off: it neither beats nor writes, and wakes up later
+            try:
+                final = wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=90)
+                assert final["status"] == "succeeded" and final["attempts"] == 2
+                events = connection.xlen(Keys.events(job["id"]))
+                fields = connection.hgetall(Keys.job(job["id"]))
+                files = sorted(p.name for p in (stack.storage_dir / job["id"]).iterdir())
+            finally:
+                first.send_signal(signal.SIGCONT)
+            # Its engine takes its next step, learns that its attempt is stale, and stops without writing.
+            wait_until(lambda: "attempt 1 is no longer the job's" in log.read_text(), timeout_s=30, what="stale stop")
+            assert connection.xlen(Keys.events(job["id"])) == events
+            assert connection.hgetall(Keys.job(job["id"])) == fields
+            assert sorted(p.name for p in (stack.storage_dir / job["id"]).iterdir()) == files
+            assert "result-1.png" not in files and fields[b"result_file"] == b"result-2.png"
+            result = client.get(f"/jobs/{job['id']}/result")
+            assert provenance.read(result.content)["job"] == {"id": job["id"], "attempt": 2}
     finally:
         stack.stop()
 

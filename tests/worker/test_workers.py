@@ -67,7 +67,7 @@ def test_results_expire_with_their_files(tmp_path, redis_server):
         with stack.client() as client:
             job = submit(client).json()
             wait_status(client, job["id"], {"succeeded"})
-            assert (stack.storage_dir / job["id"] / "result.png").is_file()
+            assert (stack.storage_dir / job["id"] / "result-1.png").is_file()
             wait_until(
                 lambda: client.get(f"/jobs/{job['id']}").status_code == 404,
                 timeout_s=15,
@@ -87,7 +87,7 @@ def test_deleting_a_running_job_leaves_no_files(tmp_path, redis_server):
         with stack.client() as client:
             job = submit(client, steps="300", preview_every="1").json()
             wait_until(
-                lambda: (stack.storage_dir / job["id"] / "preview.png").is_file(), timeout_s=60, what="a preview"
+                lambda: (stack.storage_dir / job["id"] / "preview-1.png").is_file(), timeout_s=60, what="a preview"
             )
             assert client.delete(f"/jobs/{job['id']}").status_code == 200
             quick = submit(client, steps="2").json()  # the worker is free again once it has cleaned up
