@@ -112,7 +112,7 @@ class BackgroundWriter:
     def _write(self, posted: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> Written | None:
         written = None
         for kind in ("progress", "preview"):
-            if kind in posted and self.stop is None:
+            if kind in posted and self.stop != "gone":  # a canceled run's last progress is still written
                 data, fields = posted[kind]
                 written = self._writer.write(kind, data, **fields)
                 if written is Written.NOT_RUNNING:

@@ -71,8 +71,10 @@ def test_a_stop_request_reaches_the_engine_without_a_write(store, request_stop):
         while background.stop is None and time.monotonic() < deadline:  # polled every 50 ms, no new posts
             time.sleep(0.01)
         assert background.stop == request_stop.removeprefix("request_")
+        background.post("progress", {"step": 2}, progress={"step": 2})  # the step that saw it: still written
     finally:
         background.close()
+    assert progress_steps(store, job_id)[-1] == 2
 
 
 def test_a_later_attempts_record_stops_the_writes_of_the_earlier(store):
