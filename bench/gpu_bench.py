@@ -4,20 +4,24 @@
     python bench/gpu_bench.py objective --device cuda --size 512 --json OUT/objective.json --picture OUT/o.png
     python bench/gpu_bench.py service --device cuda --jobs 5 --json OUT/service.json --picture OUT/s.png
     python bench/gpu_bench.py largest --device cuda --sizes 3072 4096 6144 8192 --json OUT/largest.json
+    python bench/gpu_bench.py graphs --device cuda --size 512 --iterations 50 --json OUT/graphs.json
 
 engine: seconds per warm L-BFGS iteration, GFLOP/s against the bf16, TF32 and fp32 matmul peaks measured in the
 same run, peak device memory, the first iteration of a new shape against the steady state with cudnn.benchmark
 on and off, host syncs and kernel launches per step. objective: time to the seed's 300-step objective against
 the seed's algorithm on the same device. service: `nst up` with its embedded Redis and one worker, jobs by curl
 with their event streams, the PNGs checked, submit-to-result seconds and queue pickup. largest: the largest
-single-scale size that runs two steps without running out of device memory. The CPU runs them all at tiny
+single-scale size that runs two steps without running out of device memory. graphs: one L-BFGS step eager
+against a CUDA graph of it. The CPU runs them all at tiny
 sizes (the dry run that tests this plumbing).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -72,14 +76,16 @@ def matmul_peaks(device: str, n: int) -> dict[str, float]:
     float32, median of ten after warm-up, on random data."""
     import torch
 
+    from nst_core.precision import apply_fp32_matmul_mode
+
     peaks = {}
-    saved = torch.backends.cuda.matmul.allow_tf32
-    kinds = {"bf16": (torch.bfloat16, False), "tf32": (torch.float32, True), "fp32": (torch.float32, False)}
+    saved = torch.backends.cuda.matmul.fp32_precision
+    kinds = {"bf16": (torch.bfloat16, "ieee"), "tf32": (torch.float32, "tf32"), "fp32": (torch.float32, "ieee")}
     try:
-        for name, (dtype, tf32) in kinds.items():
+        for name, (dtype, mode) in kinds.items():
             if not device.startswith("cuda") and name == "tf32":
                 continue  # no TF32 off NVIDIA GPUs
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            apply_fp32_matmul_mode(mode)
             a, b = (torch.rand(n, n, device=device, dtype=dtype) for _ in range(2))
             times = []
             for i in range(13):
@@ -91,7 +97,7 @@ def matmul_peaks(device: str, n: int) -> dict[str, float]:
                     times.append(time.perf_counter() - started)
             peaks[name] = 2 * n**3 / statistics.median(times) / 1e12
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.backends.cuda.matmul.fp32_precision = saved
     return peaks
 
 
@@ -180,6 +186,7 @@ def timed_run(
     }
     if device.startswith("cuda"):
         out["peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
+        out.update(memory_against_plan(engine, size, torch.cuda.max_memory_allocated()))
     if "profiler" in counting:
         names = [event.name for event in counting["profiler"].events()]
         on_cuda = device.startswith("cuda")
@@ -188,6 +195,31 @@ def timed_run(
         out["launches_per_step"] = sum("LaunchKernel" in n for n in names) / count_steps
         out["memcpy_per_step"] = sum(n.startswith("cudaMemcpy") for n in names) / count_steps
     return out
+
+
+def memory_against_plan(engine: Any, size: int, peak_bytes: int) -> dict[str, Any]:
+    """The memory plan's peak at size x size beside the measured one, and the per-pixel evaluation rate that
+    would have made them equal (nst_shared/memory.py's EVALUATION_BYTES_PER_PX, measured on this GPU)."""
+    from nst_shared import memory
+
+    plan = memory.plan_memory(size, size, precision=engine.precision, budget_bytes=engine.memory_budget_bytes)
+    found: dict[str, Any] = {"plan_gb": plan.peak_bytes / 1e9, "blocks": plan.grid}
+    if plan.grid is None:
+        rate = memory.EVALUATION_BYTES_PER_PX[engine.precision]
+        rest = plan.peak_bytes - rate * size * size  # the engine, the image-sized state, the history
+        found["evaluation_b_per_px"] = round((peak_bytes - rest) / (size * size))
+    return found
+
+
+def memory_advice(rows: list[dict[str, Any]]) -> list[str]:
+    """What to set in nst_shared/memory.py from the rows' measured rates (whole-image rows only)."""
+    notes = []
+    for precision in sorted({r["precision"] for r in rows if "evaluation_b_per_px" in r}):
+        mine = [r for r in rows if r.get("precision") == precision and "evaluation_b_per_px" in r]
+        rates = ", ".join(f"{r['size']} px {r['evaluation_b_per_px']}" for r in mine)
+        worst = max(r["evaluation_b_per_px"] for r in mine)
+        notes.append(f"memory plan, {precision}: measured evaluation B/px {rates}; set the GPU rate to {worst}")
+    return notes
 
 
 def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,6 +260,7 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
                     f"{result['pct_bf16_peak']:.0f}%",
                     f"{result['pct_own_peak']:.0f}% {peak_key}",
                     f"{run.get('peak_gb', 0):.2f}",
+                    _fmt(run.get("plan_gb")),
                     f"{run['first_s']:.2f}",
                     _fmt(run.get("syncs_per_step_debug")),
                     _fmt(run.get("syncs_per_step_profiler")),
@@ -235,10 +268,11 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
                     f"{300 * run['s_per_iter']:.2f}",
                 ]
             )
-        tuning = cudnn_benchmark_cost(engine, args.sizes[0], device, warmup=args.warmup, measure=args.iterations)
-        tuning["precision"] = precision
-        results.append({"cudnn_benchmark": tuning})
-        print(json.dumps({"cudnn_benchmark": tuning}), flush=True)
+        if not args.skip_cudnn:
+            tuning = cudnn_benchmark_cost(engine, args.sizes[0], device, warmup=args.warmup, measure=args.iterations)
+            tuning["precision"] = precision
+            results.append({"cudnn_benchmark": tuning})
+            print(json.dumps({"cudnn_benchmark": tuning}), flush=True)
         del engine
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -251,6 +285,7 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
         "% bf16 pk",
         "% own pk",
         "peak GB",
+        "plan GB",
         "1st s",
         "syncs dbg",
         "syncs prof",
@@ -270,7 +305,9 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
                     if t["break_even_steps"].isdigit()
                     else "tuning does not pay (no faster steps)"
                 )
+                + f": set NST_CUDNN_BENCHMARK={t['choice']}"
             )
+    notes += memory_advice([r for r in results if "size" in r])
     print_table(header, rows, notes)
     return {"device": _device_name(device), "torch": torch.__version__, "peaks_tflops": peaks, "rows": results}
 
@@ -278,16 +315,15 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
 def cudnn_benchmark_cost(engine: Any, size: int, device: str, *, warmup: int, measure: int) -> dict[str, Any]:
     """The first step at a shape never run before and the steady state, with cudnn.benchmark off and on (each
     at a shape of its own, so neither finds the other's tuning)."""
-    import torch
 
-    saved = torch.backends.cudnn.benchmark
+    saved = engine.cudnn_benchmark  # the engine sets cuDNN's flag at every scale from its own choice
     found = {}
     try:
         for setting, shape in (("off", size + 16), ("on", size + 32)):
-            torch.backends.cudnn.benchmark = setting == "on"
+            engine.cudnn_benchmark = "all" if setting == "on" else "off"
             found[setting] = timed_run(engine, shape, measure, device=device, warmup=warmup)
     finally:
-        torch.backends.cudnn.benchmark = saved
+        engine.cudnn_benchmark = saved
     extra_first = found["on"]["first_s"] - found["off"]["first_s"]
     saved_per_step = found["off"]["s_per_iter"] - found["on"]["s_per_iter"]
     break_even = (
@@ -295,7 +331,10 @@ def cudnn_benchmark_cost(engine: Any, size: int, device: str, *, warmup: int, me
         if saved_per_step > 0 and extra_first > 0
         else ("0" if extra_first <= 0 else "never")
     )
-    return {"size": size, "on": found["on"], "off": found["off"], "break_even_steps": break_even}
+    # A whole-image scale runs ~100 steps at one shape; a print's block scales run ~20, each at up to four shapes.
+    steps = float(break_even) if break_even.isdigit() else math.inf
+    choice = "all" if steps <= 5 else ("whole" if steps <= 50 else "off")
+    return {"size": size, "on": found["on"], "off": found["off"], "break_even_steps": break_even, "choice": choice}
 
 
 def _fmt(value: float | None) -> str:
@@ -339,15 +378,15 @@ def bench_objective(args: argparse.Namespace) -> dict[str, Any]:
 
     def score(progress: Any) -> None:
         if progress.total_loss <= target * 1.05 and progress.preview is not None:
-            # Scored as the seed's picture was, before the engine turned TF32 on for matmuls (its Grams).
-            tf32 = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = False
+            # Scored as the seed's picture was, in IEEE float32 whatever the engine set for its own products.
+            saved = torch.backends.cuda.matmul.fp32_precision
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
             try:
                 objective = seed_objective(
                     progress.preview, content, style, style_weight=engine_bench.SEED_STYLE_WEIGHT, device=device
                 )
             finally:
-                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cuda.matmul.fp32_precision = saved
             if objective <= target:
                 reached.update(step=progress.step, objective=objective, image=progress.preview)
                 from nst_core.progress import StopTransfer
@@ -613,6 +652,75 @@ def bench_largest(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def bench_graphs(args: argparse.Namespace) -> dict[str, Any]:
+    """One L-BFGS step at a fixed shape (the network's forward and backward, the style loss, the update) eager
+    against a CUDA graph of it replayed: seconds per step and the loss each reaches after the same steps. The
+    step reads nothing back (nst_core/lbfgs.py), so the whole of it can be captured; if the graph wins, the
+    engine can replay it for a scale's steps."""
+    import torch
+
+    from nst_core.lbfgs import LBFGS
+    from nst_core.losses import gram_matrix
+    from nst_core.tensors import image_to_tensor
+    from nst_core.transfer import StyleTransfer
+
+    device, size, steps = args.device, args.size, args.iterations
+    engine = StyleTransfer(device=device, precision=args.precision)
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    with torch.no_grad():
+        style = engine.net(image_to_tensor(picture(size, 1), engine.device), layers)
+        targets = {n: gram_matrix(style[n]) for n in layers}
+    start = image_to_tensor(picture(size, 0), engine.device)
+
+    def run(graphed: bool) -> dict[str, Any]:
+        image = start.clone().contiguous().requires_grad_(True)
+        optimizer = LBFGS(image, history_size=20)
+
+        def closure() -> torch.Tensor:
+            feats = engine.net(image, layers)
+            loss = sum(((gram_matrix(feats[n]) - targets[n]) ** 2).sum() for n in layers) * 1e3
+            loss.backward()
+            return loss
+
+        warmup = 5
+        side = torch.cuda.Stream() if graphed else None
+        with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+            for _ in range(warmup):
+                optimizer.step(closure)
+        synchronize(device)
+        graph = None
+        if graphed:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                optimizer.step(closure)
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            graph.replay() if graph is not None else optimizer.step(closure)
+        synchronize(device)
+        elapsed = time.perf_counter() - started
+        return {"s_per_step": elapsed / steps, "loss": optimizer.loss, "pairs": optimizer.pairs}
+
+    found: dict[str, Any] = {"size": size, "precision": engine.precision, "steps": steps}
+    found["eager"] = run(False)
+    try:
+        if not device.startswith("cuda"):
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        found["graph"] = run(True)
+    except Exception as exc:  # what failed to capture is the finding
+        found["graph"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    graph = found["graph"]
+    rows = [["eager", f"{found['eager']['s_per_step'] * 1e3:.2f}", f"{found['eager']['loss']:.4g}", ""]]
+    if "error" in graph:
+        rows.append(["graph", "failed", "", graph["error"][:80]])
+    else:
+        speedup = found["eager"]["s_per_step"] / graph["s_per_step"]
+        found["speedup"] = speedup
+        rows.append(["graph", f"{graph['s_per_step'] * 1e3:.2f}", f"{graph['loss']:.4g}", f"{speedup:.2f}x"])
+    print_table(["step", "ms/step", "loss after", "speedup"], rows, [f"{size} px {engine.precision}, {steps} steps"])
+    return found
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -620,6 +728,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "objective": bench_objective,
     "service": bench_service,
     "largest": bench_largest,
+    "graphs": bench_graphs,
 }
 
 
@@ -635,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count-steps", type=int, default=3, help="engine: steps counted for syncs and launches")
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], help="engine: the rows' formats")
     parser.add_argument("--matmul-n", type=int, default=8192)
+    parser.add_argument("--skip-cudnn", action="store_true", help="engine: no cudnn.benchmark on/off runs")
     parser.add_argument("--size", type=int, default=512, help="objective: output size")
     parser.add_argument("--seed-steps", type=int, default=300)
     parser.add_argument("--precision", default="auto")

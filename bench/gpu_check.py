@@ -1,14 +1,18 @@
 """The GPU check in one command (issue 13): every step in a process of its own, within one time budget, each
 step's failure or timeout recorded without stopping the others, everything written into one folder:
 
-    bench/gpu_check.sh OUT [--device cuda] [--tiny] [--budget-s 270] [--only engine service]
+    bench/gpu_check.sh OUT [--device cuda] [--tiny] [--budget-s 190] [--only engine service]
                            [--extra 'NAME=COMMAND' ...]
 
-Steps: pytest (tests/gpu, marked gpu), engine (bench/gpu_bench.py engine: 512/1024/2048 px), objective (time
-to the seed's 300-step objective at 512 px, against the seed's algorithm), service (`nst up` and five jobs by
-curl), largest (the largest single-scale size that fits), then each --extra (a shell command run with DEVICE,
-OUT and PYTHON set: the hook for more rows, e.g. the print-size bench at 4096 and 8192 px). `--tiny` shrinks
-every size and count for the dry run on a CPU (tests/bench/test_gpu_check.py).
+It refuses, running nothing, when this Python cannot import what the steps import (the wheels bench/gpu_wheels.sh
+packs). Steps, most important first, each with a limit; the first five hold the numbers issue 27 asks for and
+fit the budget with the card warm, the later ones get what is left or are skipped: pytest (tests/gpu, marked
+gpu), engine (512 px warm and its 300-step time, 1024 px against the bf16 peak, peak memory against the memory
+plan, cudnn.benchmark on and off and the NST_CUDNN_BENCHMARK that pays), objective (time to the seed's 300-step
+objective at 512 px), service (`nst up` and three jobs by curl), largest (4096 px), graphs (one L-BFGS step
+eager against a CUDA graph of it), engine_more (2048 px, bf16 and fp32), largest_more (5120 to 8192 px), then
+each --extra (a shell command run with DEVICE, OUT and PYTHON set). `--tiny` shrinks every size and count for
+the dry run on a CPU (tests/bench/test_gpu_check.py).
 
 OUT gets summary.txt (every step's status and table), results.json (all numbers), steps.log (all output),
 pytest.xml, objective.png and service.png: six files, within what a device run brings back.
@@ -17,6 +21,8 @@ pytest.xml, objective.png and service.png: six files, within what a device run b
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import json
 import os
 import platform
@@ -31,6 +37,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = str(ROOT / "bench" / "gpu_bench.py")
 TABLE = "--- table ---"
+
+
+# What the steps import: the packages and bench modules they run. boto3 serves S3 storage only, when configured.
+RUN_SOURCES = ("service", "worker", "nst_core", "nst_shared", "nst_cli", "bench", "tests/gpu")
+OPTIONAL_IMPORTS = {"boto3", "botocore"}
+
+
+def needed_imports() -> set[str]:
+    """The top-level modules outside the standard library and this repository that the steps import."""
+    ours = {p.name for p in ROOT.iterdir() if p.is_dir()} | {p.stem for p in ROOT.glob("bench/*.py")}
+    found: set[str] = set()
+    for source in RUN_SOURCES:
+        for path in (ROOT / source).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    return {name for name in found if name not in sys.stdlib_module_names and name not in ours} - OPTIONAL_IMPORTS
+
+
+def missing_imports() -> list[str]:
+    return sorted(name for name in needed_imports() if importlib.util.find_spec(name) is None)
 
 
 @dataclass
@@ -48,13 +77,18 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
     """The steps in order of importance; --tiny for the CPU dry run."""
     py, device, tiny = sys.executable, args.device, args.tiny
 
-    def bench(name: str, *more: str) -> list[str]:
-        return [py, BENCH, name, "--device", device, "--json", str(out / f"{name}.json"), *more]
+    def bench(step: str, command: str, *more: str) -> list[str]:
+        return [py, BENCH, command, "--device", device, "--json", str(out / f"{step}.json"), *more]
 
+    def sizes(*real: str, tiny_size: str = "64") -> list[str]:
+        return [tiny_size] if tiny else list(real)
+
+    # Seconds each: the first five hold the numbers that matter (about 175 s with the card warm); the rest get
+    # what the budget leaves, and are skipped when it is spent.
     steps = [
         Step(
             "pytest",
-            100,
+            50,
             [
                 py,
                 "-m",
@@ -63,7 +97,7 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
                 "gpu",
                 "tests/gpu",
                 "-q",
-                "-s",
+                "-x",
                 "-rfEs",
                 "-p",
                 "no:cacheprovider",
@@ -74,36 +108,27 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
             ],
             env={"GPU_TEST_DEVICE": device},
         ),
+        # 512 px warm (its 300-step time), 1024 px against the bf16 peak, the memory plan, cudnn.benchmark.
         Step(
             "engine",
-            80,
+            40,
             bench(
                 "engine",
-                *(
-                    [
-                        "--sizes",
-                        "64",
-                        "--iterations",
-                        "2",
-                        "--warmup",
-                        "1",
-                        "--count-steps",
-                        "1",
-                        "--precisions",
-                        "fp32",
-                        "--matmul-n",
-                        "256",
-                    ]
-                    if tiny
-                    else ["--sizes", "512", "1024", "2048"]
-                ),
+                "engine",
+                "--sizes",
+                *sizes("512", "1024"),
+                "--precisions",
+                "fp32" if tiny else "bf16",
+                *(["--iterations", "2", "--warmup", "1", "--count-steps", "1", "--matmul-n", "256"] if tiny else []),
+                *([] if tiny else ["--iterations", "15", "--count-steps", "2", "--matmul-n", "4096"]),
             ),
             json_name="engine.json",
         ),
         Step(
             "objective",
-            60,
+            35,
             bench(
+                "objective",
                 "objective",
                 "--picture",
                 str(out / "objective.png"),
@@ -113,20 +138,53 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
         ),
         Step(
             "service",
-            60,
+            40,
             bench(
+                "service",
                 "service",
                 "--picture",
                 str(out / "service.png"),
-                *(["--jobs", "2", "--max-size", "64", "--steps", "3"] if tiny else ["--jobs", "5"]),
+                *(["--jobs", "2", "--max-size", "64", "--steps", "3"] if tiny else ["--jobs", "3"]),
             ),
             json_name="service.json",
         ),
+        Step("largest", 20, bench("largest", "largest", "--sizes", *sizes("4096")), json_name="largest.json"),
         Step(
-            "largest",
+            "graphs",
+            20,
+            bench(
+                "graphs",
+                "graphs",
+                *(["--size", "48", "--precision", "fp32"] if tiny else ["--size", "512"]),
+                "--iterations",
+                "2" if tiny else "50",
+            ),
+            json_name="graphs.json",
+        ),
+        Step(
+            "engine_more",
             45,
-            bench("largest", "--sizes", *(["64"] if tiny else ["3072", "4096", "5120", "6144", "7168", "8192"])),
-            json_name="largest.json",
+            bench(
+                "engine_more",
+                "engine",
+                "--sizes",
+                *sizes("2048", tiny_size="80"),
+                *(["--precisions", "fp32"] if tiny else ["--precisions", "bf16", "fp32"]),
+                "--skip-cudnn",
+                "--iterations",
+                "2" if tiny else "5",
+                "--count-steps",
+                "0",
+                "--matmul-n",
+                "256" if tiny else "4096",
+            ),
+            json_name="engine_more.json",
+        ),
+        Step(
+            "largest_more",
+            40,
+            bench("largest_more", "largest", "--sizes", *sizes("5120", "6144", "8192", tiny_size="80")),
+            json_name="largest_more.json",
         ),
     ]
     # More rows: --extra 'NAME=COMMAND', run by bash with DEVICE, OUT and PYTHON set, e.g. the engine's print-size
@@ -136,6 +194,9 @@ def plan(args: argparse.Namespace, out: Path) -> list[Step]:
         steps.append(
             Step(name, args.extra_max_s, ["bash", "-c", command], env={"DEVICE": device, "OUT": str(out), "PYTHON": py})
         )
+    if tiny:  # the dry run's tiny sizes on a shared CPU are slower than the real ones on the card
+        for step in steps:
+            step.max_s *= 3
     return [step for step in steps if not args.only or step.name in args.only]
 
 
@@ -218,13 +279,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the folder every file goes to")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and counts (the dry run on a CPU)")
-    parser.add_argument("--budget-s", type=float, default=270, help="all steps together (default 270 s)")
+    parser.add_argument("--budget-s", type=float, default=190, help="all steps together (default 190 s)")
     parser.add_argument("--only", nargs="+", help="run only these steps")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=COMMAND", help="one more step")
     parser.add_argument("--extra-max-s", type=float, default=90)
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    missing = missing_imports()
+    if missing:  # every step would fail on its imports: refuse before spending the lease
+        refusal = (
+            f"gpu_check: REFUSED, nothing ran: {sys.executable} cannot import {', '.join(missing)}. Pack the wheels "
+            "here with bench/gpu_wheels.sh and carry .gpu-trip in the run call (bench/README.md)."
+        )
+        print("\n" + "!" * 100 + f"\n{refusal}\n" + "!" * 100, file=sys.stderr, flush=True)
+        (out / "summary.txt").write_text(refusal + "\n")
+        return 3
     deadline = time.monotonic() + args.budget_s
     results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s, "steps": {}}
     with open(out / "steps.log", "w") as log:

@@ -3,7 +3,7 @@
 # bench/README.md): the Python 3.12 manylinux wheels of the packages that machine's image lacks, at the versions
 # this checkout's .venv runs, and the two shared pictures of the time-to-objective row. That machine has no
 # network; its image has torch 2.11, numpy, pillow, httpx, pytest, rich, prometheus-client and more
-# (bench/gpu_image_packages.txt), so only the service's own stack travels. Run from anywhere: bench/gpu_wheels.sh
+# (bench/gpu_image_packages.txt), so only the service's own stack travels. Run from anywhere: bench/gpu_wheels.sh [--list: print the pins only]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 trip="$root/.gpu-trip"
@@ -21,6 +21,10 @@ for name in sys.argv[1:]:
     print(f"{name}=={version(name)}")
 PY
 )
+if [ "${1:-}" = "--list" ]; then  # the dry run: what would be packed (tests/bench/test_gpu_check.py)
+    printf '%s\n' "${pins[@]}"
+    exit 0
+fi
 
 rm -rf "$trip"
 mkdir -p "$trip/wheels" "$trip/images"

@@ -32,7 +32,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in PRECISIONS:
         raise InvalidParameter(f"unknown precision {name!r}: use auto, fp32 or bf16", field="precision")
     if device.type == "cuda":
-        has_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        has_bf16 = cuda_has_bf16(device)
         if name == "bf16" and not has_bf16:
             raise InvalidParameter(
                 "bf16 was asked for but this GPU has no bf16 arithmetic (before Ampere); use fp32", field="precision"
@@ -43,6 +43,32 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if device.type == "cpu":
         return "bf16" if cpu_bf16_speedup() >= MIN_CPU_SPEEDUP else "fp32"
     return "fp32"
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether `device` itself multiplies bf16 natively: torch.cuda.is_bf16_supported answers for the current
+    device, which on a host of mixed cards need not be the worker's NST_DEVICE=cuda:N."""
+    if torch.version.hip:
+        return True
+    return bool(torch.cuda.get_device_properties(device).major >= 8)  # Ampere and later
+
+
+def fp32_matmul_mode(requested: str, resolved: str) -> str:
+    """How float32 convolutions and products run on a GPU: TF32 (10-bit mantissa on tensor cores) only when the
+    precision was left to the engine; fp32 asked for explicitly is IEEE float32. bf16 runs keep their float32
+    algebra (the L-BFGS history products, memory-bound anyway) in IEEE float32."""
+    return "tf32" if requested == "auto" and resolved == "fp32" else "ieee"
+
+
+def apply_fp32_matmul_mode(mode: str) -> None:
+    """Sets the process's float32 mode for cuBLAS and cuDNN convolutions, with torch's per-backend flags (2.9 and
+    later; the allow_tf32 flags they replace are deprecated, and mixing the two APIs raises)."""
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        torch.backends.cuda.matmul.fp32_precision = mode
+        torch.backends.cudnn.conv.fp32_precision = mode  # type: ignore[attr-defined]  # set at import by torch
+    else:  # pragma: no cover - torch before 2.9
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        torch.backends.cudnn.allow_tf32 = mode == "tf32"
 
 
 @functools.cache

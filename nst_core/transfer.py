@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from PIL import Image
@@ -40,7 +40,7 @@ from nst_core.objective import (
     features_by_blocks,
     gram_matrices_by_blocks,
 )
-from nst_core.precision import DTYPES, resolve_precision
+from nst_core.precision import DTYPES, apply_fp32_matmul_mode, fp32_matmul_mode, resolve_precision
 from nst_core.progress import Progress, StopTransfer
 from nst_core.tensors import image_to_tensor, tensor_to_image
 from nst_shared.device_budget import DeviceMemory
@@ -52,6 +52,10 @@ from nst_shared.params import Precision, TransferParams
 from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
 
 ProgressCallback = Callable[[Progress], None]
+# Where cuDNN times its algorithms at each new shape (a slow first step, faster steps after): every shape, whole
+# images only (a scale's one shape; blocks come in several), or nowhere. bench/gpu_check.py measures which pays.
+CudnnBenchmark = Literal["all", "whole", "off"]
+CUDNN_BENCHMARK: tuple[str, ...] = get_args(CudnnBenchmark)
 PREVIEW_MAX_PX = 1024  # previews of a print travel to a browser: a screenful is enough
 
 
@@ -106,6 +110,7 @@ class StyleTransfer:
         memory_budget_bytes: int | None = None,
         block_px: int | None = None,
         style_cache_size: int = 32,
+        cudnn_benchmark: CudnnBenchmark = "all",
     ) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -116,15 +121,16 @@ class StyleTransfer:
             # tensor-core (TF32) kernels take NHWC natively instead of transposing around every convolution.
             model = model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # one image size per scale: autotuning pays off
-            # When the network runs in fp32 (asked for) on Ampere or later, tensor cores still take TF32 inputs.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            apply_fp32_matmul_mode(fp32_matmul_mode(precision, self.precision))
         self.model: VGG19Features = model.to(self.device)
         self.net = Network(self.model, channels_last=self._channels_last)
         total = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
         # What a run may use at its peak: decides between the whole image and blocks, and the L-BFGS history.
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes(self.device.type, total)
+        if cudnn_benchmark not in CUDNN_BENCHMARK:
+            choices = ", ".join(CUDNN_BENCHMARK)
+            raise InvalidParameter(f"cudnn_benchmark must be one of {choices}", field="cudnn_benchmark")
+        self.cudnn_benchmark = cudnn_benchmark
         self.block_px = block_px  # set: blocks of this side wherever the picture is larger (tests, benchmarks)
         self._style_cache: OrderedDict[tuple[object, ...], dict[str, torch.Tensor]] = OrderedDict()
         self._style_cache_size = style_cache_size
@@ -234,13 +240,16 @@ class StyleTransfer:
         """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image)."""
         params, step_before = run.params, step
         memory, grid = self._plan_memory(scale)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark == "all" or (
+                self.cudnn_benchmark == "whole" and grid is None
+            )
         content_t = image_to_tensor(resize(run.content_work, scale.size), self.device)
         terms = self._loss_terms(run, content_t, scale, grid)
         image = self._initial_image(previous, content_t, run.styles_work, scale.size, params.init, run.generator)
         del content_t
         optimizer = LBFGS(image, history_size=memory.history_pairs)
-        losses: dict[str, float] = {}  # of the last evaluation
-        accepted: dict[str, float] = {}  # of the image as it stands
+        accepted: dict[str, float] = {}  # losses of the image as it stands
         blocks = len(grid) if grid else 0
 
         def report(**fields: Any) -> None:
@@ -275,22 +284,19 @@ class StyleTransfer:
 
         def closure() -> torch.Tensor:
             if grid is None:
-                parts = evaluate_whole(self.net, image, terms)
-            else:
-                parts = evaluate_blocks(self.net, image, terms, grid, on_block=on_block)
-            # One device-to-host copy for all four numbers: one of a step's two syncs (L-BFGS makes the other).
-            losses.update(zip(("content", "style", "tv", "total"), parts.tolist()))
-            return parts[3]
+                return evaluate_whole(self.net, image, terms)
+            return evaluate_blocks(self.net, image, terms, grid, on_block=on_block)
 
         history: list[float] = []
         for _ in range(scale.steps):
             try:
-                if optimizer.step(closure):
-                    accepted = dict(losses)
-                    run.latest_losses.update(accepted)
+                optimizer.step(closure)
             except StopTransfer:  # raised by a block's report: the image goes back to the accepted point
                 optimizer.restore()
                 return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=True)
+            # The step's one read from the device: the accepted point's losses, for the report and the checks.
+            accepted = dict(zip(("content", "style", "tv", "total"), optimizer.values.tolist()))
+            run.latest_losses.update(accepted)
             if not math.isfinite(accepted["total"]):  # absurd weights can overflow the loss
                 raise Diverged("the optimisation diverged; lower the style or content weight")
             step += 1

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         "where it measures 1.5x faster, e.g. with AMX, measured once per machine and cached; fp32 elsewhere), "
         "fp32, bf16.",
     )
+    cudnn_benchmark: Literal["all", "whole", "off"] = Field(
+        "all",
+        description="Where a GPU worker lets cuDNN time its algorithms at each new image shape: all (every scale "
+        "and block), whole (whole-image scales only), off. bench/gpu_check.sh prints which pays on the card.",
+    )
     engine: str = Field(
         "nst_core.transfer:StyleTransfer", description="Import path of the engine class a worker builds once."
     )

@@ -39,7 +39,14 @@ class InstantEngine:
 
     step_s = 0.0
 
-    def __init__(self, *, device: str = "cpu", precision: str = "auto", memory_budget_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        device: str = "cpu",
+        precision: str = "auto",
+        memory_budget_bytes: int | None = None,
+        cudnn_benchmark: str = "all",
+    ) -> None:
         self.device = _Device()
         self.device_name = "cpu"
         self.precision = "fp32"

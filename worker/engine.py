@@ -29,5 +29,6 @@ def get_engine(settings: Settings, *, precision: str | None = None, memory_budge
                 device=settings.device,
                 precision=precision or settings.precision,
                 memory_budget_bytes=memory_budget_bytes or int(settings.worker_memory_gb * 2**30) or None,
+                cudnn_benchmark=settings.cudnn_benchmark,
             )
         return _engine

@@ -4,6 +4,8 @@ nothing: while Redis is away only the latest event of each kind is kept, and wri
 from __future__ import annotations
 
 import enum
+import logging
+import threading
 import time
 from typing import Any
 
@@ -11,6 +13,8 @@ import redis
 
 from nst_shared.jobs import JobStore, StopRequest
 from nst_shared.redis_outages import REDIS_DOWN, is_redis_outage
+
+log = logging.getLogger(__name__)
 
 
 class Written(enum.Enum):
@@ -60,3 +64,61 @@ class ProgressWriter:
             return self._store.stop_requested(self._job_id)
         except REDIS_DOWN:
             return None
+
+
+class BackgroundWriter:
+    """A `ProgressWriter` on a thread of its own, so that a GPU step of a few milliseconds never waits on Redis.
+
+    The engine's callback posts events (the latest of each kind replaces one not yet written: the order of
+    kinds is kept, progress before preview) and reads `stop`, which this thread sets from the writes' answers
+    and from the stop flags, read after each write and at least every `poll_s`. `close` writes what is posted
+    and ends the thread; the caller then flushes what Redis missed, before its final event."""
+
+    def __init__(self, writer: ProgressWriter, *, poll_s: float = 0.1) -> None:
+        self._writer, self._poll_s = writer, poll_s
+        self._posted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._changed = threading.Condition()
+        self._closing = False
+        self.stop: str | None = None  # "gone", or a StopRequest's value: set once, read by the engine's callback
+        self._thread = threading.Thread(target=self._run, name="progress-writer", daemon=True)
+        self._thread.start()
+
+    def post(self, kind: str, data: dict[str, Any], **fields: Any) -> None:
+        with self._changed:
+            self._posted[kind] = (data, fields)
+            self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        polled = 0.0
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._posted or self._closing, timeout=self._poll_s)
+                posted, self._posted, closing = self._posted, {}, self._closing
+            try:
+                written = self._write(posted)
+                if closing:
+                    return
+                if self.stop is None and (written is Written.YES or time.monotonic() - polled >= self._poll_s):
+                    polled = time.monotonic()
+                    if (request := self._writer.stop_requested()) is not None:
+                        self.stop = request.value
+            except Exception:  # an unexpected answer must not end the writing: log it, go on with the next events
+                log.exception("writing progress failed")
+                if closing:
+                    return
+
+    def _write(self, posted: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> Written | None:
+        written = None
+        for kind in ("progress", "preview"):
+            if kind in posted and self.stop != "gone":  # a canceled run's last progress is still written
+                data, fields = posted[kind]
+                written = self._writer.write(kind, data, **fields)
+                if written is Written.NOT_RUNNING:
+                    self.stop = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
+        return written

@@ -35,7 +35,7 @@ from nst_shared.webhook_progress import ProgressDeliveries
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
 from worker.outage import until_redis_answers
-from worker.progress_writer import ProgressWriter, Written
+from worker.progress_writer import BackgroundWriter, ProgressWriter, Written
 
 log = logging.getLogger("nst.worker")
 
@@ -189,6 +189,7 @@ class _Run:
         masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
         attempt = self.attempt
         writer = ProgressWriter(self.store, job_id, attempt=attempt)
+        background = BackgroundWriter(writer)  # Redis's round trips off the engine's thread
         preview_file = Files.preview(attempt)
         hook = ProgressDeliveries.for_job(
             self.store, job_id, self.extra, interval_s=self.settings.webhook_progress_interval_s
@@ -197,21 +198,21 @@ class _Run:
 
         def on_progress(progress: Any) -> None:
             data = _progress_event(progress)
-            written = writer.write("progress", data, progress=data)
-            if written is Written.YES:
-                hook.offer(data)
+            background.post("progress", data, progress=data)
+            if background.stop is None:
+                hook.offer(data)  # a Redis call at most once an interval (NST_WEBHOOK_PROGRESS_INTERVAL_S)
             if (
                 progress.preview is not None
-                and written is not Written.NOT_RUNNING
+                and background.stop != "gone"
                 and self.write_preview(preview_file, _preview(progress.preview), step=progress.step)
             ):
-                written = writer.write(
+                background.post(
                     "preview", {"step": progress.step}, preview_step=progress.step, preview_file=preview_file
                 )
-            if written is Written.NOT_RUNNING or self.heartbeat_refused.is_set():
-                reason["stop"] = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more
-            elif written is Written.YES and (request := writer.stop_requested()) is not None:
-                reason["stop"] = request.value
+            if background.stop is not None:
+                reason["stop"] = background.stop
+            elif self.heartbeat_refused.is_set():
+                reason["stop"] = "gone"  # taken back by a sweeper: not ours any more
             elif shutdown_requested.is_set():
                 reason["stop"] = "shutdown"
             elif self.deadline_at is not None and time.time() >= self.deadline_at:
@@ -219,7 +220,10 @@ class _Run:
             if reason:
                 raise StopTransfer()
 
-        result = engine.stylize(content, styles, params, style_masks=masks, callback=on_progress)
+        try:
+            result = engine.stylize(content, styles, params, style_masks=masks, callback=on_progress)
+        finally:
+            background.close()
         job_metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
         stop = reason.get("stop")
         if stop == "shutdown":

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import ROOT
 
-STEPS = ["pytest", "engine", "objective", "service", "largest"]
+STEPS = ["pytest", "engine", "objective", "service", "largest", "graphs", "engine_more", "largest_more"]
 
 
 def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
@@ -25,12 +25,12 @@ def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
     }
     run = subprocess.run(
-        ["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny", "--budget-s", "500"],
+        ["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny", "--budget-s", "800"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     # What a device run brings back: at most 8 plain files, named in letters, digits, '.', '_' and '-'.
@@ -94,3 +94,47 @@ def test_a_failed_or_slow_step_does_not_stop_the_others(tmp_path):
     assert steps["slow"]["status"] == "timed out after 3 s"
     assert steps["fine"]["status"] == "ok" and steps["fine"]["table"] == [f"cpu rows in {out}"]
     assert steps["late"]["status"] in ("timed out after 3 s", "skipped: the time budget is spent")
+
+
+def test_the_packed_wheels_and_the_image_cover_every_import_of_the_check():
+    """bench/gpu_wheels.sh's packing list, dry-run, against what the check's steps import: a module neither
+    packed nor in the GPU machine's image would fail every step there."""
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu_check import needed_imports
+
+    listed = subprocess.run(["bash", "bench/gpu_wheels.sh", "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    packed = {canonicalize_name(line.split("==")[0]) for line in listed.stdout.split()}
+    image_list = (ROOT / "bench" / "gpu_image_packages.txt").read_text().splitlines()
+    image = {canonicalize_name(line.strip()) for line in image_list if line.strip() and not line.startswith("#")}
+    distributions = packages_distributions()
+    needed = needed_imports()
+    assert {"fastapi", "rq", "redis", "torch", "uvicorn"} <= needed
+    uncovered = [
+        module
+        for module in sorted(needed)
+        if not {canonicalize_name(d) for d in distributions.get(module, [module])} & (packed | image)
+    ]
+    assert not uncovered, f"neither packed by bench/gpu_wheels.sh nor in the image: {uncovered}"
+
+
+def test_refuses_loudly_and_runs_nothing_when_the_wheels_are_missing(tmp_path):
+    bare = tmp_path / "bare"  # a Python with nothing installed: as the GPU machine without .gpu-trip
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        ["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHON": str(bare / "bin" / "python")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "REFUSED" in run.stderr and "fastapi" in run.stderr and "gpu_wheels.sh" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["summary.txt"]
+    assert "REFUSED" in (out / "summary.txt").read_text()

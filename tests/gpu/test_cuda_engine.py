@@ -104,3 +104,31 @@ def test_lbfgs_on_the_device_follows_the_cpu(device):
         finals[where] = x.detach().cpu()
     assert torch.allclose(finals[device], centre, atol=1e-4)
     assert torch.allclose(finals[device], finals["cpu"], atol=1e-5)
+
+
+def test_an_lbfgs_step_never_waits_for_the_device(device, on_cuda):
+    """Every decision of a step stays on the device (issue 27): on CUDA, any synchronisation inside a step is an
+    error here (the first step, which only measures, included)."""
+    gen = torch.Generator().manual_seed(0)
+    weights = (10 ** torch.empty(5000).uniform_(-1, 1, generator=gen)).to(device)
+    x = torch.rand(5000, generator=gen).to(device).requires_grad_(True)
+    optimizer = LBFGS(x, history_size=4)
+    closure = quadratic(weights, torch.full_like(weights, 0.5))(x)
+    start = float((weights * (x.detach() - 0.5) ** 2).sum())
+    if on_cuda:
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(8):  # fills the history and goes round its ring
+            optimizer.step(closure)
+    finally:
+        if on_cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    assert optimizer.pairs == 4 and optimizer.loss < 0.1 * start
+
+
+def test_bf16_is_asked_of_the_device_itself(device, on_cuda):
+    from nst_core.precision import cuda_has_bf16
+
+    if not on_cuda:
+        pytest.skip("a CUDA device's own answer")
+    assert cuda_has_bf16(torch.device(device)) == torch.cuda.is_bf16_supported(including_emulation=False)

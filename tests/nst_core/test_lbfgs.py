@@ -85,12 +85,13 @@ def test_a_step_that_raises_the_loss_is_undone_and_retried_shorter():
         loss.backward()
         return loss
 
-    assert optimizer.step(closure)  # measures the start
-    assert not optimizer.step(closure)  # the overshoot
-    assert torch.equal(x.detach(), torch.tensor([1.0, -1.0])) and optimizer.loss == 2.0
+    optimizer.step(closure)  # measures the start
+    optimizer.step(closure)  # the overshoot
+    assert not optimizer.moved and torch.equal(x.detach(), torch.tensor([1.0, -1.0])) and optimizer.loss == 2.0
     accepted = False
     for _ in range(5):
-        accepted = optimizer.step(closure)
+        optimizer.step(closure)
+        accepted = bool(optimizer.moved)
         if accepted:
             break
     assert accepted and optimizer.loss < 2.0
@@ -131,3 +132,64 @@ def test_corrupt_gradients_never_make_the_loss_jump(corruption):
 def test_refuses_an_image_it_cannot_update_in_place():
     with pytest.raises(ValueError):
         LBFGS(torch.zeros(3), history_size=5)
+
+
+def two_loop(grad: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """-H·g by the two-loop recursion over (s, y) pairs, oldest first: the engine's direction before issue 27."""
+    q = -grad.clone()
+    alphas = []
+    for s, y in reversed(pairs):
+        alpha = torch.dot(s, q) / torch.dot(y, s)
+        q.addcmul_(y, alpha, value=-1)
+        alphas.append(alpha)
+    s, y = pairs[-1]
+    q.mul_(torch.dot(s, y) / torch.dot(y, y))
+    for (s, y), alpha in zip(pairs, reversed(alphas)):
+        beta = torch.dot(y, q) / torch.dot(y, s)
+        q.addcmul_(s, alpha - beta)
+    return q
+
+
+def stored_pairs(optimizer: LBFGS) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    stamps = optimizer._stamp.tolist()
+    slots = sorted((stamp, slot) for slot, stamp in enumerate(stamps) if stamp >= 0)
+    return [(optimizer._s[slot].clone(), optimizer._y[slot].clone()) for _, slot in slots]
+
+
+@pytest.mark.parametrize("steps", [3, 7, 40])  # fewer pairs than slots, a full ring, a ring gone round often
+def test_the_batched_direction_is_the_two_loop_recursions(steps):
+    gen = torch.Generator().manual_seed(steps)
+    weights = 10 ** torch.empty(3000).uniform_(-1, 2, generator=gen)
+    centre = torch.empty(3000).uniform_(0.2, 0.8, generator=gen)
+    x = torch.rand(3000, generator=gen).requires_grad_(True)
+    optimizer = LBFGS(x, history_size=6)
+    closure = quadratic(weights, centre)(x)
+    compared = 0
+    for _ in range(steps):
+        optimizer.step(closure)
+        pairs = stored_pairs(optimizer)
+        if not pairs:
+            continue
+        assert optimizer._grad is not None
+        direction, t = optimizer._next_direction()
+        expected = two_loop(optimizer._grad.double(), [(s.double(), y.double()) for s, y in pairs])
+        assert float((direction.double() - expected).norm() / expected.norm()) < 1e-4
+        assert float(t) == 1.0
+        compared += 1
+    assert compared >= steps - 2 and len(stored_pairs(optimizer)) == min(6, steps - 1)
+
+
+def test_forgotten_pairs_add_nothing_to_the_direction():
+    gen = torch.Generator().manual_seed(3)
+    weights = 10 ** torch.empty(500).uniform_(-1, 1, generator=gen)
+    x = torch.rand(500, generator=gen).requires_grad_(True)
+    optimizer = LBFGS(x, history_size=4)
+    closure = quadratic(weights, torch.full((500,), 0.5))(x)
+    for _ in range(9):
+        optimizer.step(closure)
+    assert optimizer.pairs == 4
+    optimizer._forget(torch.tensor(True))
+    assert optimizer.pairs == 0 and optimizer._grad is not None
+    direction, t = optimizer._next_direction()
+    assert torch.equal(direction, -optimizer._grad)  # H = I exactly
+    assert float(t) == pytest.approx(0.05 / float(optimizer._grad.abs().max()))

@@ -7,7 +7,7 @@ import torch
 
 from nst_core.features import build_vgg19
 from nst_core.losses import ContentLoss, gram_matrix
-from nst_core.precision import cpu_bf16_speedup, resolve_precision
+from nst_core.precision import apply_fp32_matmul_mode, cpu_bf16_speedup, fp32_matmul_mode, resolve_precision
 from nst_core.tensors import image_to_tensor
 from nst_core.transfer import StyleTransfer
 from nst_shared.errors import InvalidParameter
@@ -87,3 +87,35 @@ def test_bf16_transfer_lowers_the_float32_objective_like_float32_does():
     reached = {p: objective(r.image) for p, r in results.items()}
     assert reached["fp32"] < 0.5 * start
     assert reached["bf16"] < 1.2 * reached["fp32"], (start, reached)
+
+
+def test_bf16_is_decided_for_the_workers_own_gpu_not_the_current_one(monkeypatch):
+    """A host of mixed cards: the current device (0) is a Turing without bf16, the worker's cuda:1 an Ampere."""
+    from types import SimpleNamespace
+
+    majors = {0: 7, 1: 8}
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device: SimpleNamespace(major=majors[torch.device(device).index or 0]),
+    )
+    assert resolve_precision("auto", torch.device("cuda:1")) == "bf16"
+    assert resolve_precision("bf16", torch.device("cuda:1")) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda:0")) == "fp32"
+    with pytest.raises(InvalidParameter):
+        resolve_precision("bf16", torch.device("cuda:0"))
+
+
+@pytest.mark.parametrize(
+    "requested, resolved, mode", [("fp32", "fp32", "ieee"), ("auto", "fp32", "tf32"), ("auto", "bf16", "ieee")]
+)
+def test_tf32_only_where_the_precision_was_left_to_the_engine(requested, resolved, mode):
+    assert fp32_matmul_mode(requested, resolved) == mode
+    saved = torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    try:
+        apply_fp32_matmul_mode(mode)
+        assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == mode
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved

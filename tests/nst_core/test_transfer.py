@@ -162,3 +162,32 @@ def test_stylize_cudnn_and_cublas_allocation_failures_are_out_of_memory(engine, 
     monkeypatch.setattr(engine, "net", refusing_net)
     with pytest.raises(DeviceOutOfMemory):
         engine.stylize(picture(64, 48), [picture(64, 64, 1)], TransferParams(max_size=64, steps=2, scales=1))
+
+
+HOST_READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__", "numpy", "cpu")
+
+
+def test_a_step_reads_the_device_once(engine, monkeypatch):
+    """Each host read waits for the device: one a step, for the progress event; the step's decisions stay on it."""
+    import torch
+
+    reads: list[str] = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    per_step: list[list[str]] = []
+
+    def on_progress(progress) -> None:
+        per_step.append(list(reads))
+        reads.clear()
+
+    engine.stylize(picture(64, 64), [picture(64, 64, 2)], SMALL.replace(steps=12), callback=on_progress)
+    monkeypatch.undo()
+    assert len(per_step) == 12
+    # The first report also follows the scale's set-up; every later one follows exactly one step.
+    assert all(names == ["tolist"] for names in per_step[1:]), per_step
