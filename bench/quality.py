@@ -60,14 +60,15 @@ def quality_ratios(output: Image.Image, content: Image.Image, style: Image.Image
 
 @torch.no_grad()
 def paintedness(output: Image.Image, content: Image.Image) -> float:
-    """How painted `output` looks: mean over relu1_1..relu3_1 (colours, edges, strokes) of how far its features
-    moved from the photo's, relative to the photo's own (MSE(output, photo) / mean square of the photo's). 0 is
-    the photo; higher is more painted. Unlike the content ratio, nothing in it depends on the style, so a muted
-    style that leaves the photo alike scores low however close the picture came to that style
+    """How painted `output` looks, 0 (the photo) .. 1: d / (1 + d), where d is the mean over relu1_1..relu3_1
+    (colours, edges, strokes) of how far its features moved from the photo's, relative to the photo's own
+    (MSE(output, photo) / mean square of the photo's). Unlike the content ratio, nothing in it depends on the
+    style, so a muted style that leaves the photo alike scores low however close the picture came to that style
     (bench/README.md, "How painted a picture looks": it ranks a grid of pictures as the eye does)."""
     model = judge_model()
     photo = model(image_to_tensor(resize(content, output.size)), PAINTED_LAYERS)
     painted = model(image_to_tensor(output), PAINTED_LAYERS)
-    return sum(
+    moved = sum(
         float(torch.mean((painted[n] - photo[n]) ** 2) / torch.mean(photo[n] ** 2)) for n in PAINTED_LAYERS
     ) / len(PAINTED_LAYERS)
+    return moved / (1 + moved)
