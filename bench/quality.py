@@ -2,7 +2,8 @@
 
 style ratio: mean over relu1_1..relu5_1 of Gram-MSE(output, style) / Gram-MSE(content, style), each layer
 counting equally; content ratio: relu4_2 MSE(output, content) / MSE(style stretched over the frame, content).
-Lower is more of each.
+Lower is more of each. Paintedness: how far the picture's fine features moved from the photo's; higher is more
+painted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nst_shared.images import fit_size, resize
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
+PAINTED_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
 
 @functools.cache
@@ -54,3 +56,19 @@ def quality_ratios(output: Image.Image, content: Image.Image, style: Image.Image
         feats["stretched"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]
     )
     return style_ratio, content_ratio
+
+
+@torch.no_grad()
+def paintedness(output: Image.Image, content: Image.Image) -> float:
+    """How painted `output` looks, 0 (the photo) .. 1: d / (1 + d), where d is the mean over relu1_1..relu3_1
+    (colours, edges, strokes) of how far its features moved from the photo's, relative to the photo's own
+    (MSE(output, photo) / mean square of the photo's). Unlike the content ratio, nothing in it depends on the
+    style, so a muted style that leaves the photo alike scores low however close the picture came to that style
+    (bench/README.md, "How painted a picture looks": it ranks a grid of pictures as the eye does)."""
+    model = judge_model()
+    photo = model(image_to_tensor(resize(content, output.size)), PAINTED_LAYERS)
+    painted = model(image_to_tensor(output), PAINTED_LAYERS)
+    moved = sum(
+        float(torch.mean((painted[n] - photo[n]) ** 2) / torch.mean(photo[n] ** 2)) for n in PAINTED_LAYERS
+    ) / len(PAINTED_LAYERS)
+    return moved / (1 + moved)

@@ -11,7 +11,7 @@ block's cores weigh their cells by the mask's cells there, and the guided Gram m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.nn import functional as F
@@ -59,6 +59,35 @@ class Network:
         x = image.contiguous(memory_format=torch.channels_last) if self.channels_last else image
         features: dict[str, torch.Tensor] = self.model(x, layers)
         return features
+
+
+def relative_to_photo(net: Network, photo: torch.Tensor, terms: LossTerms, grid: Sequence[Block] | None) -> LossTerms:
+    """`terms` with each weight divided by what its loss is for the photo itself: a content layer's by the photo's
+    mean squared features there, a style target's by the photo's own Gram distance to it (under its mask). Both
+    terms then measure the share of the way from the photo to the style, so a weight means the same on every
+    pair: a style far from the photo (a saturated pattern) is pulled no harder than a muted one."""
+    content = {name: (w / _floored(target.pow(2).mean()), target) for name, (w, target) in terms.content.items()}
+    masks = {name: [t.mask for t in targets] for name, targets in terms.style.items()}
+    if grid is None:
+        with torch.no_grad():
+            feats = net(photo, list(masks))
+        grams = {name: [gram_matrix(feats[name], mask) for mask in found] for name, found in masks.items()}
+    else:
+        grams = guided_gram_matrices_by_blocks(net, photo, masks, grid)
+    style = {
+        # The floor keeps a photo that already matches a style (its distance near 0) from scaling the weight up
+        # without bound.
+        name: [
+            replace(t, weight=t.weight / _floored(F.mse_loss(gram, t.gram), floor=1e-3 * t.gram.pow(2).mean()))
+            for t, gram in zip(targets, grams[name])
+        ]
+        for name, targets in terms.style.items()
+    }
+    return LossTerms(content=content, style=style, tv_weight=terms.tv_weight)
+
+
+def _floored(value: torch.Tensor, *, floor: torch.Tensor | None = None) -> float:
+    return max(float(value), float(floor) if floor is not None else 0.0, 1e-12)
 
 
 def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch.Tensor:

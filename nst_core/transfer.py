@@ -4,6 +4,8 @@ the image optimised with L-BFGS starting from the content image.
 
 Deviations from the paper, each for speed or looks: the image is optimised coarse to fine over several
 scales (each scale starts from the previous result, so the fine scales only refine: nst_shared/schedule.py);
+each term's weight is relative to the photo's own loss (objective.relative_to_photo), so a style weight paints
+every style about as strongly;
 a picture too large for the memory budget is evaluated block by block with the exact global loss (objective.py);
 the style image keeps its aspect ratio and is sized relative to the output, never past its own resolution; colour
 control and masks follow Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer" (2017): colours.py,
@@ -39,6 +41,7 @@ from nst_core.objective import (
     evaluate_whole,
     features_by_blocks,
     gram_matrices_by_blocks,
+    relative_to_photo,
 )
 from nst_core.precision import DTYPES, apply_fp32_matmul_mode, fp32_matmul_mode, resolve_precision
 from nst_core.progress import Progress, StopTransfer
@@ -348,11 +351,12 @@ class StyleTransfer:
         else:
             grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale, run.style_layers)
             style = {n: [StyleTarget(params.style_weight * w, grams[n])] for n, w in layers}
-        return LossTerms(
+        terms = LossTerms(
             content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
             style=style,
             tv_weight=params.tv_weight,
         )
+        return relative_to_photo(self.net, content_t, terms, grid)
 
     def _guided_targets(self, run: _Run, scale: Scale) -> dict[str, list[StyleTarget]]:
         """Each style's own Gram matrices, each matched over its mask (at each layer's resolution).

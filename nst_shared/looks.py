@@ -16,8 +16,8 @@ DEFAULT_LOOK: Look = "balanced"
 # Layer weights that let the middle layers (conv2_1..conv4_1, the brush strokes) count more than the default's
 # and conv5_1 (the painting's large shapes) less: strokes over the subject too, without stamping shapes on it.
 # Painterly's are halfway there, so thin subjects (towers under a busy style) keep their outlines.
-_PAINTERLY_LAYER_WEIGHTS = (333.0, 6.0, 18.0, 0.6, 150.0)
-_STROKE_LAYER_WEIGHTS = (333.0, 10.0, 30.0, 1.0, 100.0)
+_PAINTERLY_LAYER_WEIGHTS = (0.15, 0.4, 0.36, 0.48, 0.08)
+_STROKE_LAYER_WEIGHTS = (0.15, 0.67, 0.6, 0.8, 0.053)
 
 LOOKS: dict[str, dict[str, Any]] = {
     # The photo with the painting's colours and a light texture.

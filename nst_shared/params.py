@@ -56,10 +56,10 @@ LAYERS: tuple[str, ...] = get_args(Layer)
 
 CONTENT_LAYERS: tuple[Layer, ...] = ("conv4_2",)
 STYLE_LAYERS: tuple[Layer, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-# The Gram matrices of these layers differ in size by four orders of magnitude, so with equal weights the style
-# loss is nearly all conv4_1; about the inverse of each layer's typical size lets each count alike (conv5_1 a
-# little less, or it stamps the painting's large shapes onto the subject). docs/parameters.md, "Why these defaults".
-STYLE_LAYER_WEIGHTS: tuple[float, ...] = (333.0, 3.3, 10.0, 0.2, 300.0)
+# Each layer's share of the style term, whose layers are each relative to the photo's own distance from the style
+# (nst_core/objective.py, relative_to_photo): about equal, as in Gatys et al., the values that paint the tiger with
+# The Starry Night as the raw weights before did. docs/parameters.md, "What strength means".
+STYLE_LAYER_WEIGHTS: tuple[float, ...] = (0.15, 0.22, 0.2, 0.16, 0.16)
 
 SEED_MAX = 2**31 - 1  # a seed fits a signed 32-bit integer: every client language and JSON reader keeps it exact
 
@@ -115,15 +115,21 @@ class TransferParams(BaseModel):
         Field(ge=1, le=2000, description="L-BFGS iterations in all, over every scale (each one is a progress step)."),
     ] = 120
     content_weight: Annotated[
-        float, Field(ge=0, le=1e9, description="Weight of the content loss (MSE of conv4_2 features).")
+        float,
+        Field(
+            ge=0,
+            le=1e9,
+            description="Weight of the content loss (MSE of conv4_2 features, relative to the photo's own features).",
+        ),
     ] = 1.0
     style_weight: Annotated[
         float,
         Field(
             ge=0,
             le=1e12,
-            description="Weight of the style loss (MSE of Gram "
-            "matrices). With the default layer weights: 5 subtle .. 50 strong.",
+            description="Strength of the style: the weight of the style loss (MSE of Gram matrices, each layer "
+            "relative to the photo's own distance from the style, so a weight means about the same on every style). "
+            "5 subtle .. 15 the default .. 60 texture.",
         ),
     ] = 15.0
     tv_weight: Annotated[

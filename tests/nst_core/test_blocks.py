@@ -11,7 +11,15 @@ import torch
 from nst_core import transfer
 from nst_core.blocks import block_grid
 from nst_core.features import layer_stride, receptive_field_px
-from nst_core.objective import LossTerms, Network, StyleTarget, evaluate_blocks, evaluate_whole, features_by_blocks
+from nst_core.objective import (
+    LossTerms,
+    Network,
+    StyleTarget,
+    evaluate_blocks,
+    evaluate_whole,
+    features_by_blocks,
+    relative_to_photo,
+)
 from nst_core.progress import StopTransfer
 from nst_core.tensors import image_to_tensor
 from nst_core.transfer import StyleTransfer
@@ -63,6 +71,24 @@ def masked_terms_of(net: Network) -> LossTerms:
         for n, w in zip(STYLE_LAYERS, STYLE_LAYER_WEIGHTS):
             targets[n].append(StyleTarget(15 * w, gram_matrix(feats[n]), masks.at_layer(mask, n)))
     return LossTerms(content={}, style=targets, tv_weight=0.0)
+
+
+@pytest.mark.parametrize("which", ["content", "style", "masked"])
+def test_relative_weights_by_blocks_equal_whole_image(fp32_net, which):
+    """A print's weights are made relative to the photo as a screen-size picture's are (guided ones too)."""
+    terms = masked_terms_of(fp32_net) if which == "masked" else terms_of(fp32_net, which)
+    photo = image_to_tensor(picture(WIDTH, HEIGHT, 3))
+    whole = relative_to_photo(fp32_net, photo, terms, None)
+    blocks = relative_to_photo(fp32_net, photo, terms, block_grid(WIDTH, HEIGHT, GRID))
+    pairs = [(whole.content[n][0], blocks.content[n][0]) for n in terms.content] + [
+        (a.weight, b.weight) for n in terms.style for a, b in zip(whole.style[n], blocks.style[n])
+    ]
+    assert pairs
+    for (a, b), original in zip(
+        pairs, [w for w, _ in terms.content.values()] + [t.weight for n in terms.style for t in terms.style[n]]
+    ):
+        assert a != original  # made relative: the photo's own loss is far from 1
+        assert abs(a - b) / a < 1e-3
 
 
 @pytest.mark.parametrize("which, part", [("content", 0), ("style", 1), ("tv", 2), ("masked", 1)])

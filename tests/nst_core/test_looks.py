@@ -49,22 +49,31 @@ def distances(output: Image.Image, content: Image.Image, style: Image.Image) -> 
     return content_distance, style_distance
 
 
+PAIRS = (("chelsea", "swirls"), ("chelsea", "mosaic"))
+
+
 @pytest.fixture(scope="module")
-def painted(engine) -> dict[str, tuple[float, float]]:
-    content, style = load_image(ROOT / "examples" / "chelsea.jpg"), load_image(ROOT / "examples" / "swirls.jpg")
-    scores = {}
-    for look in LOOK_NAMES:
-        params = TransferParams(look=look, max_size=SIZE_PX, steps=STEPS, scales=2, min_scale_size=64, seed=0)
-        image = engine.stylize(content, [style], params).image
-        assert image.size[0] == SIZE_PX
-        scores[look] = distances(image, content, style)
+def painted(engine) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+    """For each pair, each look's distances; both pairs' styles differ in how far they are from the photo."""
+    scores: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    for photo, painting in PAIRS:
+        content = load_image(ROOT / "examples" / f"{photo}.jpg")
+        style = load_image(ROOT / "examples" / f"{painting}.jpg")
+        scores[photo, painting] = {}
+        for look in LOOK_NAMES:
+            params = TransferParams(look=look, max_size=SIZE_PX, steps=STEPS, scales=2, min_scale_size=64, seed=0)
+            image = engine.stylize(content, [style], params).image
+            assert image.size[0] == SIZE_PX
+            scores[photo, painting][look] = distances(image, content, style)
     return scores
 
 
-def test_subtle_keeps_the_content_closer_than_painterly(painted):
-    assert painted["subtle"][0] < painted["painterly"][0] and painted["subtle"][0] < painted["balanced"][0]
+@pytest.mark.parametrize("pair", PAIRS, ids="+".join)
+def test_looks_move_away_from_the_photo_in_order(painted, pair):
+    content = [painted[pair][look][0] for look in ("subtle", "balanced", "painterly", "texture")]
+    assert content == sorted(content) and len(set(content)) == len(content), content
 
 
-def test_texture_matches_the_style_closer_than_balanced(painted):
-    assert painted["texture"][1] < painted["balanced"][1]
-    assert painted["painterly"][1] < painted["subtle"][1]
+@pytest.mark.parametrize("pair", PAIRS, ids="+".join)
+def test_painterly_matches_the_style_closer_than_subtle(painted, pair):
+    assert painted[pair]["painterly"][1] < painted[pair]["subtle"][1]
