@@ -21,7 +21,7 @@ import pytest
 import redis
 from rq import Queue
 
-from nst_shared.settings import Settings
+from nst_shared.settings import Settings, secret_settings
 from service.metrics_registry import JobCollector
 from tests.conftest import ROOT, next_database_url
 from tests.deploy.compose import COMPOSE, CPU_OVERRIDE, Dockerfile, config
@@ -43,7 +43,8 @@ from tests.deploy.test_compose import SETTINGS, assert_real_settings
 KUBERNETES_VERSION = "1.30.0"  # the oldest release still in support that the manifests must suit
 CHECKOV = Path(sys.executable).parent.parent / "checkov" / "bin" / "checkov"  # scripts/bootstrap's own venv
 DOCKERFILES = {name: Dockerfile.read(ROOT / "docker" / f"{name}.Dockerfile") for name in ("api", "worker")}
-SECRET_SETTINGS = {"NST_API_KEYS", "NST_LINK_SECRET", "NST_WEBHOOK_SECRET", "NST_METRICS_TOKEN"}
+# The settings marked secret, less the Redis URL: the Deployments build it from the Secret's REDIS_PASSWORD.
+SECRET_SETTINGS = {f"NST_{name.upper()}" for name in secret_settings()} - {"NST_REDIS_URL"}
 # KEDA's ScaledObject and TriggerAuthentication CRDs (keda.sh/v1alpha1): the fields they require, and trigger
 # metadata as a map of strings (a number there, e.g. `listLength: 5`, is refused by the API server).
 KEDA_SCHEMAS = {
