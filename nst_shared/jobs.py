@@ -88,7 +88,11 @@ class Keys:
 
     @staticmethod
     def idempotency(key: str) -> str:
-        return f"{PREFIX}:idempotency:{key}"
+        return f"{PREFIX}:idempotency:{key}"  # key: a hex digest, so never a sweep's below
+
+    @staticmethod
+    def sweep_idempotency(key: str) -> str:
+        return f"{PREFIX}:idempotency:sweep:{key}"
 
     @staticmethod
     def owner_jobs(owner: str) -> str:

@@ -39,10 +39,6 @@ def sweep_key(sweep_id: str) -> str:
     return f"{PREFIX}:sweep:{sweep_id}"
 
 
-def sweep_idempotency_key(digest: str) -> str:
-    return f"{PREFIX}:idempotency:sweep:{digest}"
-
-
 @dataclass(frozen=True)
 class Axis:
     name: str

@@ -40,6 +40,10 @@ def not_found(job_id: str) -> ApiError:
     return ApiError(404, "job_not_found", f"no job {job_id!r} (unknown, deleted or expired)")
 
 
+def sweep_not_found(sweep_id: str) -> ApiError:
+    return ApiError(404, "sweep_not_found", f"no sweep {sweep_id!r} (unknown, deleted or expired)")
+
+
 def from_image_error(exc: ImageError, field: str) -> ApiError:
     """415 for a format we refuse, 413 for too many pixels, 422 for anything unreadable or too small."""
     status = 415 if isinstance(exc, UnsupportedImageFormat) else 413 if isinstance(exc, ImageTooLarge) else 422

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -31,16 +32,9 @@ from service.caps import check_budget, check_caps, check_memory, check_options
 from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
 from service.forms import JobForm
+from service.idempotency import CLAIM_LEASE_S, ClaimLost, Claims
 
 STORAGE_RETRY_AFTER_S = 60
-# An Idempotency-Key's claim lives this long until its job's record exists (then as long as the record): a
-# request that crashed in between leaves the key free again after it, not after NST_RESULT_TTL_S.
-CLAIM_LEASE_S = 30.0
-# KEYS[1] the claim; ARGV: its value while pending, the lease in ms. 1 when it was still ours and is renewed.
-_RENEW_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -126,32 +120,27 @@ class Submissions:
         self.check_masks(masks)
         self.check_queue_room(1)
         job_id = new_job_id()
-        claim = None
+        claims, claim = self.job_claims(), None
         if idempotency_key:
-            # Keys are per caller: another key's Idempotency-Key never finds (or blocks) this one's job.
             digest = _request_digest(params, extra, content, [*styles, *masks])
-            claim, existing = self._claim(f"{owner or ''}:{idempotency_key}", job_id, digest)
+            claim, existing = claims.claim(
+                owner=owner, idempotency_key=idempotency_key, made_id=job_id, body_hash=digest
+            )
             if existing is not None:
                 position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
                 queued = existing.status is JobStatus.QUEUED and position is not None
                 return Submitted(existing, position + 1 if queued else None)
         try:
-            files = {"content": content, **{f"style-{i}": d for i, d in enumerate(styles)}}
-            files.update({f"style-mask-{i}": d for i, d in enumerate(masks)})
-            for name, data in files.items():
-                self.storage.put(job_id, name, data)
-                if claim is not None:  # a live request keeps its claim; a dead one's lapses within the lease
-                    self._renew(claim)
+            # A live request keeps its claim; a dead one's lapses within the lease.
+            self.store_files(job_id, content, styles, masks, on_stored=partial(claims.renew, claim))
             with self.store.redis.pipeline() as pipe:  # the record, its RQ job and its claim: all or none
-                if claim is not None and not self._still_ours(pipe, claim):
-                    raise _ClaimLost()
+                claims.watch(pipe, claim)
                 pipe.multi()  # (RQ asks for an explicit transaction)
                 record = self.queue_in(pipe, job_id, params, extra, styles=len(styles), owner=owner)
-                if claim is not None:  # the claim now lives as long as the record it names
-                    pipe.set(claim.key, claim.made(), ex=self.settings.result_ttl_s)
+                claims.make_in(pipe, claim)  # the claim now lives as long as the record it names
                 pipe.lpos(self.queue.key, job_id, rank=-1)  # a new job is near the tail: searched from there
                 index = pipe.execute()[-1]
-        except (_ClaimLost, redis.WatchError):
+        except (ClaimLost, redis.WatchError):
             # Our lease ran out and a retry took the key over: its job is the answer, ours is undone.
             self._undo(job_id, None)
             return self._create(params, extra, content, styles, masks, owner, idempotency_key)
@@ -186,12 +175,33 @@ class Submissions:
                 headers={"Retry-After": "30"},
             )
 
-    def store_files(self, job_id: str, content: bytes, styles: list[bytes], masks: list[bytes]) -> None:
-        self.storage.put(job_id, "content", content)
-        for i, data in enumerate(styles):
-            self.storage.put(job_id, f"style-{i}", data)
-        for i, data in enumerate(masks):
-            self.storage.put(job_id, f"style-mask-{i}", data)
+    def job_claims(self) -> Claims[JobRecord]:
+        """The Idempotency-Key claims of jobs."""
+        return Claims(
+            self.store.redis,
+            key_of=Keys.idempotency,
+            id_field="job_id",
+            find=self.store.get,
+            gone=not_found,
+            lease_s=self.claim_lease_s,
+            made_ttl_s=self.settings.result_ttl_s,
+        )
+
+    def store_files(
+        self,
+        job_id: str,
+        content: bytes,
+        styles: list[bytes],
+        masks: list[bytes],
+        *,
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Store a job's images; `on_stored` is called after each file."""
+        files = {"content": content, **{f"style-{i}": d for i, d in enumerate(styles)}}
+        files.update({f"style-mask-{i}": d for i, d in enumerate(masks)})
+        for name, data in files.items():
+            self.storage.put(job_id, name, data)
+            on_stored()
 
     def queue_in(
         self,
@@ -262,62 +272,6 @@ class Submissions:
                 undo()
             except Exception:  # best effort: Redis may still be down; the sweeper removes orphaned files
                 pass
-
-    def _claim(self, key: str, job_id: str, body_hash: str) -> tuple[_Claim | None, JobRecord | None]:
-        """(our claim, None) when this request owns the key; (None, the earlier job) when the same body came
-        before; 422 when the key came with another body. A claim whose job is still being stored is waited
-        for; one whose request died (its lease ran out with no record) is taken over."""
-        claim = _Claim(Keys.idempotency(hashlib.sha256(key.encode()).hexdigest()), job_id, body_hash)
-        while True:
-            if self.store.redis.set(claim.key, claim.pending(), nx=True, px=int(self.claim_lease_s * 1000)):
-                return claim, None
-            earlier = json.loads(self.store.redis.get(claim.key) or "null")
-            if earlier is None:  # its lease ran out just now: try again
-                continue
-            if earlier.get("hash") != body_hash:
-                raise ApiError(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                    field="Idempotency-Key",
-                )
-            record = self.store.get(earlier["job_id"])
-            if record is not None:
-                return None, record
-            if earlier.get("made"):  # deleted or expired since
-                raise not_found(earlier["job_id"])
-            time.sleep(0.05)  # the first request is still storing its files (or its lease runs out)
-
-    def _renew(self, claim: _Claim) -> None:
-        """Extend the claim's lease while it is this request's; _ClaimLost when a retry took it over."""
-        renewed = self.store.redis.eval(_RENEW_CLAIM, 1, claim.key, claim.pending(), int(self.claim_lease_s * 1000))
-        if not renewed:
-            raise _ClaimLost()
-
-    def _still_ours(self, pipe: Any, claim: _Claim) -> bool:
-        """WATCH the claim and tell whether it is still this request's (a retry may have taken it over)."""
-        pipe.watch(claim.key)
-        current = json.loads(pipe.get(claim.key) or "null")
-        return current is not None and current.get("job_id") == claim.job_id
-
-
-@dataclass(frozen=True)
-class _Claim:
-    """An Idempotency-Key's Redis key and what it names: pending while its job is stored, made once it exists."""
-
-    key: str
-    job_id: str
-    body_hash: str
-
-    def pending(self) -> str:
-        return json.dumps({"job_id": self.job_id, "hash": self.body_hash})
-
-    def made(self) -> str:
-        return json.dumps({"job_id": self.job_id, "hash": self.body_hash, "made": True})
-
-
-class _ClaimLost(Exception):
-    """Raised when a request's claim is no longer its own when it would create its record."""
 
 
 def _request_digest(params: TransferParams, extra: dict[str, Any], content: bytes, images: list[bytes]) -> str:

@@ -6,22 +6,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import redis
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from nst_shared.errors import ImageError, InvalidParameter
+from nst_shared.jobs import Keys
 from nst_shared.params import TransferParams, first_error
 from nst_shared.schedule import params_cost
 from nst_shared.storage import StorageRefused
-from nst_shared.sweeps import STYLE_AXIS, SweepRecord, SweepStore, new_sweep, parse_axes, sweep_idempotency_key
+from nst_shared.sweeps import STYLE_AXIS, SweepRecord, SweepStore, new_sweep, parse_axes
 from service.caps import check_caps, check_options
 from service.decoding import check_upload
-from service.errors import ApiError, from_image_error
+from service.errors import ApiError, from_image_error, sweep_not_found
 from service.forms import JobForm, read_job_form
+from service.idempotency import ClaimLost, Claims
 from service.submission import Submissions
 
 SWEEP_FIELD = "sweep"
@@ -94,17 +97,26 @@ class SweepSubmissions:
         submissions.check_masks(masks)
         self._check_total_budget(cells, content)
         submissions.check_queue_room(len(cells))
-        claim = None
+        claims, claim = self.sweep_claims(), None
         if idempotency_key:
             digest = _sweep_digest(sweep, cells, extra, content, [*styles, *masks])
-            claim, earlier = self._claim(f"{owner or ''}:{idempotency_key}", sweep.id, digest)
+            claim, earlier = claims.claim(
+                owner=owner, idempotency_key=idempotency_key, made_id=sweep.id, body_hash=digest
+            )
             if earlier is not None:
                 return earlier
         try:
             for cell, pick in zip(sweep.cells, picks, strict=True):
                 cell_masks = [masks[i] for i in pick] if masks else []
-                submissions.store_files(cell["job_id"], content, [styles[i] for i in pick], cell_masks)
-            with submissions.store.redis.pipeline() as pipe:  # the sweep and every cell: all or none
+                submissions.store_files(
+                    cell["job_id"],
+                    content,
+                    [styles[i] for i in pick],
+                    cell_masks,
+                    on_stored=partial(claims.renew, claim),
+                )
+            with submissions.store.redis.pipeline() as pipe:  # the sweep, every cell and the claim: all or none
+                claims.watch(pipe, claim)
                 pipe.multi()
                 for cell, params, pick in zip(sweep.cells, cells, picks, strict=True):
                     cell_extra = {**extra, "explicit": sorted(params.model_fields_set), "sweep_id": sweep.id}
@@ -112,41 +124,31 @@ class SweepSubmissions:
                         cell_extra["style_masks"] = len(pick)
                     submissions.queue_in(pipe, cell["job_id"], params, cell_extra, styles=len(pick), owner=owner)
                 self.sweeps.create_in(pipe, sweep)
+                claims.make_in(pipe, claim)  # the claim now lives as long as the sweep's cells
                 pipe.execute()
+        except (ClaimLost, redis.WatchError):
+            # Our lease ran out and a retry took the key over: its sweep is the answer, ours is undone.
+            submissions.undo(sweep.job_ids, None)
+            return self._create(sweep, cells, picks, extra, content, styles, masks, owner, idempotency_key)
         except StorageRefused as exc:
-            submissions.undo(sweep.job_ids, claim)
+            submissions.undo(sweep.job_ids, claim.key if claim else None)
             raise submissions.storage_refused(exc) from None
         except Exception:
-            submissions.undo(sweep.job_ids, claim)
+            submissions.undo(sweep.job_ids, claim.key if claim else None)
             raise
         return sweep
 
-    def _claim(self, key: str, sweep_id: str, body_hash: str) -> tuple[str | None, SweepRecord | None]:
-        """(the claimed Redis key, None) when this request owns the Idempotency-Key; (None, the earlier sweep)
-        when the same request came before; 422 with another request. Sweeps have keys of their own: a job's
-        Idempotency-Key never finds a sweep. A claim is written with the sweep's transaction's outcome in view:
-        it names the sweep only once the sweep exists, so a repeat seen meanwhile waits for it."""
-        redis = self.sweeps.redis
-        claim_key = sweep_idempotency_key(hashlib.sha256(key.encode()).hexdigest())
-        value = json.dumps({"sweep_id": sweep_id, "hash": body_hash})
-        for _ in range(100):
-            if redis.set(claim_key, value, nx=True, ex=self.settings.result_ttl_s):
-                return claim_key, None
-            earlier = json.loads(redis.get(claim_key) or "null")
-            if earlier is None:  # undone just now: try again
-                continue
-            if earlier.get("hash") != body_hash:
-                raise ApiError(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                    field="Idempotency-Key",
-                )
-            record = self.sweeps.get(earlier["sweep_id"])
-            if record is not None:
-                return None, record
-            time.sleep(0.05)  # the first request is still storing its cells' files
-        raise ApiError(409, "sweep_in_progress", "the first request of this Idempotency-Key has not finished")
+    def sweep_claims(self) -> Claims[SweepRecord]:
+        """The Idempotency-Key claims of sweeps: keys of their own, so a job's key never finds a sweep."""
+        return Claims(
+            self.sweeps.redis,
+            key_of=Keys.sweep_idempotency,
+            id_field="sweep_id",
+            find=self.sweeps.get,
+            gone=sweep_not_found,
+            lease_s=self.submissions.claim_lease_s,
+            made_ttl_s=self.settings.result_ttl_s,
+        )
 
     def _check_total_budget(self, cells: list[TransferParams], content: bytes) -> None:
         """A sweep is priced as the sum of its cells against NST_MAX_STEP_MEGAPIXELS."""

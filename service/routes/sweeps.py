@@ -15,7 +15,7 @@ from nst_shared.sweeps import SweepRecord, SweepStatus, SweepStore, status_of
 from service import contact_sheet, job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import QueueDep, SettingsDep, StorageDep, StoreDep, SubmissionsDep, UploadsDep
-from service.errors import ApiError
+from service.errors import ApiError, sweep_not_found
 from service.forms import form_data
 from service.openapi import SUBMISSION_BODY, error_responses, image_response
 from service.schemas import Deleted
@@ -44,10 +44,6 @@ async def sweep_id_path(
 
 SweepsDep = Annotated[SweepStore, Depends(get_sweeps)]
 SweepIdDep = Annotated[str, Depends(sweep_id_path)]
-
-
-def sweep_not_found(sweep_id: str) -> ApiError:
-    return ApiError(404, "sweep_not_found", f"no sweep {sweep_id!r} (unknown, deleted or expired)")
 
 
 def _load(sweeps: SweepStore, sweep_id: str, caller: Caller, keys: KeyRing) -> SweepRecord:

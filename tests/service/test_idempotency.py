@@ -55,7 +55,9 @@ def create(submissions: Submissions, key: str):
 def test_a_claim_left_by_a_dead_request_frees_its_key_within_the_lease(submissions):
     # The dead request got as far as its claim: no files, no record.
     digest = _request_digest(PARAMS, {"explicit": []}, CONTENT, [STYLE])
-    claim, existing = submissions._claim(":key-1", "0" * 32, digest)
+    claim, existing = submissions.job_claims().claim(
+        owner=None, idempotency_key="key-1", made_id="0" * 32, body_hash=digest
+    )
     assert claim is not None and existing is None
     started = time.monotonic()
     retried = create(submissions, "key-1")  # before: 404 for the claim's 24 h

@@ -10,11 +10,18 @@ import httpx
 import pytest
 import redis
 from PIL import Image
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from nst_shared import provenance
-from nst_shared.jobs import Keys
-from nst_shared.sweeps import sweep_key
-from tests.conftest import make_image, start_stack, wait_until
+from nst_shared.jobs import JobStore, Keys
+from nst_shared.params import TransferParams
+from nst_shared.settings import Settings
+from nst_shared.storage import LocalStorage
+from nst_shared.sweeps import SweepStore, new_sweep, parse_axes, sweep_key
+from service.submission import Submissions
+from service.sweep_submission import SweepSubmissions, _sweep_digest
+from tests.conftest import make_image, next_database_url, start_stack, wait_until
 
 FAST = {"max_size": "64", "steps": "2"}
 
@@ -201,3 +208,37 @@ def test_idempotency_key_finds_the_same_sweep(stack):
         # A job's Idempotency-Key and a sweep's never meet.
         job = client.post("/jobs", files=files(), data=FAST, headers={"Idempotency-Key": "sweep-1"})
         assert job.status_code == 202 and job.json()["id"] not in {c["job_id"] for c in first["cells"]}
+
+
+def test_a_sweep_claim_left_by_a_dead_request_is_taken_over_after_its_lease(tmp_path, redis_server):
+    connection = redis.Redis.from_url(next_database_url(redis_server.url))
+    settings = Settings(storage_dir=tmp_path)
+    submissions = Submissions(
+        settings=settings,
+        store=JobStore(connection, ttl_s=settings.result_ttl_s),
+        storage=LocalStorage(tmp_path / "storage"),
+        queue=Queue("nst", connection=connection, serializer=JSONSerializer),
+        claim_lease_s=1.0,
+    )
+    sweeps = SweepSubmissions(submissions, SweepStore(connection, ttl_s=settings.result_ttl_s))
+    content, styles = make_image(80, 60, seed=1), [STYLES[0]]
+
+    def request() -> tuple:
+        sweep = new_sweep(parse_axes(["style_weight=5,15"], max_cells=settings.max_sweep_cells), owner=None)
+        cells = [
+            TransferParams(max_size=64, steps=2, style_weight=cell["values"]["style_weight"]) for cell in sweep.cells
+        ]
+        return sweep, cells, [[0] for _ in cells], {}, content, styles, []
+
+    # The dead request got as far as its claim, written as the code writes it: no files, no sweep.
+    dead, cells, _, extra, *_ = request()
+    digest = _sweep_digest(dead, cells, extra, content, styles)
+    claim, _ = sweeps.sweep_claims().claim(owner=None, idempotency_key="key-s", made_id=dead.id, body_hash=digest)
+    assert claim is not None
+    try:
+        retried = sweeps._create(*request(), None, "key-s")  # before: 409 sweep_in_progress for NST_RESULT_TTL_S
+        assert retried.id != dead.id and sweeps.sweeps.get(retried.id) is not None
+        assert all(submissions.store.get(job_id) is not None for job_id in retried.job_ids)
+        assert sweeps._create(*request(), None, "key-s").id == retried.id  # and the key now names it
+    finally:
+        connection.flushdb()
