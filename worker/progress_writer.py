@@ -7,6 +7,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -76,16 +77,18 @@ class BackgroundWriter:
 
     def __init__(self, writer: ProgressWriter, *, poll_s: float = 0.1) -> None:
         self._writer, self._poll_s = writer, poll_s
-        self._posted: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._posted: dict[str, tuple[dict[str, Any], dict[str, Any], Callable[[], bool] | None]] = {}
         self._changed = threading.Condition()
         self._closing = False
         self.stop: str | None = None  # "gone", or a StopRequest's value: set once, read by the engine's callback
         self._thread = threading.Thread(target=self._run, name="progress-writer", daemon=True)
         self._thread.start()
 
-    def post(self, kind: str, data: dict[str, Any], **fields: Any) -> None:
+    def post(self, kind: str, data: dict[str, Any], *, store: Callable[[], bool] | None = None, **fields: Any) -> None:
+        """Post an event; `store` (a preview's file) runs on this thread just before it, and only while the
+        attempt is still the job's: a stale attempt writes no file, and an event never names a file not stored."""
         with self._changed:
-            self._posted[kind] = (data, fields)
+            self._posted[kind] = (data, fields, store)
             self._changed.notify()
 
     def close(self) -> None:
@@ -113,11 +116,15 @@ class BackgroundWriter:
                 if closing:
                     return
 
-    def _write(self, posted: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> Written | None:
+    def _write(
+        self, posted: dict[str, tuple[dict[str, Any], dict[str, Any], Callable[[], bool] | None]]
+    ) -> Written | None:
         written = None
         for kind in ("progress", "preview"):
             if kind in posted and self.stop != "gone":  # a canceled run's last progress is still written
-                data, fields = posted[kind]
+                data, fields, store = posted[kind]
+                if store is not None and not store():
+                    continue
                 written = self._writer.write(kind, data, **fields)
                 if written is Written.NOT_RUNNING:
                     self.stop = "gone"  # deleted, or failed or requeued by a sweeper: not ours any more

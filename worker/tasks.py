@@ -201,13 +201,13 @@ class _Run:
             background.post("progress", data, progress=data)
             if background.stop is None:
                 hook.offer(data)  # a Redis call at most once an interval (NST_WEBHOOK_PROGRESS_INTERVAL_S)
-            if (
-                progress.preview is not None
-                and background.stop != "gone"
-                and self.write_preview(preview_file, _preview(progress.preview), step=progress.step)
-            ):
-                background.post(
-                    "preview", {"step": progress.step}, preview_step=progress.step, preview_file=preview_file
+            if progress.preview is not None and background.stop != "gone":
+                background.post(  # encoded and stored on the writer's thread, once the attempt is known current
+                    "preview",
+                    {"step": progress.step},
+                    store=functools.partial(self.store_preview, preview_file, progress.preview, progress.step),
+                    preview_step=progress.step,
+                    preview_file=preview_file,
                 )
             if background.stop is not None:
                 reason["stop"] = background.stop
@@ -267,6 +267,9 @@ class _Run:
             "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
         )
         return "succeeded"
+
+    def store_preview(self, name: str, image: Any, step: int) -> bool:
+        return self.write_preview(name, _preview(image), step=step)
 
     def write_preview(self, name: str, data: bytes, *, step: int) -> bool:
         """A preview is a courtesy: one that storage refuses is skipped (the next one tries again)."""

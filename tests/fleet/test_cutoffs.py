@@ -227,7 +227,7 @@ def test_worker_cut_mid_job_requeued_to_the_other_worker(on_client, api, store):
     settled(store, [job_id], timeout_s=90)
     final = assert_one_attempt_wrote(bed, store, job_id, stale_worker=stale)
     assert final.status.value == "succeeded" and final.attempts == 2
-    assert final.preview_file == f"preview-{final.attempts}.png"
+    assert final.preview_file == f"preview-{final.attempts}.webp"
     assert_ledger(store, api, [job_id], succeeded=1)
 
 
