@@ -95,6 +95,10 @@ class Keys:
         return f"{PREFIX}:idempotency:sweep:{key}"
 
     @staticmethod
+    def webhook_progress_gate(job_id: str) -> str:
+        return f"{PREFIX}:job:{job_id}:webhook_progress"  # set for NST_WEBHOOK_PROGRESS_INTERVAL_S per delivery
+
+    @staticmethod
     def owner_jobs(owner: str) -> str:
         return f"{PREFIX}:owner:{owner}:jobs"  # sorted set: job id -> created_at, one owner's jobs
 
@@ -141,7 +145,7 @@ if ARGV[3] == '1' then
 end
 if extra and string.find(extra, '"webhook"', 1, true) then
   local hook = cjson.decode(extra).webhook
-  local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
+  local names = RECORD_FIELDS
   local values = redis.call('HMGET', KEYS[1], unpack(names))
   local record = {}
   for i, name in ipairs(names) do record[name] = values[i] or '' end
@@ -155,7 +159,7 @@ if extra and string.find(extra, '"webhook"', 1, true) then
   end
 end
 return {'OK', attempt}
-"""
+""".replace("RECORD_FIELDS", webhook_outbox.RECORD_FIELDS_LUA)
 
 # KEYS: job hash. ARGV: the attempt that writes ('' for none), then field/value pairs. Writes only to a record
 # that exists (never recreates a deleted one) and, from an attempt, only while that attempt is the job's.

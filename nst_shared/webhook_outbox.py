@@ -17,6 +17,9 @@ EVENTS = ("completed", "status", "progress")
 PENDING = "nst:webhooks:pending"  # Redis list of deliveries ready to send
 RETRY = "nst:webhooks:retry"  # Redis sorted set: delivery -> time of its next attempt
 SENDERS = "nst:webhooks:senders"  # set of sender ids that may hold deliveries in a processing list
+# The job record fields a delivery carries, as the Lua table the scripts that write deliveries read them with.
+RECORD_FIELDS = ("id", "status", "error", "created_at", "started_at", "finished_at", "params", "steps_done")
+RECORD_FIELDS_LUA = "{" + ", ".join(f"'{name}'" for name in RECORD_FIELDS) + "}"
 
 
 def _iso(value: float | None) -> str | None:

@@ -27,7 +27,7 @@ for _, kind in ipairs(hook.events) do if kind == 'progress' then wanted = true e
 if not wanted then return 0 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 2 end
 local id = string.match(KEYS[1], '[^:]+$')
-local names = {'id', 'status', 'error', 'created_at', 'started_at', 'finished_at', 'params', 'steps_done'}
+local names = RECORD_FIELDS
 local values = redis.call('HMGET', KEYS[1], unpack(names))
 local record = {}
 for i, name in ipairs(names) do record[name] = values[i] or '' end
@@ -35,11 +35,7 @@ redis.call('LPUSH', KEYS[3], cjson.encode({
   id = 'msg_' .. id .. '_progress_' .. ARGV[4], url = hook.url, event = 'progress', attempt = 0, at = ARGV[2],
   record = record, progress = cjson.decode(ARGV[3])}))
 return 1
-"""
-
-
-def gate(job_id: str) -> str:
-    return f"{Keys.job(job_id)}:webhook_progress"
+""".replace("RECORD_FIELDS", webhook_outbox.RECORD_FIELDS_LUA)
 
 
 class ProgressDeliveries:
@@ -63,7 +59,7 @@ class ProgressDeliveries:
         job_id = self._job_id
         try:
             answer: int = self._script(
-                keys=[Keys.job(job_id), gate(job_id), webhook_outbox.PENDING],
+                keys=[Keys.job(job_id), Keys.webhook_progress_gate(job_id), webhook_outbox.PENDING],
                 args=[int(self._interval_s * 1000), repr(time.time()), json.dumps(progress), progress.get("step", 0)],
             )
         except redis.exceptions.RedisError:  # best effort: a progress report is superseded by the next one
