@@ -26,9 +26,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nst_shared.jobs import JobRecord, Keys
-from tests.conftest import make_image
+from tests.conftest import make_image, wait_until
 from tests.fleet import ledger
-from tests.fleet.bed import Bed, can_build, remove_leftovers, wait_for
+from tests.fleet.bed import Bed, can_build, remove_leftovers
 
 TTL_S = 4
 
@@ -138,7 +138,7 @@ def main() -> int:
                 except Exception:  # Redis still coming back: ask again
                     return False
 
-            wait_for(ended, timeout_s=600, what="every accepted job ended")
+            wait_until(ended, timeout_s=600, what="every accepted job ended")
             elapsed = time.monotonic() - started
             with httpx.Client(base_url=bed.api_urls[0], timeout=30) as api:
                 taken = ledger.take(store, api, accepted)

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 import redis
 
 from nst_cli.up import api_command
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "nstbed-"  # every namespace of a bed: nstbed-<pid of the process that built it>-<host>
@@ -267,7 +267,7 @@ class Bed:
         self.wait_for_redis()
 
     def wait_for_redis(self) -> None:
-        wait_for(lambda: self.call("client", self._pings), timeout_s=20, what="redis-server on the redis host")
+        wait_until(lambda: self.call("client", self._pings), timeout_s=20, what="redis-server on the redis host")
 
     def _pings(self) -> bool:
         try:
@@ -285,7 +285,7 @@ class Bed:
     def start_storage(self) -> None:
         binary = str(Path(sys.executable).parent / "moto_server")
         self.spawn("storage", "s3", [binary, "-H", self.address("storage"), "-p", str(S3_PORT)], S3_ENV)
-        wait_for(
+        wait_until(
             lambda: self.call("client", lambda: answers(f"{self.s3_url}/moto-api/")),
             timeout_s=60,
             what="the S3 server on the storage host",
@@ -329,7 +329,7 @@ class Bed:
         for host in WORKERS:
             self.spawn(host, host, [sys.executable, "-m", "worker", "--name", host], env)
         for url in self.api_urls:
-            wait_for(lambda u=url: self.call("client", lambda: answers(f"{u}/healthz")), timeout_s=60, what=url)
+            wait_until(lambda u=url: self.call("client", lambda: answers(f"{u}/healthz")), timeout_s=60, what=url)
         self.wait_for_workers(len(WORKERS))
 
     def wait_for_workers(self, count: int, *, timeout_s: float = 120) -> None:
@@ -341,7 +341,7 @@ class Bed:
             except redis.exceptions.RedisError:
                 return False
 
-        wait_for(enough, timeout_s=timeout_s, what=f"{count} live workers")
+        wait_until(enough, timeout_s=timeout_s, what=f"{count} live workers")
 
     def reconfigure(self, **settings: Any) -> None:
         """Restart the APIs and workers with `settings` unless they already run with exactly those."""
@@ -372,13 +372,3 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

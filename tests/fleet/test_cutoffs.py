@@ -14,9 +14,9 @@ import redis
 from rq import Worker
 
 from nst_shared.jobs import JobRecord, Keys
-from tests.conftest import make_image
+from tests.conftest import make_image, wait_until
 from tests.fleet import ledger
-from tests.fleet.bed import BUCKET, WORKERS, wait_for
+from tests.fleet.bed import BUCKET, WORKERS
 from tests.fleet.conftest import FAST
 
 
@@ -47,7 +47,7 @@ def wait_record(store: redis.Redis, job_id: str, predicate, *, timeout_s: float,
         found = record(store, job_id)
         return found if found is not None and predicate(found) else None
 
-    return wait_for(matches, timeout_s=timeout_s, what=f"job {job_id}: {what}")
+    return wait_until(matches, timeout_s=timeout_s, what=f"job {job_id}: {what}")
 
 
 def step(found: JobRecord) -> int:
@@ -69,7 +69,7 @@ def idle(store: redis.Redis, worker: str, *, timeout_s: float = 60) -> None:
             return False
         return bool(found) and found[0].get_current_job_id() is None and found[0].get_state() == "idle"
 
-    wait_for(done, timeout_s=timeout_s, what=f"worker {worker} idle")
+    wait_until(done, timeout_s=timeout_s, what=f"worker {worker} idle")
 
 
 def objects(bed, job_id: str) -> dict[str, datetime]:
@@ -122,7 +122,7 @@ def test_api_cut_from_redis_answers_503_and_recovers(on_client, api, api2, store
         assert answer.status_code == 503 and answer.headers["retry-after"], (url, method, answer.text)
         assert answer.json()["error"]["code"] == "redis_unavailable" and elapsed_s < 30
     for client in (api, api2):  # back by itself: nothing restarted
-        wait_for(lambda c=client: c.get(f"/jobs/{accepted[1]}").status_code == 200, timeout_s=30, what="API back")
+        wait_until(lambda c=client: c.get(f"/jobs/{accepted[1]}").status_code == 200, timeout_s=30, what="API back")
     accepted += [submit(api), submit(api2)]
     settled(store, accepted)
     assert_ledger(store, api, accepted, succeeded=len(accepted))
@@ -171,7 +171,7 @@ def test_redis_restarted_on_its_host(on_client, api, api2, store):
     bed.restart("redis")
     bed.wait_for_redis()
     for client in (api, api2):
-        wait_for(lambda c=client: c.get(f"/jobs/{accepted[0]}").status_code == 200, timeout_s=30, what="API back")
+        wait_until(lambda c=client: c.get(f"/jobs/{accepted[0]}").status_code == 200, timeout_s=30, what="API back")
     settled(store, accepted, timeout_s=120)
     assert_ledger(store, api, accepted, succeeded=len(accepted))
 
