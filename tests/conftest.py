@@ -24,6 +24,23 @@ from nst_cli.up import api_command
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_home(tmp_path_factory) -> Iterator[Path]:
+    """Every process the suite starts caches into the session's folder, never the user's ~/.cache: a worker's
+    CPU precision decision (worker/precision.py) made under the suite's load would decide how every later worker
+    on the machine runs. torch's own cache (cached weights) stays where it was."""
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "TORCH_HOME")}
+    home = Path(saved["XDG_CACHE_HOME"] or Path.home() / ".cache")
+    os.environ["TORCH_HOME"] = saved["TORCH_HOME"] or str(home / "torch")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield Path(os.environ["XDG_CACHE_HOME"])
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
