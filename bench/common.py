@@ -27,3 +27,16 @@ def print_table(header: list[str], rows: list[list[str]], notes: list[str] = ())
     for line in [header, *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
     print("\n".join(notes), flush=True)
+
+
+def sheet(pictures: list, path: str, height: int = 256) -> None:
+    """The pictures side by side at one height, as one PNG to look at."""
+    from PIL import Image
+
+    scaled = [p.resize((max(1, round(p.width * height / p.height)), height)) for p in pictures]
+    canvas = Image.new("RGB", (sum(p.width for p in scaled) + 8 * (len(scaled) + 1), height + 16), "white")
+    x = 8
+    for picture in scaled:
+        canvas.paste(picture, (x, 8))
+        x += picture.width + 8
+    canvas.save(path)

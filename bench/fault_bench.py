@@ -1,19 +1,26 @@
-"""Fault trial of the one-command stack: `nst up` with N workers and a fake engine, jobs submitted continuously
-while workers, the API and Redis are killed with SIGKILL in turn. Afterwards every accepted job must have ended
-(succeeded, or failed with a code): none lost, none left queued or running; and the stack must have come back by
-itself (ready with all its workers, a new job succeeds). Prints the ledger; exits 1 when anything is wrong.
+"""Does it survive faults: jobs submitted continuously while parts of the stack fail; afterwards every accepted job
+must have ended (succeeded, or failed with a code), none lost or left queued or running, and the stack must have
+come back by itself. Prints the ledger; exits 1 when anything is wrong.
 
-    .venv/bin/python bench/fault_bench.py [--seconds 120] [--workers 3] [--kill-every 4] [--rate 3]
+    .venv/bin/python bench/fault_bench.py kills [--seconds 120] [--workers 3] [--kill-every 4] [--rate 3]
+    sudo .venv/bin/python bench/fault_bench.py cuts [--rate 0.1] [--steps 8] [--size 64] [--engine ENGINE]
 
-tests/cli/test_faults.py runs it at a small scale; bench/README.md has a larger run.
+kills: `nst up` with N workers and a fake engine; a worker, the API, a worker and Redis SIGKILLed in turn
+(tests/cli/test_faults.py runs it small). cuts: the multi-host bed of tests/fleet/bed.py (six hosts in network
+namespaces, as root) with the real engine on tiny pictures; w1, Redis's host, the storage host and w2 cut
+silently in turn, then Redis SIGKILLed and restarted; a result written by a stale attempt is wrong too
+(tests/fleet/ runs it small, one cut-off a test).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import itertools
 import random
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -26,33 +33,33 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cli.stack import NstUp
-from tests.conftest import make_image
+from tests.conftest import make_image, wait_until
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 KILL_ORDER = ("worker", "api", "worker", "redis")
+TTL_S = 4  # cuts: a worker's heartbeat lives this long; each worker's cut lasts longer
 
 
 class Submitter(threading.Thread):
-    """Submits a small job every 1/`rate` s until stopped; keeps the ids of the accepted ones."""
+    """Submits a small job every ~1/`rate` s until stopped (from `where`: a host of the bed); a refusal or no
+    answer is one the client sees (it waits Retry-After and goes on), not an accepted job."""
 
-    def __init__(self, url: str, rate: float, seed: int) -> None:
+    def __init__(self, url: str, rate: float, seed: int, form: dict, where=contextlib.nullcontext) -> None:
         super().__init__(daemon=True)
-        self.url, self.rate, self.random = url, rate, random.Random(seed)
+        self.url, self.rate, self.random, self.form, self.where = url, rate, random.Random(seed), form, where
         self.accepted: list[str] = []
         self.refused: Counter[str] = Counter()
         self.stop = threading.Event()
-        self.images = [make_image(80, 60, seed=1), make_image(64, 64, seed=2)]
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        size = int(self.form["max_size"])
+        images = [make_image(size + 16, size, seed=1), make_image(size, size, seed=2)]
+        files = [("content", ("c.png", images[0], "image/png")), ("style", ("s.png", images[1], "image/png"))]
+        with self.where(), httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.wait(self.random.expovariate(self.rate)):
-                files = [
-                    ("content", ("c.png", self.images[0], "image/png")),
-                    ("style", ("s.png", self.images[1], "image/png")),
-                ]
-                data = {"max_size": "64", "steps": str(self.random.randint(2, 15)), "preview_every": "0"}
+                steps = self.form.get("steps") or str(self.random.randint(2, 15))
                 try:
-                    response = client.post("/jobs", files=files, data=data)
+                    response = client.post("/jobs", files=files, data={**self.form, "steps": steps})
                 except httpx.HTTPError as exc:  # the API was down: not accepted, the client knows
                     self.refused[f"no answer ({type(exc).__name__})"] += 1
                     continue
@@ -60,42 +67,55 @@ class Submitter(threading.Thread):
                     self.accepted.append(response.json()["id"])
                 else:
                     self.refused[f"{response.status_code} {response.json().get('error', {}).get('code')}"] += 1
+                    time.sleep(float(response.headers.get("retry-after", "0")))
 
 
 def final_states(url: str, job_ids: list[str], timeout_s: float) -> dict[str, dict | None]:
     """Each job's record once it is terminal (None: 404, lost); still queued or running at `timeout_s`: as is."""
     states: dict[str, dict | None] = {}
-    deadline = time.monotonic() + timeout_s
+    pending, deadline = list(job_ids), time.monotonic() + timeout_s
     with httpx.Client(base_url=url, timeout=10) as client:
-        pending = list(job_ids)
         while pending and time.monotonic() < deadline:
-            still = []
-            for job_id in pending:
-                try:
+            for job_id in list(pending):
+                with contextlib.suppress(httpx.HTTPError):
                     response = client.get(f"/jobs/{job_id}")
-                except httpx.HTTPError:
-                    still.append(job_id)
-                    continue
-                if response.status_code == 404:
-                    states[job_id] = None
-                elif response.status_code == 200:
-                    states[job_id] = response.json()
-                    if states[job_id]["status"] not in TERMINAL:
-                        still.append(job_id)
-                else:
-                    still.append(job_id)
-            pending = still
-            if pending:
-                time.sleep(0.5)
+                    if response.status_code in (200, 404):
+                        states[job_id] = response.json() if response.status_code == 200 else None
+                        if states[job_id] is None or states[job_id]["status"] in TERMINAL:
+                            pending.remove(job_id)
+            time.sleep(0.5 if pending else 0)
     return states
 
 
-def trial(seconds: float, workers: int, kill_every: float, rate: float, seed: int) -> bool:
-    rng = random.Random(seed)
+def outcome(states: dict[str, dict | None], job_id: str) -> str:
+    if job_id not in states:
+        return "STUCK (no answer)"
+    state = states[job_id]
+    if state is None:
+        return "LOST (404)"
+    if state["status"] == "failed":
+        return f"failed: {(state.get('error') or {}).get('code') or 'NO CODE'}"
+    return state["status"] if state["status"] in TERMINAL else f"STUCK ({state['status']})"
+
+
+def came_back(up: NstUp, workers: int) -> bool:
+    """Whether the stack is ready with all its workers by itself, and runs a new job."""
+    try:
+        with up.client() as client:
+            wait_until(lambda: client.get("/readyz").json()["workers"] == workers, timeout_s=120, what="workers")
+            files = {"content": make_image(80, 60), "style": make_image(64, 64)}
+            job = client.post("/jobs", files=files, data={"max_size": "64", "steps": "2"}).json()
+    except (httpx.HTTPError, AssertionError):
+        return False
+    return (final_states(up.url, [job["id"]], timeout_s=60).get(job["id"]) or {}).get("status") == "succeeded"
+
+
+def kills(args: argparse.Namespace) -> bool:
+    rng, kills, form = random.Random(args.seed), Counter(), {"max_size": "64", "preview_every": "0"}
     with tempfile.TemporaryDirectory() as folder:
         up = NstUp(
             Path(folder),
-            workers=workers,
+            workers=args.workers,
             engine="tests.engines:SlowEngine",
             heartbeat_interval_s=0.5,
             heartbeat_ttl_s=2,
@@ -106,13 +126,12 @@ def trial(seconds: float, workers: int, kill_every: float, rate: float, seed: in
             log_level="WARNING",
         )
         try:
-            submitter = Submitter(up.url, rate, seed)
+            submitter = Submitter(up.url, args.rate, args.seed, form)
             submitter.start()
-            kills: Counter[str] = Counter()
             started = last_kill_at = time.monotonic()
             for role in itertools.cycle(KILL_ORDER):
-                time.sleep(kill_every * rng.uniform(0.5, 1.5))
-                if time.monotonic() - started > seconds:
+                time.sleep(args.kill_every * rng.uniform(0.5, 1.5))
+                if time.monotonic() - started > args.seconds:
                     break
                 try:
                     up.kill(role)
@@ -122,90 +141,116 @@ def trial(seconds: float, workers: int, kill_every: float, rate: float, seed: in
                     kills[f"{role} (down already)"] += 1
             submitter.stop.set()
             submitter.join()
-            chaos_s = time.monotonic() - started
             states = final_states(up.url, submitter.accepted, timeout_s=120 + 2 * len(submitter.accepted))
-            recovered, recovered_at = _recovered(up, workers)
+            recovered = came_back(up, args.workers)
+            recovered_s = time.monotonic() - last_kill_at
             log = up.log()
         finally:
             stopped = up.stop()
-    outcomes: Counter[str] = Counter()
-    for job_id in submitter.accepted:
-        state = states.get(job_id)
-        if state is None:
-            outcomes["LOST (404)" if job_id in states else "STUCK (no answer)"] += 1
-        elif state["status"] not in TERMINAL:
-            outcomes[f"STUCK ({state['status']})"] += 1
-        elif state["status"] == "failed":
-            outcomes[f"failed: {(state.get('error') or {}).get('code') or 'NO CODE'}"] += 1
-        else:
-            outcomes[state["status"]] += 1
+    outcomes = Counter(outcome(states, job_id) for job_id in submitter.accepted)
     restarts = Counter(re.findall(r"nst up: (Redis|API|worker) (?:\d+ )?restarted", log))
-    # A child that exited by itself (not killed by this trial) is a fault of its own: a worker must ride out
-    # a Redis restart, not quit.
-    own_exits = Counter(
-        role
-        for role, code in re.findall(
-            r"nst up: (Redis|API|worker)(?: \d+)? \(pid \d+\) "
-            r"exited with (-?\d+)",
-            log,
-        )
-        if code != "-9"
-    )
+    # A child that exited by itself (not killed here) is a fault of its own: a worker must ride out a Redis restart.
+    exits = re.findall(r"nst up: (Redis|API|worker)(?: \d+)? \(pid \d+\) exited with (-?\d+)", log)
+    own_exits = Counter(role for role, code in exits if code != "-9")
     bad = sum(n for what, n in outcomes.items() if what.startswith(("LOST", "STUCK")) or "NO CODE" in what)
+
+    def listed(counter: Counter) -> str:
+        return ", ".join(f"{k} {n}" for k, n in sorted(counter.items())) or "none"
+
     print(
-        f"fault trial: {chaos_s:.0f} s of submissions at {rate}/s with a SIGKILL every ~{kill_every} s; "
-        f"nst up with {workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)"
+        f"fault trial: {args.seconds:.0f} s of submissions at {args.rate}/s, a SIGKILL every ~{args.kill_every} s; "
+        f"nst up with {args.workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)"
     )
-    print(f"kills:      {', '.join(f'{k} {n}' for k, n in sorted(kills.items()))}")
+    print(f"kills:      {listed(kills)}")
+    print(f"restarts:   {listed(restarts)} (said in nst up's log); exits without a kill: {listed(own_exits)}")
     print(
-        f"restarts:   {', '.join(f'{k} {n}' for k, n in sorted(restarts.items()))} (said in nst up's log); "
-        f"exits without a kill: {', '.join(f'{k} {n}' for k, n in sorted(own_exits.items())) or 'none'}"
+        f"submitted:  {len(submitter.accepted) + sum(submitter.refused.values())}: accepted "
+        f"{len(submitter.accepted)}, refused {listed(submitter.refused)}"
     )
-    refused = sum(submitter.refused.values())
+    print(f"accepted:   {len(submitter.accepted)}: {listed(outcomes)}")
     print(
-        f"submitted:  {len(submitter.accepted) + refused}: accepted {len(submitter.accepted)}, refused "
-        f"{refused} ({', '.join(f'{k} {n}' for k, n in sorted(submitter.refused.items())) or '-'})"
-    )
-    print(f"accepted:   {len(submitter.accepted)}: {', '.join(f'{k} {n}' for k, n in sorted(outcomes.items()))}")
-    print(
-        f"recovered:  {'yes' if recovered else 'NO'}: ready with {workers} workers and a new job succeeded "
-        f"{recovered_at - last_kill_at:.1f} s after the last kill; nst up exited with {stopped}"
+        f"recovered:  {'yes' if recovered else 'NO'}: ready with {args.workers} workers and a new job succeeded "
+        f"{recovered_s:.1f} s after the last kill; nst up exited with {stopped}"
     )
     ok = not bad and not own_exits and recovered and stopped == 0
     print(f"verdict:    {'OK: every accepted job ended, none lost or stuck' if ok else 'FAILED'}")
     return ok
 
 
-def _recovered(up: NstUp, workers: int) -> tuple[bool, float]:
-    """Whether the stack is ready with all its workers and runs a new job; and when that was seen."""
-    started = time.monotonic()
-    with httpx.Client(base_url=up.url, timeout=10) as client:
-        while time.monotonic() - started < 120:
-            try:
-                ready = client.get("/readyz")
-                if ready.status_code == 200 and ready.json()["workers"] == workers:
-                    files = [
-                        ("content", ("c.png", make_image(80, 60), "image/png")),
-                        ("style", ("s.png", make_image(64, 64), "image/png")),
-                    ]
-                    job = client.post("/jobs", files=files, data={"max_size": "64", "steps": "2"}).json()
-                    state = final_states(up.url, [job["id"]], timeout_s=60).get(job["id"])
-                    return bool(state and state["status"] == "succeeded"), time.monotonic()
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-    return False, time.monotonic()
+def cuts(args: argparse.Namespace) -> bool:
+    from tests.fleet import ledger
+    from tests.fleet.bed import Bed, can_build, remove_leftovers
+
+    if reason := can_build():
+        raise SystemExit(reason)
+    for name in remove_leftovers():
+        print(f"removed a crashed run's namespace {name}")
+    bed = Bed(Path(tempfile.mkdtemp(prefix="nst-fleet-")))
+    try:
+        started = time.monotonic()
+        bed.build()
+        bed.start(
+            engine=args.engine,
+            heartbeat_interval_s=1,
+            heartbeat_ttl_s=TTL_S,
+            reaper_interval_s=1,
+            retry_lost_jobs=args.retry_lost_jobs,
+        )
+        print(f"bed up in {time.monotonic() - started:.0f} s: {bed.root}", flush=True)
+        form = {"max_size": str(args.size), "steps": str(args.steps), "preview_every": "5"}
+        submitters = [
+            Submitter(url, args.rate, i, form, functools.partial(bed.on, "client"))
+            for i, url in enumerate(bed.api_urls)
+        ]
+        cut_offs = [
+            (host, lambda h=host: bed.cut(h), lambda h=host: bed.restore(h), s)
+            for host, s in (("w1", TTL_S + 4), ("redis", 12), ("storage", 6), ("w2", TTL_S + 4))
+        ]
+        kill = functools.partial(bed.stop, "redis", sig=signal.SIGKILL)
+        cut_offs.append(("redis killed", kill, lambda: (bed.restart("redis"), bed.wait_for_redis()), 6))
+        started = time.monotonic()
+        for submitter in submitters:
+            submitter.start()
+        for what, cut, restore, seconds in cut_offs:
+            time.sleep(args.pause)
+            at = time.monotonic() - started
+            cut()
+            time.sleep(seconds)
+            restore()
+            print(f"{at:6.1f} s  {what} for {seconds} s", flush=True)
+        time.sleep(args.pause)
+        for submitter in submitters:
+            submitter.stop.set()
+            submitter.join()
+        accepted = [job_id for s in submitters for job_id in s.accepted]
+        refused = sum((s.refused for s in submitters), Counter())
+        with bed.on("client"), httpx.Client(base_url=bed.api_urls[0], timeout=30) as api:
+            final_states(bed.api_urls[0], accepted, timeout_s=600)  # every accepted job ended, or the ledger says
+            taken = ledger.take(bed.redis(), api, accepted)
+        print(f"{len(accepted)} jobs in {time.monotonic() - started:.0f} s; refused while cut: {dict(refused) or 0}")
+        print(taken.render())
+        badly = [code for code in refused if not code.startswith(("503", "429", "no answer"))]
+        return bool(accepted) and not badly and (taken.lost, taken.stuck, taken.stale_results) == (0, 0, 0)
+    finally:
+        bed.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=120)
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--kill-every", type=float, default=4)
-    parser.add_argument("--rate", type=float, default=3, help="submissions per second")
+    parser.add_argument("what", choices=["kills", "cuts"])
+    parser.add_argument("--seconds", type=float, default=120, help="kills: seconds of submissions")
+    parser.add_argument("--workers", type=int, default=3, help="kills")
+    parser.add_argument("--kill-every", type=float, default=4, help="kills: seconds between SIGKILLs, on average")
+    parser.add_argument("--rate", type=float, help="submissions a second (per API process); 3 (kills), 0.1 (cuts)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=8, help="cuts")
+    parser.add_argument("--size", type=int, default=64, help="cuts: longest side of the pictures, px")
+    parser.add_argument("--engine", default="nst_core.transfer:StyleTransfer", help="cuts")
+    parser.add_argument("--retry-lost-jobs", type=int, default=1, help="cuts")
+    parser.add_argument("--pause", type=float, default=8, help="cuts: seconds between cut-offs")
     args = parser.parse_args()
-    sys.exit(0 if trial(args.seconds, args.workers, args.kill_every, args.rate, args.seed) else 1)
+    args.rate = args.rate or (3 if args.what == "kills" else 0.1)
+    sys.exit(0 if (kills if args.what == "kills" else cuts)(args) else 1)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,14 @@ step's failure or timeout recorded without stopping the others, everything writt
                            [--extra 'NAME=COMMAND' ...]
 
 It refuses, running nothing, when this Python cannot import what the steps import (the wheels bench/gpu_wheels.sh
-packs). Steps, most important first, each with a limit; the first five hold the numbers issue 27 asks for and
-fit the budget with the card warm, the later ones get what is left or are skipped: pytest (tests/gpu, marked
-gpu), engine (512 px warm and its 300-step time, 1024 px against the bf16 peak, peak memory against the memory
-plan, cudnn.benchmark on and off and the NST_CUDNN_BENCHMARK that pays), objective (time to the seed's 300-step
-objective at 512 px), service (`nst up` and three jobs by curl), largest (4096 px), graphs (one L-BFGS step
-eager against a CUDA graph of it), engine_more (2048 px, bf16 and fp32), largest_more (5120 to 8192 px), then
-each --extra (a shell command run with DEVICE, OUT and PYTHON set). `--tiny` shrinks every size and count for
-the dry run on a CPU (tests/bench/test_gpu_check.py).
+packs). Steps, most important first, each a bench script with a limit; the first five hold the numbers issue 27
+asks for and fit the budget with the card warm, the later ones get what is left or are skipped: pytest (tests/gpu,
+marked gpu), engine (engine_bench.py: 512 px warm and its 300-step time, 1024 px against the bf16 peak, peak
+memory against the memory plan), objective (engine_bench.py: time to the plain way's 300-step value of the
+engine's objective at 512 px), service (service_bench.py --jobs: `nst up` and three jobs), largest (4096 px),
+gpu (gpu_bench.py: syncs and launches a step, cudnn.benchmark on and off, CUDA graphs), engine_more (2048 px,
+bf16 and fp32), largest_more (5120 to 8192 px), then each --extra (a shell command run with DEVICE, OUT and
+PYTHON set). `--tiny` shrinks every size and count for the dry run on a CPU (tests/bench/test_gpu_check.py).
 
 OUT gets summary.txt (every step's status and table), results.json (all numbers), steps.log (all output),
 pytest.xml, objective.png and service.png: six files, within what a device run brings back.
@@ -35,12 +35,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = str(ROOT / "bench" / "gpu_bench.py")
 TABLE = "--- table ---"
 
 
 # What the steps import: the packages and bench modules they run. boto3 serves S3 storage only, when configured.
-RUN_SOURCES = ("service", "worker", "nst_core", "nst_shared", "nst_cli", "bench", "tests/gpu")
+RUN_SOURCES = (
+    "service",
+    "worker",
+    "nst_core",
+    "nst_shared",
+    "nst_cli",
+    "bench",
+    "tests/gpu",
+    "tests/cli/stack.py",
+    "tests/conftest.py",
+)
 OPTIONAL_IMPORTS = {"boto3", "botocore"}
 
 
@@ -49,7 +58,7 @@ def needed_imports() -> set[str]:
     ours = {p.name for p in ROOT.iterdir() if p.is_dir()} | {p.stem for p in ROOT.glob("bench/*.py")}
     found: set[str] = set()
     for source in RUN_SOURCES:
-        for path in (ROOT / source).rglob("*.py"):
+        for path in [ROOT / source] if source.endswith(".py") else (ROOT / source).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
                     found.update(alias.name.split(".")[0] for alias in node.names)
@@ -74,121 +83,54 @@ class Step:
 
 
 def plan(args: argparse.Namespace, out: Path) -> list[Step]:
-    """The steps in order of importance; --tiny for the CPU dry run."""
+    """The steps in order of importance, each a bench script with its --json; --tiny for the CPU dry run."""
     py, device, tiny = sys.executable, args.device, args.tiny
 
-    def bench(step: str, command: str, *more: str) -> list[str]:
-        return [py, BENCH, command, "--device", device, "--json", str(out / f"{step}.json"), *more]
+    def bench(step: str, script: str, real: str, dry: str, max_s: float) -> Step:
+        more = (dry if tiny else real).split()
+        command = [py, f"bench/{script}", *more, "--device", device, "--json", str(out / f"{step}.json")]
+        return Step(step, max_s, command, json_name=f"{step}.json")
 
-    def sizes(*real: str, tiny_size: str = "64") -> list[str]:
-        return [tiny_size] if tiny else list(real)
-
+    pytest = f"-m pytest -m gpu tests/gpu -q -x -rfEs -p no:cacheprovider --junitxml={out / 'pytest.xml'} -o addopts="
+    picture = {name: f"--picture {out / name}.png" for name in ("objective", "service")}
     # Seconds each: the first five hold the numbers that matter (about 175 s with the card warm); the rest get
     # what the budget leaves, and are skipped when it is spent.
     steps = [
-        Step(
-            "pytest",
-            50,
-            [
-                py,
-                "-m",
-                "pytest",
-                "-m",
-                "gpu",
-                "tests/gpu",
-                "-q",
-                "-x",
-                "-rfEs",
-                "-p",
-                "no:cacheprovider",
-                f"--junitxml={out / 'pytest.xml'}",
-                "-o",
-                "addopts=",
-                *(["-k", "not bf16"] if tiny else []),
-            ],
-            env={"GPU_TEST_DEVICE": device},
-        ),
-        # 512 px warm (its 300-step time), 1024 px against the bf16 peak, the memory plan, cudnn.benchmark.
-        Step(
+        Step("pytest", 50, [py, *pytest.split(), *(["-k", "not bf16"] if tiny else [])], {"GPU_TEST_DEVICE": device}),
+        bench(
             "engine",
+            "engine_bench.py",
+            "iteration --sizes 512 1024 --precisions bf16 --iterations 15",
+            "iteration --sizes 64 --precisions fp32 --iterations 2 --matmul-n 256",
             40,
-            bench(
-                "engine",
-                "engine",
-                "--sizes",
-                *sizes("512", "1024"),
-                "--precisions",
-                "fp32" if tiny else "bf16",
-                *(["--iterations", "2", "--warmup", "1", "--count-steps", "1", "--matmul-n", "256"] if tiny else []),
-                *([] if tiny else ["--iterations", "15", "--count-steps", "2", "--matmul-n", "4096"]),
-            ),
-            json_name="engine.json",
         ),
-        Step(
+        bench(
             "objective",
+            "engine_bench.py",
+            f"objective --size 512 --steps 300 --runs 1:auto 3:auto {picture['objective']}",
+            f"objective --size 64 --steps 4 --runs 1:fp32 {picture['objective']}",
             35,
-            bench(
-                "objective",
-                "objective",
-                "--picture",
-                str(out / "objective.png"),
-                *(["--size", "48", "--seed-steps", "4"] if tiny else ["--size", "512", "--seed-steps", "300"]),
-            ),
-            json_name="objective.json",
         ),
-        Step(
+        bench(
             "service",
+            "service_bench.py",
+            f"--jobs 3 {picture['service']}",
+            f"--jobs 2 --max-size 64 --steps 3 {picture['service']}",
             40,
-            bench(
-                "service",
-                "service",
-                "--picture",
-                str(out / "service.png"),
-                *(["--jobs", "2", "--max-size", "64", "--steps", "3"] if tiny else ["--jobs", "3"]),
-            ),
-            json_name="service.json",
         ),
-        Step("largest", 20, bench("largest", "largest", "--sizes", *sizes("4096")), json_name="largest.json"),
-        Step(
-            "graphs",
-            20,
-            bench(
-                "graphs",
-                "graphs",
-                *(["--size", "48", "--precision", "fp32"] if tiny else ["--size", "512"]),
-                "--iterations",
-                "2" if tiny else "50",
-            ),
-            json_name="graphs.json",
-        ),
-        Step(
+        bench("largest", "engine_bench.py", "largest --sizes 4096", "largest --sizes 64", 20),
+        bench("gpu", "gpu_bench.py", "--size 512 --steps 50", "--size 48 --steps 4 --precision fp32", 25),
+        bench(
             "engine_more",
+            "engine_bench.py",
+            "iteration --sizes 2048 --precisions bf16 fp32 --iterations 5",
+            "iteration --sizes 80 --precisions fp32 --iterations 2 --matmul-n 256",
             45,
-            bench(
-                "engine_more",
-                "engine",
-                "--sizes",
-                *sizes("2048", tiny_size="80"),
-                *(["--precisions", "fp32"] if tiny else ["--precisions", "bf16", "fp32"]),
-                "--skip-cudnn",
-                "--iterations",
-                "2" if tiny else "5",
-                "--count-steps",
-                "0",
-                "--matmul-n",
-                "256" if tiny else "4096",
-            ),
-            json_name="engine_more.json",
         ),
-        Step(
-            "largest_more",
-            40,
-            bench("largest_more", "largest", "--sizes", *sizes("5120", "6144", "8192", tiny_size="80")),
-            json_name="largest_more.json",
-        ),
+        bench("largest_more", "engine_bench.py", "largest --sizes 5120 6144 8192", "largest --sizes 80", 40),
     ]
     # More rows: --extra 'NAME=COMMAND', run by bash with DEVICE, OUT and PYTHON set, e.g. the engine's print-size
-    # bench: --extra 'print=$PYTHON bench/print_bench.py --device $DEVICE --sizes 4096 8192' (its name as it lands).
+    # bench: --extra 'print=$PYTHON bench/print_bench.py rows --device $DEVICE --sizes 4096 8192'.
     for extra in args.extra:
         name, _, command = extra.partition("=")
         steps.append(

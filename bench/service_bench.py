@@ -8,6 +8,10 @@ not counted. `--baseline REF` measures the API of a git ref (e.g. `main`) the sa
 two columns share the machine's load. Bounded: a few thousand requests, every step a few seconds.
 
     .venv/bin/python bench/service_bench.py [--baseline REF] [--api-workers N] [--step-s 4] [--rounds 3]
+
+`--jobs N` answers the other half, a job end to end: `nst up` (embedded Redis, one worker on --device), then N
+default jobs one after another, each followed over its event stream to `completed` and its PNG checked; the
+seconds from POST to PNG and the queue pickup (job 1 is cold: new shapes).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 P99_LIMIT_S = 0.100
 GET_RATES = (250, 500, 750, 1000, 1500)
@@ -357,13 +362,86 @@ def load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def end_to_end(args: argparse.Namespace) -> dict:
+    from datetime import datetime
+
+    from common import print_table, sheet
+
+    from nst_shared.images import fit_size
+    from tests.cli.stack import NstUp
+
+    examples, jobs, pictures = ROOT / "examples", [], []
+    form = {name: str(getattr(args, name)) for name in ("max_size", "steps") if getattr(args, name)}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        up = NstUp(Path(tmp), workers=1, device=args.device, log_format="text")
+        start_s = time.perf_counter() - started
+        try:
+            with up.client() as client:
+                for i in range(args.jobs):
+                    files = {"content": (examples / "chelsea.jpg").read_bytes()}
+                    files["style"] = (examples / ("swirls.jpg", "mosaic.jpg")[i % 2]).read_bytes()
+                    t0 = time.perf_counter()
+                    job = client.post("/jobs", files=files, data=form).json()
+                    with client.stream("GET", job["links"]["events"], timeout=300) as events:
+                        stream = "".join(events.iter_text())
+                    result = client.get(f"/jobs/{job['id']}/result")
+                    done_s, final = time.perf_counter() - t0, client.get(f"/jobs/{job['id']}").json()
+                    image = Image.open(io.BytesIO(result.content))
+                    expected = fit_size(*Image.open(examples / "chelsea.jpg").size, final["params"]["max_size"])
+                    ok = image.format == "PNG" and image.size == expected and "event: completed" in stream
+                    pictures.append(image.convert("RGB"))
+                    at = {k: datetime.fromisoformat(final[k]) for k in ("created_at", "started_at")}
+                    jobs.append(
+                        {
+                            "job": i + 1,
+                            "ok": ok and final["status"] == "succeeded",
+                            "submit_to_png_s": done_s,
+                            "queue_pickup_s": (at["started_at"] - at["created_at"]).total_seconds(),
+                            "size": image.size,
+                            "steps": final["params"]["steps"],
+                            "precision": final.get("precision"),
+                        }
+                    )
+        finally:
+            up.stop()
+    if args.picture and pictures:
+        sheet(pictures, args.picture, height=192)
+    rows = [
+        [
+            str(j["job"]),
+            str(j["ok"]),
+            "x".join(map(str, j["size"])),
+            str(j["steps"]),
+            f"{j['submit_to_png_s']:.2f}",
+            f"{j['queue_pickup_s']:.3f}",
+        ]
+        for j in jobs
+    ]
+    print_table(["job", "ok", "size", "steps", "submit->PNG s", "pickup s"], rows, [f"nst up ready in {start_s:.1f} s"])
+    if not all(j["ok"] for j in jobs):
+        raise SystemExit("a job did not end as a checked PNG")
+    return {"device": args.device, "start_s": start_s, "jobs": jobs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, help="a job end to end, N times, instead of the API's own cost")
+    parser.add_argument("--device", default="cpu", help="--jobs: the worker's device")
+    parser.add_argument("--max-size", type=int, help="--jobs: the jobs' max_size (default: the device's)")
+    parser.add_argument("--steps", type=int, help="--jobs: the jobs' steps (default: the device's)")
+    parser.add_argument("--picture", help="--jobs: the results side by side (PNG)")
+    parser.add_argument("--json", help="--jobs: the results as JSON (bench/gpu_check.py)")
     parser.add_argument("--baseline", help="a git ref whose API is measured too (e.g. main), for an old column")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of this checkout")
     parser.add_argument("--step-s", type=float, default=4.0, help="seconds at each request rate")
     parser.add_argument("--rounds", type=int, default=3, help="CPU measurements per API, the best kept")
     args = parser.parse_args()
+    if args.jobs:
+        result = end_to_end(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return
 
     content, style = photo_jpeg(1600, 1200, 1), photo_jpeg(1200, 1200, 2)
     post = request_bytes(

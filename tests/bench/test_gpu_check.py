@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import ROOT
 
-STEPS = ["pytest", "engine", "objective", "service", "largest", "graphs", "engine_more", "largest_more"]
+STEPS = ["pytest", "engine", "objective", "service", "largest", "gpu", "engine_more", "largest_more"]
 
 
 def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
@@ -44,7 +44,8 @@ def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
     steps = results["steps"]
     rows = [row for row in steps["engine"]["result"]["rows"] if "size" in row]
     assert rows and all(row["s_per_iter"] > 0 and row["gflop_per_iter"] > 0 for row in rows)
-    assert steps["objective"]["result"]["seed_s"] > 0 and steps["objective"]["result"]["seed_objective"] > 0
+    assert steps["objective"]["result"]["plain_s"] > 0 and steps["objective"]["result"]["plain_objective"] > 0
+    assert steps["gpu"]["result"]["per_step"]["launches"] >= 0 and "error" in steps["gpu"]["result"]["graphs"]["graph"]
     jobs = steps["service"]["result"]["jobs"]
     assert len(jobs) == 2 and all(job["ok"] and job["queue_pickup_s"] >= 0 for job in jobs)
     assert steps["largest"]["result"]["sizes"][0]["fits"]

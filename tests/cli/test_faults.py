@@ -14,6 +14,7 @@ def test_stack_survives_sigkills_of_every_child():
         [
             sys.executable,
             "bench/fault_bench.py",
+            "kills",
             "--seconds",
             "20",
             "--workers",

@@ -3,7 +3,7 @@ client), each with its own address, running the real processes; links can be cut
 
 The bridge lives in a seventh namespace (the switch), so nothing of the bed touches this machine's own network.
 A silent cut sets the switch's end of a host's veth pair down: the host's packets vanish and its connections
-time out, as behind a dead switch port. tests/fleet/ runs it small (fake engine), bench/fleet.py larger.
+time out, as behind a dead switch port. tests/fleet/ runs it small (fake engine), bench/fault_bench.py cuts larger.
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def test_decode_image_refuses_polyglots():
 
 
 def test_decode_image_accepts_a_photo_whose_pixel_data_contains_markup():
-    # Found by `bench/polyglot_bench.py --search` (at 3073a10): "<sVg" at byte 65444 of 258854, in the compressed pixels.
+    # Found by `bench/polyglot_bench.py --search` (3073a10): "<sVg" at byte 65444 of 258854, in the compressed pixels.
     photo = encoded(photo_like(1024, 768, seed=432), "JPEG", quality=95)
     assert photo.lower().find(b"<svg") > 60_000
     assert decode_image(photo).size == (1024, 768)
