@@ -62,7 +62,9 @@ class NstUp:
     """`nst up --workers N [--api-workers M]` with NST_* overrides, its own embedded Redis and storage under
     `folder`."""
 
-    def __init__(self, folder: Path, *, workers: int, api_workers: int = 1, **settings: object) -> None:
+    def __init__(
+        self, folder: Path, *, workers: int, api_workers: int = 1, root: Path = ROOT, **settings: object
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "nst-up.log"
@@ -71,6 +73,8 @@ class NstUp:
             {
                 "NST_STORAGE_DIR": str(folder / "storage"),
                 "NST_DEVICE": "cpu",
+                # The checkout first (another one for service_bench.py --baseline), then what was set (GPU wheels).
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
                 "NST_RATE_LIMIT_REQUESTS_PER_MIN": "0",
                 "NST_RATE_LIMIT_SUBMISSIONS_PER_MIN": "0",
                 **{f"NST_{k.upper()}": str(v) for k, v in settings.items()},
@@ -89,7 +93,7 @@ class NstUp:
                 "--api-workers",
                 str(api_workers),
             ],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=open(self.log_path, "wb"),
             stderr=subprocess.STDOUT,
