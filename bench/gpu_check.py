@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import json
 import os
@@ -39,17 +40,7 @@ TABLE = "--- table ---"
 
 
 # What the steps import: the packages and bench modules they run. boto3 serves S3 storage only, when configured.
-RUN_SOURCES = (
-    "service",
-    "worker",
-    "nst_core",
-    "nst_shared",
-    "nst_cli",
-    "bench",
-    "tests/gpu",
-    "tests/cli/stack.py",
-    "tests/conftest.py",
-)
+RUN_SOURCES = "service worker nst_core nst_shared nst_cli bench tests/gpu tests/cli/stack.py tests/conftest.py"
 OPTIONAL_IMPORTS = {"boto3", "botocore"}
 
 
@@ -57,7 +48,7 @@ def needed_imports() -> set[str]:
     """The top-level modules outside the standard library and this repository that the steps import."""
     ours = {p.name for p in ROOT.iterdir() if p.is_dir()} | {p.stem for p in ROOT.glob("bench/*.py")}
     found: set[str] = set()
-    for source in RUN_SOURCES:
+    for source in RUN_SOURCES.split():
         for path in [ROOT / source] if source.endswith(".py") else (ROOT / source).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
@@ -157,7 +148,6 @@ def run_step(step: Step, timeout_s: float, log) -> dict:
         text=True,
         errors="replace",
     )
-    lines: list[str] = []
     try:
         output, _ = process.communicate(timeout=timeout_s)
         status = "ok" if process.returncode == 0 else f"failed (exit {process.returncode})"
@@ -175,16 +165,11 @@ def run_step(step: Step, timeout_s: float, log) -> dict:
 
 
 def _end_group(process: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def machine() -> dict:
@@ -237,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + "!" * 100 + f"\n{refusal}\n" + "!" * 100, file=sys.stderr, flush=True)
         (out / "summary.txt").write_text(refusal + "\n")
         return 3
-    deadline = time.monotonic() + args.budget_s
     results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s, "steps": {}}
+    deadline = time.monotonic() + args.budget_s  # the steps' budget, from after the machine's probe
     with open(out / "steps.log", "w") as log:
         for step in plan(args, out):
             left = deadline - time.monotonic()
