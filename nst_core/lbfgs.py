@@ -97,7 +97,7 @@ class LBFGS:
             return
         x, g_old, loss_old = self._x, self._grad, self._loss
         assert g_old is not None and self._values is not None
-        # The state is updated in place, so that a CUDA graph of one step can replay it (bench/gpu_bench.py graphs).
+        # The state is updated in place, so that a CUDA graph of one step can replay it (bench/gpu_bench.py).
         new_direction, new_t = self._next_direction()
         direction = torch.where(self._fresh, new_direction, self._direction, out=self._direction)
         del new_direction
