@@ -115,19 +115,9 @@ def bench_iteration(args: argparse.Namespace) -> dict[str, Any]:
             rate = r["gflop_per_iter"] / r["s_per_iter"]
             r["pct_of_peak"] = 100 * rate / peaks[r["precision"]]
             found.append(r)
-            rows.append(
-                [
-                    str(size),
-                    r["precision"],
-                    f"{r['s_per_iter'] * 1e3:.1f}",
-                    f"{r['gflop_per_iter']:.0f}",
-                    f"{rate:.0f}",
-                    f"{r['pct_of_peak']:.0f}%",
-                    f"{r['peak_mb']:.0f}",
-                    f"{r['plan_mb']:.0f}",
-                    f"{300 * r['s_per_iter']:.1f}",
-                ]
-            )
+            cells = "{size} {precision} {ms:.1f} {gflop_per_iter:.0f} {rate:.0f} {pct_of_peak:.0f}%"
+            cells += " {peak_mb:.0f} {plan_mb:.0f} {s300:.1f}"
+            rows.append(cells.format(**r, ms=r["s_per_iter"] * 1e3, rate=rate, s300=300 * r["s_per_iter"]).split())
     header = ["size", "prec", "ms/iter", "GFLOP/it", "GFLOP/s", "% peak", "peak MB", "plan MB", "300 it s"]
     print_table(header, rows, [f"matmul peaks this run: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s"])
     return {"device": args.device, "peaks_gflops": peaks, "rows": found}

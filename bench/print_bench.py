@@ -189,17 +189,11 @@ def main() -> None:
         passed.append(f"--device={args.device}")
         for size in args.sizes:
             found = [r for r in (child(["rows", *passed, f"--child={size}:{mode}"]) for mode in args.modes) if r]
+            cells = "{size} {mode} {precision} {blocks} {s_per_iter:.2f} {peak_mb:.0f} {time:.2f}x {memory:.2f}x"
             rows = [
-                [
-                    r["size"],
-                    r["mode"],
-                    r["precision"],
-                    str(r["blocks"]),
-                    f"{r['s_per_iter']:.2f}",
-                    f"{r['peak_mb']:.0f}",
-                    f"{r['s_per_iter'] / found[0]['s_per_iter']:.2f}x",
-                    f"{r['peak_mb'] / found[0]['peak_mb']:.2f}x",
-                ]
+                cells.format(
+                    **r, time=r["s_per_iter"] / found[0]["s_per_iter"], memory=r["peak_mb"] / found[0]["peak_mb"]
+                ).split()
                 for r in found
             ]
             print_table(["size", "mode", "prec", "blocks", "s/iter", "peak MB", "time", "memory"], rows)
