@@ -102,7 +102,8 @@ SWEEP_LINKS = {
     openapi_extra=SWEEP_BODY,
     responses={
         200: {
-            "description": "Every cell ended while the request waited (`Prefer: wait=N`)",
+            "description": "Every cell has ended: while the request waited (`Prefer: wait=N`), or the earlier "
+            "sweep of this Idempotency-Key had",
             "headers": {
                 **LOCATION,
                 "Preference-Applied": {"description": "wait=N, when it was", "schema": {"type": "string"}},
