@@ -97,6 +97,8 @@ def test_sweep_paints_every_cell_as_a_job_and_a_labelled_sheet(stack):
         assert sheet.status_code == 200 and sheet.headers["content-type"] == "image/png"
         image = Image.open(io.BytesIO(sheet.content))
         assert image.size == (3 * 256 + 4 * 8, 2 * (256 + 22) + 3 * 8)  # three across, two down
+        bottom = 8 + 256 - 1  # a landscape picture sits on its label, not halfway up its square
+        assert image.getpixel((8 + 128, bottom)) != (255, 255, 255) and image.getpixel((8 + 128, 8)) == (255, 255, 255)
         record = provenance.read(sheet.content)
         assert record is not None and record["sweep"]["id"] == sweep["id"]
         assert record["sweep"]["axes"] == sweep["axes"] and "style_weight" not in record["params"]
