@@ -10,10 +10,11 @@ from tests.deploy.kubernetes import OVERLAYS, pod_specs, render
 from tests.service.test_jobs import submit, wait_status
 
 LONG = {"steps": "1000", "max_size": "96", "preview_every": "0"}
+SLOW = "tests.engines:SlowEngine"  # 0.1 s a step: these tests are of the worker processes, not of the painting
 
 
 def test_killed_worker_fails_job_worker_lost(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, heartbeat_interval_s=1, heartbeat_ttl_s=3)
+    stack = start_stack(tmp_path, redis_server.url, engine=SLOW, heartbeat_interval_s=1, heartbeat_ttl_s=3)
     try:
         with stack.client() as client:
             job = submit(client, **LONG).json()
@@ -72,7 +73,7 @@ def test_scaled_down_worker_hands_its_job_to_another_within_the_grace_period(tmp
 
 
 def test_two_workers_share_a_queue(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url, workers=2)
+    stack = start_stack(tmp_path, redis_server.url, workers=2, engine=SLOW)
     try:
         with stack.client() as client:
             jobs = [submit(client, **LONG).json() for _ in range(2)]
