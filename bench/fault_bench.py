@@ -37,6 +37,9 @@ from tests.conftest import make_image, wait_until
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 KILL_ORDER = ("worker", "api", "worker", "redis")
+KILLS_SETTINGS = {"engine": "tests.engines:SlowEngine", "heartbeat_interval_s": 0.5, "heartbeat_ttl_s": 2}
+KILLS_SETTINGS |= {"reaper_interval_s": 1, "queued_grace_s": 5, "retry_lost_jobs": 2, "log_level": "WARNING"}
+KILLS_SETTINGS["max_queued_jobs"] = 100_000
 TTL_S = 4  # cuts: a worker's heartbeat lives this long; each worker's cut lasts longer
 
 
@@ -113,18 +116,7 @@ def came_back(up: NstUp, workers: int) -> bool:
 def kills(args: argparse.Namespace) -> bool:
     rng, kills, form = random.Random(args.seed), Counter(), {"max_size": "64", "preview_every": "0"}
     with tempfile.TemporaryDirectory() as folder:
-        up = NstUp(
-            Path(folder),
-            workers=args.workers,
-            engine="tests.engines:SlowEngine",
-            heartbeat_interval_s=0.5,
-            heartbeat_ttl_s=2,
-            reaper_interval_s=1,
-            queued_grace_s=5,
-            retry_lost_jobs=2,
-            max_queued_jobs=100_000,
-            log_level="WARNING",
-        )
+        up = NstUp(Path(folder), workers=args.workers, **KILLS_SETTINGS)
         try:
             submitter = Submitter(up.url, args.rate, args.seed, form)
             submitter.start()
