@@ -271,8 +271,22 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, redis_server) -> Iterator[Stack]:
-    """One API and one real worker for the session (small upload limit so 413 is cheap to test)."""
-    stack = start_stack(tmp_path_factory.mktemp("stack"), redis_server.url, max_upload_bytes=3_000_000)
+    """One API and one worker for the session, with a fake engine (0.1 s a step, the content as the picture): the
+    tests of the API, not of the painting (small upload limit so 413 is cheap to test)."""
+    stack = start_stack(
+        tmp_path_factory.mktemp("stack"),
+        redis_server.url,
+        max_upload_bytes=3_000_000,
+        engine="tests.engines:SlowEngine",
+    )
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def painting_service(tmp_path_factory, redis_server) -> Iterator[Stack]:
+    """One API and one worker with the real engine, for the tests whose subject is the picture."""
+    stack = start_stack(tmp_path_factory.mktemp("painting"), redis_server.url, max_upload_bytes=3_000_000)
     yield stack
     stack.stop()
 

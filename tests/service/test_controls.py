@@ -34,8 +34,8 @@ def post(client: httpx.Client, *, styles: int = 1, masks: list[bytes] = (), **fo
     return client.post("/jobs", files=files, data={**FORM, **form})
 
 
-def test_masked_job_keeps_the_photo_where_no_mask_reaches(service):
-    with service.client() as client:
+def test_masked_job_keeps_the_photo_where_no_mask_reaches(painting_service):
+    with painting_service.client() as client:
         response = post(client, masks=[png(left_half())], style_weight="1000", steps="8")
         assert response.status_code == 202, response.text
         wait_status(client, response.json()["id"], {"succeeded"})

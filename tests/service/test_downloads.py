@@ -12,6 +12,7 @@ from tests.conftest import start_stack
 from tests.service.test_jobs import submit, wait_status
 
 BIG_BYTES = 96 * 2**20
+INSTANT = "tests.engines:InstantEngine"  # the bytes served are the subject, not the picture
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -40,7 +41,7 @@ def check_ranges(client, job_id: str, whole: bytes) -> None:
 
 
 def test_result_by_range_from_a_folder(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url)
+    stack = start_stack(tmp_path, redis_server.url, engine=INSTANT)
     try:
         with stack.client() as client:
             job = submit(client).json()
@@ -52,7 +53,9 @@ def test_result_by_range_from_a_folder(tmp_path, redis_server):
 
 def test_result_by_range_from_s3(tmp_path, redis_server, s3_env):
     bucket = s3_env.create_bucket("nst-ranges")
-    stack = start_stack(tmp_path, redis_server.url, storage_url=f"s3://{bucket}/jobs", s3_endpoint_url=s3_env.url)
+    stack = start_stack(
+        tmp_path, redis_server.url, engine=INSTANT, storage_url=f"s3://{bucket}/jobs", s3_endpoint_url=s3_env.url
+    )
     try:
         with stack.client() as client:
             job = submit(client).json()
@@ -65,7 +68,7 @@ def test_result_by_range_from_s3(tmp_path, redis_server, s3_env):
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the API's peak memory from /proc")
 def test_a_large_result_is_not_held_whole_in_the_apis_memory(tmp_path, redis_server):
-    stack = start_stack(tmp_path, redis_server.url)
+    stack = start_stack(tmp_path, redis_server.url, engine=INSTANT)
     try:
         with stack.client() as client:
             job = submit(client).json()

@@ -112,9 +112,9 @@ def test_finish_refuses_queued_and_finished_jobs(slow_stack):
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "job_not_found"
 
 
-def test_finish_on_a_coarse_scale_gives_the_full_size_picture(service):
+def test_finish_on_a_coarse_scale_gives_the_full_size_picture(painting_service):
     # The real engine: two scales (64 px, then 96 px); finished while still on the first.
-    with service.client() as client:
+    with painting_service.client() as client:
         job = submit(client, steps="1000", max_size="96", scales="2", min_scale_size="64", preview_every="0").json()
         wait_until(
             lambda: (client.get(f"/jobs/{job['id']}").json().get("progress") or {}).get("step", 0) >= 2,

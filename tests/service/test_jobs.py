@@ -70,8 +70,8 @@ def test_submit_job_streams_events_and_result(service):
         assert preview.status_code == 200 and Image.open(io.BytesIO(preview.content)).size == (64, 48)
 
 
-def test_poll_job_until_done_with_etag(service):
-    with service.client() as client:
+def test_poll_job_until_done_with_etag(painting_service):
+    with painting_service.client() as client:
         job = submit(client).json()
         final = wait_status(client, job["id"], {"succeeded"})
         assert final["progress"]["step"] == 6 and final["progress"]["fraction"] == 1.0

@@ -16,7 +16,7 @@ LONG = {"steps": "1000", "max_size": "96", "preview_every": "0"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_server):
-    stack = start_stack(tmp_path_factory.mktemp("ops"), redis_server.url)
+    stack = start_stack(tmp_path_factory.mktemp("ops"), redis_server.url, engine="tests.engines:SlowEngine")
     yield stack
     stack.stop()
 

@@ -12,7 +12,13 @@ from tests.service.test_jobs import submit, wait_status
 
 def test_job_with_s3_storage(tmp_path, redis_server, s3_env):
     bucket = s3_env.create_bucket("nst-e2e")
-    stack = start_stack(tmp_path, redis_server.url, storage_url=f"s3://{bucket}/jobs", s3_endpoint_url=s3_env.url)
+    stack = start_stack(  # the storage is the subject, not the picture
+        tmp_path,
+        redis_server.url,
+        engine="tests.engines:InstantEngine",
+        storage_url=f"s3://{bucket}/jobs",
+        s3_endpoint_url=s3_env.url,
+    )
     try:
         with stack.client() as client:
             job = submit(client, preview_every="2").json()
