@@ -16,10 +16,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from nst_shared import jpeg_markers, provenance
 from nst_shared.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
 from nst_shared.polyglots import PngTrailer, hidden_markup
+from nst_shared.settings import Settings
 
 # Only these decoders ever see user bytes; Pillow would otherwise try every plugin it has (EPS, PSD...).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = Settings.model_fields["max_image_pixels"].default  # NST_MAX_IMAGE_PIXELS
 # VGG19 pools four times before conv5_1: a side under 16 px has no conv5_1 activation left; 32 keeps 2x2.
 MIN_SIDE_PX = 32
 _ORIENTATION = 0x0112  # the EXIF tag exif_transpose follows
