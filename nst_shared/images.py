@@ -15,7 +15,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_shared import jpeg_markers, provenance
 from nst_shared.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
-from nst_shared.polyglots import PngTrailer, hidden_markup
 from nst_shared.settings import Settings
 
 # Only these decoders ever see user bytes; Pillow would otherwise try every plugin it has (EPS, PSD...).
@@ -99,7 +98,6 @@ def _open(data: bytes, *, max_pixels: int) -> tuple[Image.Image, bytes | None]:
     # A multi-picture JPEG (MPO: a phone's photo with its gain map or depth map) is its first picture.
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
-    _refuse_polyglot(data, image)
     return image, _jpeg_skeleton(data) if image.format in ("JPEG", "MPO") else None
 
 
@@ -117,18 +115,6 @@ def _upright_rgb(image: Image.Image) -> Image.Image:
     except Exception as exc:  # truncated data, broken chunks, bad EXIF
         raise UnreadableImage(f"the image data is damaged or truncated: {exc}") from None
     return to_rgb(image)
-
-
-def _refuse_polyglot(data: bytes, image: Image.Image) -> None:
-    """Refuse an image that also carries markup, a script or a document, or anything after a PNG's end."""
-    try:
-        what = hidden_markup(data, image.format or "", image)
-    except PngTrailer as exc:
-        raise UnsupportedImageFormat(str(exc)) from None
-    if what is not None:
-        raise UnsupportedImageFormat(
-            f"the {image.format} file also contains {what} (a polyglot file); send a plain image"
-        )
 
 
 def _unidentified(data: bytes) -> Exception:

@@ -451,8 +451,9 @@ class JobStore:
         """Ids of jobs queued (last) before `cutoff`, from the queued index."""
         return [text(i) for i in self.redis.zrangebyscore(Keys.queued, "-inf", cutoff)]
 
-    def lost(self) -> list[str]:
-        """Running jobs whose worker stopped beating (killed, out of memory, machine lost)."""
+    def take_lost(self) -> list[str]:
+        """Running jobs whose worker stopped beating (killed, out of memory, machine lost); ids in the running set
+        whose record is gone are removed from it."""
         found = []
         for raw in self.redis.smembers(Keys.running):
             job_id = text(raw)
@@ -477,20 +478,9 @@ class JobStore:
             },
         )
 
-    def events_after(
-        self, job_id: str, last_id: str, *, block_ms: int | None = None, count: int = 500
-    ) -> list[tuple[str, str, dict[str, Any]]]:
-        """(event id, type, data) after `last_id` ('0' for all), waiting up to `block_ms` for new ones."""
-        reply = self.redis.xread({Keys.events(job_id): last_id}, count=count, block=block_ms)
-        return _events(reply)
-
 
 def parse_events(reply: Any) -> list[tuple[str, str, dict[str, Any]]]:
     """XREAD's reply as (event id, type, data) tuples."""
-    return _events(reply)
-
-
-def _events(reply: Any) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for _stream, entries in reply or []:
         for event_id, fields in entries:

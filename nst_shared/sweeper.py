@@ -82,7 +82,7 @@ class Sweeper:
 
     def _recover_lost_jobs(self) -> None:
         """Lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost."""
-        for job_id in self.store.lost():
+        for job_id in self.store.take_lost():
             record = self.store.get(job_id)
             # Only deaths count: an attempt requeued by its stopping worker (SIGTERM) was not lost.
             if record is not None and record.lost_attempts < self.settings.retry_lost_jobs:

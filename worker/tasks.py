@@ -55,7 +55,7 @@ def run_job(job_id: str) -> str:
         settings = get_settings()
         rq_job = get_current_job()
         store = JobStore(job_redis(), ttl_s=settings.result_ttl_s)
-        run = _Run(job_id, store, job_storage(), settings, rq_job)
+        run = JobRun(job_id, store, job_storage(), settings, rq_job)
         try:
             outcome = run.run()
         except redis.exceptions.RedisError as exc:
@@ -82,7 +82,7 @@ def job_storage() -> Storage:
     return open_storage(get_settings())
 
 
-class _Run:
+class JobRun:
     """One job on this worker, from taking it to its final status (or to finding it is not ours any more)."""
 
     def __init__(self, job_id: str, store: JobStore, storage: Storage, settings: Settings, rq_job: Any) -> None:
@@ -232,7 +232,7 @@ class _Run:
             fields: dict[str, Any] = {"error": error} if stop == "deadline" else {}
             if kept:
                 fields["preview_file"] = preview_file
-            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done, **fields):
+            if not self.end(JobStatus.CANCELED, steps_done=result.steps_done, **fields):
                 return self.not_ours("canceled")
             log.info("canceled after %d steps%s", result.steps_done, " (deadline)" if stop == "deadline" else "")
             return "canceled"
@@ -245,7 +245,7 @@ class _Run:
             "finishing early",
         ):
             return self.not_ours("finished early")
-        if not self.finish(JobStatus.SUCCEEDED, steps_done=result.steps_done, result_file=result_file):
+        if not self.end(JobStatus.SUCCEEDED, steps_done=result.steps_done, result_file=result_file):
             return self.not_ours("finished")
         log.info(
             "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
@@ -280,7 +280,8 @@ class _Run:
                 time.sleep(wait_s)
                 wait_s *= 2
 
-    def finish(self, status: JobStatus, **fields: Any) -> bool:
+    def end(self, status: JobStatus, **fields: Any) -> bool:
+        """Move the job from running to `status` for this attempt; False when it is not ours any more."""
         return self.retried(
             lambda: self.store.transition(
                 self.job_id, status, allowed={JobStatus.RUNNING}, attempt=self.attempt, **fields
@@ -289,7 +290,7 @@ class _Run:
         )
 
     def fail(self, code: str, message: str) -> str:
-        if not self.finish(JobStatus.FAILED, error={"code": code, "message": message}):
+        if not self.end(JobStatus.FAILED, error={"code": code, "message": message}):
             return self.not_ours("failed")
         return "failed"
 
