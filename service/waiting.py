@@ -8,7 +8,8 @@ import time
 
 import redis.asyncio as aioredis
 
-from nst_shared.jobs import JobRecord, JobStore, Keys, parse_events
+from nst_shared.jobs import JobRecord, JobStore, parse_events
+from nst_shared.keys import Keys
 
 MAX_WAIT_S = 60
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,21 +26,14 @@ from nst_cli.up import api_command
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session", autouse=True)
-def own_cache_home(tmp_path_factory) -> Iterator[Path]:
-    """Every process the suite starts caches into the session's folder, never the user's ~/.cache: a worker's
-    CPU precision decision (worker/precision.py) made under the suite's load would decide how every later worker
-    on the machine runs. torch's own cache (cached weights) stays where it was."""
-    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "TORCH_HOME")}
-    home = Path(saved["XDG_CACHE_HOME"] or Path.home() / ".cache")
-    os.environ["TORCH_HOME"] = saved["TORCH_HOME"] or str(home / "torch")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    yield Path(os.environ["XDG_CACHE_HOME"])
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+def pytest_configure(config: pytest.Config) -> None:
+    """The workers the tests start keep what they measure (the CPU precision decision) in a folder of the
+    session's, never in the user's cache, which would then decide how later workers on this machine run."""
+    os.environ["NST_CACHE_DIR"] = tempfile.mkdtemp(prefix="nst-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("NST_CACHE_DIR", ""), ignore_errors=True)
 
 
 def free_port() -> int:

@@ -12,7 +12,8 @@ from rq import Queue
 from starlette.background import BackgroundTask
 
 from nst_shared.job_options import PREVIEW_QUALITY, output_of
-from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
+from nst_shared.job_status import TERMINAL, JobStatus
+from nst_shared.jobs import JobRecord, JobStore
 from nst_shared.queueing import queue_positions
 from service import job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
 from nst_shared.job_options import DEFAULT_QUALITY
-from nst_shared.jobs import JOB_ID_PATTERN, JobRecord, JobStatus, is_job_id
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JOB_ID_PATTERN, JobRecord, is_job_id
 from nst_shared.storage import Storage
 from nst_shared.sweeps import SweepRecord, SweepStatus, SweepStore, status_of
 from service import contact_sheet, job_control, results

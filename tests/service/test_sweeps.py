@@ -15,11 +15,12 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from nst_shared import provenance
-from nst_shared.jobs import JobStore, Keys
+from nst_shared.jobs import JobStore
+from nst_shared.keys import Keys
 from nst_shared.params import TransferParams
 from nst_shared.settings import Settings
 from nst_shared.storage import LocalStorage
-from nst_shared.sweeps import SweepStore, new_sweep, parse_axes, sweep_key
+from nst_shared.sweeps import SweepStore, new_sweep, parse_axes
 from service.submission import Submissions
 from service.sweep_submission import SweepSubmissions, _sweep_digest
 from tests.conftest import make_image, next_database_url, start_stack, wait_until
@@ -157,7 +158,7 @@ def test_cancel_and_delete_act_on_every_cell(stack):
             assert client.get(f"/jobs/{cell['job_id']}").status_code == 404
             assert not (stack.storage_dir / cell["job_id"]).exists()
             assert not connection.exists(Keys.job(cell["job_id"]))
-        assert not connection.exists(sweep_key(sweep["id"]))
+        assert not connection.exists(Keys.sweep(sweep["id"]))
 
 
 @pytest.mark.parametrize(
