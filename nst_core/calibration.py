@@ -15,12 +15,12 @@ import torch
 
 PROBE_PX = 128
 PROBE_STEPS = 10
-# The reference pair's probe share at the default weight; and how a pair's finished content ratio follows its
-# probe's as the style weight changes: the ratio grows as weight^0.4 (subtle against balanced), and across styles
-# as probe share^1.7 (the tiger), so a factor of (REFERENCE_SHARE / share)^(1.7 / 0.4) would even them out;
-# 1 / 0.3 is a little short of that, as a probe of ten steps is noisy (bench/strength.py).
+# The reference pair's probe share at the default weight, and how a pair's finished content ratio follows its
+# probe's: factor = (REFERENCE_SHARE / share)^(1 / RESPONSE_EXPONENT). 0.45 from the tiger at 256 px: 0.3 took the
+# stripes (probe share 1.9x the reference's) from a content ratio of 0.778 to 0.160 against 0.263 for The Starry
+# Night, a response of weight^0.73 there (bench/README.md, `strength.py`).
 REFERENCE_SHARE = 0.416
-RESPONSE_EXPONENT = 0.3
+RESPONSE_EXPONENT = 0.45
 FACTOR_BOUNDS = (1 / 50, 50.0)  # how much weaker or stronger than the reference a pair may be taken to be
 
 
