@@ -10,7 +10,7 @@ from typing import Any
 
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
 from nst_shared.looks import LOOKS
-from nst_shared.params import PRECISIONS, TransferParams, for_device, with_seed
+from nst_shared.params import PRECISIONS, TransferParams
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
@@ -80,10 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     from nst_core.progress import StopTransfer
     from nst_core.transfer import StyleTransfer
-    from nst_shared import provenance
+    from nst_shared import painting, provenance
     from nst_shared.errors import NstError
-    from nst_shared.images import decode_image, encode_image, output_format, read_file
-    from nst_shared.masks import check_mask_count, check_mask_covers
+    from nst_shared.images import output_format, read_file
 
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
@@ -93,26 +92,22 @@ def run(args: argparse.Namespace) -> int:
         if recorded is not None:
             params = with_recorded(params, recorded)
         params.style_weights(len(style_paths))  # one blend weight per style, checked before the network loads
-        check_mask_count(len(args.style_mask or []), len(style_paths))
-        content_file = read_file(content_path)
-        style_files = [read_file(p) for p in style_paths]
-        mask_files = [read_file(p) for p in args.style_mask or []]
-        content = decode_image(content_file)
-        styles = [decode_image(data) for data in style_files]
-        style_masks = [decode_image(data) for data in mask_files]
-        for index, mask in enumerate(style_masks):
-            check_mask_covers(mask, index)
+        files = painting.Inputs(
+            content=read_file(content_path),
+            styles=[read_file(p) for p in style_paths],
+            masks=[read_file(p) for p in args.style_mask or []],
+        )
+        inputs = painting.decode(files)
         engine = StyleTransfer(
             device=args.device,
             weights=args.weights,
             precision=args.precision,
             memory_budget_bytes=int(args.memory_gb * 2**30) or None,
         )
-        params = with_seed(for_device(params, engine.device.type, explicit=params.model_fields_set))
     except (NstError, ValueError) as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 2
-    style_hashes = [provenance.sha256(data) for data in style_files]
+    style_hashes = [provenance.sha256(data) for data in files.styles]
     if recorded is not None and recorded.get("sha256", {}).get("styles") != style_hashes:
         print(
             f"nst run: note: the style images differ from those {args.from_picture} was painted with "
@@ -158,7 +153,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with bar:
-            result = engine.stylize(content, styles, params, style_masks=style_masks, callback=on_progress)
+            result = painting.paint(
+                engine,
+                inputs,
+                params,
+                explicit=params.model_fields_set,
+                on_params=lambda applied: bar.update(task, total=applied.steps),  # the device's default steps
+                callback=on_progress,
+            )
     except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 1
@@ -168,16 +170,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     output.parent.mkdir(parents=True, exist_ok=True)
-    record = provenance.build(
-        params,
-        steps_done=result.steps_done,
-        device=engine.device_name,
-        precision=engine.precision,
-        content=content_file,
-        styles=style_files,
-        masks=mask_files,
-    )
-    output.write_bytes(encode_image(result.image, fmt, record=record))
+    output.write_bytes(result.encode(fmt))
     state = "stopped early" if result.stopped else "done"
     print(
         f"{state}: {result.steps_done} steps in {time.perf_counter() - started:.1f} s on {engine.device_name} "

@@ -22,8 +22,9 @@ from nst_client.errors import (
     WaitTimeout,
 )
 from nst_client.events import Event
-from nst_client.jobs import Job, JobError, JobPage, JobStatus, Progress
+from nst_client.jobs import Job, JobError, JobPage, Progress
 from nst_client.sweeps import Sweep, SweepCell
+from nst_shared.job_status import JobStatus
 
 __all__ = [
     "DEFAULT_SERVER",

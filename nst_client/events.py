@@ -14,7 +14,8 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
 from nst_client.errors import ApiError, ServiceUnavailable, TransportError, WaitTimeout, error_for
-from nst_client.jobs import Job, JobStatus, Progress
+from nst_client.jobs import Job, Progress
+from nst_shared.job_status import JobStatus
 
 # The service sends a keep-alive comment every 15 s (NST_SSE_KEEPALIVE_S): a connection silent for this
 # long is dead (a proxy or a NAT dropped it without closing it) and is reopened.

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-
-class JobStatus(str, enum.Enum):
-    """A job's status; a `str`, so `job.status == "succeeded"` works too."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
-
-    def __str__(self) -> str:
-        return self.value
+from nst_shared.job_status import JobStatus
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nst_client.jobs import JobError, JobStatus
+from nst_client.jobs import JobError
+from nst_shared.job_status import JobStatus
 
 
 @dataclass(frozen=True)

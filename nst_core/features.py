@@ -199,7 +199,7 @@ class _ReluMaxPool(torch.autograd.Function):
     """ReLU then 2x2 max-pool, as one step that keeps less for the backward: max-pooling commutes with the
     ReLU, so it pools first and rectifies the quarter-size result, then keeps only that result (which the next
     convolution keeps anyway) and the argmax indices. Separately, the ReLU would keep its full-size output
-    for its own backward: 126 MB over the four blocks of a 512 px image, a twelfth of a worker's peak."""
+    for its own backward (bench/README.md has the memory it saves)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 
 def widen(tensor: torch.Tensor) -> torch.Tensor:
@@ -54,32 +52,6 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     weights = mask.reshape(1, h * w, 1)
     gram = _Gram.apply(rows, weights, c * weights.sum())  # a tensor: no device sync
     return gram
-
-
-class ContentLoss(nn.Module):
-    """MSE between features and the content image's features at the same layer, in float32."""
-
-    target: torch.Tensor
-
-    def __init__(self, target: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("target", widen(target.detach()))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(widen(features), self.target)
-
-
-class StyleLoss(nn.Module):
-    """MSE between the Gram matrix of features and a target Gram (one style's, or a blend of several)."""
-
-    target: torch.Tensor
-
-    def __init__(self, target_gram: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("target", target_gram.detach())
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(gram_matrix(features), self.target)
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

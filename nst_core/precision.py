@@ -4,8 +4,8 @@ In bf16 the convolutions and the activations are bf16 (half the memory too); the
 losses are float32, and the Gram matrices are bf16 products (summed in float32, rounded to bf16) widened to
 float32. The gradient then carries ~7% rounding noise, which torch's L-BFGS could not take (its tiny first step
 learns curvature from noise: nst_core/lbfgs.py); with our L-BFGS the bf16 network reaches the same float32
-objective in the same number of iterations, each 4x faster on this AMX CPU (bench/README.md), and the pictures
-look the same.
+objective in the same number of iterations, each several times faster on a CPU with AMX (bench/README.md), and
+the pictures look the same.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ def cpu_bf16_speedup() -> float:
     """How much faster this CPU runs a VGG-sized convolution in bf16 than in float32 (~0.1 s to measure).
 
     Measured rather than read from CPU flags: what matters is the speed oneDNN gets, which flags only hint at
-    (AMX: ~7x here; AVX512-BF16 alone: ~1x). On one thread, interleaved, best of several: another process busy
-    on the other cores (a second worker starting) then slows both formats alike instead of skewing one."""
+    (AVX512-BF16 without AMX runs bf16 no faster; bench/README.md). On one thread, interleaved, best of several:
+    another process busy on the other cores (a second worker starting) then slows both formats alike."""
     x = torch.rand(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
     w = torch.rand(128, 128, 3, 3).contiguous(memory_format=torch.channels_last)
     inputs = {dtype: (x.to(dtype), w.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}

@@ -180,7 +180,7 @@ class StyleTransfer:
             width, height = fit_size(*content.size, params.max_size)
             if image.shape[-2:] != (height, width):  # stopped before the last scale, or it had no steps
                 image = _upsample(image, (width, height))
-            result = run.finish(image)
+            result = run.picture(image)
         except torch.OutOfMemoryError as exc:
             raise DeviceOutOfMemory(f"{self.device} ran out of memory at {params.max_size} px: {exc}") from None
         except RuntimeError as exc:  # a refused allocation reported as a plain RuntimeError
@@ -344,7 +344,7 @@ class StyleTransfer:
                     tv_loss=accepted["tv"],
                     total_loss=accepted["total"],
                     work_fraction=run.work_fraction(index, step - step_before),
-                    preview=run.finish(image, preview=True) if wants_preview and run.callback else None,
+                    preview=run.picture(image, preview=True) if wants_preview and run.callback else None,
                 )
             except StopTransfer:
                 return _ScaleOutcome(image, step, accepted["total"], stopped=True)
@@ -512,7 +512,7 @@ class _Run:
         total = sum(s.steps * c for s, c in zip(self.plan, self.step_costs))
         return min(1.0, (done + steps * self.step_costs[index - 1]) / total)
 
-    def finish(self, image: torch.Tensor, *, preview: bool = False) -> Image.Image:
+    def picture(self, image: torch.Tensor, *, preview: bool = False) -> Image.Image:
         """The picture of `image`, with the content's colours put back when asked; a preview at most
         `PREVIEW_MAX_PX` on its long side."""
         if preview and max(image.shape[-2:]) > PREVIEW_MAX_PX:

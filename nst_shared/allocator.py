@@ -12,7 +12,7 @@ ENGINE_MALLOC_ENV: dict[str, str] = {
     # (a warm worker's peak then grows with every job: bench/README.md).
     "MALLOC_MMAP_THRESHOLD_": str(16 * 2**20),
     # Those mmapped blocks on transparent huge pages: far fewer page faults when each iteration allocates its
-    # activations anew (5-10% of a 512 px iteration here; bench/README.md).
+    # activations anew (bench/README.md).
     "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
 }
 

@@ -10,7 +10,10 @@ from typing import Any
 from rq import Queue
 
 from nst_shared.job_options import DEADLINE_NOT_STARTED, deadline_of
-from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord, JobStore
+from nst_shared.keys import Keys
+from nst_shared.redis_connection import text
 
 log = logging.getLogger("nst.deadlines")
 
@@ -42,7 +45,7 @@ def cancel_overdue(store: JobStore, queue: Queue, *, now: float | None = None) -
     now = now if now is not None else time.time()
     canceled = 0
     for raw in store.redis.zrangebyscore(Keys.deadlines, "-inf", now):
-        job_id = str(raw.decode() if isinstance(raw, bytes) else raw)
+        job_id = str(text(raw))
         record = store.get(job_id)
         if record is None or record.status.terminal:
             store.redis.zrem(Keys.deadlines, job_id)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
-from nst_shared.jobs import PREFIX
+from nst_shared.keys import Keys
 
 POOL_FRACTION = 0.9  # of the memory free when the first worker starts: the rest is the driver's and CUDA's slack
 
@@ -21,10 +21,6 @@ class DeviceMemory:
     device_id: str  # unique across hosts (the GPU's UUID): workers on one GPU meet under it
     free_bytes: int
     total_bytes: int
-
-
-def device_key(device_id: str) -> str:
-    return f"{PREFIX}:device:{device_id}"  # hash: "pool" -> bytes; "w:<worker>" -> "<bytes> <expires at, ms>"
 
 
 # KEYS: the device's hash. ARGV: worker name, pool when none is live (bytes), share (workers per GPU), ttl_ms.
@@ -70,7 +66,7 @@ class DeviceBudget:
     """One worker's share of a GPU's memory, held while the worker lives (renewed with its presence)."""
 
     def __init__(self, connection: redis.Redis, device: DeviceMemory, *, worker: str, ttl_s: float) -> None:
-        self.key, self.worker, self.ttl_ms = device_key(device.device_id), worker, max(1, int(ttl_s * 1000))
+        self.key, self.worker, self.ttl_ms = Keys.device(device.device_id), worker, max(1, int(ttl_s * 1000))
         self.device = device
         self.budget_bytes = 0
         self._reserve = connection.register_script(_RESERVE)

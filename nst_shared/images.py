@@ -15,11 +15,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_shared import jpeg_markers, provenance
 from nst_shared.errors import ImageTooLarge, ImageTooSmall, UnreadableImage, UnsupportedImageFormat
-from nst_shared.polyglots import PngTrailer, hidden_markup
+from nst_shared.settings import Settings
 
 # Only these decoders ever see user bytes; Pillow would otherwise try every plugin it has (EPS, PSD...).
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = Settings.model_fields["max_image_pixels"].default  # NST_MAX_IMAGE_PIXELS
 # VGG19 pools four times before conv5_1: a side under 16 px has no conv5_1 activation left; 32 keeps 2x2.
 MIN_SIDE_PX = 32
 _ORIENTATION = 0x0112  # the EXIF tag exif_transpose follows
@@ -98,7 +98,6 @@ def _open(data: bytes, *, max_pixels: int) -> tuple[Image.Image, bytes | None]:
     # A multi-picture JPEG (MPO: a phone's photo with its gain map or depth map) is its first picture.
     if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise UnsupportedImageFormat(f"animated or multi-frame {image.format} images are not supported")
-    _refuse_polyglot(data, image)
     return image, _jpeg_skeleton(data) if image.format in ("JPEG", "MPO") else None
 
 
@@ -116,18 +115,6 @@ def _upright_rgb(image: Image.Image) -> Image.Image:
     except Exception as exc:  # truncated data, broken chunks, bad EXIF
         raise UnreadableImage(f"the image data is damaged or truncated: {exc}") from None
     return to_rgb(image)
-
-
-def _refuse_polyglot(data: bytes, image: Image.Image) -> None:
-    """Refuse an image that also carries markup, a script or a document, or anything after a PNG's end."""
-    try:
-        what = hidden_markup(data, image.format or "", image)
-    except PngTrailer as exc:
-        raise UnsupportedImageFormat(str(exc)) from None
-    if what is not None:
-        raise UnsupportedImageFormat(
-            f"the {image.format} file also contains {what} (a polyglot file); send a plain image"
-        )
 
 
 def _unidentified(data: bytes) -> Exception:

@@ -13,14 +13,16 @@ from typing import Any
 
 import redis
 
-from nst_shared.jobs import Keys
+from nst_shared.job_status import JobStatus
+from nst_shared.keys import Keys
+from nst_shared.redis_connection import texts
 
 log = logging.getLogger("nst.metrics")
 
 # Seconds. A job runs for seconds (GPU, small) to many minutes (CPU, large); queue waits likewise.
 DURATION_BUCKETS_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
 QUEUE_WAIT_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-FINISHED = ("succeeded", "failed", "canceled")
+FINISHED = tuple(status.value for status in JobStatus if status.terminal)
 
 
 def _observe(pipe: Any, key: str, buckets: tuple[float, ...], value: float, label: str = "") -> None:
@@ -95,7 +97,7 @@ def read_snapshot(connection: redis.Redis) -> Snapshot:
     pipe.hgetall(Keys.job_duration)
     pipe.hgetall(Keys.iterations)
     counts, running, wait, durations, iterations = pipe.execute()
-    counts, wait, durations, iterations = (_text(h) for h in (counts, wait, durations, iterations))
+    counts, wait, durations, iterations = (texts(h) for h in (counts, wait, durations, iterations))
     snapshot = Snapshot(
         counts={k: int(v) for k, v in counts.items()},
         running=int(running),
@@ -124,10 +126,3 @@ def _histogram(data: dict[str, str], buckets: tuple[float, ...], label: str) -> 
 
 def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
-
-
-def _text(data: dict[bytes, bytes]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in data.items()
-    }

@@ -22,24 +22,11 @@ from redis.typing import EncodableT, FieldT
 
 from nst_shared import webhook_outbox
 from nst_shared.job_options import PREVIEW_FORMAT
+from nst_shared.job_status import JobStatus
+from nst_shared.keys import Keys
+from nst_shared.redis_connection import text, texts
 
-PREFIX = "nst"
 EVENTS_MAXLEN = 5000
-
-
-class JobStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
 
 
 class StopRequest(str, enum.Enum):
@@ -47,64 +34,6 @@ class StopRequest(str, enum.Enum):
 
     CANCEL = "cancel"  # stop and keep no result
     FINISH = "finish"  # stop and keep the latest picture as the result
-
-
-class Keys:
-    """The Redis key layout, in one place."""
-
-    jobs_index = f"{PREFIX}:jobs"  # sorted set: job id -> created_at
-    owners = f"{PREFIX}:owners"  # set of owners (API key hashes) with an index of their own
-    queued = f"{PREFIX}:queued"  # sorted set: job id -> when it was last queued (the sweeper's check of RQ)
-    queue_suspects = f"{PREFIX}:queue_suspects"  # hash: queued job id -> when first seen without its RQ job
-    running = f"{PREFIX}:running"  # set of job ids a worker is running
-    deadlines = f"{PREFIX}:deadlines"  # sorted set: job id -> its deadline (cancel_after), for the sweeper
-    workers = f"{PREFIX}:workers"  # set of worker names; a worker is alive while its presence key lives
-    sweeper = f"{PREFIX}:sweeper"  # the lease of the one process that sweeps (nst_shared/sweeper.py)
-    # Metrics (nst_shared/job_metrics.py): hashes every API process reads at scrape time.
-    job_counts = f"{PREFIX}:metrics:jobs"  # submitted, succeeded, failed, canceled -> count
-    job_duration = f"{PREFIX}:metrics:job_duration"  # histogram "<status>|<le>", "<status>|sum", ...
-    queue_wait = f"{PREFIX}:metrics:queue_wait"  # histogram "<le>", "sum", "count"
-    iterations = f"{PREFIX}:metrics:iterations"  # "<device>|seconds", "<device>|count", "<device>|last"
-
-    @staticmethod
-    def job(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}"
-
-    @staticmethod
-    def events(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}:events"
-
-    @staticmethod
-    def cancel(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}:cancel"
-
-    @staticmethod
-    def finish(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}:finish"
-
-    @staticmethod
-    def heartbeat(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}:heartbeat"
-
-    @staticmethod
-    def idempotency(key: str) -> str:
-        return f"{PREFIX}:idempotency:{key}"  # key: a hex digest, so never a sweep's below
-
-    @staticmethod
-    def sweep_idempotency(key: str) -> str:
-        return f"{PREFIX}:idempotency:sweep:{key}"
-
-    @staticmethod
-    def webhook_progress_gate(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}:webhook_progress"  # set for NST_WEBHOOK_PROGRESS_INTERVAL_S per delivery
-
-    @staticmethod
-    def owner_jobs(owner: str) -> str:
-        return f"{PREFIX}:owner:{owner}:jobs"  # sorted set: job id -> created_at, one owner's jobs
-
-    @staticmethod
-    def worker(name: str) -> str:
-        return f"{PREFIX}:worker:{name}"
 
 
 # KEYS: job hash, events stream, running set, job counts (a terminal status counts once, here), queued index,
@@ -200,8 +129,17 @@ class Files:
     """Names of an attempt's files in storage: each attempt writes its own, and the record names the ones that
     count (a cut-off attempt that wakes up late can write only files nobody reads)."""
 
+    CONTENT = "content"
     LEGACY_RESULT = "result.png"  # records written before attempts had files of their own
     LEGACY_PREVIEW = "preview.png"
+
+    @staticmethod
+    def style(index: int) -> str:
+        return f"style-{index}"
+
+    @staticmethod
+    def style_mask(index: int) -> str:
+        return f"style-mask-{index}"
 
     @staticmethod
     def result(attempt: int) -> str:
@@ -341,7 +279,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         data = self.redis.hgetall(Keys.job(job_id))
-        return JobRecord.from_hash(_decode(data)) if data else None
+        return JobRecord.from_hash(texts(data)) if data else None
 
     def set_fields(self, job_id: str, *, attempt: int | None = None, **fields: Any) -> bool:
         """Set `fields` on the job's record; False (and nothing written) when the record is gone or, from an
@@ -409,7 +347,7 @@ class JobStore:
                 Keys.running,
                 Keys.job_counts,
                 Keys.queued,
-                webhook_outbox.PENDING,
+                Keys.webhooks_pending,
                 Keys.heartbeat(job_id),
             ],
             args=[
@@ -458,7 +396,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         # The cancel flag stays (it expires): a worker still running the job must see it and stop.
-        owner = _decode_value(self.redis.hget(Keys.job(job_id), "owner"))
+        owner = text(self.redis.hget(Keys.job(job_id), "owner"))
         pipe = self.redis.pipeline()
         pipe.delete(Keys.job(job_id), Keys.events(job_id), Keys.heartbeat(job_id))
         pipe.zrem(Keys.jobs_index, job_id)
@@ -475,7 +413,7 @@ class JobStore:
         records: list[JobRecord] = []
         start = offset
         while len(records) < limit and start < self.redis.zcard(index):  # also keeps ZREVRANGE's range in int64
-            ids = [_decode_value(i) for i in self.redis.zrevrange(index, start, start + limit - len(records) - 1)]
+            ids = [text(i) for i in self.redis.zrevrange(index, start, start + limit - len(records) - 1)]
             if not ids:
                 break
             pipe = self.redis.pipeline(transaction=False)
@@ -484,7 +422,7 @@ class JobStore:
             gone = []
             for job_id, data in zip(ids, pipe.execute()):
                 if data:
-                    records.append(JobRecord.from_hash(_decode(data)))
+                    records.append(JobRecord.from_hash(texts(data)))
                 else:
                     gone.append(job_id)
             if gone:
@@ -495,10 +433,10 @@ class JobStore:
     def prune_indexes(self, *, now: float | None = None) -> int:
         """Drop from the job indexes the ids whose records expired; returns how many went."""
         cutoff = (now if now is not None else time.time()) - self.ttl_s  # younger records cannot have expired
-        indexes = [Keys.jobs_index, *(Keys.owner_jobs(_decode_value(o)) for o in self.redis.smembers(Keys.owners))]
+        indexes = [Keys.jobs_index, *(Keys.owner_jobs(text(o)) for o in self.redis.smembers(Keys.owners))]
         dropped = 0
         for index in indexes:
-            ids = [_decode_value(i) for i in self.redis.zrangebyscore(index, "-inf", cutoff)]
+            ids = [text(i) for i in self.redis.zrangebyscore(index, "-inf", cutoff)]
             if not ids:
                 continue
             pipe = self.redis.pipeline(transaction=False)
@@ -511,13 +449,14 @@ class JobStore:
 
     def queued_since(self, cutoff: float) -> list[str]:
         """Ids of jobs queued (last) before `cutoff`, from the queued index."""
-        return [_decode_value(i) for i in self.redis.zrangebyscore(Keys.queued, "-inf", cutoff)]
+        return [text(i) for i in self.redis.zrangebyscore(Keys.queued, "-inf", cutoff)]
 
-    def lost(self) -> list[str]:
-        """Running jobs whose worker stopped beating (killed, out of memory, machine lost)."""
+    def take_lost(self) -> list[str]:
+        """Running jobs whose worker stopped beating (killed, out of memory, machine lost); ids in the running set
+        whose record is gone are removed from it."""
         found = []
         for raw in self.redis.smembers(Keys.running):
-            job_id = _decode_value(raw)
+            job_id = text(raw)
             if self.redis.exists(Keys.heartbeat(job_id)):
                 continue
             if self.redis.exists(Keys.job(job_id)):
@@ -539,25 +478,14 @@ class JobStore:
             },
         )
 
-    def events_after(
-        self, job_id: str, last_id: str, *, block_ms: int | None = None, count: int = 500
-    ) -> list[tuple[str, str, dict[str, Any]]]:
-        """(event id, type, data) after `last_id` ('0' for all), waiting up to `block_ms` for new ones."""
-        reply = self.redis.xread({Keys.events(job_id): last_id}, count=count, block=block_ms)
-        return _events(reply)
-
 
 def parse_events(reply: Any) -> list[tuple[str, str, dict[str, Any]]]:
     """XREAD's reply as (event id, type, data) tuples."""
-    return _events(reply)
-
-
-def _events(reply: Any) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for _stream, entries in reply or []:
         for event_id, fields in entries:
-            fields = _decode(fields)
-            out.append((_decode_value(event_id), fields["type"], json.loads(fields["data"])))
+            fields = texts(fields)
+            out.append((text(event_id), fields["type"], json.loads(fields["data"])))
     return out
 
 
@@ -567,7 +495,7 @@ def _token(attempt: int | None) -> str:
 
 
 def _succeeded(reply: Any) -> bool:
-    return isinstance(reply, list) and _decode_value(reply[0]) == "OK"
+    return isinstance(reply, list) and text(reply[0]) == "OK"
 
 
 def _pairs(fields: dict[str, Any]) -> list[str]:
@@ -583,11 +511,3 @@ def _encode(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def _decode_value(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode(data: dict[Any, Any]) -> dict[str, str]:
-    return {_decode_value(k): _decode_value(v) for k, v in data.items()}

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import redis
 from redis.typing import EncodableT, FieldT
 
-from nst_shared.jobs import Keys
+from nst_shared.keys import Keys
+from nst_shared.redis_connection import text
 
 # What a worker says of its engine (device, number format and why, GPU, the memory it may use at its peak);
 # /readyz lists them, the API sizes jobs by the memory (nst_shared/capacity.py).
@@ -40,7 +41,7 @@ def withdraw(connection: redis.Redis, name: str) -> None:
 def live_workers(connection: redis.Redis) -> list[dict[str, str]]:
     """The workers that announced themselves within their TTL: name and INFO_FIELDS ('' where not said);
     the names of the others are dropped."""
-    names = sorted(n.decode() if isinstance(n, bytes) else n for n in connection.smembers(Keys.workers))
+    names = sorted(text(n) for n in connection.smembers(Keys.workers))
     if not names:
         return []
     pipe = connection.pipeline(transaction=False)

@@ -15,8 +15,11 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord, JobStore
+from nst_shared.keys import Keys
 from nst_shared.params import TransferParams
+from nst_shared.redis_connection import text
 from nst_shared.schedule import params_cost
 from nst_shared.settings import Settings
 
@@ -87,7 +90,7 @@ def requeue(
             try:
                 pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
                 status, attempts, lost, params = (
-                    _text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "lost_attempts", "params")
+                    text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "lost_attempts", "params")
                 )
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
                     return None
@@ -119,7 +122,7 @@ def requeue(
 def repair_queued(store: JobStore, queue: Queue, *, settings: Settings, grace_s: float, now: float) -> int:
     """Queue again (or, after MAX_REPAIRS times, fail as queue_lost) the jobs queued for longer than
     `grace_s` that RQ holds no job for, once seen so on two sweeps; returns how many were queued again."""
-    suspects = {_text(k): float(v) for k, v in store.redis.hgetall(Keys.queue_suspects).items()}
+    suspects = {text(k): float(v) for k, v in store.redis.hgetall(Keys.queue_suspects).items()}
     candidates = store.queued_since(now - grace_s)
     missing = _without_rq_job(store.redis, queue, candidates) if candidates else []
     stale = set(suspects) - set(missing)
@@ -142,7 +145,7 @@ def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -
     pipe = connection.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.hmget(Keys.job(job_id), "status", "rq_job_id")
-    records = [(job_id, _text(status), _text(rq_id)) for job_id, (status, rq_id) in zip(job_ids, pipe.execute())]
+    records = [(job_id, text(status), text(rq_id)) for job_id, (status, rq_id) in zip(job_ids, pipe.execute())]
     queued = [(job_id, rq_id) for job_id, status, rq_id in records if status == JobStatus.QUEUED.value]
     waiting = set(queue.get_job_ids())
     pipe = connection.pipeline(transaction=False)
@@ -150,7 +153,7 @@ def _without_rq_job(connection: redis.Redis, queue: Queue, job_ids: list[str]) -
         pipe.hmget(Job.key_for(rq_id or "-"), "status", "worker_name")
     missing = []
     for (job_id, rq_id), (status, worker) in zip(queued, pipe.execute()):
-        status, worker = _text(status), _text(worker)
+        status, worker = text(status), text(worker)
         if rq_id in waiting or status in _LATER:
             continue
         if status == "started" and worker and connection.exists(Keys.worker(worker)):
@@ -164,7 +167,7 @@ def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, n
         try:
             pipe.watch(Keys.job(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
             status, rq_id, repairs, params = (
-                _text(v) for v in pipe.hmget(Keys.job(job_id), "status", "rq_job_id", "repairs", "params")
+                text(v) for v in pipe.hmget(Keys.job(job_id), "status", "rq_job_id", "repairs", "params")
             )
             if status != JobStatus.QUEUED.value:
                 return 0
@@ -194,10 +197,6 @@ def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, n
             return 0
     log.warning("job %s: queued without an RQ job (was %s); queued again as %s", job_id, rq_id, new_rq_id)
     return 1
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _json(raw: str | None) -> dict[str, Any]:

@@ -37,3 +37,13 @@ def connect_async(settings: Settings, *, socket_timeout_s: float | None, **optio
     return aioredis.Redis.from_url(
         settings.redis_url, **client_options(settings, socket_timeout_s=socket_timeout_s), **options
     )
+
+
+def text(value: Any) -> Any:
+    """A reply's bytes as str (clients built without decode_responses); anything else as it is."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def texts(data: dict[Any, Any]) -> dict[str, Any]:
+    """A hash reply with its keys and values as str."""
+    return {text(k): text(v) for k, v in data.items()}

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         "where it measures 1.5x faster, e.g. with AMX, measured once per machine and cached; fp32 elsewhere), "
         "fp32, bf16.",
     )
+    cache_dir: str = Field(
+        "",
+        description="Folder where a worker keeps what it measures once per machine (the CPU's precision "
+        "decision); empty: $XDG_CACHE_HOME/nst, else ~/.cache/nst.",
+    )
     cudnn_benchmark: Literal["all", "whole", "off"] = Field(
         "all",
         description="Where a GPU worker lets cuDNN time its algorithms at each new image shape: all (every scale "
@@ -113,8 +118,14 @@ class Settings(BaseSettings):
         40.0, description="Time limit per megapixel-step of the job's schedule (CPU scale)."
     )
     heartbeat_interval_s: float = Field(5.0, description="How often a busy worker proves it is alive.")
-    heartbeat_ttl_s: int = Field(30, description="A running job without a heartbeat this long is worker_lost.")
-    reaper_interval_s: float = Field(10.0, description="How often lost jobs and expired files are swept.")
+    heartbeat_ttl_s: int = Field(
+        30,
+        description="A running job without a heartbeat this long is worker_lost; also how long a worker's "
+        "presence, GPU share and webhook sender outlive its last renewal.",
+    )
+    reaper_interval_s: float = Field(
+        10.0, description="How often the sweeper runs (lost jobs, deadlines, expired files; the name predates it)."
+    )
     orphan_grace_s: float = Field(300.0, description="Age after which files without a job record are deleted.")
     queued_grace_s: float = Field(
         60.0,

@@ -8,17 +8,17 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from nst_shared import deadlines
-from nst_shared.jobs import JobStore, Keys
+from nst_shared.jobs import JobStore
+from nst_shared.keys import Keys
 from nst_shared.lease import Lease
 from nst_shared.queueing import repair_queued, requeue
+from nst_shared.redis_outages import REDIS_DOWN
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
-from nst_shared.sweeps import sweep_key
 
 log = logging.getLogger("nst.sweeper")
 
@@ -55,7 +55,7 @@ class Sweeper:
                 return False
             self._sweep(now if now is not None else self._clock())
             return True
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_DOWN:
             self._unreachable_at = self._clock()
             raise
 
@@ -72,7 +72,7 @@ class Sweeper:
         deadlines.cancel_overdue(self.store, self.queue, now=now)
         self.store.prune_indexes(now=now)
         for job_id in self.storage.job_ids():
-            if self.store.redis.exists(Keys.job(job_id), sweep_key(job_id)):  # a job's files, or a sweep's sheet
+            if self.store.redis.exists(Keys.job(job_id), Keys.sweep(job_id)):  # a job's files, or a sweep's sheet
                 continue
             # A job's files are written before its record exists: young files are left alone.
             modified_at = self.storage.modified_at(job_id)
@@ -82,7 +82,7 @@ class Sweeper:
 
     def _recover_lost_jobs(self) -> None:
         """Lost jobs go back to the queue (up to NST_RETRY_LOST_JOBS times) or fail as worker_lost."""
-        for job_id in self.store.lost():
+        for job_id in self.store.take_lost():
             record = self.store.get(job_id)
             # Only deaths count: an attempt requeued by its stopping worker (SIGTERM) was not lost.
             if record is not None and record.lost_attempts < self.settings.retry_lost_jobs:

@@ -18,8 +18,11 @@ from typing import Any
 import redis
 
 from nst_shared.errors import InvalidParameter
-from nst_shared.jobs import PREFIX, JobRecord, JobStatus, Keys, new_job_id
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord, new_job_id
+from nst_shared.keys import Keys
 from nst_shared.params import api_fields
+from nst_shared.redis_connection import texts
 
 MAX_AXES = 2  # "one or two" in messages
 # The axis of the style images themselves: its values are 1-based indexes of the uploaded styles, and each cell
@@ -33,10 +36,6 @@ NOT_SWEPT = frozenset({"style_blend", "preview_every", "preserve_colors"})
 class SweepStatus(str, enum.Enum):
     RUNNING = "running"  # some cell is queued or running
     COMPLETED = "completed"  # every cell has ended (succeeded, failed or canceled: the counts say which)
-
-
-def sweep_key(sweep_id: str) -> str:
-    return f"{PREFIX}:sweep:{sweep_id}"
 
 
 @dataclass(frozen=True)
@@ -145,35 +144,27 @@ class SweepStore:
     def create_in(self, pipeline: Any, record: SweepRecord) -> None:
         """Queue the record's write on `pipeline` (the transaction that queues its cells). It lives a day longer
         than a finished job (its cells' retention starts when they end); cells gone before it read as gone."""
-        pipeline.hset(sweep_key(record.id), mapping=record.to_hash())
-        pipeline.expire(sweep_key(record.id), self.ttl_s + QUEUED_SLACK_S)
+        pipeline.hset(Keys.sweep(record.id), mapping=record.to_hash())
+        pipeline.expire(Keys.sweep(record.id), self.ttl_s + QUEUED_SLACK_S)
 
     def get(self, sweep_id: str) -> SweepRecord | None:
-        data = self.redis.hgetall(sweep_key(sweep_id))
+        data = self.redis.hgetall(Keys.sweep(sweep_id))
         if not data:
             return None
-        return SweepRecord.from_hash(_text(data))
+        return SweepRecord.from_hash(texts(data))
 
     def exists(self, sweep_id: str) -> bool:
-        return bool(self.redis.exists(sweep_key(sweep_id)))
+        return bool(self.redis.exists(Keys.sweep(sweep_id)))
 
     def delete(self, sweep_id: str) -> None:
-        self.redis.delete(sweep_key(sweep_id))
+        self.redis.delete(Keys.sweep(sweep_id))
 
     def cells(self, record: SweepRecord) -> list[JobRecord | None]:
         """Each cell's job record, in the sweep's order (None for a cell whose job is gone), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in record.job_ids:
             pipe.hgetall(Keys.job(job_id))
-        return [JobRecord.from_hash(_text(data)) if data else None for data in pipe.execute()]
-
-
-def _text(data: dict[Any, Any]) -> dict[str, str]:
-    return {_str(k): _str(v) for k, v in data.items()}
-
-
-def _str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return [JobRecord.from_hash(texts(data)) if data else None for data in pipe.execute()]
 
 
 def status_of(cells: list[JobRecord | None]) -> SweepStatus:

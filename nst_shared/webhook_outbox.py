@@ -1,9 +1,9 @@
 """The webhook outbox: the events a job may report, the Redis keys deliveries wait in, and the body a delivery
 sends. A job's transition script writes it (nst_shared/jobs.py); the workers deliver (worker/webhook_delivery.py).
 
-A sender moves one delivery at a time from PENDING to a processing list of its own and removes it there only once
-it is sent, given up or rescheduled on RETRY, so a sender that dies mid-delivery loses nothing: its list goes back
-to PENDING (at least once).
+A sender moves one delivery at a time from the pending list (nst_shared/keys.py) to a processing list of its own
+and removes it there only once it is sent, given up or rescheduled on the retry set, so a sender that dies
+mid-delivery loses nothing: its list goes back to the pending list (at least once).
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from typing import Any
 
 # completed: once, when the job ends; status: every status change; progress: while it runs, at a set pace
 EVENTS = ("completed", "status", "progress")
-PENDING = "nst:webhooks:pending"  # Redis list of deliveries ready to send
-RETRY = "nst:webhooks:retry"  # Redis sorted set: delivery -> time of its next attempt
-SENDERS = "nst:webhooks:senders"  # set of sender ids that may hold deliveries in a processing list
 # The job record fields a delivery carries, as the Lua table the scripts that write deliveries read them with.
 RECORD_FIELDS = ("id", "status", "error", "created_at", "started_at", "finished_at", "params", "steps_done")
 RECORD_FIELDS_LUA = "{" + ", ".join(f"'{name}'" for name in RECORD_FIELDS) + "}"
@@ -24,16 +21,6 @@ RECORD_FIELDS_LUA = "{" + ", ".join(f"'{name}'" for name in RECORD_FIELDS) + "}"
 
 def _iso(value: float | None) -> str | None:
     return datetime.fromtimestamp(value, tz=UTC).isoformat() if value is not None else None
-
-
-def processing_list(sender_id: str) -> str:
-    """The Redis list holding the delivery a sender is working on."""
-    return f"nst:webhooks:processing:{sender_id}"
-
-
-def sender_alive(sender_id: str) -> str:
-    """The key whose life (a TTL the sender refreshes) says the sender is still running."""
-    return f"nst:webhooks:sender:{sender_id}"
 
 
 def delivery_body(delivery: dict[str, Any]) -> dict[str, Any]:

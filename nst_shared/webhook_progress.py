@@ -11,7 +11,8 @@ from typing import Any
 import redis
 
 from nst_shared import webhook_outbox
-from nst_shared.jobs import JobStore, Keys
+from nst_shared.jobs import JobStore
+from nst_shared.keys import Keys
 
 # KEYS: job hash, gate key, outbox. ARGV: gate expiry (ms), now, the progress JSON, the delivery id's suffix.
 # Only while the job runs, and only when the gate is open (SET NX): one delivery per interval per job.
@@ -59,7 +60,7 @@ class ProgressDeliveries:
         job_id = self._job_id
         try:
             answer: int = self._script(
-                keys=[Keys.job(job_id), Keys.webhook_progress_gate(job_id), webhook_outbox.PENDING],
+                keys=[Keys.job(job_id), Keys.webhook_progress_gate(job_id), Keys.webhooks_pending],
                 args=[int(self._interval_s * 1000), repr(time.time()), json.dumps(progress), progress.get("step", 0)],
             )
         except redis.exceptions.RedisError:  # best effort: a progress report is superseded by the next one

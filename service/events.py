@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from fastapi import Request
 from redis import exceptions as redis_errors
 
-from nst_shared.jobs import JobStore, Keys, parse_events
+from nst_shared.jobs import JobStore, parse_events
+from nst_shared.keys import Keys
 from service.schemas import JobPublic, public_job
 
 log = logging.getLogger("nst.api")

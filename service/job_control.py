@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from rq import Queue
 
-from nst_shared.jobs import JobRecord, JobStatus, JobStore
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord, JobStore
 from nst_shared.storage import Storage
 
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from nst_shared.jobs import JobRecord, JobStatus, Keys
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord
+from nst_shared.keys import Keys
+from nst_shared.redis_connection import text
 
 # KEYS: job hash, RQ queue list. Returns {the hash as a flat list, the 0-based queue index or nil}; the
 # queue is searched only for a queued job (LPOS is O(queue length)).
@@ -45,14 +48,10 @@ class JobReader:
         flat, index = await self._read(keys=[Keys.job(job_id), self._queue_key])
         if not flat:
             return None
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        fields = {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
         record = JobRecord.from_hash(fields)
         position = index + 1 if index is not None and record.status is JobStatus.QUEUED else None
         # Of what the public view is made of (the record and the position), not of its signed links, which
         # change every second while the job does not.
         digest = hashlib.sha1(repr((sorted(fields.items()), position)).encode()).hexdigest()
         return JobRead(record, position, f'"{digest}"')
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

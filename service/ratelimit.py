@@ -7,7 +7,7 @@ import math
 
 import redis.asyncio as aioredis
 
-from nst_shared.jobs import PREFIX
+from nst_shared.keys import Keys
 from service.errors import ApiError
 
 # A fixed window per (kind, identity) that opens with the first request: KEYS[1] the counter,
@@ -39,7 +39,7 @@ class RateLimiter:
         limit (0 = no limit)."""
         if per_window <= 0 or count <= 0:
             return
-        total, ttl_ms = await self._hit(keys=[_key(kind, identity)], args=[WINDOW_S * 1000, count])
+        total, ttl_ms = await self._hit(keys=[Keys.rate(kind, identity)], args=[WINDOW_S * 1000, count])
         if int(total) > per_window:
             raise _refusal(kind, per_window, int(ttl_ms))
 
@@ -48,15 +48,11 @@ class RateLimiter:
         if per_window <= 0:
             return
         pipe = self._redis.pipeline(transaction=False)
-        pipe.get(_key(kind, identity))
-        pipe.pttl(_key(kind, identity))
+        pipe.get(Keys.rate(kind, identity))
+        pipe.pttl(Keys.rate(kind, identity))
         count, ttl_ms = await pipe.execute()
         if count is not None and int(count) >= per_window:
             raise _refusal(kind, per_window, int(ttl_ms))
-
-
-def _key(kind: str, identity: str) -> str:
-    return f"{PREFIX}:rate:{kind}:{identity}"
 
 
 def _refusal(kind: str, per_window: int, ttl_ms: int) -> ApiError:

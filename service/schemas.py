@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from nst_shared.jobs import JobRecord, JobStatus
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord
 
 
 class ErrorDetail(BaseModel):

@@ -21,7 +21,9 @@ from nst_shared import capacity, deadlines, webhook_urls
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.job_options import deadline_of
-from nst_shared.jobs import JobRecord, JobStatus, JobStore, Keys, new_job_id
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import Files, JobRecord, JobStore, new_job_id
+from nst_shared.keys import Keys
 from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
 from nst_shared.queueing import enqueue_job
@@ -197,8 +199,8 @@ class Submissions:
         on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         """Store a job's images; `on_stored` is called after each file."""
-        files = {"content": content, **{f"style-{i}": d for i, d in enumerate(styles)}}
-        files.update({f"style-mask-{i}": d for i, d in enumerate(masks)})
+        files = {Files.CONTENT: content, **{Files.style(i): d for i, d in enumerate(styles)}}
+        files.update({Files.style_mask(i): d for i, d in enumerate(masks)})
         for name, data in files.items():
             self.storage.put(job_id, name, data)
             on_stored()

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from nst_shared.jobs import JobRecord, JobStatus
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobRecord
 from nst_shared.sweeps import SweepRecord, SweepStatus, counts, status_of
 from service.schemas import JobError
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from nst_shared.errors import ImageError, InvalidParameter
-from nst_shared.jobs import Keys
+from nst_shared.keys import Keys
 from nst_shared.params import TransferParams, first_error
 from nst_shared.schedule import params_cost
 from nst_shared.storage import StorageRefused

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +24,16 @@ from PIL import Image
 from nst_cli.up import api_command
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The workers the tests start keep what they measure (the CPU precision decision) in a folder of the
+    session's, never in the user's cache, which would then decide how later workers on this machine run."""
+    os.environ["NST_CACHE_DIR"] = tempfile.mkdtemp(prefix="nst-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("NST_CACHE_DIR", ""), ignore_errors=True)
 
 
 def free_port() -> int:

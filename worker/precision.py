@@ -32,9 +32,10 @@ class Decision:
     reason: str
 
 
-def cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nst" / "cpu-precision.json"
+def cache_file(settings: Settings) -> Path:
+    """NST_CACHE_DIR's file (the tests point it at a temporary folder), else the user's cache folder's."""
+    folder = settings.cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nst"
+    return Path(folder) / "cpu-precision.json"
 
 
 def machine_key() -> str:
@@ -58,7 +59,7 @@ def decide_precision(settings: Settings) -> Decision:
         return Decision(settings.precision, "NST_PRECISION")
     if settings.device not in ("auto", "cpu") or (settings.device == "auto" and _has_accelerator()):
         return Decision("auto", f"auto on {settings.device}: the engine asks the device")
-    return _cached_cpu_decision(cache_file(), machine_key())
+    return _cached_cpu_decision(cache_file(settings), machine_key())
 
 
 def _has_accelerator() -> bool:

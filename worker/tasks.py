@@ -18,14 +18,14 @@ from rq import Queue, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from nst_core.progress import StopTransfer
-from nst_shared import deadlines, job_metrics, provenance
-from nst_shared.device_defaults import for_device_within_caps
+from nst_shared import deadlines, job_metrics, painting
 from nst_shared.errors import NstError, StorageUnavailable
-from nst_shared.images import decode_image, encode_image
+from nst_shared.images import encode_image
 from nst_shared.job_options import DEADLINE_EXCEEDED, PREVIEW_FORMAT, PREVIEW_QUALITY, deadline_of
-from nst_shared.jobs import Files, JobRecord, JobStatus, JobStore, StopRequest
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import Files, JobRecord, JobStore, StopRequest
 from nst_shared.logs import current_job_id
-from nst_shared.params import TransferParams, with_seed
+from nst_shared.params import TransferParams
 from nst_shared.queueing import requeue
 from nst_shared.redis_connection import connect
 from nst_shared.redis_outages import refuses_writes
@@ -55,7 +55,7 @@ def run_job(job_id: str) -> str:
         settings = get_settings()
         rq_job = get_current_job()
         store = JobStore(job_redis(), ttl_s=settings.result_ttl_s)
-        run = _Run(job_id, store, job_storage(), settings, rq_job)
+        run = JobRun(job_id, store, job_storage(), settings, rq_job)
         try:
             outcome = run.run()
         except redis.exceptions.RedisError as exc:
@@ -82,7 +82,7 @@ def job_storage() -> Storage:
     return open_storage(get_settings())
 
 
-class _Run:
+class JobRun:
     """One job on this worker, from taking it to its final status (or to finding it is not ours any more)."""
 
     def __init__(self, job_id: str, store: JobStore, storage: Storage, settings: Settings, rq_job: Any) -> None:
@@ -157,36 +157,21 @@ class _Run:
                 log.exception("crashed")
                 return self.fail("internal_error", f"the worker failed: {type(exc).__name__}")
 
-    def applied_params(self, engine: Any, record: JobRecord, content_size: tuple[int, int]) -> TransferParams:
-        """The parameters this run uses, written to the record: the device's defaults within the deployment's
-        caps, and an unset seed drawn here (a requeued run and the picture's provenance use the same one)."""
-        params = with_seed(
-            for_device_within_caps(
-                TransferParams.from_dict(record.params),
-                engine.device.type,
-                explicit=frozenset(record.extra.get("explicit", record.params)),
-                settings=self.settings,
-                content_size=content_size,
-                precision=engine.precision,
-                budget_bytes=engine.memory_budget_bytes,
-            )
-        )
-        if params.to_dict() != record.params:  # clients see the parameters as applied
+    def write_params(self, params: TransferParams, record: JobRecord) -> None:
+        """Clients see the parameters as applied (a requeued run and the picture's provenance use the same seed)."""
+        if params.to_dict() != record.params:
             self.retried(
                 lambda: self.store.set_fields(self.job_id, attempt=self.attempt, params=params.to_dict()), "parameters"
             )
-        return params
 
     def transfer(self, engine: Any, record: JobRecord) -> str:
         job_id, storage = self.job_id, self.storage
-        max_pixels = self.settings.max_image_pixels
-        content_file = _input(storage, job_id, "content")
-        style_files = [_input(storage, job_id, f"style-{i}") for i in range(record.styles)]
-        mask_files = [_input(storage, job_id, f"style-mask-{i}") for i in range(record.extra.get("style_masks", 0))]
-        content = decode_image(content_file, max_pixels=max_pixels)
-        params = self.applied_params(engine, record, content.size)
-        styles = [decode_image(data, max_pixels=max_pixels) for data in style_files]
-        masks = [decode_image(data, max_pixels=max_pixels) for data in mask_files]
+        files = painting.Inputs(
+            content=_input(storage, job_id, Files.CONTENT),
+            styles=[_input(storage, job_id, Files.style(i)) for i in range(record.styles)],
+            masks=[_input(storage, job_id, Files.style_mask(i)) for i in range(record.extra.get("style_masks", 0))],
+        )
+        inputs = painting.decode(files, max_pixels=self.settings.max_image_pixels)
         attempt = self.attempt
         writer = ProgressWriter(self.store, job_id, attempt=attempt)
         background = BackgroundWriter(writer)  # Redis's round trips off the engine's thread
@@ -221,7 +206,17 @@ class _Run:
                 raise StopTransfer()
 
         try:
-            result = engine.stylize(content, styles, params, style_masks=masks, callback=on_progress)
+            result = painting.paint(
+                engine,
+                inputs,
+                TransferParams.from_dict(record.params),
+                explicit=frozenset(record.extra.get("explicit", record.params)),
+                caps=self.settings,
+                on_params=lambda params: self.write_params(params, record),
+                callback=on_progress,
+                job_id=job_id,
+                attempt=attempt,
+            )
         finally:
             background.close()
         job_metrics.observe_iterations(self.store.redis, engine.device_name, result.steps_done, result.elapsed_s)
@@ -237,31 +232,20 @@ class _Run:
             fields: dict[str, Any] = {"error": error} if stop == "deadline" else {}
             if kept:
                 fields["preview_file"] = preview_file
-            if not self.finish(JobStatus.CANCELED, steps_done=result.steps_done, **fields):
+            if not self.end(JobStatus.CANCELED, steps_done=result.steps_done, **fields):
                 return self.not_ours("canceled")
             log.info("canceled after %d steps%s", result.steps_done, " (deadline)" if stop == "deadline" else "")
             return "canceled"
-        record = provenance.build(
-            params,
-            steps_done=result.steps_done,
-            device=engine.device_name,
-            precision=engine.precision,
-            content=content_file,
-            styles=style_files,
-            masks=mask_files,
-            job_id=job_id,
-            attempt=attempt,
-        )
         result_file = Files.result(attempt)
-        self.write_result(result_file, encode_image(result.image, record=record))
+        self.write_result(result_file, result.encode())
         if stop == StopRequest.FINISH and not self.retried(
             lambda: self.store.running_event(
-                job_id, "finished_early", {"step": result.steps_done, "steps": params.steps}, attempt=attempt
+                job_id, "finished_early", {"step": result.steps_done, "steps": result.params.steps}, attempt=attempt
             ),
             "finishing early",
         ):
             return self.not_ours("finished early")
-        if not self.finish(JobStatus.SUCCEEDED, steps_done=result.steps_done, result_file=result_file):
+        if not self.end(JobStatus.SUCCEEDED, steps_done=result.steps_done, result_file=result_file):
             return self.not_ours("finished")
         log.info(
             "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
@@ -296,7 +280,8 @@ class _Run:
                 time.sleep(wait_s)
                 wait_s *= 2
 
-    def finish(self, status: JobStatus, **fields: Any) -> bool:
+    def end(self, status: JobStatus, **fields: Any) -> bool:
+        """Move the job from running to `status` for this attempt; False when it is not ours any more."""
         return self.retried(
             lambda: self.store.transition(
                 self.job_id, status, allowed={JobStatus.RUNNING}, attempt=self.attempt, **fields
@@ -305,7 +290,7 @@ class _Run:
         )
 
     def fail(self, code: str, message: str) -> str:
-        if not self.finish(JobStatus.FAILED, error={"code": code, "message": message}):
+        if not self.end(JobStatus.FAILED, error={"code": code, "message": message}):
             return self.not_ours("failed")
         return "failed"
 

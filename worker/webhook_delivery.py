@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import redis
 
+from nst_shared.keys import Keys
 from nst_shared.logs import current_job_id
+from nst_shared.redis_outages import REDIS_DOWN
 from nst_shared.settings import Settings
-from nst_shared.webhook_outbox import PENDING, RETRY, SENDERS, delivery_body, processing_list, sender_alive
+from nst_shared.webhook_outbox import delivery_body
 from nst_shared.webhook_signing import signed_headers
 from nst_shared.webhook_urls import Resolver, Target, WebhookRefused, check_url
 from worker.outage import until_redis_answers
@@ -121,7 +123,7 @@ class WebhookSender:
         self._redis, self._settings = connection, settings
         self._resolver, self._clock = resolver, clock
         self.id = uuid.uuid4().hex
-        self._processing = processing_list(self.id)
+        self._processing = Keys.webhook_processing(self.id)
         # Longer than one delivery and one wait for the next can take, so a live sender is not taken for dead.
         self._alive_ttl_s = settings.webhook_timeout_s + settings.heartbeat_ttl_s + 1
         self._promote = connection.register_script(_PROMOTE)
@@ -147,7 +149,7 @@ class WebhookSender:
         self._thread.join(timeout=self._settings.webhook_timeout_s + 5)
         self._http.close()
         try:  # a clean stop hands back at once what a crash would leave to the reclaim
-            self._redis.delete(sender_alive(self.id))
+            self._redis.delete(Keys.webhook_sender(self.id))
             self.reclaim()
         except redis.exceptions.RedisError:
             pass
@@ -157,22 +159,22 @@ class WebhookSender:
         while not self._stop.is_set():
             try:
                 pipe = self._redis.pipeline()
-                pipe.sadd(SENDERS, self.id)
-                pipe.set(sender_alive(self.id), 1, px=int(self._alive_ttl_s * 1000))
+                pipe.sadd(Keys.webhook_senders, self.id)
+                pipe.set(Keys.webhook_sender(self.id), 1, px=int(self._alive_ttl_s * 1000))
                 pipe.execute()
                 if time.monotonic() - reclaimed_at > self._settings.reaper_interval_s:
                     self.reclaim()
                     reclaimed_at = time.monotonic()
                 self.promote_due_retries()
                 self.send_next(timeout_s=1)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            except REDIS_DOWN:
                 self._stop.wait(1)
             except Exception:  # one bad delivery must not end the thread
                 log.exception("webhook delivery crashed")
 
     def send_next(self, *, timeout_s: float) -> bool:
         """Take the oldest delivery (waiting up to `timeout_s`) and deliver it; False when there was none."""
-        raw = self._redis.blmove(PENDING, self._processing, timeout_s, "RIGHT", "LEFT")
+        raw = self._redis.blmove(Keys.webhooks_pending, self._processing, timeout_s, "RIGHT", "LEFT")
         if raw is None:
             return False
         try:
@@ -185,18 +187,19 @@ class WebhookSender:
         token = current_job_id.set(delivery["record"].get("id"))
         try:
             # A delivery lasts at most webhook_timeout_s, less than this key's life: no one takes it for dead.
-            self._redis.set(sender_alive(self.id), 1, px=int(self._alive_ttl_s * 1000))
+            self._redis.set(Keys.webhook_sender(self.id), 1, px=int(self._alive_ttl_s * 1000))
             self.deliver(delivery, taken=raw)
         finally:
             current_job_id.reset(token)
         return True
 
     def promote_due_retries(self) -> int:
-        return int(self._promote(keys=[RETRY, PENDING], args=[self._clock(), 50]))
+        return int(self._promote(keys=[Keys.webhooks_retry, Keys.webhooks_pending], args=[self._clock(), 50]))
 
     def reclaim(self) -> int:
         """Put the deliveries of dead senders back in the outbox; returns how many."""
-        moved = int(self._reclaim(keys=[SENDERS, PENDING], args=[processing_list(""), sender_alive("")]))
+        prefixes = [Keys.webhook_processing(""), Keys.webhook_sender("")]
+        moved = int(self._reclaim(keys=[Keys.webhook_senders, Keys.webhooks_pending], args=prefixes))
         if moved:
             log.warning("%d webhook deliveries of a stopped worker queued again", moved)
         return moved
@@ -256,7 +259,7 @@ class WebhookSender:
             if taken is not None:
                 pipe.lrem(self._processing, 1, taken)
             if retry is not None:
-                pipe.zadd(RETRY, {retry: retry_at})
+                pipe.zadd(Keys.webhooks_retry, {retry: retry_at})
             pipe.execute()
 
         # Until Redis takes it (a delivery left in the processing list would be sent again), or the worker

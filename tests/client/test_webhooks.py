@@ -18,9 +18,11 @@ import redis
 
 from nst_client import InvalidRequest, InvalidSignature, NstClient
 from nst_client.webhooks import verify_signature, verify_webhook
-from nst_shared.jobs import JobStatus, JobStore, new_job_id
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobStore, new_job_id
+from nst_shared.keys import Keys
 from nst_shared.settings import Settings
-from nst_shared.webhook_outbox import PENDING, RETRY, delivery_body
+from nst_shared.webhook_outbox import delivery_body
 from nst_shared.webhook_progress import ProgressDeliveries
 from nst_shared.webhook_signing import sign, signed_headers
 from nst_shared.webhook_urls import WebhookRefused, check_url
@@ -123,7 +125,7 @@ def test_webhook_progress_events_arrive_while_the_job_runs(hook_stack):
             job = client.submit(*_images(), max_size=64, steps=4, webhook_url=receiver.url, webhook_events=["progress"])
             client.wait(job.id, timeout_s=120)
         wait_until(lambda: receiver.deliveries, timeout_s=30, what="a progress delivery")
-        time.sleep(1)  # nothing else may follow: one interval (5 s) is longer than the whole job
+        time.sleep(1)  # nothing else may follow: one interval (60 s) is longer than the whole job
         bodies = [verify_webhook(SECRET, h, b) for h, b, _ in receiver.deliveries]
         assert [b["type"] for b in bodies] == ["job.progress"]
         assert bodies[0]["job"]["progress"]["step"] == 1 and bodies[0]["job"]["progress"]["steps"] == 4
@@ -183,8 +185,8 @@ def outbox_entry(connection: redis.Redis, url: str) -> dict:
     store.create(job_id, params={"steps": 1}, styles=1, extra={"webhook": {"url": url, "events": ["completed"]}})
     store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED})
     store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING})
-    assert connection.llen(PENDING) == 1
-    return json.loads(connection.rpop(PENDING))
+    assert connection.llen(Keys.webhooks_pending) == 1
+    return json.loads(connection.rpop(Keys.webhooks_pending))
 
 
 def test_sender_retries_with_doubling_delays_then_gives_up(hooks_redis):
@@ -197,11 +199,11 @@ def test_sender_retries_with_doubling_delays_then_gives_up(hooks_redis):
     delays = []
     for _ in range(3):
         assert sender.deliver(delivery) is False
-        scheduled = hooks_redis.zrange(RETRY, 0, -1, withscores=True)
+        scheduled = hooks_redis.zrange(Keys.webhooks_retry, 0, -1, withscores=True)
         if scheduled:
             raw, at = scheduled[0]
             delays.append(at - now[0])
-            hooks_redis.zrem(RETRY, raw)
+            hooks_redis.zrem(Keys.webhooks_retry, raw)
             delivery = json.loads(raw)
     assert delays == [2.0, 4.0] and len(calls) == 3  # attempts 2 and 3, then given up
     assert {c.headers["webhook-id"] for c in calls} == {delivery["id"]}  # one message, several attempts
@@ -222,7 +224,7 @@ def test_sender_pins_the_checked_address_and_rechecks_at_delivery(hooks_redis):
         # Later the name points at a private address (DNS rebinding): refused, not sent, not retried.
         rebound = WebhookSender(hooks_redis, settings, resolver=resolver_to("10.0.0.5"))
         assert rebound.deliver(delivery) is False
-        assert len(receiver.deliveries) == 1 and hooks_redis.zcard(RETRY) == 0
+        assert len(receiver.deliveries) == 1 and hooks_redis.zcard(Keys.webhooks_retry) == 0
     finally:
         receiver.close()
 
@@ -240,7 +242,7 @@ def test_progress_deliveries_keep_their_pace_per_job_across_workers(hooks_redis)
     second = ProgressDeliveries.for_job(store, job_id, {"webhook": hook}, interval_s=0.5)
     assert not second.offer({"step": 4})
     wait_until(lambda: second.offer({"step": 5}), timeout_s=5, interval_s=0.05, what="the next interval")
-    deliveries = [json.loads(raw) for raw in reversed(hooks_redis.lrange(PENDING, 0, -1))]
+    deliveries = [json.loads(raw) for raw in reversed(hooks_redis.lrange(Keys.webhooks_pending, 0, -1))]
     assert [d["progress"]["step"] for d in deliveries] == [2, 5]
     body = delivery_body(deliveries[0])
     assert body["type"] == "job.progress" and body["job"]["progress"] == {"step": 2}
@@ -326,7 +328,7 @@ def test_sender_gives_up_a_trickling_receiver_at_the_delivery_timeout(hooks_redi
         started = time.monotonic()
         assert deliver_within(WebhookSender(hooks_redis, settings), delivery, timeout_s=20) is False
         assert time.monotonic() - started < 10  # one byte every 0.2 s never trips a per-read timeout
-        assert hooks_redis.zcard(RETRY) == 1  # tried again later, as any failure
+        assert hooks_redis.zcard(Keys.webhooks_retry) == 1  # tried again later, as any failure
     finally:
         receiver.close()
 
@@ -342,6 +344,7 @@ def hook_stack(tmp_path_factory, redis_server):
         webhook_secret=SECRET,
         webhook_allow='["127.0.0.1/32"]',
         webhook_backoff_s=0.5,
+        webhook_progress_interval_s=60,  # longer than any job here, however loaded the machine
     )
     yield stack
     stack.stop()

@@ -15,7 +15,8 @@ import httpx
 import redis
 
 from nst_shared import provenance
-from nst_shared.jobs import JobRecord, Keys
+from nst_shared.jobs import JobRecord
+from nst_shared.keys import Keys
 
 
 @dataclass

@@ -13,7 +13,8 @@ import pytest
 import redis
 from rq import Worker
 
-from nst_shared.jobs import JobRecord, Keys
+from nst_shared.jobs import JobRecord
+from nst_shared.keys import Keys
 from tests.conftest import make_image, wait_until
 from tests.fleet import ledger
 from tests.fleet.bed import BUCKET, WORKERS

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from nst_shared.errors import ImageError, ImageTooLarge, UnreadableImage, UnsupportedImageFormat
 from nst_shared.images import check_image, decode_image, encode_image, fit_size, output_format
@@ -162,67 +162,15 @@ def test_decode_image_refuses_tiny_file_declaring_huge_size(patch, side):
         decode_image(patch(2000, 1000), max_pixels=1_000_000)
 
 
-def test_decode_image_refuses_polyglots():
-    png = encoded(Image.new("RGB", (40, 40), (9, 9, 9)))
-    jpeg = encoded(Image.new("RGB", (40, 40)), "JPEG")
-    for data in (
-        png + b"<html><script>alert(1)</script></html>",  # an image that is also a page
-        png + b"PK\x03\x04" + b"\x00" * 40,  # ...or a zip
-        jpeg[:2] + b"\xff\xfe\x00\x20<script>alert(1)</script>....." + jpeg[2:],  # script in a comment
-        jpeg + b"%PDF-1.4\n1 0 obj\n",
-    ):
-        with pytest.raises(UnsupportedImageFormat, match="polyglot"):
-            decode_image(data)
-    assert decode_image(jpeg + b"\x00" * 16).size == (40, 40)  # cameras leave harmless bytes after a JPEG
-    xmp = b'<?xml version="1.0"?><x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
-    with_xmp = encoded(Image.new("RGB", (40, 40)), "JPEG", xmp=xmp)
-    assert xmp in with_xmp and decode_image(with_xmp).size == (40, 40)  # metadata is not a polyglot
-
-
-def test_decode_image_accepts_a_photo_whose_pixel_data_contains_markup():
-    # Found by `bench/polyglot_bench.py --search`: "<sVg" at byte 65444 of 258854, in the compressed pixels.
-    photo = encoded(photo_like(1024, 768, seed=432), "JPEG", quality=95)
-    assert photo.lower().find(b"<svg") > 60_000
-    assert decode_image(photo).size == (1024, 768)
-
-
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 
 
-def test_decode_image_accepts_what_phones_append_to_a_jpeg():
+def test_decode_image_accepts_a_phones_multi_picture_jpeg():
     photo = photo_like(96, 64, seed=3)
     gain_map = photo_like(48, 32, seed=4).convert("L")
     multi_picture = encoded(photo, "MPO", save_all=True, append_images=[gain_map])  # MPF: Ultra HDR, depth maps
     assert decode_image(multi_picture).size == (96, 64)
-    jpeg = encoded(photo, "JPEG")
-    video = (
-        _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41")
-        + _box(b"moov", b"\x00" * 64)
-        + _box(b"mdat", b"\x00\x01<svg<script%PDF-" * 100)
-    )  # compressed video may hold anything
-    assert decode_image(jpeg + video).size == (96, 64)  # a motion photo (Google's layout)
-    samsung = jpeg + b"MotionPhoto_Data" + video + b"\x00\x00MotionPhoto_Data\x10\x00\x00\x00SEFT"
-    assert decode_image(samsung).size == (96, 64)
-
-
-def test_decode_image_refuses_markup_where_markup_can_live():
-    photo = photo_like(64, 48, seed=5)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Comment", "<svg onload=alert(1)>")
-    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><script>alert(1)</script></x:xmpmeta>'
-    jpeg = encoded(photo, "JPEG")
-    for data in (
-        encoded(photo, "PNG", pnginfo=info),  # a PNG text chunk
-        encoded(photo, "WEBP", xmp=xmp),  # a WebP metadata chunk
-        encoded(photo, "WEBP") + b"<!DOCTYPE html><p>",  # after a WebP's end
-        jpeg + _box(b"ftyp", b"isom") + _box(b"free", b"<html><script>x</script>"),  # in a video's box
-        jpeg + encoded(photo, "JPEG", comment=b"<script>alert(1)</script>"),  # in a second picture
-        jpeg[:20] + b"<script>alert(1)</script>" + jpeg[20:],  # between segments, where libjpeg skips junk
-        encoded(photo, "TIFF") + b"<svg/onload=alert(1)>",
-    ):  # after a TIFF's strips
-        with pytest.raises(UnsupportedImageFormat, match="polyglot"):
-            decode_image(data)
 
 
 @functools.cache
@@ -242,12 +190,10 @@ def _bad_inputs() -> list[bytes]:
         _patched_webp(16_383, 16_383),
         encoded(frames[0], "PNG", save_all=True, append_images=frames[1:]),
         encoded(Image.new("RGB", (40, 40)), "GIF"),
-        png + b"<html>",
-        jpeg + b"%PDF-1.4",
     ]
 
 
-@pytest.mark.parametrize("index", range(13))
+@pytest.mark.parametrize("index", range(11))
 def test_check_image_refuses_what_decode_image_refuses(index):
     data = _bad_inputs()[index]
     with pytest.raises(ImageError) as decoded:

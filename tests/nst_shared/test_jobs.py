@@ -11,12 +11,14 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from nst_shared.jobs import JobStatus, JobStore, Keys, StopRequest, new_job_id
+from nst_shared.job_status import JobStatus
+from nst_shared.jobs import JobStore, StopRequest, new_job_id
+from nst_shared.keys import Keys
 from nst_shared.queueing import MAX_REPAIRS, enqueue_job, repair_queued, requeue
 from nst_shared.settings import Settings
 from nst_shared.storage import LocalStorage
 from nst_shared.sweeper import Sweeper
-from nst_shared.webhook_outbox import PENDING, delivery_body
+from nst_shared.webhook_outbox import delivery_body
 from tests.conftest import next_database_url
 
 
@@ -45,11 +47,11 @@ def test_transition_writes_webhook_deliveries_in_the_same_script(store, connecti
     job_id = new_job_id()
     hook = {"url": "https://8.8.8.8/hook", "events": ["status", "completed"]}
     store.create(job_id, params={"steps": 1}, styles=1, extra={"webhook": hook})
-    assert connection.llen(PENDING) == 0  # the submission itself is not a change of status
+    assert connection.llen(Keys.webhooks_pending) == 0  # the submission itself is not a change of status
     store.transition(job_id, JobStatus.RUNNING, allowed={JobStatus.QUEUED})
     store.transition(job_id, JobStatus.SUCCEEDED, allowed={JobStatus.RUNNING})
     assert not store.transition(job_id, JobStatus.FAILED, allowed={JobStatus.RUNNING})  # refused: nothing sent
-    entries = [json.loads(raw) for raw in reversed(connection.lrange(PENDING, 0, -1))]
+    entries = [json.loads(raw) for raw in reversed(connection.lrange(Keys.webhooks_pending, 0, -1))]
     assert [(e["event"], e["record"]["status"]) for e in entries] == [
         ("status", "running"),
         ("status", "succeeded"),

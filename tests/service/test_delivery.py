@@ -13,7 +13,7 @@ import redis
 from PIL import Image
 
 from nst_shared import provenance
-from nst_shared.jobs import Keys
+from nst_shared.keys import Keys
 from tests.conftest import make_image, start_stack, wait_until
 
 FAST = {"max_size": "64", "steps": "2", "preview_every": "1"}

@@ -8,10 +8,8 @@ import sys
 import time
 
 import httpx
-import torch
 from PIL import Image
 
-from nst_core.precision import resolve_precision
 from tests.conftest import ROOT, make_image, wait_until
 from tests.service.sse import read_events
 
@@ -76,8 +74,10 @@ def test_poll_job_until_done_with_etag(service):
         final = wait_status(client, job["id"], {"succeeded"})
         assert final["progress"]["step"] == 6 and final["progress"]["fraction"] == 1.0
         assert final["device"] == "cpu" and final["error"] is None
-        # The worker's network ran in the precision its engine picks on this machine (NST_PRECISION=auto).
-        assert final["precision"] == resolve_precision("auto", torch.device("cpu"))
+        # The record shows the precision the worker's engine runs in (NST_PRECISION=auto: its own measurement,
+        # which /readyz shows with the reason; a measurement here, under the suite's load, could differ).
+        engines = client.get("/readyz").json()["engines"]
+        assert final["precision"] in ("fp32", "bf16") and final["precision"] in {e["precision"] for e in engines}
         assert set(final["links"]) == {"self", "events", "result", "preview", "cancel", "finish"}
         first = client.get(f"/jobs/{job['id']}")
         etag = first.headers["ETag"]

@@ -123,12 +123,6 @@ def test_submit_job_type_from_bytes_not_name(service):
         )
 
 
-def test_submit_job_polyglot_415(service):
-    with service.client() as client:
-        error = error_of(submit(client, content=make_image(80, 60) + b"<html><script>x()</script>"), 415)
-        assert error["code"] == "unsupported_format" and "polyglot" in error["message"]
-
-
 def start_slow_upload(url: str, *, length: int = 1_000_000) -> socket.socket:
     """A POST /jobs whose headers and first bytes arrive, the rest never: an upload held in flight."""
     host, port = url.removeprefix("http://").split(":")

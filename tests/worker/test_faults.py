@@ -11,7 +11,7 @@ import redis
 from rq.job import Job
 
 from nst_shared import provenance
-from nst_shared.jobs import Keys
+from nst_shared.keys import Keys
 from tests.conftest import RedisServer, start_stack, wait_until
 from tests.service.sse import read_events
 from tests.service.test_jobs import submit, wait_status

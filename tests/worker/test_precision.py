@@ -62,11 +62,11 @@ def test_explicit_precision_needs_no_measurement(tmp_path):
 
 def test_readyz_shows_each_workers_precision_and_why(tmp_path, redis_server, monkeypatch):
     cache = tmp_path / "cache"
-    (cache / "nst").mkdir(parents=True)
-    (cache / "nst" / "cpu-precision.json").write_text(
+    cache.mkdir()
+    (cache / "cpu-precision.json").write_text(
         json.dumps({machine_key(): {"precision": "bf16", "bf16_speedup": 6.5, "measured_at": "2026-11-27 10:00:00"}})
     )
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))  # the worker processes' environment
+    monkeypatch.setenv("NST_CACHE_DIR", str(cache))  # the worker processes' environment
     stack = start_stack(tmp_path, redis_server.url, workers=1)
     try:
         [engine] = wait_until(

@@ -9,7 +9,8 @@ import time
 import pytest
 import redis
 
-from nst_shared.jobs import JobStore, new_job_id
+from nst_shared.jobs import JobStore, new_job_id, parse_events
+from nst_shared.keys import Keys
 from tests.conftest import next_database_url
 from worker.progress_writer import BackgroundWriter, ProgressWriter, Written
 
@@ -37,8 +38,12 @@ def running_job(store: JobStore) -> tuple[str, int]:
     return job_id, attempt
 
 
+def all_events(store: JobStore, job_id: str) -> list[tuple[str, str, dict]]:
+    return parse_events(store.redis.xread({Keys.events(job_id): "0"}))
+
+
 def progress_steps(store: JobStore, job_id: str) -> list[int]:
-    return [data["step"] for _, kind, data in store.events_after(job_id, "0") if kind == "progress"]
+    return [data["step"] for _, kind, data in all_events(store, job_id) if kind == "progress"]
 
 
 def test_posting_never_waits_and_the_last_event_lands_in_order(store):
@@ -54,7 +59,7 @@ def test_posting_never_waits_and_the_last_event_lands_in_order(store):
     assert posting_s < 0.05 * 40 / 4  # 40 writes at 50 ms would take 2 s on the engine's thread
     steps = progress_steps(store, job_id)
     assert steps == sorted(steps) and steps[-1] == 40  # older ones skipped while a write was under way
-    kinds = [(kind, data["step"]) for _, kind, data in store.events_after(job_id, "0") if kind != "status"]
+    kinds = [(kind, data["step"]) for _, kind, data in all_events(store, job_id) if kind != "status"]
     assert kinds[-2:] == [("progress", 40), ("preview", 40)]  # progress before preview, as posted
     record = store.get(job_id)
     assert record is not None and record.progress["step"] == 40 and background.stop is None
