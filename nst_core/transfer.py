@@ -4,8 +4,8 @@ the image optimised with L-BFGS starting from the content image.
 
 Deviations from the paper, each for speed or looks: the image is optimised coarse to fine over several
 scales (each scale starts from the previous result, so the fine scales only refine: nst_shared/schedule.py);
-each term's weight is relative to the photo's own loss (objective.relative_to_photo), so a style weight paints
-every style about as strongly;
+each term's weight is relative to the photo's own loss (objective.relative_to_photo), and the style weight is
+calibrated per job by a short probe (calibration.py), so a style weight paints every style about as strongly;
 a picture too large for the memory budget is evaluated block by block with the exact global loss (objective.py);
 the style image keeps its aspect ratio and is sized relative to the output, never past its own resolution; colour
 control and masks follow Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer" (2017): colours.py,
@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import torch
@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from nst_core import colors, masks
 from nst_core.blocks import Block, block_grid, grid_of
+from nst_core.calibration import PROBE_PX, PROBE_STEPS, content_share, style_factor
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
@@ -71,6 +72,7 @@ class TransferResult:
     stopped: bool  # True when the callback raised StopTransfer
     elapsed_s: float
     total_loss: float
+    style_factor: float = 1.0  # what the calibration multiplied the style weight by (calibration.py)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -165,7 +167,7 @@ class StyleTransfer:
         """Paint `content` in the style of `styles` (RGB images), each style only where its mask in `style_masks`
         is white, when given (masks.py); see `TransferParams` for the options (already validated by the model;
         the engine checks only what needs the images)."""
-        run = self._start(content, styles, style_masks or [], params, callback)
+        run = self._calibrated(self._start(content, styles, style_masks or [], params, callback))
         image: torch.Tensor | None = None
         outcome = _ScaleOutcome(image=None, step=0, total_loss=math.nan, stopped=False)
         try:
@@ -194,6 +196,7 @@ class StyleTransfer:
             stopped=outcome.stopped,
             elapsed_s=run.elapsed_s(),
             total_loss=outcome.total_loss,
+            style_factor=run.style_weight / params.style_weight if params.style_weight else 1.0,
         )
 
     def _start(
@@ -232,10 +235,36 @@ class StyleTransfer:
             content_layers=[activation_name(n) for n in params.content_layers],
             style_layers=[activation_name(n) for n in params.style_layers],
             layer_weights=params.layer_weights(),
+            style_weight=params.style_weight,
             generator=torch.Generator().manual_seed(seed),
             callback=callback,
             started=started,
         )
+
+    def _calibrated(self, run: _Run) -> _Run:
+        """`run` with its style weight scaled by the pair's strength relative to the reference pair's
+        (calibration.py), measured by a probe of PROBE_STEPS from the photo at PROBE_PX (or the first scale's size,
+        if smaller). Not when the run starts elsewhere than the photo or a term is off: nothing to balance."""
+        params = run.params
+        if params.init != "content" or not params.style_weight or not params.content_weight:
+            return run
+        size = fit_size(*run.content.size, min(PROBE_PX, max(run.plan[0].size)))
+        photo = image_to_tensor(resize(run.content_work, size), self.device)
+        terms = self._loss_terms(run, photo, Scale(*size, PROBE_STEPS), None)
+        image = photo.clone().requires_grad_(True)
+        optimizer = LBFGS(image, history_size=PROBE_STEPS)
+        for _ in range(PROBE_STEPS):
+            optimizer.step(lambda: evaluate_whole(self.net, image, terms))
+        layer = run.content_layers[0]
+        with torch.no_grad():
+            picture, original = (self.net(x, [layer])[layer] for x in (image.detach(), photo))
+            styles = sum(
+                weight * self.net(image_to_tensor(resize(style, size), self.device), [layer])[layer].float()
+                for style, weight in zip(run.styles_work, run.blend)
+            )
+        assert isinstance(styles, torch.Tensor)
+        factor = style_factor(content_share(picture, original, styles))
+        return replace(run, style_weight=params.style_weight * factor)
 
     def _optimise_scale(
         self, run: _Run, index: int, scale: Scale, previous: torch.Tensor | None, step: int
@@ -350,7 +379,7 @@ class StyleTransfer:
             style = self._guided_targets(run, scale)
         else:
             grams = self._style_grams(run.styles_work, run.blend, max(scale.size), params.style_scale, run.style_layers)
-            style = {n: [StyleTarget(params.style_weight * w, grams[n])] for n, w in layers}
+            style = {n: [StyleTarget(run.style_weight * w, grams[n])] for n, w in layers}
         terms = LossTerms(
             content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
             style=style,
@@ -375,7 +404,7 @@ class StyleTransfer:
             mask_here = masks.at_size(mask, scale.size, self.device)
             for name, layer_weight in zip(run.style_layers, run.layer_weights):
                 layer_mask = masks.at_layer(mask_here, name)
-                weight = params.style_weight * layer_weight * share * len(run.styles_work) * layer_mask.mean().item()
+                weight = run.style_weight * layer_weight * share * len(run.styles_work) * layer_mask.mean().item()
                 targets[name].append(StyleTarget(weight, grams[name], layer_mask))
         return targets
 
@@ -468,6 +497,7 @@ class _Run:
     content_layers: list[str]
     style_layers: list[str]
     layer_weights: Sequence[float]
+    style_weight: float  # the caller's, times the calibration's factor
     generator: torch.Generator
     callback: ProgressCallback | None
     started: float

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from nst_core.calibration import FACTOR_BOUNDS, REFERENCE_SHARE, style_factor
 from nst_core.features import VGG19Features, build_vgg19
 from nst_core.losses import gram_matrix
 from nst_core.tensors import image_to_tensor
@@ -77,3 +79,26 @@ def test_looks_move_away_from_the_photo_in_order(painted, pair):
 @pytest.mark.parametrize("pair", PAIRS, ids="+".join)
 def test_painterly_matches_the_style_closer_than_subtle(painted, pair):
     assert painted[pair]["painterly"][1] < painted[pair]["subtle"][1]
+
+
+def stripes(px: int = 160) -> Image.Image:
+    """Black-and-white stripes: a style that takes a photo much further than a painting at the same weight."""
+    y, x = np.mgrid[0:px, 0:px]
+    return Image.fromarray(np.repeat(((np.sin((x + 0.6 * y) / 3.0) > 0) * 230 + 10)[..., None], 3, 2).astype(np.uint8))
+
+
+def test_calibration_weakens_the_style_that_pulls_harder(engine):
+    content = load_image(ROOT / "examples" / "chelsea.jpg")
+    params = TransferParams(max_size=SIZE_PX, steps=1, scales=1, seed=0)
+    factors = {
+        name: engine.stylize(content, [style], params).style_factor
+        for name, style in (("stripes", stripes()), ("swirls", load_image(ROOT / "examples" / "swirls.jpg")))
+    }
+    assert factors["stripes"] < 0.5 * factors["swirls"], factors
+
+
+def test_calibration_leaves_the_reference_strength_alone_and_is_bounded():
+    low, high = FACTOR_BOUNDS
+    assert style_factor(REFERENCE_SHARE) == pytest.approx(1.0)
+    assert style_factor(2 * REFERENCE_SHARE) < 1.0 < style_factor(REFERENCE_SHARE / 2)
+    assert (style_factor(1e3), style_factor(0.0)) == (low, high)
