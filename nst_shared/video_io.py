@@ -19,7 +19,7 @@ import av
 import numpy as np
 from PIL import Image, ImageSequence
 
-from nst_shared.errors import UnreadableVideo, VideoHeadersLied
+from nst_shared.errors import UnreadableVideo, UnsupportedImageFormat, VideoHeadersLied
 
 VIDEO_FORMATS: tuple[str, ...] = ("mp4", "webm")
 MEDIA_TYPES: dict[str, str] = {"mp4": "video/mp4", "webm": "video/webm"}
@@ -112,12 +112,12 @@ def _probe_animation(path: str | Path, kind: str) -> ClipInfo:
         with Image.open(path, formats=(kind.upper(),)) as image:
             frames = getattr(image, "n_frames", 1)
             if frames < 2:
-                raise UnreadableVideo(f"a still {kind.upper()}: send it as a PNG, JPEG or WebP picture")
+                raise UnsupportedImageFormat(f"a still {kind.upper()}: send it as a PNG, JPEG or WebP picture")
             duration_ms = 0
             for frame in ImageSequence.Iterator(image):
                 duration_ms += int(frame.info.get("duration") or 100)
             width, height = image.size
-    except UnreadableVideo:
+    except (UnreadableVideo, UnsupportedImageFormat):
         raise
     except Exception as exc:  # Pillow's own errors on a damaged file
         raise UnreadableVideo(f"the animation cannot be read: {exc}") from None
@@ -146,7 +146,7 @@ def _av_frames(path: str | Path, max_pixels: int) -> Iterator[Image.Image]:
             for frame in container.decode(stream):
                 if frame.width * frame.height > max_pixels:  # before the RGB copy
                     raise VideoHeadersLied(f"a frame is {frame.width}x{frame.height}, more than its headers say")
-                image = frame.to_image()
+                image = frame.to_image()  # type: ignore[no-untyped-call]  # PyAV leaves it untyped
                 rotation = getattr(frame, "rotation", 0) or 0
                 yield image.rotate(rotation, expand=True) if rotation % 360 else image  # counterclockwise, as FFmpeg's
     except av.FFmpegError as exc:

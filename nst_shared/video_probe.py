@@ -10,10 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nst_shared.errors import UnreadableVideo
+from nst_shared.errors import UnreadableVideo, UnsupportedImageFormat
 from nst_shared.video_io import ClipInfo
 
-_PROBE_FAILED = 3  # the child's exit status when the file is not a readable clip (its message on stdout)
+_PROBE_FAILED = 3  # the child's exit status when the file is not a readable clip (why, as JSON on stdout)
 
 
 class ProbeRefused(UnreadableVideo):
@@ -39,7 +39,9 @@ def probe(data: bytes, *, timeout_s: float, memory_bytes: int) -> ClipInfo:
         except subprocess.TimeoutExpired:
             raise ProbeRefused(f"reading the clip's headers took more than {timeout_s:g} s") from None
     if done.returncode == _PROBE_FAILED:
-        raise UnreadableVideo(done.stdout.decode(errors="replace").strip() or "the clip cannot be read")
+        error = json.loads(done.stdout)
+        refused = UnsupportedImageFormat if error["code"] == UnsupportedImageFormat.code else UnreadableVideo
+        raise refused(error["message"])
     if done.returncode != 0:  # killed by its limits, or out of memory
         raise ProbeRefused(f"reading the clip's headers needed more than {memory_bytes // 2**20} MB or crashed")
     return ClipInfo.from_dict(json.loads(done.stdout))
@@ -55,8 +57,8 @@ def _main(path: str, memory_bytes: int, timeout_s: float) -> int:
 
     try:
         info = probe_file(path)
-    except UnreadableVideo as exc:
-        print(exc)
+    except (UnreadableVideo, UnsupportedImageFormat) as exc:
+        print(json.dumps({"code": exc.code, "message": str(exc)}))
         return _PROBE_FAILED
     print(json.dumps(info.to_dict()))
     return 0

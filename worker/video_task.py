@@ -104,12 +104,15 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
                 name = Files.frame(attempt, index)
                 run.write_result(name, encode_image(result.image, "PNG"))
                 runs = _counted(runs, attempt)
-                if not run.retried(
-                    lambda: run.store.running_event(
-                        job_id, "frame", {"frame": index + 1, "frames": info.frames}, attempt=attempt, clip_frames=runs
-                    ),
-                    "the finished frame",
-                ):
+                finished = functools.partial(
+                    run.store.running_event,
+                    job_id,
+                    "frame",
+                    {"frame": index + 1, "frames": info.frames},
+                    attempt=attempt,
+                    clip_frames=runs,
+                )
+                if not run.retried(finished, "the finished frame"):
                     reason["stop"] = "gone"
                     break
                 done = index + 1

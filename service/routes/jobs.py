@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 from nst_shared.job_options import PREVIEW_QUALITY, output_of
 from nst_shared.jobs import TERMINAL, JobRecord, JobStatus, JobStore
 from nst_shared.queueing import queue_positions
-from service import job_control, results
+from service import clips, job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
@@ -315,6 +315,9 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
+    if record.kind == "video":
+        accept, range_header = request.headers.get("accept"), request.headers.get("range")
+        return clips.clip_result(storage, record, accept=accept, range_header=range_header)
     job_format, quality = output_of(record.extra)
     choice = results.choose(request.headers.get("accept"), job_format)
     name = results.result_file(storage, job_id, record.result_file, format=choice.format, quality=quality)

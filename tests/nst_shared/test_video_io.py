@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_shared.errors import UnreadableVideo, VideoHeadersLied
+from nst_shared.errors import UnreadableVideo, UnsupportedImageFormat, VideoHeadersLied
 from nst_shared.video_io import clip_kind, encode_clip, iter_frames, probe_file, read_record
 from nst_shared.video_probe import ProbeRefused, probe
 from tests.clips import make_clip, make_gif, read_frames, sound_seconds, tone_strength
@@ -33,7 +33,7 @@ def test_probe_refuses_garbage_and_a_still_gif(tmp_path):
     with pytest.raises(UnreadableVideo):
         probe(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200, timeout_s=20, memory_bytes=1024 * MB)
     Image.new("RGB", (8, 8)).save(tmp_path / "still.gif")
-    with pytest.raises(UnreadableVideo, match="still"):
+    with pytest.raises(UnsupportedImageFormat, match="still"):
         probe((tmp_path / "still.gif").read_bytes(), timeout_s=20, memory_bytes=1024 * MB)
 
 
