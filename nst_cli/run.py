@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nst_cli import video
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
 from nst_shared.looks import LOOKS
 from nst_shared.params import PRECISIONS, TransferParams, for_device, with_seed
@@ -24,7 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Neural style transfer on this machine. Without --content/--style it paints the "
         "project's example photo in an example style.",
     )
-    parser.add_argument("--content", type=Path, default=None, help="content image (default: examples/chelsea.jpg)")
+    parser.add_argument(
+        "--content",
+        type=Path,
+        default=None,
+        help="content image (default: examples/chelsea.jpg), or a clip: MP4, MOV, WebM, animated GIF or WebP "
+        "(docs/video.md)",
+    )
     parser.add_argument(
         "--style",
         type=Path,
@@ -37,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         type=Path,
         default=Path("out.png"),
-        help="output file: .png, .jpg or .webp (it records the parameters, seed and inputs' hashes: `nst info FILE`)",
+        help="output file: .png, .jpg or .webp; for a clip .mp4 (the default) or .webm (it records the parameters, "
+        "seed and inputs' hashes: `nst info FILE`)",
     )
     parser.add_argument(
         "--from",
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from nst_shared.images import decode_image, encode_image, output_format, read_file
     from nst_shared.masks import check_mask_count, check_mask_covers
 
+    if args.content is not None and video.is_clip(args.content):
+        return video.run_clip(args)
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
     try:

@@ -1,0 +1,144 @@
+"""`nst run --content clip.mp4 --output out.mp4`: a clip painted here, frame after frame (nst_core/video.py), with a
+bar by frame; the sound re-encoded, the provenance in the video's metadata and a poster PNG beside it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nst_cli.options import params_from_args
+from nst_shared.params import for_device, with_seed
+
+CLIP_SUFFIXES = {".mp4": "mp4", ".webm": "webm"}
+
+
+def is_clip(path: Path) -> bool:
+    from nst_shared.video_io import clip_kind
+
+    try:
+        with path.open("rb") as file:
+            head = file.read(32)
+    except OSError:
+        return False  # nst run says why when it reads it
+    return clip_kind(head) is not None and (clip_kind(head) not in ("gif", "webp") or _animated(path))
+
+
+def _animated(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return bool(getattr(image, "is_animated", False))
+    except Exception:  # not readable: nst run says so as for any picture
+        return False
+
+
+def run_clip(args: argparse.Namespace) -> int:
+    """Paint the clip `args.content` into `args.output` (.mp4 by default, or .webm)."""
+    from nst_core.video import ClipPainter
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from nst_core.progress import StopTransfer
+    from nst_core.transfer import StyleTransfer
+    from nst_shared import provenance
+    from nst_shared.errors import NstError
+    from nst_shared.images import decode_image, encode_image, read_file
+    from nst_shared.masks import check_mask_count, check_mask_covers
+    from nst_shared.video_io import encode_clip, iter_frames, probe_file
+
+    output: Path = args.output
+    if output.suffix.lower() not in CLIP_SUFFIXES:
+        output = output.with_suffix(".mp4")
+    style_paths = args.style or [Path(__file__).resolve().parent.parent / "examples" / "swirls.jpg"]
+    try:
+        params = params_from_args(args, preview_every=0)
+        params.style_weights(len(style_paths))
+        check_mask_count(len(args.style_mask or []), len(style_paths))
+        info = probe_file(args.content)
+        style_files = [read_file(p) for p in style_paths]
+        mask_files = [read_file(p) for p in args.style_mask or []]
+        styles = [decode_image(data) for data in style_files]
+        masks = [decode_image(data) for data in mask_files]
+        for index, mask in enumerate(masks):
+            check_mask_covers(mask, index)
+        engine = StyleTransfer(
+            device=args.device,
+            weights=args.weights,
+            precision=args.precision,
+            memory_budget_bytes=int(args.memory_gb * 2**30) or None,
+        )
+        params = with_seed(for_device(params, engine.device.type, explicit=params.model_fields_set))
+    except (NstError, ValueError, OSError) as exc:
+        print(f"nst run: {exc}", file=sys.stderr)
+        return 2
+    painter = ClipPainter(engine, styles, params, style_masks=masks)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} frames"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    task = bar.add_task("painting", total=info.frames, info="")
+    interrupted = False
+    painted: list[Any] = []
+    steps_done = 0
+
+    def on_progress(index: int, p: Any) -> None:
+        bar.update(task, description=f"frame {index + 1} of {info.frames}", info=f"step {p.step}/{p.steps}")
+        if interrupted:
+            raise StopTransfer()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        interrupted = True
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    started = time.perf_counter()
+    try:
+        with bar:
+            for index, frame in enumerate(iter_frames(args.content, info, max_pixels=info.width * info.height)):
+                result = painter.paint(frame, callback=lambda p, i=index: on_progress(i, p))
+                painted.append(result.image)
+                steps_done += result.steps_done
+                bar.update(task, completed=index + 1)
+                if interrupted:
+                    break
+    except NstError as exc:
+        print(f"nst run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nst run: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    record = {
+        **provenance.build(
+            params,
+            steps_done=steps_done,
+            device=engine.device_name,
+            precision=engine.precision,
+            content=read_file(args.content),
+            styles=style_files,
+            masks=mask_files,
+        ),
+        "frames": len(painted),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    clip_format = CLIP_SUFFIXES[output.suffix.lower()]
+    encode_clip(painted, output, rate=info.fps, format=clip_format, sound_from=args.content, record=record)
+    poster = output.with_name(f"{output.stem}.poster.png")
+    poster.write_bytes(encode_image(painted[0], "PNG", record=record))
+    state = "stopped early" if interrupted else "done"
+    print(
+        f"{state}: {len(painted)} of {info.frames} frames in {time.perf_counter() - started:.1f} s on "
+        f"{engine.device_name} ({engine.precision}) -> {output} ({painted[0].width}x{painted[0].height}), {poster}"
+    )
+    return 130 if interrupted else 0
