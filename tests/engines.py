@@ -60,7 +60,10 @@ class InstantEngine:
         *,
         style_masks: Sequence[Image.Image] | None = None,
         callback: Callable[[Progress], None] | None = None,
+        init_image: Image.Image | None = None,
+        temporal: Any = None,
     ) -> FakeResult:
+        """A clip's frame (nst_core/video.py) passes `init_image` and `temporal`: the frame is returned all the same."""
         started = time.monotonic()
         image = resize(content, fit_size(*content.size, params.max_size))
         done, stopped = 0, False
