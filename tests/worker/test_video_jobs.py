@@ -3,6 +3,7 @@ they finish, the result with its sound, resume after SIGTERM, cancel, finish-now
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -159,3 +160,33 @@ def test_lying_container_fails_the_job_and_the_worker_lives(stack, clip, tmp_pat
         assert stack.workers[-1].poll() is None
         again = submit_clip(client, clip, frame_steps="1")
         assert wait_status(client, again["id"], {"failed", "succeeded"}, timeout_s=60)["status"] == "succeeded"
+
+
+def test_python_clients_submit_a_clip_and_download_the_video(stack, clip, tmp_path):
+    from nst_client import AsyncNstClient, NstClient
+
+    (tmp_path / "clip.mp4").write_bytes(clip)
+    frames_seen: set[int] = set()
+
+    def on_event(event) -> None:
+        if event.progress is not None:
+            frames_seen.add(event.progress.frame)
+
+    with NstClient(stack.url) as nst:
+        job = nst.submit(tmp_path / "clip.mp4", _style(), **CLIP_FORM)
+        assert job.kind == "video" and job.video["frames"] == FRAMES
+        done = nst.wait(job.id, on_event=on_event)
+        assert done.status == "succeeded" and done.video["frames_done"] == FRAMES
+        assert frames_seen == set(range(1, FRAMES + 1))
+        nst.download(job.id, tmp_path / "sync.mp4")
+        assert len(read_frames(tmp_path / "sync.mp4")) == FRAMES
+        assert provenance.read(nst.result(job.id, format="png"))["frames"] == FRAMES  # the poster
+
+    async def use_async() -> None:
+        async with AsyncNstClient(stack.url) as nst:
+            job = await nst.submit(clip, _style(), video_format="webm", **CLIP_FORM)
+            assert (await nst.wait(job.id)).status == "succeeded"
+            (tmp_path / "async.webm").write_bytes(await nst.result(job.id))
+
+    asyncio.run(use_async())
+    assert len(read_frames(tmp_path / "async.webm")) == FRAMES
