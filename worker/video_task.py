@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 import tempfile
 import time
@@ -136,12 +137,11 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
                 return run.not_ours("canceled")
             log.info("canceled after %d of %d frames", done, info.frames)
             return "canceled"
-        frames = [_load_frame(storage, job_id, runs, i) for i in range(done)]
-        if partial is not None:
-            frames.append(partial)
-        if not frames:
+        painted = done + (partial is not None)
+        if not painted:
             return run.fail("no_frames", "the clip has no frame to paint")
-        painted = len(frames)
+        finished = (_load_frame(storage, job_id, runs, i) for i in range(done))  # one at a time, from storage
+        frames = itertools.chain(finished, [partial] if partial is not None else [])
         prov = {
             **provenance.build(
                 params,
@@ -158,7 +158,8 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
         }
         out = Path(folder) / f"out.{clip_format}"
         encode_clip(frames, out, rate=info.fps, format=clip_format, sound_from=clip_path, record=prov)
-        run.write_result(Files.poster(attempt), encode_image(frames[0], "PNG", record=prov))
+        poster = _load_frame(storage, job_id, runs, 0) if done else partial
+        run.write_result(Files.poster(attempt), encode_image(poster, "PNG", record=prov))
         result_file = Files.clip(attempt, clip_format)
         run.write_result(result_file, out.read_bytes())
     if stop == StopRequest.FINISH and not run.retried(
