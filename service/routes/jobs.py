@@ -295,7 +295,10 @@ async def stream_events(
     operation_id="get_result",
     summary="The finished picture (in the job's format, or another its Accept names)",
     response_class=Response,
-    responses={**image_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
+    responses={
+        **image_response("The picture, or a clip's video (its poster for Accept: image/png)", clips=True),
+        **error_responses(401, 404, 409, 422, 429, 503),
+    },
 )
 def get_result(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
