@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_cli import video
+from nst_cli.interrupts import Interrupts
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
 from nst_shared.looks import LOOKS
 from nst_shared.params import PRECISIONS, TransferParams, for_device, with_seed
@@ -132,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
 
     output: Path = args.output
     fmt = output_format(output)
-    interrupted = False
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -153,21 +153,12 @@ def run(args: argparse.Namespace) -> int:
         )
         if p.preview is not None and args.save_every and p.step % args.save_every == 0:
             p.preview.save(output.with_name(f"{output.stem}.{p.step:04d}{output.suffix}"))
-        if interrupted:
+        if interrupts.requested:
             raise StopTransfer()
 
-    import signal
-
-    def on_interrupt(signum: int, frame: object) -> None:
-        nonlocal interrupted
-        if interrupted:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        interrupted = True
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
-        with bar:
+        with Interrupts() as interrupts, bar:
             result = engine.stylize(content, styles, params, style_masks=style_masks, callback=on_progress)
     except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
@@ -175,8 +166,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("nst run: interrupted", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
     output.parent.mkdir(parents=True, exist_ok=True)
     record = provenance.build(
         params,

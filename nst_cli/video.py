@@ -4,12 +4,12 @@ bar by frame; the sound re-encoded, the provenance in the video's metadata and a
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from nst_cli.interrupts import Interrupts
 from nst_cli.options import params_from_args
 from nst_shared.params import for_device, with_seed
 
@@ -85,31 +85,23 @@ def run_clip(args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
     )
     task = bar.add_task("painting", total=info.frames, info="")
-    interrupted = False
     painted: list[Any] = []
     steps_done = 0
 
     def on_progress(index: int, p: Any) -> None:
         bar.update(task, description=f"frame {index + 1} of {info.frames}", info=f"step {p.step}/{p.steps}")
-        if interrupted:
+        if interrupts.requested:
             raise StopTransfer()
 
-    def on_interrupt(signum: int, frame: object) -> None:
-        nonlocal interrupted
-        if interrupted:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        interrupted = True
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
-        with bar:
+        with Interrupts() as interrupts, bar:
             for index, frame in enumerate(iter_frames(args.content, info, max_pixels=info.width * info.height)):
                 result = painter.paint(frame, callback=lambda p, i=index: on_progress(i, p))
                 painted.append(result.image)
                 steps_done += result.steps_done
                 bar.update(task, completed=index + 1)
-                if interrupted:
+                if interrupts.requested:
                     break
     except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
@@ -117,28 +109,24 @@ def run_clip(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("nst run: interrupted", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    record = {
-        **provenance.build(
-            params,
-            steps_done=steps_done,
-            device=engine.device_name,
-            precision=engine.precision,
-            content=read_file(args.content),
-            styles=style_files,
-            masks=mask_files,
-        ),
-        "frames": len(painted),
-    }
+    record = provenance.build(
+        params,
+        steps_done=steps_done,
+        device=engine.device_name,
+        precision=engine.precision,
+        content=read_file(args.content),
+        styles=style_files,
+        masks=mask_files,
+        frames=len(painted),
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     clip_format = CLIP_SUFFIXES[output.suffix.lower()]
     encode_clip(painted, output, rate=info.fps, format=clip_format, sound_from=args.content, record=record)
     poster = output.with_name(f"{output.stem}.poster.png")
     poster.write_bytes(encode_image(painted[0], "PNG", record=record))
-    state = "stopped early" if interrupted else "done"
+    state = "stopped early" if interrupts.requested else "done"
     print(
         f"{state}: {len(painted)} of {info.frames} frames in {time.perf_counter() - started:.1f} s on "
         f"{engine.device_name} ({engine.precision}) -> {output} ({painted[0].width}x{painted[0].height}), {poster}"
     )
-    return 130 if interrupted else 0
+    return 130 if interrupts.requested else 0

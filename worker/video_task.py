@@ -142,20 +142,18 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
             return run.fail("no_frames", "the clip has no frame to paint")
         finished = (_load_frame(storage, job_id, runs, i) for i in range(done))  # one at a time, from storage
         frames = itertools.chain(finished, [partial] if partial is not None else [])
-        prov = {
-            **provenance.build(
-                params,
-                steps_done=steps_done,
-                device=engine.device_name,
-                precision=engine.precision,
-                content=content_file,
-                styles=style_files,
-                masks=mask_files,
-                job_id=job_id,
-                attempt=attempt,
-            ),
-            "frames": painted,
-        }
+        prov = provenance.build(
+            params,
+            steps_done=steps_done,
+            device=engine.device_name,
+            precision=engine.precision,
+            content=content_file,
+            styles=style_files,
+            masks=mask_files,
+            job_id=job_id,
+            attempt=attempt,
+            frames=painted,
+        )
         out = Path(folder) / f"out.{clip_format}"
         encode_clip(frames, out, rate=info.fps, format=clip_format, sound_from=clip_path, record=prov)
         poster = _load_frame(storage, job_id, runs, 0) if done else partial
