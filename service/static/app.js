@@ -82,17 +82,23 @@ function setContent(file) {
   if (problem) return showError(problem);
   showError("");
   state.content = file;
-  if (isClip(file) && file.type.startsWith("video/")) {
-    const video = document.createElement("video");  // a clip's thumbnail: its first frame
-    video.src = URL.createObjectURL(file);
-    video.muted = true;
-    video.title = file.name;
-    $("content-thumbs").replaceChildren(video);
+  const url = URL.createObjectURL(file);
+  const video = file.type.startsWith("video/");
+  if (video) {
+    const still = document.createElement("video");  // a clip's thumbnail: its first frame
+    still.src = url;
+    still.muted = true;
+    still.title = file.name;
+    $("content-thumbs").replaceChildren(still);
+    $("content-video").src = url;
     $("content-view").removeAttribute("src");
   } else {
     $("content-thumbs").replaceChildren(thumb(file));
-    $("content-view").src = URL.createObjectURL(file);
+    $("content-view").src = url;
+    $("content-video").removeAttribute("src");
   }
+  $("content-video").hidden = !video;
+  $("content-view").hidden = video;
 }
 
 function setStyles(files) {
