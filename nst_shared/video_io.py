@@ -143,6 +143,9 @@ def _av_frames(path: str | Path, max_pixels: int) -> Iterator[Image.Image]:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # FFmpeg itself refuses a frame far past the headers' size before allocating it; a frame a little
+            # past them is refused below, as VideoHeadersLied.
+            stream.codec_context.options = {"max_pixels": str(4 * max_pixels)}
             for frame in container.decode(stream):
                 if frame.width * frame.height > max_pixels:  # before the RGB copy
                     raise VideoHeadersLied(f"a frame is {frame.width}x{frame.height}, more than its headers say")

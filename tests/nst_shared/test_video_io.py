@@ -70,6 +70,8 @@ def test_more_frames_than_the_headers_say_is_a_lie(tmp_path):
         list(iter_frames(tmp_path / "a.mp4", lying, max_pixels=10**6))
     with pytest.raises(VideoHeadersLied):
         list(iter_frames(tmp_path / "a.mp4", info, max_pixels=1000))
+    with pytest.raises(UnreadableVideo):  # far larger: FFmpeg refuses it before allocating the frame
+        list(iter_frames(tmp_path / "a.mp4", info, max_pixels=100))
 
 
 @pytest.mark.parametrize("format", ["mp4", "webm"])
