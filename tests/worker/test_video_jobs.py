@@ -10,9 +10,11 @@ import re
 import signal
 
 import pytest
+import redis
 from PIL import Image
 
 from nst_shared import provenance
+from nst_shared.jobs import Keys
 from nst_shared.video_io import read_record
 from tests.clips import make_clip, read_frames, sound_seconds, tone_strength
 from tests.conftest import start_stack, wait_until
@@ -25,7 +27,14 @@ CLIP_FORM = {"max_size": "64", "steps": "3", "frame_steps": "3"}  # 0.1 s a step
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_server):
-    stack = start_stack(tmp_path_factory.mktemp("video-jobs"), redis_server.url, engine="tests.engines:SlowEngine")
+    stack = start_stack(
+        tmp_path_factory.mktemp("video-jobs"),
+        redis_server.url,
+        engine="tests.engines:SlowEngine",
+        retry_lost_jobs=1,  # a killed worker's clip is queued again once (the sweeper notices within ~3 s)
+        heartbeat_interval_s=0.5,
+        heartbeat_ttl_s=2,
+    )
     yield stack
     stack.stop()
 
@@ -122,6 +131,22 @@ def test_sigterm_mid_clip_goes_on_from_the_last_finished_frame(stack, clip, tmp_
         assert {a for (a,) in painted.values()} == {1, 2}
         (tmp_path / "out.mp4").write_bytes(client.get(f"/jobs/{job['id']}/result").content)
         assert len(read_frames(tmp_path / "out.mp4")) == FRAMES
+
+
+def test_lost_worker_mid_clip_goes_on_from_the_last_finished_frame(stack, clip):
+    with stack.client() as client:
+        job = submit_clip(client, clip)
+        done_before = frames_done(client, job["id"], 2)["video"]["frames_done"]
+        stack.workers[-1].kill()  # no SIGTERM: its heartbeat lapses and the sweeper queues the job again
+        stack.workers[-1].wait(30)
+        stack.start_worker()
+        done = wait_status(client, job["id"], {"succeeded", "failed"}, timeout_s=60)
+        assert done["status"] == "succeeded" and done["attempts"] == 2, done["error"]
+        # Which attempt's files hold which frames, as the record says (a frame stored by the killed worker just
+        # before its record was written is never read).
+        runs = json.loads(redis.Redis.from_url(stack.redis_url).hget(Keys.job(job["id"]), "clip_frames"))
+        assert [attempt for attempt, _ in runs] == [1, 2] and sum(count for _, count in runs) == FRAMES
+        assert runs[0][1] >= done_before
 
 
 def test_cancel_mid_clip_keeps_nothing(stack, clip):
