@@ -95,3 +95,15 @@ def test_fewer_frames_cut_the_sound(tmp_path):
     frames = [Image.new("RGB", (64, 48))] * 4
     encode_clip(frames, tmp_path / "out.mp4", rate=Fraction(8), sound_from=source)
     assert sound_seconds(tmp_path / "out.mp4") == pytest.approx(0.5, abs=0.06)
+
+
+def test_a_clips_time_limit_grows_with_its_frames():
+    from nst_shared.params import TransferParams
+    from nst_shared.queueing import clip_frames, job_timeout_s
+    from nst_shared.settings import Settings
+
+    settings, params = Settings(), TransferParams(max_size=256, steps=100)
+    picture = job_timeout_s(settings, params)
+    limits = [job_timeout_s(settings, params, frames=n) for n in (1, 10, 100)]
+    assert limits[0] == picture and picture < limits[1] < limits[2]
+    assert clip_frames('{"video": {"frames": 12}}') == 12 and clip_frames(None) == 0
