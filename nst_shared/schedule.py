@@ -111,5 +111,4 @@ def clip_cost(params: TransferParams, frames: int, content_size: tuple[int, int]
     """Steps x megapixels of a clip: its first frame's schedule, then `frame_steps` at full size for each later
     frame (each starts from the previous painted frame: no coarse scales)."""
     width, height = fit_size(*(content_size or (params.max_size, params.max_size)), params.max_size)
-    frame_steps = getattr(params, "frame_steps", None) or params.steps
-    return params_cost(params, content_size) + max(frames - 1, 0) * frame_steps * width * height / 1e6
+    return params_cost(params, content_size) + max(frames - 1, 0) * params.frame_steps * width * height / 1e6

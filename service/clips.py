@@ -56,7 +56,7 @@ def check_limits(info: ClipInfo, params: TransferParams, settings: Settings) -> 
             f"{info.frames} frames at {width}x{height} cost {cost:.0f} steps x megapixels, over this "
             f"service's budget of {settings.max_video_step_megapixels:g} for a clip; lower frame_steps, steps or "
             "max_size, or send a shorter clip",
-            field="frame_steps" if hasattr(params, "frame_steps") else "max_size",
+            field="frame_steps",
         )
 
 
