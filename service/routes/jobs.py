@@ -234,6 +234,7 @@ EVENTS: dict[int | str, dict[str, Any]] = {
             '- `status`: `{"status", ...}` on every status change\n'
             '- `progress`: `{"step", "steps", "fraction", "losses", "eta_s", ...}` after every step\n'
             '- `preview`: `{"step", "url"}` when a new preview image is ready\n'
+            '- `frame`: `{"frame", "frames"}` when a clip\'s frame is painted and stored (docs/video.md)\n'
             "- `completed`: the whole job, once it has ended; the stream closes after it\n\n"
             "A comment line (`: keep-alive`) comes every NST_SSE_KEEPALIVE_S seconds while nothing happens."
         ),
