@@ -94,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from nst_shared.images import decode_image, encode_image, output_format, read_file
     from nst_shared.masks import check_mask_count, check_mask_covers
 
-    if args.content is not None and video.is_clip(args.content):
-        return video.run_clip(args)
+    clip = args.content is not None and video.is_clip(args.content)
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
     try:
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         content_file = read_file(content_path)
         style_files = [read_file(p) for p in style_paths]
         mask_files = [read_file(p) for p in args.style_mask or []]
-        content = decode_image(content_file)
+        content = None if clip else decode_image(content_file)  # a clip's frames are read as they are painted
         styles = [decode_image(data) for data in style_files]
         style_masks = [decode_image(data) for data in mask_files]
         for index, mask in enumerate(style_masks):
@@ -129,6 +128,17 @@ def run(args: argparse.Namespace) -> int:
             f"nst run: note: the style images differ from those {args.from_picture} was painted with "
             "(give them with --style)",
             file=sys.stderr,
+        )
+    if clip:
+        return video.paint_clip(
+            args,
+            params,
+            engine,
+            content_file=content_file,
+            styles=styles,
+            style_files=style_files,
+            style_masks=style_masks,
+            mask_files=mask_files,
         )
 
     output: Path = args.output

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nst_cli.interrupts import Interrupts
-from nst_cli.options import params_from_args
-from nst_shared.params import for_device, with_seed
+from nst_shared.params import TransferParams
 
 CLIP_SUFFIXES = {".mp4": "mp4", ".webm": "webm"}
 
@@ -37,45 +36,37 @@ def _animated(path: Path) -> bool:
         return False
 
 
-def run_clip(args: argparse.Namespace) -> int:
-    """Paint the clip `args.content` into `args.output` (.mp4 by default, or .webm)."""
-    from nst_core.video import ClipPainter
+def paint_clip(
+    args: argparse.Namespace,
+    params: TransferParams,
+    engine: Any,
+    *,
+    content_file: bytes,
+    styles: list[Any],
+    style_files: list[bytes],
+    style_masks: list[Any],
+    mask_files: list[bytes],
+) -> int:
+    """Paint the clip `args.content` into `args.output` (.mp4 by default, or .webm), with what `nst run` read
+    and built for it (nst_cli/run.py)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from nst_core.progress import StopTransfer
-    from nst_core.transfer import StyleTransfer
+    from nst_core.video import ClipPainter
     from nst_shared import provenance
     from nst_shared.errors import NstError
-    from nst_shared.images import decode_image, encode_image, read_file
-    from nst_shared.masks import check_mask_count, check_mask_covers
+    from nst_shared.images import encode_image
     from nst_shared.video_io import encode_clip, iter_frames, probe_file
 
     output: Path = args.output
     if output.suffix.lower() not in CLIP_SUFFIXES:
         output = output.with_suffix(".mp4")
-    style_paths = args.style or [Path(__file__).resolve().parent.parent / "examples" / "swirls.jpg"]
     try:
-        params = params_from_args(args, preview_every=0)
-        params.style_weights(len(style_paths))
-        check_mask_count(len(args.style_mask or []), len(style_paths))
         info = probe_file(args.content)
-        style_files = [read_file(p) for p in style_paths]
-        mask_files = [read_file(p) for p in args.style_mask or []]
-        styles = [decode_image(data) for data in style_files]
-        masks = [decode_image(data) for data in mask_files]
-        for index, mask in enumerate(masks):
-            check_mask_covers(mask, index)
-        engine = StyleTransfer(
-            device=args.device,
-            weights=args.weights,
-            precision=args.precision,
-            memory_budget_bytes=int(args.memory_gb * 2**30) or None,
-        )
-        params = with_seed(for_device(params, engine.device.type, explicit=params.model_fields_set))
-    except (NstError, ValueError, OSError) as exc:
+    except NstError as exc:
         print(f"nst run: {exc}", file=sys.stderr)
         return 2
-    painter = ClipPainter(engine, styles, params, style_masks=masks)
+    painter = ClipPainter(engine, styles, params, style_masks=style_masks)
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -114,7 +105,7 @@ def run_clip(args: argparse.Namespace) -> int:
         steps_done=steps_done,
         device=engine.device_name,
         precision=engine.precision,
-        content=read_file(args.content),
+        content=content_file,
         styles=style_files,
         masks=mask_files,
         frames=len(painted),
