@@ -195,6 +195,8 @@ function setupControls() {
   $("content_weight").min = 0;
   $("tv_weight").value = p.tv_weight.default;
   $("tv_weight").min = 0;
+  $("frame_steps").value = p.frame_steps.default;
+  $("frame_steps").max = p.frame_steps.max ?? "";
   const strength = $("style_strength");
   strength.value = sliderFromStyleWeight(p.style_weight.default);
   const showStrength = () => { $("style_strength_out").textContent = `style weight ${styleWeightFromSlider(strength.value)}`; };
@@ -204,7 +206,7 @@ function setupControls() {
   for (const mode of p.color_mode.choices) colours.append(new Option(COLOR_MODES[mode] || mode, mode));
   colours.value = p.color_mode.default;
   $("color_mode_help").textContent = p.color_mode.help;
-  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed", "color_mode"]) {
+  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed", "color_mode", "frame_steps"]) {
     $(id).title = p[id]?.help || "";
   }
 }
@@ -288,6 +290,7 @@ function formData() {
     if (value !== "" && value !== state.lookControls[id]) data.append(name, value);
   }
   if ($("seed").value !== "") data.append("seed", $("seed").value);
+  if (isClip(state.content) && $("frame_steps").value !== "") data.append("frame_steps", $("frame_steps").value);
   for (const mask of state.masks.filter(Boolean)) data.append("style_mask", mask, mask.name);
   data.append("preview_every", String(Math.max(1, Math.round(Number($("steps").value) / 30))));
   if (state.styles.length > 1) {

@@ -181,6 +181,7 @@ def test_page_paints_a_clip_and_plays_it(stack_url, browser, tmp_path):
     assert page.locator("#content-thumbs video").count() == 1
     set_range(page, "#max_size", 64)
     set_range(page, "#steps", 10)
+    page.eval_on_selector("#frame_steps", "el => { el.value = '2'; }")  # under More settings
     page.click("#submit")
     page.wait_for_function(
         "() => /frame \\d+ of 4/.test(document.getElementById('status-line').textContent)", timeout=60_000
