@@ -43,17 +43,15 @@ def image_response(description: str, *, first: str = "png", clips: bool = False)
     return {200: {"description": description, "content": {t: binary for t in [*types, "application/octet-stream"]}}}
 
 
+PICTURE_ENCODING = {name: {"contentType": IMAGE_TYPES} for name in FILES}  # a sweep's files: pictures only
 SUBMISSION_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {"$ref": "#/components/schemas/JobSubmission"},
-                # The image types each file field takes (others are a 415).
-                "encoding": {
-                    name: {"contentType": f"{IMAGE_TYPES}, {CLIP_TYPES}" if name == "content" else IMAGE_TYPES}
-                    for name in FILES
-                },
+                # The types each file field takes (others are a 415): a job's content may be a clip too.
+                "encoding": {**PICTURE_ENCODING, "content": {"contentType": f"{IMAGE_TYPES}, {CLIP_TYPES}"}},
             }
         },
     }
