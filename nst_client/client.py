@@ -1,8 +1,10 @@
 """Sync and async clients of the job service: submit, get, list, follow events, wait, download, cancel,
-finish, delete. One httpx client per instance; its transport is injectable (tests, proxies, mounted apps)."""
+finish, delete; sweeps likewise. One httpx client per instance; its transport is injectable (tests, proxies,
+mounted apps)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -89,6 +91,34 @@ def _submission(
     if wait_s:
         headers["Prefer"] = f"wait={wait_s:g}"
     return files, form, headers
+
+
+def _sweep_submission(
+    content: ImageInput,
+    styles: ImageInput | Sequence[ImageInput],
+    sweep: Mapping[str, Sequence[object]],
+    style_masks: ImageInput | Sequence[ImageInput] | None,
+    params: TransferParams | None,
+    fields: dict[str, FormValue],
+    idempotency_key: str | None,
+    wait_s: float | None,
+) -> dict[str, Any]:
+    """The request of `POST /sweeps`: the job form's, plus the `sweep` fields."""
+    files, form, headers = _submission(
+        content, styles, style_masks, params, fields, idempotency_key, None, None, wait_s
+    )
+    data = {**form, "sweep": axes_fields(sweep)}
+    return {"files": files, "data": data, "headers": headers, **_waited(wait_s)}
+
+
+def _sweep_wait_over(sweep: Sweep, deadline: float | None, timeout_s: float | None) -> bool:
+    """Whether `wait_sweep` is done with this reading: True once every cell has ended; `WaitTimeout` past the
+    deadline."""
+    if sweep.done:
+        return True
+    if deadline is not None and time.monotonic() >= deadline:
+        raise WaitTimeout(f"sweep {sweep.id} has not ended after {timeout_s:g} s", job_id=sweep.id)
+    return False
 
 
 def _waited(wait_s: float | None) -> dict[str, Any]:
@@ -203,13 +233,15 @@ class NstClient:
         style_masks: ImageInput | Sequence[ImageInput] | None = None,
         params: TransferParams | None = None,
         idempotency_key: str | None = None,
+        wait_s: float | None = None,
         **fields: FormValue,
     ) -> Sweep:
         """Queue one job per cell of the grid `sweep` names, one or two parameters and their values
-        (`{"style_weight": [5, 15, 45], "look": ["subtle", "painterly"]}`); the other arguments as `submit`'s."""
-        files, form, headers = _submission(content, styles, style_masks, params, fields, idempotency_key, None, None)
-        data = {**form, "sweep": axes_fields(sweep)}
-        return Sweep.from_json(self._request("POST", "/sweeps", files=files, data=data, headers=headers).json())
+        (`{"style_weight": [5, 15, 45], "look": ["subtle", "painterly"]}`); with `wait_s` (at most 60) the
+        service answers once every cell has ended or that many seconds have passed; the other arguments as
+        `submit`'s."""
+        request = _sweep_submission(content, styles, sweep, style_masks, params, fields, idempotency_key, wait_s)
+        return Sweep.from_json(self._request("POST", "/sweeps", **request).json())
 
     def get_sweep(self, sweep_id: str) -> Sweep:
         return Sweep.from_json(self._request("GET", f"/sweeps/{sweep_id}").json())
@@ -229,10 +261,8 @@ class NstClient:
             sweep = self.get_sweep(sweep_id)
             if on_update is not None:
                 on_update(sweep)
-            if sweep.done:
+            if _sweep_wait_over(sweep, deadline, timeout_s):
                 return sweep
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"sweep {sweep_id} has not ended after {timeout_s:g} s", job_id=sweep_id)
             time.sleep(poll_s)
 
     def sweep_sheet(self, sweep_id: str, *, format: str | None = None) -> bytes:
@@ -357,6 +387,50 @@ class AsyncNstClient:
 
     async def get(self, job_id: str) -> Job:
         return Job.from_json((await self._request("GET", f"/jobs/{job_id}")).json())
+
+    async def submit_sweep(
+        self,
+        content: ImageInput,
+        styles: ImageInput | Sequence[ImageInput],
+        sweep: Mapping[str, Sequence[object]],
+        *,
+        style_masks: ImageInput | Sequence[ImageInput] | None = None,
+        params: TransferParams | None = None,
+        idempotency_key: str | None = None,
+        wait_s: float | None = None,
+        **fields: FormValue,
+    ) -> Sweep:
+        request = _sweep_submission(content, styles, sweep, style_masks, params, fields, idempotency_key, wait_s)
+        return Sweep.from_json((await self._request("POST", "/sweeps", **request)).json())
+
+    async def get_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json((await self._request("GET", f"/sweeps/{sweep_id}")).json())
+
+    async def wait_sweep(
+        self,
+        sweep_id: str,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = 0.5,
+        on_update: Callable[[Sweep], None] | None = None,
+    ) -> Sweep:
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        while True:
+            sweep = await self.get_sweep(sweep_id)
+            if on_update is not None:
+                on_update(sweep)
+            if _sweep_wait_over(sweep, deadline, timeout_s):
+                return sweep
+            await asyncio.sleep(poll_s)
+
+    async def sweep_sheet(self, sweep_id: str, *, format: str | None = None) -> bytes:
+        return (await self._request("GET", f"/sweeps/{sweep_id}/sheet", headers=_accept(format))).content
+
+    async def cancel_sweep(self, sweep_id: str) -> Sweep:
+        return Sweep.from_json((await self._request("POST", f"/sweeps/{sweep_id}/cancel")).json())
+
+    async def delete_sweep(self, sweep_id: str) -> None:
+        await self._request("DELETE", f"/sweeps/{sweep_id}")
 
     async def list_jobs(self, *, offset: int = 0, limit: int = 20) -> JobPage:
         body = (await self._request("GET", "/jobs", params={"offset": offset, "limit": limit})).json()

@@ -101,6 +101,11 @@ class Caller:
     identity: str
     token: str | None = None
 
+    def holder(self, record: JobRecord | SweepRecord) -> str:
+        """Whose place an open event stream or a `Prefer: wait` takes: the record's key's (a signed link's
+        requests count with their key's), else this caller's."""
+        return f"key:{record.owner}" if record.owner else self.identity
+
     def may_read(self, record: JobRecord | SweepRecord, keys: KeyRing) -> None:
         """404 unless this caller owns the job or sweep (or brought a valid link for it); 401 for an expired
         link."""

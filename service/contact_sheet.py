@@ -46,7 +46,8 @@ def build(sweep: SweepRecord, cells: list[Cell]) -> bytes:
         if cell.result is not None:
             with Image.open(io.BytesIO(cell.result)) as picture:
                 tile = resize(picture.convert("RGB"), fit_size(*picture.size, TILE_PX))
-            sheet.paste(tile, (left + (TILE_PX - tile.width) // 2, top + (TILE_PX - tile.height) // 2))
+            # Centred across, on its label: a landscape picture's spare height goes above it.
+            sheet.paste(tile, (left + (TILE_PX - tile.width) // 2, top + TILE_PX - tile.height))
         else:
             draw.rectangle((left, top, left + TILE_PX - 1, top + TILE_PX - 1), fill=MISSING)
             draw.text((left + TILE_PX // 2, top + TILE_PX // 2), cell.status, fill=INK, font=font, anchor="mm")

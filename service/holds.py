@@ -67,6 +67,20 @@ class HoldLimiter:
         finally:
             hold.release()
 
+    @contextlib.contextmanager
+    def holding_if_free(self, identity: str) -> Iterator[bool]:
+        """A place for the block when one is free (True), else none (False): for a request that can answer
+        without waiting (`Prefer: wait`) rather than be refused."""
+        try:
+            hold = self.acquire(identity)
+        except ApiError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            hold.release()
+
     def release(self, identity: str) -> None:
         self.counts[identity] -= 1
         if self.counts[identity] <= 0:

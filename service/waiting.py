@@ -1,5 +1,5 @@
-"""`Prefer: wait=N` (RFC 7240, as Replicate reads it): a submission's answer held until its job ends or N
-seconds pass, so a script makes one call for a small job."""
+"""`Prefer: wait=N` (RFC 7240, as Replicate reads it): a submission's answer held until its job (or every cell of
+its sweep) ends or N seconds pass, so a script makes one call for a small job."""
 
 from __future__ import annotations
 
@@ -49,3 +49,13 @@ async def wait_for_end(
         if not events or any(kind in ("status", "completed") for _, kind, _ in events):
             record = await asyncio.to_thread(store.get, job_id)
     return record
+
+
+async def wait_for_all(
+    redis: aioredis.Redis, store: JobStore, job_ids: list[str], *, timeout_s: float
+) -> list[JobRecord | None]:
+    """Every job once all have ended, or as they are after `timeout_s` in all (a sweep's cells)."""
+    deadline = time.monotonic() + timeout_s
+    return [
+        await wait_for_end(redis, store, job_id, timeout_s=max(0.0, deadline - time.monotonic())) for job_id in job_ids
+    ]

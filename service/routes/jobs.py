@@ -154,18 +154,12 @@ async def create_job(
     if wait_s is not None and not record.status.terminal:
         # A wait holds a Redis connection as an event stream does, so it counts under the same cap; with no
         # place free the job is answered at once, as without the preference (it is queued either way).
-        try:
-            hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
-        except ApiError:
-            hold = None
-        if hold is not None:
-            try:
+        with holds.holding_if_free(caller.holder(record)) as placed:
+            if placed:
                 waited = await wait_for_end(async_redis, store, record.id, timeout_s=wait_s)
-            finally:
-                hold.release()
-            response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-            if waited is not None:
-                record, position = waited, position if waited.status is JobStatus.QUEUED else None
+                response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+                if waited is not None:
+                    record, position = waited, position if waited.status is JobStatus.QUEUED else None
     if record.status.terminal:
         response.status_code = 200
     else:
@@ -271,7 +265,7 @@ async def stream_events(
     position = await asyncio.to_thread(_queue_position, queue, record)  # an O(queue) LPOS: off the loop
     snapshot = public_job(record, queue_position=position, token=token)
     # Counted per owner: a signed link's streams count against the key that made the job.
-    hold = holds.acquire(f"key:{record.owner}" if record.owner else caller.identity)
+    hold = holds.acquire(caller.holder(record))
     stream = job_event_stream(
         request,
         async_redis,

@@ -14,13 +14,23 @@ from nst_shared.storage import Storage
 from nst_shared.sweeps import SweepRecord, SweepStatus, SweepStore, status_of
 from service import contact_sheet, job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
-from service.deps import QueueDep, SettingsDep, StorageDep, StoreDep, SubmissionsDep, UploadsDep
+from service.deps import (
+    AsyncRedisDep,
+    HoldsDep,
+    QueueDep,
+    SettingsDep,
+    StorageDep,
+    StoreDep,
+    SubmissionsDep,
+    UploadsDep,
+)
 from service.errors import ApiError, sweep_not_found
 from service.forms import form_data
 from service.openapi import SUBMISSION_BODY, error_responses, image_response
 from service.schemas import Deleted
 from service.sweep_schemas import SweepPublic, public_sweep
 from service.sweep_submission import SweepSubmissions, read_sweep_form
+from service.waiting import MAX_WAIT_S, requested_wait_s, wait_for_all
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 SHEET = "sheet.png"
@@ -76,6 +86,7 @@ SWEEP_BODY: dict[str, Any] = {
         },
     }
 }
+LOCATION = {"Location": {"description": "The sweep's URL", "schema": {"type": "string"}}}
 SWEEP_LINKS = {
     operation: {"operationId": operation, "parameters": {"sweep_id": "$response.body#/id"}}
     for operation in ("get_sweep", "get_sweep_sheet", "cancel_sweep", "delete_sweep")
@@ -90,9 +101,19 @@ SWEEP_LINKS = {
     summary="Submit a sweep: one job per cell of a grid over one or two parameters",
     openapi_extra=SWEEP_BODY,
     responses={
+        200: {
+            "description": "Every cell has ended: while the request waited (`Prefer: wait=N`), or the earlier "
+            "sweep of this Idempotency-Key had",
+            "headers": {
+                **LOCATION,
+                "Preference-Applied": {"description": "wait=N, when it was", "schema": {"type": "string"}},
+            },
+            "links": SWEEP_LINKS,
+        },
         202: {
-            "description": "Queued: every cell a job of its own (or the earlier sweep of this Idempotency-Key)",
-            "headers": {"Location": {"description": "The sweep's URL", "schema": {"type": "string"}}},
+            "description": "Queued: every cell a job of its own (or the earlier sweep of this Idempotency-Key), or "
+            "cells still queued or running after the wait",
+            "headers": LOCATION,
             "links": SWEEP_LINKS,
         },
         **error_responses(401, 413, 415, 422, 429, 503),
@@ -107,6 +128,9 @@ async def create_sweep(
     caller: KeyCallerDep,
     keys: KeysDep,
     uploads: UploadsDep,
+    holds: HoldsDep,
+    store: StoreDep,
+    async_redis: AsyncRedisDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -114,11 +138,19 @@ async def create_sweep(
             description="The same key with the same request answers with the same sweep; with another, 422.",
         ),
     ] = None,
+    prefer: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description=f"`wait=N` (RFC 7240; N at most {MAX_WAIT_S}): answer when every cell has ended (200) or "
+            "after N seconds (202, as without it).",
+        ),
+    ] = None,
 ) -> SweepPublic:
     """The job form (see JobSubmission) plus `sweep`, once or twice: `name=v1,v2,...` (e.g. `style_weight=5,15,45`,
     `look=subtle,painterly`), at most NST_MAX_SWEEP_CELLS cells. Each cell is a job with the form's parameters and
     its values; the sweep counts as its cells against the submissions-per-minute limit, the queue's room and the
-    step budget."""
+    step budget. With `Prefer: wait=N`, the answer waits as `POST /jobs`'s does, for every cell."""
     with uploads.holding(caller.identity):  # before a byte of the body is read, as for a job
         async with form_data(request, max_file_bytes=settings.max_upload_bytes) as form:
             record = await SweepSubmissions(submissions, sweeps).submit(
@@ -129,7 +161,17 @@ async def create_sweep(
         "submissions", caller.identity, per_window=settings.rate_limit_submissions_per_min, count=len(record.cells) - 1
     )
     response.headers["Location"] = f"/sweeps/{record.id}"
-    return _public(record, await asyncio.to_thread(sweeps.cells, record), keys)
+    cells = await asyncio.to_thread(sweeps.cells, record)
+    wait_s = requested_wait_s(prefer)
+    if wait_s is not None and status_of(cells) is SweepStatus.RUNNING:
+        # One place among the caller's streams and waits, as a job's wait takes; none free: answered at once.
+        with holds.holding_if_free(caller.holder(record)) as placed:
+            if placed:
+                cells = await wait_for_all(async_redis, store, record.job_ids, timeout_s=wait_s)
+                response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+    if status_of(cells) is not SweepStatus.RUNNING:
+        response.status_code = 200
+    return _public(record, cells, keys)
 
 
 @router.get(

@@ -270,6 +270,36 @@ def test_sweep_submit_wait_sheet_and_delete(service_url, images):
             client.get_sweep(sweep.id)
 
 
+def test_async_client_sweeps_submit_wait_sheet_cancel_and_delete(service_url, images):
+    content, style = images
+
+    async def scenario():
+        async with AsyncNstClient(service_url) as client:
+            small = {"max_size": 64, "steps": 2}
+            waited = await client.submit_sweep(content, [style], {"style_weight": [5, 45]}, wait_s=60, **small)
+            seen = []
+            final = await client.wait_sweep(waited.id, timeout_s=120, poll_s=0.2, on_update=seen.append)
+            sheet = await client.sweep_sheet(waited.id, format="webp")
+            long = await client.submit_sweep(content, [style], {"style_weight": [5, 45]}, **LONG)
+            with pytest.raises(WaitTimeout):
+                await client.wait_sweep(long.id, timeout_s=0.5, poll_s=0.2)
+            canceled = await client.cancel_sweep(long.id)
+            ended = await client.wait_sweep(long.id, timeout_s=60, poll_s=0.2)
+            for sweep in (waited, long):
+                await client.delete_sweep(sweep.id)
+            with pytest.raises(JobNotFound):
+                await client.get_sweep(waited.id)
+            return waited, seen, final, sheet, canceled, ended
+
+    waited, seen, final, sheet, canceled, ended = asyncio.run(scenario())
+    assert waited.done and waited.progress["succeeded"] == 2  # one call: the answer waited for every cell
+    assert final.done and seen == [final] and [c.values["style_weight"] for c in final.cells] == ["5", "45"]
+    assert provenance.read(sheet)["sweep"]["id"] == waited.id
+    with Image.open(io.BytesIO(sheet)) as image:
+        assert image.format == "WEBP"
+    assert [c.status for c in ended.cells] == [JobStatus.CANCELED] * 2 and canceled.id == ended.id
+
+
 def test_submit_params_model_sends_only_what_it_sets(service, images):
     import redis
 

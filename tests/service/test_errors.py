@@ -131,6 +131,8 @@ def test_405_allows_every_method_of_the_resource(service):
             ("PUT", "/jobs", "GET, POST"),
             ("PATCH", f"/jobs/{job_id}", "DELETE, GET"),
             ("GET", f"/jobs/{job_id}/cancel", "POST"),
+            ("GET", "/sweeps", "POST"),
+            ("PUT", f"/sweeps/{job_id}", "DELETE, GET"),
         ):
             response = client.request(method, path)
             assert response.status_code == 405, (method, path)

@@ -89,12 +89,13 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
     assert props["seed"]["type"] == "integer" and props["style_blend"]["type"] == "string"
 
 
-def test_submission_form_declares_the_image_types_of_its_files():
-    doc = document()
-    body = operations(doc)["create_job"]["requestBody"]["content"]["multipart/form-data"]
-    for name in ("content", "style", "style_mask"):
-        types = {t.strip() for t in body["encoding"][name]["contentType"].split(",")}
-        assert types == {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}, name
+def test_submission_forms_declare_the_image_types_of_their_files():
+    ops = operations(document())
+    for operation in ("create_job", "create_sweep"):
+        body = ops[operation]["requestBody"]["content"]["multipart/form-data"]
+        for name in ("content", "style", "style_mask"):
+            types = {t.strip() for t in body["encoding"][name]["contentType"].split(",")}
+            assert types == {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}, (operation, name)
 
 
 def test_create_job_links_to_the_jobs_own_operations():
@@ -115,6 +116,22 @@ def test_create_job_links_to_the_jobs_own_operations():
             assert {p["name"] for p in target["parameters"] if p["in"] == "path"} == {"job_id"}
             assert link["parameters"] == {"job_id": "$response.body#/id"}
     prefer = next(p for p in ops["create_job"]["parameters"] if p["name"] == "prefer")
+    assert prefer["in"] == "header"
+
+
+def test_create_sweep_links_to_the_sweeps_own_operations_and_takes_prefer():
+    ops = operations(document())
+    for status in ("200", "202"):
+        links = ops["create_sweep"]["responses"][status]["links"]
+        assert {link["operationId"] for link in links.values()} == {
+            "get_sweep",
+            "get_sweep_sheet",
+            "cancel_sweep",
+            "delete_sweep",
+        }
+        for link in links.values():
+            assert link["parameters"] == {"sweep_id": "$response.body#/id"}
+    prefer = next(p for p in ops["create_sweep"]["parameters"] if p["name"] == "prefer")
     assert prefer["in"] == "header"
 
 

@@ -5,6 +5,7 @@ with a fake engine (the pictures are the content resized: the grid, not the pain
 from __future__ import annotations
 
 import io
+import time
 
 import httpx
 import pytest
@@ -96,6 +97,8 @@ def test_sweep_paints_every_cell_as_a_job_and_a_labelled_sheet(stack):
         assert sheet.status_code == 200 and sheet.headers["content-type"] == "image/png"
         image = Image.open(io.BytesIO(sheet.content))
         assert image.size == (3 * 256 + 4 * 8, 2 * (256 + 22) + 3 * 8)  # three across, two down
+        bottom = 8 + 256 - 1  # a landscape picture sits on its label, not halfway up its square
+        assert image.getpixel((8 + 128, bottom)) != (255, 255, 255) and image.getpixel((8 + 128, 8)) == (255, 255, 255)
         record = provenance.read(sheet.content)
         assert record is not None and record["sweep"]["id"] == sweep["id"]
         assert record["sweep"]["axes"] == sweep["axes"] and "style_weight" not in record["params"]
@@ -179,6 +182,26 @@ def test_bad_sweeps_are_422_and_queue_nothing(stack, axes, message):
     error = response.json()["error"]
     assert error["field"] == "sweep" and message in error["message"]
     assert connection.zcard(Keys.jobs_index) == before
+
+
+def test_prefer_wait_answers_the_ended_sweep_or_202_after_the_wait(stack):
+    with stack.client() as client:
+        response = post_sweep(client, ["style_weight=5,45"], headers={"Prefer": "wait=30"})
+        assert response.status_code == 200, response.text
+        sweep = response.json()
+        assert sweep["status"] == "completed" and sweep["progress"]["succeeded"] == 2
+        assert response.headers["Preference-Applied"] == "wait=30"
+        assert response.headers["Location"] == f"/sweeps/{sweep['id']}"
+        assert client.get(f"/sweeps/{sweep['id']}/sheet").status_code == 200
+        started = time.monotonic()
+        long = post_sweep(client, ["style_weight=5,45"], steps="600", headers={"Prefer": "respond-async, wait=1"})
+        assert long.status_code == 202 and long.json()["status"] == "running"
+        assert long.headers["Preference-Applied"] == "wait=1" and 1 <= time.monotonic() - started < 20
+        at_once = post_sweep(client, ["style_weight=5"], steps="600", headers={"Prefer": "respond-async"})
+        assert at_once.status_code == 202 and "Preference-Applied" not in at_once.headers
+        for done in (long, at_once):
+            client.post(f"/sweeps/{done.json()['id']}/cancel")
+            wait_completed(client, done.json()["id"])
 
 
 def test_a_sweep_counts_as_its_cells_against_the_queue_and_the_rate(tmp_path, redis_server):
