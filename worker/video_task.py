@@ -37,7 +37,6 @@ log = logging.getLogger("nst.worker")
 def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
     """Paint the job's clip from its first unfinished frame; returns the run's outcome as run_job does."""
     from nst_core.video import ClipPainter  # the engine's side (torch): only a clip's job loads it
-
     from worker import tasks
 
     job_id, storage, settings = run.job_id, run.storage, run.settings
@@ -59,7 +58,7 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
     hook = ProgressDeliveries.for_job(run.store, job_id, run.extra, interval_s=settings.webhook_progress_interval_s)
     preview_file = Files.preview(attempt)
     reason: dict[str, str] = {}
-    frame_times: list[float] = []
+    frame_times: dict[int, float] = {}  # frame index -> seconds, of the frames this attempt painted
     steps_done = 0
     partial: Image.Image | None = None  # the frame a finish-now stopped, as far as it got
     if done:
@@ -73,7 +72,7 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
             frames=info.frames,
             frame_fraction=frame_fraction,
             fraction=(index + frame_fraction) / info.frames,
-            eta_s=_eta_s(frame_times, index, frame_fraction, info.frames, data["eta_s"]),
+            eta_s=_eta_s(frame_times, index, frame_fraction, info.frames, min(1.0, params.frame_steps / params.steps)),
         )
         background.post("progress", data, progress=data)
         if background.stop is None:
@@ -101,7 +100,7 @@ def paint_clip(run: _Run, engine: Any, record: JobRecord) -> str:
                 if reason:
                     partial = result.image
                     break
-                frame_times.append(time.monotonic() - started)
+                frame_times[index] = time.monotonic() - started
                 name = Files.frame(attempt, index)
                 run.write_result(name, encode_image(result.image, "PNG"))
                 runs = _counted(runs, attempt)
@@ -197,11 +196,15 @@ def _load_frame(storage: Any, job_id: str, runs: list[list[int]], index: int) ->
 
 
 def _eta_s(
-    frame_times: list[float], index: int, frame_fraction: float, frames: int, frame_eta_s: float | None
+    frame_times: dict[int, float], index: int, frame_fraction: float, frames: int, later_share: float
 ) -> float | None:
-    """Time left from the frames this attempt finished (a later frame costs far less than the first)."""
-    if not frame_times:
-        return frame_eta_s if index == frames - 1 else None
-    later = frame_times[1:] or frame_times  # the first frame this attempt painted may be the clip's costly first
-    per_frame = sum(later) / len(later)
+    """Time left from the frames this attempt finished: the later ones', or, while only the clip's first is done,
+    its time scaled by `later_share` (a later frame's steps over the first's)."""
+    later = [seconds for i, seconds in frame_times.items() if i > 0]
+    if later:
+        per_frame = sum(later) / len(later)
+    elif 0 in frame_times:
+        per_frame = frame_times[0] * later_share
+    else:
+        return None
     return round(per_frame * (frames - index - frame_fraction), 1)

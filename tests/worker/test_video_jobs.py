@@ -100,6 +100,7 @@ def test_clip_job_paints_every_frame_and_keeps_the_sound(stack, clip, tmp_path):
         assert [f["frame"] for f in frames] == list(range(1, FRAMES + 1))
         progress = [json.loads(d) for d in re.findall(r"event: progress\ndata: (.*)", events)]
         assert {p["frames"] for p in progress} == {FRAMES} and progress[-1]["frame"] == FRAMES
+        assert all(p["eta_s"] is not None for p in progress if p["frame"] > 1)  # from the frames done
         assert client.get(f"/jobs/{job['id']}/preview").status_code == 200  # the latest finished frame
 
 
