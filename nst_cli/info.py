@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
         help="show how a picture was made (parameters, seed, steps, device, input hashes)",
-        description="Print, as JSON, the record nst writes into every picture it makes (PNG, JPEG, WebP or AVIF): "
+        description="Print, as JSON, the record nst writes into every picture it makes (PNG, JPEG, WebP or AVIF) "
+        "and into the metadata of every clip (MP4, WebM): "
         "the parameters as applied, the seed, the steps done, the device and precision, the "
         "engine's version and the SHA-256 of the content, style and mask images. Exit status 2 "
         "when the file has none. `nst run --from FILE` paints again with them.",
@@ -23,9 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nst_shared import provenance
+    from nst_shared.video_io import clip_kind, read_record
 
     try:
-        record = provenance.read(args.picture.read_bytes())
+        data = args.picture.read_bytes()
+        record = provenance.read(data) if clip_kind(data) in (None, "gif", "webp") else read_record(args.picture)
     except OSError as exc:
         print(f"nst info: cannot read {args.picture}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nst_cli import video
+from nst_cli.interrupts import Interrupts
 from nst_cli.options import STYLE_MASK_HELP, add_param_arguments, params_from_args
 from nst_shared.looks import LOOKS
 from nst_shared.params import PRECISIONS, TransferParams
@@ -24,7 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Neural style transfer on this machine. Without --content/--style it paints the "
         "project's example photo in an example style.",
     )
-    parser.add_argument("--content", type=Path, default=None, help="content image (default: examples/chelsea.jpg)")
+    parser.add_argument(
+        "--content",
+        type=Path,
+        default=None,
+        help="content image (default: examples/chelsea.jpg), or a clip: MP4, MOV, WebM, animated GIF or WebP "
+        "(docs/video.md)",
+    )
     parser.add_argument(
         "--style",
         type=Path,
@@ -37,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         type=Path,
         default=Path("out.png"),
-        help="output file: .png, .jpg or .webp (it records the parameters, seed and inputs' hashes: `nst info FILE`)",
+        help="output file: .png, .jpg or .webp; for a clip .mp4 (the default) or .webm (it records the parameters, "
+        "seed and inputs' hashes: `nst info FILE`)",
     )
     parser.add_argument(
         "--from",
@@ -84,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from nst_shared.errors import NstError
     from nst_shared.images import output_format, read_file
 
+    clip = args.content is not None and video.is_clip(args.content)
     content_path = args.content or DEFAULT_CONTENT
     style_paths = args.style or [DEFAULT_STYLE]
     try:
@@ -97,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             styles=[read_file(p) for p in style_paths],
             masks=[read_file(p) for p in args.style_mask or []],
         )
-        inputs = painting.decode(files)
+        inputs = None if clip else painting.decode(files)  # a clip's frames are read as they are painted
         engine = StyleTransfer(
             device=args.device,
             weights=args.weights,
@@ -114,10 +124,11 @@ def run(args: argparse.Namespace) -> int:
             "(give them with --style)",
             file=sys.stderr,
         )
+    if clip:
+        return video.paint_clip(args, params, engine, files)
 
     output: Path = args.output
     fmt = output_format(output)
-    interrupted = False
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -138,21 +149,12 @@ def run(args: argparse.Namespace) -> int:
         )
         if p.preview is not None and args.save_every and p.step % args.save_every == 0:
             p.preview.save(output.with_name(f"{output.stem}.{p.step:04d}{output.suffix}"))
-        if interrupted:
+        if interrupts.requested:
             raise StopTransfer()
 
-    import signal
-
-    def on_interrupt(signum: int, frame: object) -> None:
-        nonlocal interrupted
-        if interrupted:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        interrupted = True
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
-        with bar:
+        with Interrupts() as interrupts, bar:
             result = painting.paint(
                 engine,
                 inputs,
@@ -167,8 +169,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("nst run: interrupted", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(result.encode(fmt))
     state = "stopped early" if result.stopped else "done"

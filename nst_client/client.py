@@ -214,7 +214,9 @@ class NstClient:
         the API's form fields (`look="painterly"`, `steps=60`, `style_weight=300`, `style_blend=(0.7, 0.3)`,
         `color_mode="match"`), or a whole `TransferParams` as `params`; those not given take the look's values,
         then the service's defaults; the job options too (`format="webp"`, `quality=80`, `cancel_after=600`,
-        `ttl_s=3600`). Raises `InvalidRequest` (with `field`) for a refused one."""
+        `ttl_s=3600`). `content` may be a clip (MP4, MOV, WebM, animated GIF or WebP): the job's `kind` is then
+        "video" and its result an MP4 (or WebM: `video_format="webm"`), docs/video.md. Raises `InvalidRequest`
+        (with `field`) for a refused one."""
         files, form, headers = _submission(
             content, styles, style_masks, params, fields, idempotency_key, webhook_url, webhook_events, wait_s
         )
@@ -294,8 +296,8 @@ class NstClient:
         self._request("DELETE", f"/jobs/{job_id}")
 
     def result(self, job_id: str, *, format: str | None = None) -> bytes:
-        """The finished picture in the job's format, or `format` (png, webp, jpeg, avif). `Conflict` while the
-        job is not done or when it did not succeed."""
+        """The finished picture in the job's format, or `format` (png, webp, jpeg, avif); a clip's video (its
+        poster with format="png"). `Conflict` while the job is not done or when it did not succeed."""
         return self._request("GET", f"/jobs/{job_id}/result", headers=_accept(format)).content
 
     def preview(self, job_id: str) -> bytes:

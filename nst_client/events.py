@@ -25,7 +25,8 @@ _STATUSES = {s.value for s in JobStatus}
 
 @dataclass(frozen=True)
 class Event:
-    """One event: `type` is `snapshot`, `status`, `progress`, `preview` or `completed`; `data` its JSON.
+    """One event: `type` is `snapshot`, `status`, `progress`, `preview`, `frame` (a clip's) or `completed`;
+    `data` its JSON.
 
     `id` is the position in the job's event stream, as EventSource's lastEventId: None for `snapshot`, which
     the service sends first on every connection, so after a reconnect a fresh snapshot comes again."""

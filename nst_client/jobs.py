@@ -21,6 +21,8 @@ class Progress:
     eta_s: float | None = None
     scale: int | None = None
     scales: int | None = None
+    frame: int | None = None  # a clip's: the frame being painted (1-based) of `frames`; `step` is within it
+    frames: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Progress:
@@ -35,6 +37,8 @@ class Progress:
             eta_s=data.get("eta_s"),
             scale=data.get("scale"),
             scales=data.get("scales"),
+            frame=data.get("frame"),
+            frames=data.get("frames"),
         )
 
 
@@ -67,6 +71,8 @@ class Job:
     precision: str | None = None  # the number format the worker's network ran in: fp32 or bf16
     progress: Progress | None = None
     error: JobError | None = None
+    kind: str = "picture"  # "video" when the content was a clip: the result is then an MP4 or WebM
+    video: dict[str, Any] | None = None  # a clip's frames, frames_done, fps, duration_s, size, audio, format
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -91,6 +97,8 @@ class Job:
             precision=data.get("precision"),
             progress=Progress.from_json(data["progress"]) if data.get("progress") else None,
             error=JobError(error["code"], error["message"]) if error else None,
+            kind=data.get("kind") or "picture",
+            video=data.get("video"),
             raw=data,
         )
 

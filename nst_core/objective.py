@@ -33,12 +33,26 @@ class StyleTarget:
 
 
 @dataclass(frozen=True)
+class TemporalTerm:
+    """A clip's frame held near the previous painted frame warped to it, where the flow is trusted (Ruder et al.
+    2016): weight x mean(certainty x (x - target)^2), pixels in 0..1."""
+
+    weight: float
+    target: torch.Tensor  # (1, 3, h, w) at the scale's size
+    certainty: torch.Tensor  # (1, 1, h, w), 0..1
+
+    def loss(self, image: torch.Tensor) -> torch.Tensor:
+        return self.weight * (self.certainty * (image - self.target).pow(2)).mean()
+
+
+@dataclass(frozen=True)
 class LossTerms:
     """What one scale's loss compares, each target with its weight (the layer weights folded in)."""
 
     content: dict[str, tuple[float, torch.Tensor]]  # layer: (weight, the content image's features)
     style: dict[str, list[StyleTarget]]  # layer: its targets (one per masked style; else one blend)
     tv_weight: float
+    temporal: TemporalTerm | None = None  # a clip's frame after the first; whole-image evaluation only
 
     @property
     def layers(self) -> list[str]:
@@ -83,7 +97,7 @@ def relative_to_photo(net: Network, photo: torch.Tensor, terms: LossTerms, grid:
         ]
         for name, targets in terms.style.items()
     }
-    return LossTerms(content=content, style=style, tv_weight=terms.tv_weight)
+    return replace(terms, content=content, style=style)
 
 
 def _floored(value: torch.Tensor, *, floor: torch.Tensor | None = None) -> float:
@@ -105,6 +119,8 @@ def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch
     )
     tv = terms.tv_weight * total_variation(image) if terms.tv_weight else zero
     total = content + style + tv
+    if terms.temporal is not None:
+        total = total + terms.temporal.loss(image)
     total.backward()  # type: ignore[no-untyped-call]
     return torch.stack([content.detach(), style.detach(), tv.detach(), total.detach()])
 

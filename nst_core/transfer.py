@@ -32,12 +32,14 @@ from nst_core import colors, masks
 from nst_core.blocks import Block, block_grid, grid_of
 from nst_core.calibration import PROBE_PX, PROBE_STEPS, content_share, style_factor
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
+from nst_core.flow import TemporalTarget
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
 from nst_core.objective import (
     LossTerms,
     Network,
     StyleTarget,
+    TemporalTerm,
     evaluate_blocks,
     evaluate_whole,
     features_by_blocks,
@@ -163,11 +165,21 @@ class StyleTransfer:
         *,
         style_masks: Sequence[Image.Image] | None = None,
         callback: ProgressCallback | None = None,
+        init_image: Image.Image | None = None,
+        temporal: TemporalTarget | None = None,
+        style_factor: float | None = None,
     ) -> TransferResult:
         """Paint `content` in the style of `styles` (RGB images), each style only where its mask in `style_masks`
         is white, when given (masks.py); see `TransferParams` for the options (already validated by the model;
-        the engine checks only what needs the images)."""
-        run = self._calibrated(self._start(content, styles, style_masks or [], params, callback))
+        the engine checks only what needs the images). A clip's frame (nst_core/video.py) starts from
+        `init_image` instead of `params.init` and is held near `temporal`'s target (both at the output's size).
+        `style_factor`, when given, is the calibration to use (a clip's later frames reuse the first one's)."""
+        run = self._start(content, styles, style_masks or [], params, callback, init_image, temporal)
+        run = (
+            self._calibrated(run)
+            if style_factor is None
+            else replace(run, style_weight=params.style_weight * style_factor)
+        )
         image: torch.Tensor | None = None
         outcome = _ScaleOutcome(image=None, step=0, total_loss=math.nan, stopped=False)
         try:
@@ -206,6 +218,8 @@ class StyleTransfer:
         style_masks: Sequence[Image.Image],
         params: TransferParams,
         callback: ProgressCallback | None,
+        init_image: Image.Image | None = None,
+        temporal: TemporalTarget | None = None,
     ) -> _Run:
         """Everything a run's scales share, checked before any work."""
         started = time.perf_counter()
@@ -222,6 +236,11 @@ class StyleTransfer:
             styles_work = [colors.match_colors(s, content) for s in styles]
         seed = params.seed if params.seed is not None else torch.seed() % 2**63
         plan = plan_scales(content.size, params)
+        if temporal is not None and self._plan_memory(plan[-1])[1] is not None:
+            raise InvalidParameter(
+                f"a clip's frames must fit this engine's memory whole: {params.max_size} px is too large",
+                field="max_size",
+            )
         return _Run(
             params=params,
             plan=plan,
@@ -239,6 +258,8 @@ class StyleTransfer:
             generator=torch.Generator().manual_seed(seed),
             callback=callback,
             started=started,
+            init_image=init_image,
+            temporal=temporal,
         )
 
     def _calibrated(self, run: _Run) -> _Run:
@@ -278,7 +299,7 @@ class StyleTransfer:
             )
         content_t = image_to_tensor(resize(run.content_work, scale.size), self.device)
         terms = self._loss_terms(run, content_t, scale, grid)
-        image = self._initial_image(previous, content_t, run.styles_work, scale.size, params.init, run.generator)
+        image = self._initial_image(previous, content_t, run, scale.size)
         del content_t
         optimizer = LBFGS(image, history_size=memory.history_pairs)
         accepted: dict[str, float] = {}  # losses of the image as it stands
@@ -384,6 +405,7 @@ class StyleTransfer:
             content={n: (params.content_weight, content_feats[n]) for n in run.content_layers},
             style=style,
             tv_weight=params.tv_weight,
+            temporal=_temporal_term(run.temporal, scale.size, self.device) if run.temporal else None,
         )
         return relative_to_photo(self.net, content_t, terms, grid)
 
@@ -453,16 +475,13 @@ class StyleTransfer:
         return grams
 
     def _initial_image(
-        self,
-        previous: torch.Tensor | None,
-        content_t: torch.Tensor,
-        styles: Sequence[Image.Image],
-        size: tuple[int, int],
-        init: str,
-        generator: torch.Generator,
+        self, previous: torch.Tensor | None, content_t: torch.Tensor, run: _Run, size: tuple[int, int]
     ) -> torch.Tensor:
+        init, styles, generator = run.params.init, run.styles_work, run.generator
         if previous is not None:
             start = _upsample(previous.detach(), size)
+        elif run.init_image is not None:
+            start = image_to_tensor(resize(run.init_image, size), self.device)
         elif init == "content":
             start = content_t.clone()
         elif init == "noise":
@@ -502,6 +521,8 @@ class _Run:
     callback: ProgressCallback | None
     started: float
     latest_losses: dict[str, float] = field(default_factory=dict)  # of the latest accepted picture, any scale
+    init_image: Image.Image | None = None  # a clip's frame: the previous painted frame warped to it
+    temporal: TemporalTarget | None = None
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
@@ -530,6 +551,15 @@ class _ScaleOutcome:
     step: int  # steps done over the whole run
     total_loss: float
     stopped: bool
+
+
+def _temporal_term(target: TemporalTarget, size: tuple[int, int], device: torch.device) -> TemporalTerm:
+    """`target` at a scale's `size` (width, height): its certainty averaged over the pixels each cell covers."""
+    certainty = torch.from_numpy(target.certainty)[None, None]
+    if certainty.shape[-2:] != (size[1], size[0]):
+        certainty = F.interpolate(certainty, size=(size[1], size[0]), mode="area")
+    image = image_to_tensor(resize(target.image, size), device)
+    return TemporalTerm(target.weight, image, certainty.to(device))
 
 
 def _upsample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -77,3 +77,15 @@ class StorageUnavailable(NstError):
     after the worker tried again a few times."""
 
     code = "storage_unavailable"
+
+
+class UnreadableVideo(ImageError):
+    """Raised when a clip's container or frames cannot be read (damaged, no video stream, a still GIF)."""
+
+    code = "unreadable_video"
+
+
+class VideoHeadersLied(ImageError):
+    """Raised while decoding a clip whose frames outnumber or outgrow what its headers said at submission."""
+
+    code = "video_headers_lied"

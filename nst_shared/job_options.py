@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 ResultFormat = Literal["png", "webp", "jpeg", "avif"]
+VideoFormat = Literal["mp4", "webm"]
 RESULT_FORMATS: tuple[str, ...] = get_args(ResultFormat)
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "avif": "image/avif"}
 # What a lossy format is encoded at when no quality is given (PNG is lossless and ignores it).
@@ -37,6 +38,10 @@ class JobOptions(BaseModel):
         int | None,
         Field(ge=1, le=100, description=f"Quality of a lossy result format, 1-100 (default {DEFAULT_QUALITY})."),
     ] = None
+    video_format: Annotated[
+        VideoFormat,
+        Field(description="File format of a clip's result: mp4 (H.264 and AAC) or webm (VP9 and Opus)."),
+    ] = "mp4"
     cancel_after: Annotated[
         float | None,
         Field(
@@ -60,6 +65,8 @@ class JobOptions(BaseModel):
         extra: dict[str, Any] = {}
         if self.format != "png" or self.quality is not None:
             extra["output"] = {"format": self.format, "quality": self.quality}
+        if self.video_format != "mp4":
+            extra["video_format"] = self.video_format
         if self.cancel_after is not None:
             extra["cancel_after"] = self.cancel_after
         if self.ttl_s is not None:

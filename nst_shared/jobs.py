@@ -149,6 +149,19 @@ class Files:
     def preview(attempt: int) -> str:
         return f"preview-{attempt}.{PREVIEW_FORMAT}"
 
+    @staticmethod
+    def clip(attempt: int, format: str) -> str:
+        return f"result-{attempt}.{format}"
+
+    @staticmethod
+    def poster(attempt: int) -> str:
+        return f"poster-{attempt}.png"
+
+    @staticmethod
+    def frame(attempt: int, index: int) -> str:
+        """A clip's painted frame `index` (0-based), as the attempt that painted it stored it."""
+        return f"frame-{attempt}-{index:05d}.png"
+
 
 @dataclass
 class JobRecord:
@@ -175,6 +188,13 @@ class JobRecord:
     preview_file: str = Files.LEGACY_PREVIEW  # the current attempt's latest preview
     owner: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # A clip's painted frames, in order, as [attempt, count] runs: which attempt's files hold them (fenced writes).
+    clip_frames: list[list[int]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """The job's kind: "video" for a clip (its headers in extra["video"]), else "picture"."""
+        return "video" if "video" in self.extra else "picture"
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -206,6 +226,7 @@ class JobRecord:
             preview_file=data.get("preview_file") or Files.LEGACY_PREVIEW,
             owner=data.get("owner") or None,
             extra=js("extra") or {},
+            clip_frames=js("clip_frames") or [],
         )
 
 

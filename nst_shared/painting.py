@@ -68,13 +68,20 @@ class Painting:
 
 def decode(files: Inputs, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     """The images, or a typed NstError: an unreadable or oversized file, a mask count or an empty mask."""
+    styles, masks = decode_styles(files, max_pixels=max_pixels)
+    return Decoded(files, decode_image(files.content, max_pixels=max_pixels), styles, masks)
+
+
+def decode_styles(
+    files: Inputs, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[list[Image.Image], list[Image.Image]]:
+    """The styles and their masks, checked (a clip's frames are decoded as they are painted)."""
     check_mask_count(len(files.masks), len(files.styles))
-    content = decode_image(files.content, max_pixels=max_pixels)
     styles = [decode_image(data, max_pixels=max_pixels) for data in files.styles]
     masks = [decode_image(data, max_pixels=max_pixels) for data in files.masks]
     for index, mask in enumerate(masks):
         check_mask_covers(mask, index)
-    return Decoded(files, content, styles, masks)
+    return styles, masks
 
 
 def paint(
@@ -91,7 +98,7 @@ def paint(
 ) -> Painting:
     """Paint `inputs` with `params`: the device's defaults fill the fields not in `explicit` (within `caps`, a
     deployment's limits, when given) and an unset seed is drawn; `on_params` sees them before the run starts."""
-    params = with_seed(applied_defaults(engine, params, explicit=explicit, caps=caps, size=inputs.content.size))
+    params = applied_params(engine, params, explicit=explicit, caps=caps, size=inputs.content.size)
     if on_params is not None:
         on_params(params)
     result = engine.stylize(inputs.content, inputs.styles, params, style_masks=inputs.masks, callback=callback)
@@ -109,7 +116,7 @@ def paint(
     return Painting(result.image, params, result.steps_done, result.stopped, result.elapsed_s, record)
 
 
-def applied_defaults(
+def applied_params(
     engine: Engine,
     params: TransferParams,
     *,
@@ -117,14 +124,18 @@ def applied_defaults(
     caps: Settings | None,
     size: tuple[int, int],
 ) -> TransferParams:
+    """`params` as a run uses them: the device's defaults in the fields not in `explicit` (within `caps`, when
+    given) and an unset seed drawn (a requeued run and the provenance use the same one)."""
     if caps is None:
-        return for_device(params, engine.device.type, explicit=explicit)
-    return for_device_within_caps(
-        params,
-        engine.device.type,
-        explicit=explicit,
-        settings=caps,
-        content_size=size,
-        precision=engine.precision,
-        budget_bytes=engine.memory_budget_bytes,
+        return with_seed(for_device(params, engine.device.type, explicit=explicit))
+    return with_seed(
+        for_device_within_caps(
+            params,
+            engine.device.type,
+            explicit=explicit,
+            settings=caps,
+            content_size=size,
+            precision=engine.precision,
+            budget_bytes=engine.memory_budget_bytes,
+        )
     )

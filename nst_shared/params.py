@@ -185,6 +185,25 @@ class TransferParams(BaseModel):
     preview_every: Annotated[
         int, Field(ge=0, le=2000, description="Send a preview image every N steps (0 = none).")
     ] = 0
+    temporal_weight: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1e6,
+            description="Clips only: weight of the temporal loss, the mean squared difference (pixels in 0..1) to "
+            "the previous painted frame warped by the optical flow, where the flow is trusted (Ruder et al. 2016); "
+            "0 paints each frame on its own.",
+        ),
+    ] = 200.0
+    frame_steps: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=2000,
+            description="Clips only: L-BFGS iterations of each frame after the first, which starts from the previous "
+            "painted frame warped to it (the first frame takes `steps`).",
+        ),
+    ] = 30
     content_layers: Annotated[tuple[Layer, ...], Field(min_length=1, description="Layers of the content loss.")] = (
         CONTENT_LAYERS
     )

@@ -54,9 +54,11 @@ def build(
     masks: Iterable[bytes] = (),
     job_id: str | None = None,
     attempt: int | None = None,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     """The record of one run: `params` as applied (with the seed the run used), and the input files' bytes,
-    which are hashed (SHA-256), never stored; a service's run also names its job and the attempt that made it."""
+    which are hashed (SHA-256), never stored; a service's run also names its job and the attempt that made it,
+    a clip's the frames it painted (`steps_done` counting all of theirs)."""
     if params.seed is None:
         raise ValueError("draw the seed before the run (nst_shared.params.with_seed) so that it can be recorded")
     return {
@@ -72,6 +74,7 @@ def build(
             "masks": [sha256(m) for m in masks],
         },
         **({"job": {"id": job_id, "attempt": attempt}} if job_id is not None else {}),
+        **({"frames": frames} if frames is not None else {}),
     }
 
 

@@ -20,7 +20,7 @@ from nst_shared.jobs import JobRecord, JobStore
 from nst_shared.keys import Keys
 from nst_shared.params import TransferParams
 from nst_shared.redis_connection import text
-from nst_shared.schedule import params_cost
+from nst_shared.schedule import clip_cost, params_cost
 from nst_shared.settings import Settings
 
 TASK = "worker.tasks.run_job"  # the service never imports the worker: RQ finds the task by this path
@@ -31,10 +31,19 @@ _LATER = {"deferred", "scheduled"}  # RQ statuses of a job RQ will queue by itse
 log = logging.getLogger("nst.queueing")
 
 
-def job_timeout_s(settings: Settings, params: TransferParams) -> int:
+def job_timeout_s(settings: Settings, params: TransferParams, *, frames: int = 0) -> int:
     """A job's time limit: a fixed part, plus a part growing with the cost of its schedule (steps x megapixels
-    over its scales, nst_shared/schedule.py; CPU scale), for a square picture (the most pixels)."""
-    return int(settings.job_timeout_base_s + params_cost(params) * settings.job_timeout_per_mpx_step_s)
+    over its scales, nst_shared/schedule.py; CPU scale), for a square picture (the most pixels); a clip's
+    (`frames` > 0) grows with its frames."""
+    cost = clip_cost(params, frames) if frames else params_cost(params)
+    return int(settings.job_timeout_base_s + cost * settings.job_timeout_per_mpx_step_s)
+
+
+def clip_frames(extra: dict[str, Any] | str | None) -> int:
+    """The frames of a clip's job from its record's extra (JSON or parsed); 0 for a picture."""
+    if isinstance(extra, str):
+        extra = json.loads(extra) if extra else None
+    return int((extra or {}).get("video", {}).get("frames", 0))
 
 
 def enqueue_job(
@@ -47,6 +56,7 @@ def enqueue_job(
     at_front: bool = False,
     rq_id: str | None = None,
     pipeline: Any = None,
+    frames: int = 0,
 ) -> str:
     """Queue job `job_id` (its `attempt`-th retry when > 0, under a fresh RQ id); returns the RQ job id.
     With `pipeline` (a transaction), the RQ job is written when the caller executes it."""
@@ -55,7 +65,7 @@ def enqueue_job(
         TASK,
         args=(job_id,),
         job_id=rq_id,
-        timeout=job_timeout_s(settings, TransferParams.from_dict(params)),
+        timeout=job_timeout_s(settings, TransferParams.from_dict(params), frames=frames),
         result_ttl=settings.result_ttl_s,
         failure_ttl=settings.result_ttl_s,
         at_front=at_front,
@@ -89,8 +99,9 @@ def requeue(
         while True:
             try:
                 pipe.watch(Keys.job(job_id), Keys.heartbeat(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
-                status, attempts, lost, params = (
-                    text(v) for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "lost_attempts", "params")
+                status, attempts, lost, params, extra = (
+                    text(v)
+                    for v in pipe.hmget(Keys.job(job_id), "status", "attempts", "lost_attempts", "params", "extra")
                 )
                 if status != JobStatus.RUNNING.value or (only_if_lost and pipe.exists(Keys.heartbeat(job_id))):
                     return None
@@ -111,7 +122,14 @@ def requeue(
                     **fields,
                 )
                 enqueue_job(
-                    queue, job_id, settings=settings, params=_json(params), rq_id=rq_id, at_front=True, pipeline=pipe
+                    queue,
+                    job_id,
+                    settings=settings,
+                    params=_json(params),
+                    rq_id=rq_id,
+                    at_front=True,
+                    pipeline=pipe,
+                    frames=clip_frames(extra),
                 )
                 pipe.execute()
                 return rq_id
@@ -166,8 +184,8 @@ def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, n
     with store.redis.pipeline() as pipe:
         try:
             pipe.watch(Keys.job(job_id))  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
-            status, rq_id, repairs, params = (
-                text(v) for v in pipe.hmget(Keys.job(job_id), "status", "rq_job_id", "repairs", "params")
+            status, rq_id, repairs, params, extra = (
+                text(v) for v in pipe.hmget(Keys.job(job_id), "status", "rq_job_id", "repairs", "params", "extra")
             )
             if status != JobStatus.QUEUED.value:
                 return 0
@@ -191,7 +209,15 @@ def _repair(store: JobStore, queue: Queue, job_id: str, *, settings: Settings, n
             new_rq_id = f"{job_id}-q{count}"
             pipe.hset(Keys.job(job_id), mapping={"rq_job_id": new_rq_id, "repairs": count})
             pipe.zadd(Keys.queued, {job_id: now})
-            enqueue_job(queue, job_id, settings=settings, params=_json(params), rq_id=new_rq_id, pipeline=pipe)
+            enqueue_job(
+                queue,
+                job_id,
+                settings=settings,
+                params=_json(params),
+                rq_id=new_rq_id,
+                pipeline=pipe,
+                frames=clip_frames(extra),
+            )
             pipe.execute()
         except redis.exceptions.WatchError:  # it changed meanwhile: the next round looks again
             return 0

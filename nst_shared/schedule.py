@@ -105,3 +105,10 @@ def plan_cost(plan: Sequence[Scale], *, precision: str = "fp32", budget_bytes: i
 def params_cost(params: TransferParams, content_size: tuple[int, int] | None = None) -> float:
     """`plan_cost` of a transfer; without the content's size, of a square picture (the most pixels)."""
     return plan_cost(plan_scales(content_size or (params.max_size, params.max_size), params))
+
+
+def clip_cost(params: TransferParams, frames: int, content_size: tuple[int, int] | None = None) -> float:
+    """Steps x megapixels of a clip: its first frame's schedule, then `frame_steps` at full size for each later
+    frame (each starts from the previous painted frame: no coarse scales)."""
+    width, height = fit_size(*(content_size or (params.max_size, params.max_size)), params.max_size)
+    return params_cost(params, content_size) + max(frames - 1, 0) * params.frame_steps * width * height / 1e6

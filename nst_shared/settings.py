@@ -193,6 +193,22 @@ class Settings(BaseSettings):
     max_step_megapixels: float = Field(
         500.0, description="Budget of a job: steps x megapixels summed over the scales of its schedule, at most."
     )
+    max_video_frames: int = Field(300, description="Most frames in a clip (its headers' count).")
+    max_video_duration_s: float = Field(30.0, description="Longest clip, in seconds.")
+    max_video_frame_pixels: int = Field(
+        8_294_400, description="Most pixels in a clip's frame as uploaded (3840x2160); the painting is max_size."
+    )
+    max_video_step_megapixels: float = Field(
+        10_000.0,
+        description="Budget of a clip: steps x megapixels of its first frame's schedule, plus frame_steps x "
+        "megapixels for each later frame, at most.",
+    )
+    video_probe_timeout_s: float = Field(
+        10.0, description="Seconds the API's child process may take to read a clip's headers before it is refused."
+    )
+    video_probe_memory_mb: int = Field(
+        1024, description="Address space of the API's child process that reads a clip's headers, in MB."
+    )
     redis_max_connections: int = Field(
         1000,
         description="Redis connections an API process opens at most (each open event stream holds one while it waits).",

@@ -26,7 +26,7 @@ from service.errors import ApiError
 
 # The files of a submission, with their descriptions for the OpenAPI page.
 FILES = {
-    "content": "The photograph to paint.",
+    "content": "The photograph to paint, or a clip (MP4, MOV, WebM, animated GIF or WebP: the job is then a video).",
     "style": "One or more style images (repeat the field).",
     "style_mask": "Optional: one mask per style image, in the same order (repeat the field). White paints "
     "that style, black keeps it out, grey blends; where no mask is white the photo stays.",
@@ -66,6 +66,7 @@ class WebhookFields(BaseModel):
 FIELDS = {*FILES, *api_fields(), *WebhookFields.model_fields, *JobOptions.model_fields}
 # The image types an upload may be, for the OpenAPI document.
 IMAGE_TYPES = ", ".join(f"image/{name.lower()}" for name in ALLOWED_FORMATS)
+CLIP_TYPES = "video/mp4, video/quicktime, video/webm, image/gif"  # the content's, besides IMAGE_TYPES
 
 
 @dataclass(frozen=True)

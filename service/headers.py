@@ -21,6 +21,7 @@ POLICY: dict[str, str] = {
     "script-src": "'self'",
     "style-src": "'self'",
     "img-src": "'self' blob: data:",
+    "media-src": "'self' blob:",  # a clip's thumbnail (blob:) and its painted video (docs/video.md)
     "connect-src": "'self'",
     "font-src": "'self'",
     "manifest-src": "'self'",

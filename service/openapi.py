@@ -12,8 +12,9 @@ from nst_shared.device_defaults import param_caps
 from nst_shared.job_options import MEDIA_TYPES
 from nst_shared.settings import Settings
 from nst_shared.sweeps import MAX_AXES
+from nst_shared.video_io import MEDIA_TYPES as CLIP_MEDIA_TYPES
 from service.auth import parse_api_keys
-from service.forms import FILES, IMAGE_TYPES, job_form_schema
+from service.forms import CLIP_TYPES, FILES, IMAGE_TYPES, job_form_schema
 from service.schemas import ErrorBody
 
 ERRORS = {
@@ -33,22 +34,24 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in statuses}
 
 
-def image_response(description: str, *, first: str = "png") -> dict[int | str, dict[str, Any]]:
-    """A picture in any format we make (`first` unless Accept prefers another)."""
+def image_response(description: str, *, first: str = "png", clips: bool = False) -> dict[int | str, dict[str, Any]]:
+    """A picture in any format we make (`first` unless Accept prefers another); with `clips`, a clip's video too."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     types = [MEDIA_TYPES[first], *(t for t in MEDIA_TYPES.values() if t != MEDIA_TYPES[first])]
+    types += list(CLIP_MEDIA_TYPES.values()) if clips else []
     # The same bytes as application/octet-stream for clients that ask for it (generators that read any binary).
     return {200: {"description": description, "content": {t: binary for t in [*types, "application/octet-stream"]}}}
 
 
+PICTURE_ENCODING = {name: {"contentType": IMAGE_TYPES} for name in FILES}  # a sweep's files: pictures only
 SUBMISSION_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {"$ref": "#/components/schemas/JobSubmission"},
-                # The image types each file field takes (others are a 415).
-                "encoding": {name: {"contentType": IMAGE_TYPES} for name in FILES},
+                # The types each file field takes (others are a 415): a job's content may be a clip too.
+                "encoding": {**PICTURE_ENCODING, "content": {"contentType": f"{IMAGE_TYPES}, {CLIP_TYPES}"}},
             }
         },
     }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from fractions import Fraction
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -42,6 +43,17 @@ class JobLinks(BaseModel):
     finish: str
 
 
+class ClipPublic(BaseModel):
+    frames: int = Field(description="Frames of the clip (its headers' count).")
+    frames_done: int = Field(description="Frames painted and stored so far.")
+    fps: float
+    duration_s: float
+    width: int = Field(description="Frame width as uploaded (before any rotation the clip asks for).")
+    height: int
+    audio: bool = Field(description="Whether the clip has sound (kept, re-encoded, in the result).")
+    format: Literal["mp4", "webm"] = Field(description="The result's format.")
+
+
 class JobPublic(BaseModel):
     id: str
     status: JobStatus
@@ -63,6 +75,10 @@ class JobPublic(BaseModel):
     attempts: int = 0
     error: JobError | None = None
     sweep_id: str | None = Field(None, description="The sweep this job is a cell of (POST /sweeps), if any.")
+    kind: Literal["picture", "video"] = Field(
+        "picture", description="video when the content was a clip: the result is then a video/mp4 or video/webm."
+    )
+    video: ClipPublic | None = Field(None, description="A clip's headers and how many of its frames are painted.")
     links: JobLinks
 
 
@@ -71,6 +87,22 @@ class JobList(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+def _clip(record: JobRecord) -> ClipPublic | None:
+    clip = record.extra.get("video")
+    if clip is None:
+        return None
+    return ClipPublic(
+        frames=clip["frames"],
+        frames_done=sum(count for _, count in record.clip_frames),
+        fps=round(float(Fraction(clip["rate"])), 3),
+        duration_s=clip["duration_s"],
+        width=clip["width"],
+        height=clip["height"],
+        audio=clip["audio"],
+        format=record.extra.get("video_format", "mp4"),
+    )
 
 
 def _time(value: float | None) -> datetime | None:
@@ -98,6 +130,8 @@ def public_job(record: JobRecord, *, queue_position: int | None = None, token: s
         attempts=record.attempts,
         error=JobError(**record.error) if record.error else None,
         sweep_id=record.extra.get("sweep_id"),
+        kind="video" if record.kind == "video" else "picture",
+        video=_clip(record),
         links=JobLinks(
             self=base,
             events=f"{base}/events{signed}",

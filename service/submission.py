@@ -26,10 +26,12 @@ from nst_shared.jobs import Files, JobRecord, JobStore, new_job_id
 from nst_shared.keys import Keys
 from nst_shared.masks import check_mask_covers
 from nst_shared.params import TransferParams
-from nst_shared.queueing import enqueue_job
+from nst_shared.queueing import clip_frames, enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage, StorageRefused
+from nst_shared.video_io import ClipInfo
+from service import clips
 from service.caps import check_budget, check_caps, check_memory, check_options
 from service.decoding import check_upload, pixel_budget
 from service.errors import ApiError, from_image_error, not_found
@@ -118,7 +120,10 @@ class Submissions:
         idempotency_key: str | None,
     ) -> Submitted:
         """Check the images, then store and queue the job (or find the earlier one of this key)."""
-        self.check_images(content, styles, params)
+        clip = clips.checked_clip(content, params, self.settings)  # None for a picture
+        if clip is not None:
+            extra["video"] = clip.to_dict()
+        self.check_images(content, styles, params, clip=clip)
         self.check_masks(masks)
         self.check_queue_room(1)
         job_id = new_job_id()
@@ -229,15 +234,21 @@ class Submissions:
             now=now,
             pipeline=pipe,
         )
-        enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe)
+        frames = clip_frames(extra)  # a clip's time limit grows with its frames
+        enqueue_job(self.queue, job_id, settings=self.settings, params=params.to_dict(), pipeline=pipe, frames=frames)
         return record
 
-    def check_images(self, content: bytes, styles: list[bytes], params: TransferParams) -> None:
+    def check_images(
+        self, content: bytes, styles: list[bytes], params: TransferParams, *, clip: ClipInfo | None = None
+    ) -> None:
+        """The content (a picture, or a clip's frame size) and the styles fit the job; a clip's own limits are
+        service/clips.py's."""
         try:
-            content_size = check_upload(content, self.settings)
+            content_size = (clip.width, clip.height) if clip else check_upload(content, self.settings)
             out = fit_size(*content_size, params.max_size)
             check_min_side(out, "content image at this max_size")
-            check_budget(params, content_size, self.settings)
+            if clip is None:
+                check_budget(params, content_size, self.settings)
             check_memory(out, capacity.offers(self.store.redis) or capacity.configured_offers(self.settings))
         except ImageError as exc:
             raise from_image_error(exc, "content") from None

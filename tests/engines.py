@@ -32,6 +32,7 @@ class FakeResult:
     stopped: bool
     elapsed_s: float
     total_loss: float
+    style_factor: float = 1.0
 
 
 class InstantEngine:
@@ -60,7 +61,12 @@ class InstantEngine:
         *,
         style_masks: Sequence[Image.Image] | None = None,
         callback: Callable[[Progress], None] | None = None,
+        init_image: Image.Image | None = None,
+        temporal: Any = None,
+        style_factor: float | None = None,
     ) -> FakeResult:
+        """A clip's frame (nst_core/video.py) passes `init_image`, `temporal` and `style_factor`: the frame is
+        returned all the same."""
         started = time.monotonic()
         image = resize(content, fit_size(*content.size, params.max_size))
         done, stopped = 0, False

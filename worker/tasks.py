@@ -32,6 +32,7 @@ from nst_shared.redis_outages import refuses_writes
 from nst_shared.settings import Settings, get_settings
 from nst_shared.storage import Storage, open_storage
 from nst_shared.webhook_progress import ProgressDeliveries
+from worker import video_task
 from worker.engine import get_engine
 from worker.heartbeat import Heartbeat
 from worker.outage import until_redis_answers
@@ -165,6 +166,8 @@ class JobRun:
             )
 
     def transfer(self, engine: Any, record: JobRecord) -> str:
+        if record.kind == "video":
+            return video_task.paint_clip(self, engine, record)
         job_id, storage = self.job_id, self.storage
         files = painting.Inputs(
             content=_input(storage, job_id, Files.CONTENT),
@@ -194,15 +197,8 @@ class JobRun:
                     preview_step=progress.step,
                     preview_file=preview_file,
                 )
-            if background.stop is not None:
-                reason["stop"] = background.stop
-            elif self.heartbeat_refused.is_set():
-                reason["stop"] = "gone"  # taken back by a sweeper: not ours any more
-            elif shutdown_requested.is_set():
-                reason["stop"] = "shutdown"
-            elif self.deadline_at is not None and time.time() >= self.deadline_at:
-                reason["stop"] = "deadline"
-            if reason:
+            if (stop := background.stop or self.stop_reason()) is not None:
+                reason["stop"] = stop
                 raise StopTransfer()
 
         try:
@@ -251,6 +247,16 @@ class JobRun:
             "succeeded%s: %d steps in %.1f s", " (finished early)" if stop else "", result.steps_done, result.elapsed_s
         )
         return "succeeded"
+
+    def stop_reason(self) -> str | None:
+        """Why the run must stop at this step, besides a client's request: gone, shutdown, deadline or None."""
+        if self.heartbeat_refused.is_set():
+            return "gone"  # taken back by a sweeper: not ours any more
+        if shutdown_requested.is_set():
+            return "shutdown"
+        if self.deadline_at is not None and time.time() >= self.deadline_at:
+            return "deadline"
+        return None
 
     def store_preview(self, name: str, image: Any, step: int) -> bool:
         return self.write_preview(name, _preview(image), step=step)

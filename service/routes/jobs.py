@@ -15,7 +15,7 @@ from nst_shared.job_options import PREVIEW_QUALITY, output_of
 from nst_shared.job_status import TERMINAL, JobStatus
 from nst_shared.jobs import JobRecord, JobStore
 from nst_shared.queueing import queue_positions
-from service import job_control, results
+from service import clips, job_control, results
 from service.auth import Caller, KeyCallerDep, KeyRing, KeysDep, LinkCallerDep
 from service.deps import (
     AsyncRedisDep,
@@ -229,6 +229,7 @@ EVENTS: dict[int | str, dict[str, Any]] = {
             '- `status`: `{"status", ...}` on every status change\n'
             '- `progress`: `{"step", "steps", "fraction", "losses", "eta_s", ...}` after every step\n'
             '- `preview`: `{"step", "url"}` when a new preview image is ready\n'
+            '- `frame`: `{"frame", "frames"}` when a clip\'s frame is painted and stored (docs/video.md)\n'
             "- `completed`: the whole job, once it has ended; the stream closes after it\n\n"
             "A comment line (`: keep-alive`) comes every NST_SSE_KEEPALIVE_S seconds while nothing happens."
         ),
@@ -290,7 +291,10 @@ async def stream_events(
     operation_id="get_result",
     summary="The finished picture (in the job's format, or another its Accept names)",
     response_class=Response,
-    responses={**image_response("The picture"), **error_responses(401, 404, 409, 422, 429, 503)},
+    responses={
+        **image_response("The picture, or a clip's video (its poster for Accept: image/png)", clips=True),
+        **error_responses(401, 404, 409, 422, 429, 503),
+    },
 )
 def get_result(
     job_id: JobIdDep, request: Request, store: StoreDep, storage: StorageDep, caller: LinkCallerDep, keys: KeysDep
@@ -310,6 +314,9 @@ def get_result(
             "result_not_ready" if record.status in (JobStatus.QUEUED, JobStatus.RUNNING) else "no_result",
             f"no result: {reason}",
         )
+    if record.kind == "video":
+        accept, range_header = request.headers.get("accept"), request.headers.get("range")
+        return clips.clip_result(storage, record, accept=accept, range_header=range_header)
     job_format, quality = output_of(record.extra)
     choice = results.choose(request.headers.get("accept"), job_format)
     name = results.result_file(storage, job_id, record.result_file, format=choice.format, quality=quality)

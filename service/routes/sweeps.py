@@ -27,7 +27,7 @@ from service.deps import (
 )
 from service.errors import ApiError, sweep_not_found
 from service.forms import form_data
-from service.openapi import SUBMISSION_BODY, error_responses, image_response
+from service.openapi import PICTURE_ENCODING, error_responses, image_response
 from service.schemas import Deleted
 from service.sweep_schemas import SweepPublic, public_sweep
 from service.sweep_submission import SweepSubmissions, read_sweep_form
@@ -82,7 +82,7 @@ SWEEP_BODY: dict[str, Any] = {
         "content": {
             "multipart/form-data": {
                 "schema": {"$ref": "#/components/schemas/SweepSubmission"},
-                "encoding": SUBMISSION_BODY["requestBody"]["content"]["multipart/form-data"]["encoding"],
+                "encoding": PICTURE_ENCODING,
             }
         },
     }

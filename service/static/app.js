@@ -55,9 +55,14 @@ async function apiError(response) {
   return `The server answered ${response.status}.`;
 }
 
-function checkFile(file) {
+// A clip for the content (docs/video.md); an animated WebP is one too, which only the service can tell.
+function isClip(file) { return file.type.startsWith("video/") || file.type === "image/gif"; }
+
+function checkFile(file, { clip = false } = {}) {
   const cfg = state.config;
-  if (!cfg.formats.includes(file.type)) return `${file.name}: use a JPEG, PNG, WebP, BMP or TIFF image.`;
+  if (!(clip && isClip(file)) && !cfg.formats.includes(file.type)) {
+    return `${file.name}: use a JPEG, PNG, WebP, BMP or TIFF image${clip ? ", or an MP4, MOV, WebM or GIF clip" : ""}.`;
+  }
   if (file.size > cfg.max_upload_bytes) {
     return `${file.name}: ${(file.size / 1e6).toFixed(1)} MB is over the ${(cfg.max_upload_bytes / 1e6).toFixed(0)} MB limit.`;
   }
@@ -73,12 +78,27 @@ function thumb(file) {
 }
 
 function setContent(file) {
-  const problem = checkFile(file);
+  const problem = checkFile(file, { clip: true });
   if (problem) return showError(problem);
   showError("");
   state.content = file;
-  $("content-thumbs").replaceChildren(thumb(file));
-  $("content-view").src = URL.createObjectURL(file);
+  const url = URL.createObjectURL(file);
+  const video = file.type.startsWith("video/");
+  if (video) {
+    const still = document.createElement("video");  // a clip's thumbnail: its first frame
+    still.src = url;
+    still.muted = true;
+    still.title = file.name;
+    $("content-thumbs").replaceChildren(still);
+    $("content-video").src = url;
+    $("content-view").removeAttribute("src");
+  } else {
+    $("content-thumbs").replaceChildren(thumb(file));
+    $("content-view").src = url;
+    $("content-video").removeAttribute("src");
+  }
+  $("content-video").hidden = !video;
+  $("content-view").hidden = video;
 }
 
 function setStyles(files) {
@@ -175,6 +195,8 @@ function setupControls() {
   $("content_weight").min = 0;
   $("tv_weight").value = p.tv_weight.default;
   $("tv_weight").min = 0;
+  $("frame_steps").value = p.frame_steps.default;
+  $("frame_steps").max = p.frame_steps.max ?? "";
   const strength = $("style_strength");
   strength.value = sliderFromStyleWeight(p.style_weight.default);
   const showStrength = () => { $("style_strength_out").textContent = `style weight ${styleWeightFromSlider(strength.value)}`; };
@@ -184,7 +206,7 @@ function setupControls() {
   for (const mode of p.color_mode.choices) colours.append(new Option(COLOR_MODES[mode] || mode, mode));
   colours.value = p.color_mode.default;
   $("color_mode_help").textContent = p.color_mode.help;
-  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed", "color_mode"]) {
+  for (const id of ["max_size", "steps", "content_weight", "tv_weight", "style_scale", "seed", "color_mode", "frame_steps"]) {
     $(id).title = p[id]?.help || "";
   }
 }
@@ -268,6 +290,7 @@ function formData() {
     if (value !== "" && value !== state.lookControls[id]) data.append(name, value);
   }
   if ($("seed").value !== "") data.append("seed", $("seed").value);
+  if (isClip(state.content) && $("frame_steps").value !== "") data.append("frame_steps", $("frame_steps").value);
   for (const mask of state.masks.filter(Boolean)) data.append("style_mask", mask, mask.name);
   data.append("preview_every", String(Math.max(1, Math.round(Number($("steps").value) / 30))));
   if (state.styles.length > 1) {
@@ -317,7 +340,8 @@ function formatSeconds(s) {
 
 function showProgress(p, ended = false) {
   $("bar").style.width = `${(p.fraction * 100).toFixed(1)}%`;
-  setStatus(`Painting: step ${p.step} of ${p.steps}`);
+  setStatus(p.frames ? `Painting: frame ${p.frame} of ${p.frames} · step ${p.step} of ${p.steps}`
+                     : `Painting: step ${p.step} of ${p.steps}`);
   const block = p.block ? ` · block ${p.block}/${p.blocks}` : "";
   const left = ended ? "" : ` · time left ${formatSeconds(p.eta_s)}`;  // none once the job has ended
   $("numbers").textContent = `scale ${p.scale}/${p.scales} (${p.width}×${p.height})${block}${left}`
@@ -350,11 +374,19 @@ function finish(job) {
       ? `Done in ${seconds.toFixed(1)} s on ${job.device}${job.precision ? ` (${job.precision})` : ""}.`
       : "Done.") + early);
     const url = job.links.result;
-    $("live-view").src = url;
+    const clip = job.kind === "video";
+    if (clip) {  // the painted clip plays where its frames arrived
+      $("result-video").src = url;
+      $("result-video").hidden = false;
+      $("live-view").hidden = true;
+    } else {
+      $("live-view").src = url;
+    }
     $("live-caption").textContent = "Result";
     const link = $("download");
     link.href = url;
-    link.download = `nst-${job.id.slice(0, 8)}.png`;
+    link.download = `nst-${job.id.slice(0, 8)}.${clip ? job.video.format : "png"}`;
+    link.textContent = clip ? `Download ${job.video.format.toUpperCase()}` : "Download PNG";
     link.hidden = false;
   } else if (job.status === "failed") {
     setStatus("Failed.");
@@ -369,6 +401,9 @@ function follow(job) {
   state.source?.close();
   $("download").hidden = true;
   $("live-view").removeAttribute("src");
+  $("live-view").hidden = false;
+  $("result-video").hidden = true;
+  $("result-video").removeAttribute("src");
   $("live-caption").textContent = "Preview";
   $("bar").style.width = "0";
   $("numbers").textContent = "";
@@ -393,7 +428,10 @@ function connect(job) {
     const d = JSON.parse(e.data);
     if (d.status === "running") { setStatus("Starting…"); $("finish").hidden = false; }
   });
-  source.addEventListener("finished_early", (e) => { track(e); setStatus("Finishing: keeping this picture…"); });
+  source.addEventListener("finished_early", (e) => {
+    track(e);
+    setStatus(job.kind === "video" ? "Finishing: encoding the frames done…" : "Finishing: keeping this picture…");
+  });
   source.addEventListener("progress", (e) => { track(e); showProgress(JSON.parse(e.data)); });
   source.addEventListener("preview", (e) => { track(e); $("live-view").src = JSON.parse(e.data).url; });
   source.addEventListener("completed", (e) => { track(e); state.lastEventId = null; finish(JSON.parse(e.data)); });

@@ -287,3 +287,27 @@ def test_from_keeps_the_recorded_knobs_unless_a_new_look_is_given():
     assert subtle.look == "subtle" and subtle.style_weight == LOOKS["subtle"]["style_weight"]
     assert subtle.style_layer_weights == DEFAULTS.style_layer_weights
     assert (subtle.steps, subtle.seed) == (7, 5)
+
+
+def test_nst_run_paints_a_clip_with_its_sound(tmp_path):
+    from tests.clips import make_clip, read_frames, sound_seconds
+
+    make_clip(tmp_path / "clip.mp4", frames=4, fps=4)
+    (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
+    out = tmp_path / "out.mp4"
+    inputs = ["--content", str(tmp_path / "clip.mp4"), "--style", str(tmp_path / "s.png"), "--output", str(out)]
+    done = subprocess.run(
+        [*NST, "run", *inputs, "--max_size", "64", "--steps", "3", "--frame-steps", "2", "--seed", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4 of 4 frames" in done.stdout
+    frames = read_frames(out)
+    assert len(frames) == 4 and frames[0].size == (64, 48)
+    assert abs(sound_seconds(out) - 1.0) < 0.1
+    info = subprocess.run([*NST, "info", str(out)], cwd=ROOT, capture_output=True, text=True, check=True)
+    record = json.loads(info.stdout)
+    assert record["frames"] == 4 and record["params"]["frame_steps"] == 2
+    assert provenance.read((tmp_path / "out.poster.png").read_bytes()) == record

@@ -14,6 +14,7 @@ SELF_ONLY = {
     "script-src": "'self'",
     "style-src": "'self'",
     "img-src": "'self' blob: data:",
+    "media-src": "'self' blob:",
     "connect-src": "'self'",
     "default-src": "'none'",
     "frame-ancestors": "'none'",

@@ -81,7 +81,7 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
     assert (
         props["style_mask"]["items"] == {"type": "string", "format": "binary"} and "minItems" not in props["style_mask"]
     )
-    options = {"format", "quality", "cancel_after", "ttl_s"}
+    options = {"format", "quality", "video_format", "cancel_after", "ttl_s"}
     assert set(props) == {"content", "style", "style_mask", *api_fields(), "webhook_url", "webhook_events", *options}
     assert props["format"]["enum"] == ["png", "webp", "jpeg", "avif"] and props["quality"]["maximum"] == 100
     assert props["color_mode"]["enum"] == ["style", "luminance", "match"] and "default" not in props["preserve_colors"]
@@ -91,11 +91,14 @@ def test_submission_form_is_one_flat_schema_from_the_parameter_model():
 
 def test_submission_forms_declare_the_image_types_of_their_files():
     ops = operations(document())
+    pictures = {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}
     for operation in ("create_job", "create_sweep"):
         body = ops[operation]["requestBody"]["content"]["multipart/form-data"]
         for name in ("content", "style", "style_mask"):
             types = {t.strip() for t in body["encoding"][name]["contentType"].split(",")}
-            assert types == {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"}, (operation, name)
+            clip = operation == "create_job" and name == "content"  # a job's content may be a clip, a sweep's not
+            clips = {"video/mp4", "video/quicktime", "video/webm", "image/gif"} if clip else set()
+            assert types == pictures | clips, (operation, name)
 
 
 def test_create_job_links_to_the_jobs_own_operations():
@@ -141,6 +144,7 @@ def test_binary_results_and_the_event_stream_are_declared_as_such():
         content = ops[name]["responses"]["200"]["content"]
         for media in ("image/png", "image/webp", "image/jpeg", "image/avif", "application/octet-stream"):
             assert content[media]["schema"] == {"type": "string", "format": "binary"}
+    assert {"video/mp4", "video/webm"} <= set(ops["get_result"]["responses"]["200"]["content"])
     assert next(iter(ops["get_preview"]["responses"]["200"]["content"])) == "image/webp"
     events = ops["stream_events"]["responses"]["200"]
     assert events["content"]["text/event-stream"]["schema"] == {"type": "string"}

@@ -168,6 +168,33 @@ def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path
     page.close()
 
 
+def test_page_paints_a_clip_and_plays_it(stack_url, browser, tmp_path):
+    from tests.clips import make_clip
+
+    make_clip(tmp_path / "clip.mp4", frames=4, fps=4)
+    _, style1, _ = images(tmp_path)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    refused = csp_violations(page)
+    page.goto(stack_url)
+    page.set_input_files("#content-input", str(tmp_path / "clip.mp4"))
+    page.set_input_files("#style-input", str(style1))
+    assert page.locator("#content-thumbs video").count() == 1
+    set_range(page, "#max_size", 64)
+    set_range(page, "#steps", 10)
+    page.eval_on_selector("#frame_steps", "el => { el.value = '2'; }")  # under More settings
+    page.click("#submit")
+    page.wait_for_function(
+        "() => /frame \\d+ of 4/.test(document.getElementById('status-line').textContent)", timeout=60_000
+    )
+    page.wait_for_selector("#download:not([hidden])", timeout=120_000)
+    assert page.inner_text("#download") == "Download MP4"
+    assert page.locator("#live-view").is_hidden() and page.locator("#result-video").is_visible()
+    assert "/result" in (page.get_attribute("#result-video", "src") or "")
+    page.screenshot(path=ARTIFACTS / "6-clip.png", full_page=True)
+    assert refused == []
+    page.close()
+
+
 def test_page_shows_api_error(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     page.goto(stack_url)
