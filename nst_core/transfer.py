@@ -208,8 +208,21 @@ class StyleTransfer:
             stopped=outcome.stopped,
             elapsed_s=run.elapsed_s(),
             total_loss=outcome.total_loss,
-            style_factor=run.style_weight / params.style_weight if params.style_weight else 1.0,
+            style_factor=run.style_factor(),
         )
+
+    def style_factor(
+        self,
+        content: Image.Image,
+        styles: Sequence[Image.Image],
+        params: TransferParams,
+        *,
+        style_masks: Sequence[Image.Image] | None = None,
+    ) -> float:
+        """The calibration `stylize` would measure for these inputs (a resumed clip's later frames need the first
+        frame's)."""
+        run = self._start(content, styles, style_masks or [], params, None)
+        return self._calibrated(run).style_factor()
 
     def _start(
         self,
@@ -523,6 +536,10 @@ class _Run:
     latest_losses: dict[str, float] = field(default_factory=dict)  # of the latest accepted picture, any scale
     init_image: Image.Image | None = None  # a clip's frame: the previous painted frame warped to it
     temporal: TemporalTarget | None = None
+
+    def style_factor(self) -> float:
+        """What the calibration multiplied the caller's style weight by."""
+        return self.style_weight / self.params.style_weight if self.params.style_weight else 1.0
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

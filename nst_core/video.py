@@ -14,8 +14,9 @@ The contract, for the worker and for fake engines:
 - The engine sees only `engine.stylize(content, styles, params, *, style_masks, callback, init_image,
   temporal, style_factor)`: `init_image` (a PIL image at the output's size) is where the optimisation starts,
   `temporal` a `nst_core.flow.TemporalTarget` (or None for frame 1), `style_factor` the calibration the
-  previous frame's result reported (None for the first frame painted: the engine measures it). A fake engine
-  accepts the three keywords and reports a `style_factor`.
+  previous frame's result reported (None for the first frame: the engine measures it); `resume` asks
+  `engine.style_factor(first_frame, styles, params, style_masks=...)` for the first frame's. A fake engine
+  accepts the three keywords, reports a `style_factor` and answers `style_factor`.
 - Colours: color_mode `match` matches the styles to the FIRST frame's colours once, so colours do not drift
   and the engine's style Gram cache serves every later frame.
 """
@@ -92,7 +93,10 @@ class ClipPainter:
     def resume(self, *, first_frame: Image.Image, previous_frame: Image.Image, previous_painted: Image.Image) -> None:
         """Go on after frames an earlier attempt finished: the next `paint` is the frame after `previous_frame`,
         whose painting was `previous_painted`."""
-        self._start(first_frame)
+        first = self._start(first_frame)
+        self._style_factor = self._engine.style_factor(
+            first, self._styles_work, self._first_params, style_masks=self._style_masks
+        )
         self._previous = self._fit(previous_frame)
         if previous_painted.size != self._previous.size:
             raise InvalidParameter(

@@ -53,6 +53,9 @@ class InstantEngine:
         self.precision = "fp32"
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes("cpu")
 
+    def style_factor(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, **_: Any) -> float:
+        return 1.0
+
     def stylize(
         self,
         content: Image.Image,
