@@ -15,6 +15,16 @@ import torch
 
 PROBE_PX = 128
 PROBE_STEPS = 10
+# What a probe takes at the model's defaults: a look or a caller's weights change the picture, not the pair's strength.
+STRENGTH_FIELDS = (
+    "look",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+)
 # The reference pair's probe share at the default weight, and how a pair's finished content ratio follows its
 # probe's: factor = (REFERENCE_SHARE / share)^(1 / RESPONSE_EXPONENT). 0.45 from the tiger at 256 px: 0.3 took the
 # stripes (probe share 1.9x the reference's) from a content ratio of 0.778 to 0.160 against 0.263 for The Starry

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from nst_core import colors, masks
 from nst_core.blocks import Block, block_grid, grid_of
-from nst_core.calibration import PROBE_PX, PROBE_STEPS, content_share, style_factor
+from nst_core.calibration import PROBE_PX, PROBE_STEPS, STRENGTH_FIELDS, content_share, style_factor
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.flow import TemporalTarget
 from nst_core.lbfgs import LBFGS
@@ -175,14 +175,14 @@ class StyleTransfer:
         `init_image` instead of `params.init` and is held near `temporal`'s target (both at the output's size).
         `style_factor`, when given, is the calibration to use (a clip's later frames reuse the first one's)."""
         run = self._start(content, styles, style_masks or [], params, callback, init_image, temporal)
-        run = (
-            self._calibrated(run)
-            if style_factor is None
-            else replace(run, style_weight=params.style_weight * style_factor)
-        )
         image: torch.Tensor | None = None
         outcome = _ScaleOutcome(image=None, step=0, total_loss=math.nan, stopped=False)
         try:
+            run = (
+                self._calibrated(run)
+                if style_factor is None
+                else replace(run, style_weight=params.style_weight * style_factor)
+            )
             for index, scale in enumerate(run.plan, start=1):
                 outcome = self._optimise_scale(run, index, scale, image, outcome.step)
                 image = outcome.image
@@ -277,19 +277,30 @@ class StyleTransfer:
 
     def _calibrated(self, run: _Run) -> _Run:
         """`run` with its style weight scaled by the pair's strength relative to the reference pair's
-        (calibration.py), measured by a probe of PROBE_STEPS from the photo at PROBE_PX (or the first scale's size,
-        if smaller). Not when the run starts elsewhere than the photo or a term is off: nothing to balance."""
+        (calibration.py), measured by a probe of PROBE_STEPS from the photo at PROBE_PX (at most the output's
+        size) with the default balance: every look of a pair gets the same factor, so the looks keep their
+        order. Not when the run starts elsewhere than the photo or a term is off: nothing to balance."""
         params = run.params
         if params.init != "content" or not params.style_weight or not params.content_weight:
             return run
-        size = fit_size(*run.content.size, min(PROBE_PX, max(run.plan[0].size)))
+        # The pair's strength, whatever the look: the probe weighs its terms as the defaults do.
+        reference = params.replace(**{name: TransferParams.model_fields[name].default for name in STRENGTH_FIELDS})
+        probe = replace(
+            run,
+            params=reference,
+            style_weight=reference.style_weight,
+            layer_weights=reference.layer_weights(),
+            content_layers=[activation_name(n) for n in reference.content_layers],
+            style_layers=[activation_name(n) for n in reference.style_layers],
+        )
+        size = fit_size(*run.content.size, min(PROBE_PX, params.max_size))
         photo = image_to_tensor(resize(run.content_work, size), self.device)
-        terms = self._loss_terms(run, photo, Scale(*size, PROBE_STEPS), None)
+        terms = self._loss_terms(probe, photo, Scale(*size, PROBE_STEPS), None)
         image = photo.clone().requires_grad_(True)
         optimizer = LBFGS(image, history_size=PROBE_STEPS)
         for _ in range(PROBE_STEPS):
             optimizer.step(lambda: evaluate_whole(self.net, image, terms))
-        layer = run.content_layers[0]
+        layer = probe.content_layers[0]
         with torch.no_grad():
             picture, original = (self.net(x, [layer])[layer] for x in (image.detach(), photo))
             styles = sum(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_core.calibration import FACTOR_BOUNDS, REFERENCE_SHARE, style_factor
+from nst_core.calibration import FACTOR_BOUNDS, PROBE_PX, REFERENCE_SHARE, style_factor
 from nst_core.features import VGG19Features, build_vgg19
 from nst_core.losses import gram_matrix
 from nst_core.tensors import image_to_tensor
@@ -89,7 +89,7 @@ def stripes(px: int = 160) -> Image.Image:
 
 def test_calibration_weakens_the_style_that_pulls_harder(engine):
     content = load_image(ROOT / "examples" / "chelsea.jpg")
-    params = TransferParams(max_size=SIZE_PX, steps=1, scales=1, seed=0)
+    params = TransferParams(max_size=PROBE_PX, steps=1, scales=1, seed=0)  # the probe's own size
     factors = {
         name: engine.stylize(content, [style], params).style_factor
         for name, style in (("stripes", stripes()), ("swirls", load_image(ROOT / "examples" / "swirls.jpg")))

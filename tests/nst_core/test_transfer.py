@@ -59,8 +59,8 @@ def test_stylize_same_seed_same_image(engine):
 def test_stylize_keeps_style_aspect_ratio(engine):
     engine._style_cache.clear()
     engine.stylize(picture(64, 64), [picture(120, 40, 3)], SMALL.replace(steps=1, style_scale=1.5))
-    sizes = [key[2] for key in engine._style_cache]
-    assert sizes == [(96, 32)]  # 64 px * 1.5 on the long side, 3:1 kept (not stretched to 64x64)
+    sizes = [key[2] for key in engine._style_cache]  # the calibration's probe and the run's one scale
+    assert set(sizes) == {(96, 32)}  # 64 px * 1.5 on the long side, 3:1 kept (not stretched to 64x64)
 
 
 def test_stylize_caches_style_grams(engine):
