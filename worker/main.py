@@ -8,6 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import redis
@@ -47,9 +48,9 @@ class WarmWorker(SimpleWorker):
         finally:
             current_job_id.reset(token)
 
-    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
         tasks.shutdown_requested.set()
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ leaves it unannotated
 
     # RQ's writes around a job: retried until Redis answers (RQ would otherwise quit on the first error).
     def prepare_execution(self, job):  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nst_shared.settings import Settings
 
@@ -102,7 +103,7 @@ def _cached_cpu_decision(path: Path, key: str) -> Decision:
         )
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
         return data if isinstance(data, dict) else {}

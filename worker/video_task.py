@@ -100,8 +100,8 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
                 first = first or frame
                 if index < done:
                     if index == done - 1:  # the last finished frame: the painting goes on from it
-                        painted = _load_frame(storage, job_id, runs, index)
-                        painter.resume(first_frame=first, previous_frame=frame, previous_painted=painted)
+                        last_painted = _load_frame(storage, job_id, runs, index)
+                        painter.resume(first_frame=first, previous_frame=frame, previous_painted=last_painted)
                     continue
                 started = time.monotonic()
                 result = painter.paint(frame, callback=functools.partial(on_progress, index))
@@ -113,7 +113,7 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
                 name = Files.frame(attempt, index)
                 run.write_result(name, encode_image(result.image, "PNG"))
                 runs = _counted(runs, attempt)
-                finished = functools.partial(
+                record_frame = functools.partial(
                     run.store.running_event,
                     job_id,
                     "frame",
@@ -121,7 +121,7 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
                     attempt=attempt,
                     clip_frames=runs,
                 )
-                if not run.retried(finished, "the finished frame"):
+                if not run.retried(record_frame, "the finished frame"):
                     reason["stop"] = "gone"
                     break
                 done = index + 1
@@ -164,7 +164,7 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
         )
         out = Path(folder) / f"out.{clip_format}"
         encode_clip(frames, out, rate=info.fps, format=clip_format, sound_from=clip_path, record=prov)
-        poster = _load_frame(storage, job_id, runs, 0) if done else partial
+        poster = partial if not done and partial is not None else _load_frame(storage, job_id, runs, 0)
         run.write_result(Files.poster(attempt), encode_image(poster, "PNG", record=prov))
         result_file = Files.clip(attempt, clip_format)
         run.write_result(result_file, out.read_bytes())

@@ -172,7 +172,7 @@ class WebhookSender:
             except Exception:  # one bad delivery must not end the thread
                 log.exception("webhook delivery crashed")
 
-    def send_next(self, *, timeout_s: float) -> bool:
+    def send_next(self, *, timeout_s: int) -> bool:
         """Take the oldest delivery (waiting up to `timeout_s`) and deliver it; False when there was none."""
         raw = self._redis.blmove(Keys.webhooks_pending, self._processing, timeout_s, "RIGHT", "LEFT")
         if raw is None:
@@ -182,7 +182,7 @@ class WebhookSender:
             delivery_body(delivery)
         except (ValueError, KeyError, TypeError, AttributeError):  # sent again, it would fail again: dropped
             log.error("webhook delivery dropped: not an outbox entry: %.200r", raw)
-            self._redis.lrem(self._processing, 1, raw)
+            self._redis.lrem(self._processing, 1, raw)  # type: ignore[arg-type]  # stub says str; LREM takes bytes
             return True
         token = current_job_id.set(delivery["record"].get("id"))
         try:
@@ -225,24 +225,24 @@ class WebhookSender:
             reason = f"HTTP {status}"
         except WebhookRefused as exc:  # not retried: the URL has become one we may not call
             log.warning("job %s: webhook %s refused at delivery: %s", job_id, delivery["id"], exc)
-            self._done(taken, None, None)
+            self._done(taken, None)
             return False
         except httpx.HTTPError as exc:
             delivered, reason = False, f"{type(exc).__name__}: {exc}"
         if delivered:
             log.info("job %s: webhook %s delivered (attempt %d)", job_id, delivery["id"], delivery["attempt"] + 1)
-            self._done(taken, None, None)
+            self._done(taken, None)
             return True
         retry = {**delivery, "attempt": delivery["attempt"] + 1}
         if retry["attempt"] >= self._settings.webhook_max_attempts:
             log.warning(
                 "job %s: webhook %s given up after %d attempts (%s)", job_id, delivery["id"], retry["attempt"], reason
             )
-            self._done(taken, None, None)
+            self._done(taken, None)
             return False
         delay_s = self._settings.webhook_backoff_s * 2 ** (retry["attempt"] - 1)
         retry_at = self._clock() + delay_s
-        self._done(taken, json.dumps(retry), retry_at)
+        self._done(taken, (json.dumps(retry), retry_at))
         log.info(
             "job %s: webhook %s failed (%s); attempt %d in %.1f s",
             job_id,
@@ -253,13 +253,16 @@ class WebhookSender:
         )
         return False
 
-    def _done(self, taken: bytes | str | None, retry: str | None, retry_at: float | None) -> None:
+    def _done(self, taken: bytes | str | None, retry: tuple[str, float] | None) -> None:
+        """Drop the delivery from the processing list; `retry` (the entry, when to send it) goes in the retry set."""
+
         def write() -> None:
             pipe = self._redis.pipeline()
             if taken is not None:
-                pipe.lrem(self._processing, 1, taken)
+                pipe.lrem(self._processing, 1, taken)  # type: ignore[arg-type]  # stub says str; LREM takes bytes
             if retry is not None:
-                pipe.zadd(Keys.webhooks_retry, {retry: retry_at})
+                entry, retry_at = retry
+                pipe.zadd(Keys.webhooks_retry, {entry: retry_at})
             pipe.execute()
 
         # Until Redis takes it (a delivery left in the processing list would be sent again), or the worker
