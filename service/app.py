@@ -118,7 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIds)  # every answer, even a refused body, carries X-Request-ID
-    app.add_middleware(SecurityHeaders, docs_paths={DOCS_URL, app.swagger_ui_oauth2_redirect_url}, redoc_path=REDOC_URL)
+    oauth_redirect = app.swagger_ui_oauth2_redirect_url  # None when FastAPI is told to serve no such page
+    docs_paths = {DOCS_URL, oauth_redirect} if oauth_redirect else {DOCS_URL}
+    app.add_middleware(SecurityHeaders, docs_paths=docs_paths, redoc_path=REDOC_URL)
     if settings.trusted_proxies:  # outermost: everything inside sees the client the proxy names
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(UntrustedForwardWarning, trusted=settings.trusted_proxies)  # sees the real peer

@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -128,7 +128,7 @@ class Caller:
 
 
 async def get_keys(request: Request) -> KeyRing:
-    return request.app.state.keys
+    return cast(KeyRing, request.app.state.keys)  # Starlette's app.state holds Any
 
 
 def client_ip(request: Request) -> str:

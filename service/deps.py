@@ -5,7 +5,7 @@ that costs more than the dependency itself."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -21,40 +21,41 @@ from service.job_reads import JobReader
 from service.submission import Submissions
 
 
+# Starlette's app.state holds Any: each getter casts to what create_app put there.
 async def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return cast(Settings, request.app.state.settings)
 
 
 async def get_redis(request: Request) -> redis.Redis:
-    return request.app.state.redis
+    return cast(redis.Redis, request.app.state.redis)
 
 
 async def get_async_redis(request: Request) -> aioredis.Redis:
-    return request.app.state.async_redis
+    return cast(aioredis.Redis, request.app.state.async_redis)
 
 
 async def get_store(request: Request) -> JobStore:
-    return request.app.state.store
+    return cast(JobStore, request.app.state.store)
 
 
 async def get_storage(request: Request) -> Storage:
-    return request.app.state.storage
+    return cast(Storage, request.app.state.storage)
 
 
 async def get_queue(request: Request) -> Queue:
-    return request.app.state.queue
+    return cast(Queue, request.app.state.queue)
 
 
 async def get_holds(request: Request) -> HoldLimiter:
-    return request.app.state.holds
+    return cast(HoldLimiter, request.app.state.holds)
 
 
 async def get_uploads(request: Request) -> HoldLimiter:
-    return request.app.state.uploads
+    return cast(HoldLimiter, request.app.state.uploads)
 
 
 async def get_job_reader(request: Request) -> JobReader:
-    return request.app.state.job_reader
+    return cast(JobReader, request.app.state.job_reader)
 
 
 async def job_id_path(

@@ -135,8 +135,8 @@ class Submissions:
             )
             if existing is not None:
                 position = self.queue.get_job_position(existing.rq_job_id) if existing.rq_job_id else None
-                queued = existing.status is JobStatus.QUEUED and position is not None
-                return Submitted(existing, position + 1 if queued else None)
+                queued = existing.status is JobStatus.QUEUED
+                return Submitted(existing, position + 1 if queued and position is not None else None)
         try:
             # A live request keeps its claim; a dead one's lapses within the lease.
             self.store_files(job_id, content, styles, masks, on_stored=partial(claims.renew, claim))
@@ -275,9 +275,9 @@ class Submissions:
 
     def undo(self, job_ids: list[str], claim: str | None) -> None:
         """Remove what a submission cut short wrote: its records, its files, its Idempotency-Key's claim."""
-        undos = [
-            *(lambda job_id=job_id: self.store.delete(job_id) for job_id in job_ids),
-            *(lambda job_id=job_id: self.storage.delete_job(job_id) for job_id in job_ids),
+        undos: list[Callable[[], object]] = [
+            *(partial(self.store.delete, job_id) for job_id in job_ids),
+            *(partial(self.storage.delete_job, job_id) for job_id in job_ids),
             lambda: self.store.redis.delete(claim) if claim else None,
         ]
         for undo in undos:

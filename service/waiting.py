@@ -37,7 +37,7 @@ async def wait_for_end(
     # From the stream's latest event: anything after it is new, and the record is read after it, so an end
     # between the two reads is seen either in the record or in the stream.
     latest = await redis.xrevrange(Keys.events(job_id), count=1)
-    last = latest[0][0] if latest else "0"
+    last = (latest[0][0] if latest else None) or "0"  # (redis-py types an entry's id as optional: XCLAIM's can be)
     record = await asyncio.to_thread(store.get, job_id)
     while record is not None and not record.status.terminal:
         remaining = deadline - time.monotonic()

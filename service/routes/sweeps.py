@@ -4,7 +4,7 @@ every cell (HTTP only: a submission is service/sweep_submission.py's, the sheet 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
@@ -38,7 +38,7 @@ SHEET = "sheet.png"
 
 
 async def get_sweeps(request: Request) -> SweepStore:
-    return request.app.state.sweeps
+    return cast(SweepStore, request.app.state.sweeps)  # Starlette's app.state holds Any
 
 
 async def sweep_id_path(
