@@ -24,9 +24,11 @@ class Engine(Protocol):
     """What a painting needs of an engine (nst_core.transfer.StyleTransfer, or a test's fake)."""
 
     device: Any  # has .type: "cpu", "cuda", "mps"
-    device_name: str
     precision: str
     memory_budget_bytes: int
+
+    @property
+    def device_name(self) -> str: ...  # read-only: StyleTransfer's is a property
 
     def stylize(self, content: Any, styles: Any, params: TransferParams, *, style_masks: Any, callback: Any) -> Any:
         """An object with image, steps_done, stopped and elapsed_s."""
