@@ -36,7 +36,7 @@ def help_text(name: str) -> str:
     """The parameter's description with its range and default, as a flag's help shows them."""
     schema = form_schema()[name]
     low, high = schema.get("minimum"), schema.get("maximum")
-    text = schema["description"]
+    text: str = schema["description"]
     if low is not None and high is not None:
         text += f" ({_number(low)}..{_number(high)})"
     return (text + f" (default: {TransferParams.model_fields[name].default})").replace("%", "%%")

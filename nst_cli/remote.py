@@ -56,7 +56,7 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser(
-    subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str, description: str
 ) -> argparse.ArgumentParser:
     return subparsers.add_parser(
         name,
@@ -67,7 +67,7 @@ def _parser(
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = _parser(
         subparsers,
         "submit",

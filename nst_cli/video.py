@@ -4,6 +4,7 @@ bar by frame; the sound re-encoded, the provenance in the video's metadata and a
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def paint_clip(args: argparse.Namespace, params: TransferParams, engine: Any, fi
     try:
         with Interrupts() as interrupts, bar:
             for index, frame in enumerate(iter_frames(args.content, info, max_pixels=info.width * info.height)):
-                result = painter.paint(frame, callback=lambda p, i=index: on_progress(i, p))
+                result = painter.paint(frame, callback=functools.partial(on_progress, index))
                 painted.append(result.image)
                 steps_done += result.steps_done
                 bar.update(task, completed=index + 1)
