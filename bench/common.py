@@ -1,7 +1,11 @@
-"""What the bench scripts share: the project root on the path, the shared pictures, a table printer."""
+"""What the bench scripts share: the project root on the path, the shared pictures, options, children, tables."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +23,57 @@ def shared_image(kind: str, name: str) -> Path:
         if found:
             return found[0]
     raise SystemExit(f"no {kind}/{name}.* in shared/images beside or above {ROOT}")
+
+
+def parser(doc: str, device: str = "cpu") -> argparse.ArgumentParser:
+    """The script's docstring as its help, with --device and --json (the results, for bench/gpu_check.py)."""
+    made = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    made.add_argument("--device", default=device)
+    made.add_argument("--json", help="write the results here as JSON")
+    return made
+
+
+def write_json(path: str | None, result: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(result, indent=1, default=str))
+
+
+def child(script: str, argv: list[str], must: bool = True) -> dict | None:
+    """`script` run with `argv` in a process of its own (its peak memory its own) with the engine's malloc
+    settings: the JSON its last line prints, or None (its error printed) when it failed and need not succeed."""
+    from nst_shared.allocator import with_engine_malloc
+
+    env = with_engine_malloc(os.environ)
+    done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, env=env)
+    if done.returncode and must:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
+    if done.returncode:
+        print(f"  {' '.join(argv)}: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def noise(width: int, height: int) -> tuple:
+    """A content picture and a style list of random pixels (seeds 0 and 1): what engine timings run on."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = [np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8) for seed in (0, 1)]
+    return Image.fromarray(pixels[0]), [Image.fromarray(pixels[1])]
+
+
+def params(size: int, steps: int, **more):
+    """Unvalidated (model_copy): engine_bench.py largest goes past the API's bounds to find what fits."""
+    from nst_shared.params import TransferParams
+
+    return TransferParams().model_copy(update=dict(max_size=size, steps=steps, scales=1, seed=0, **more))
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def print_table(header: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:
