@@ -1,15 +1,9 @@
-"""Does it survive faults: jobs submitted continuously while parts of the stack fail; afterwards every accepted job
-must have ended (succeeded, or failed with a code), none lost or left queued or running, and the stack must have
-come back by itself. Prints the ledger; exits 1 when anything is wrong.
+"""Does it survive faults: jobs submitted while parts of the stack fail; every accepted job must end (succeeded, or
+failed with a code), none lost or left queued or running, and the stack come back by itself. Prints the ledger,
+exits 1 when anything is wrong (bench/README.md: what each trial kills or cuts, and its results).
 
     .venv/bin/python bench/fault_bench.py kills [--seconds 120] [--workers 3] [--kill-every 4] [--rate 3]
     sudo .venv/bin/python bench/fault_bench.py cuts [--rate 0.1] [--steps 8] [--size 64] [--engine ENGINE]
-
-kills: `nst up` with N workers and a fake engine; a worker, the API, a worker and Redis SIGKILLed in turn
-(tests/cli/test_faults.py runs it small). cuts: the multi-host bed of tests/fleet/bed.py (six hosts in network
-namespaces, as root) with the real engine on tiny pictures; w1, Redis's host, the storage host and w2 cut
-silently in turn, then Redis SIGKILLed and restarted; a result written by a stale attempt is wrong too
-(tests/fleet/ runs it small, one cut-off a test).
 """
 
 from __future__ import annotations
@@ -28,19 +22,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import common  # noqa: F401 (the project root on the path)
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cli.stack import NstUp
 from tests.conftest import make_image, wait_until
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 KILL_ORDER = ("worker", "api", "worker", "redis")
-KILLS_SETTINGS = {"engine": "tests.engines:SlowEngine", "heartbeat_interval_s": 0.5, "heartbeat_ttl_s": 2}
-KILLS_SETTINGS |= {"reaper_interval_s": 1, "queued_grace_s": 5, "retry_lost_jobs": 2, "log_level": "WARNING"}
-KILLS_SETTINGS["max_queued_jobs"] = 100_000
+KILLS_SETTINGS = dict(
+    engine="tests.engines:SlowEngine", heartbeat_interval_s=0.5, heartbeat_ttl_s=2, reaper_interval_s=1
+)
+KILLS_SETTINGS |= dict(queued_grace_s=5, retry_lost_jobs=2, log_level="WARNING", max_queued_jobs=100_000)
 TTL_S = 4  # cuts: a worker's heartbeat lives this long; each worker's cut lasts longer
+CUTS_SETTINGS = dict(heartbeat_interval_s=1, heartbeat_ttl_s=TTL_S, reaper_interval_s=1, retry_lost_jobs=1)
 
 
 class Submitter(threading.Thread):
@@ -149,22 +144,16 @@ def kills(args: argparse.Namespace) -> bool:
     def listed(counter: Counter) -> str:
         return ", ".join(f"{k} {n}" for k, n in sorted(counter.items())) or "none"
 
-    print(
-        f"fault trial: {args.seconds:.0f} s of submissions at {args.rate}/s, a SIGKILL every ~{args.kill_every} s; "
-        f"nst up with {args.workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)"
-    )
+    ok = not bad and not own_exits and recovered and stopped == 0
+    accepted, refused = submitter.accepted, submitter.refused
+    print(f"fault trial: {args.seconds:.0f} s at {args.rate}/s, a SIGKILL every ~{args.kill_every} s, ", end="")
+    print(f"nst up with {args.workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)")
     print(f"kills:      {listed(kills)}")
     print(f"restarts:   {listed(restarts)} (said in nst up's log); exits without a kill: {listed(own_exits)}")
-    print(
-        f"submitted:  {len(submitter.accepted) + sum(submitter.refused.values())}: accepted "
-        f"{len(submitter.accepted)}, refused {listed(submitter.refused)}"
-    )
-    print(f"accepted:   {len(submitter.accepted)}: {listed(outcomes)}")
-    print(
-        f"recovered:  {'yes' if recovered else 'NO'}: ready with {args.workers} workers and a new job succeeded "
-        f"{recovered_s:.1f} s after the last kill; nst up exited with {stopped}"
-    )
-    ok = not bad and not own_exits and recovered and stopped == 0
+    print(f"submitted:  {len(accepted) + sum(refused.values())}: accepted {len(accepted)}, refused {listed(refused)}")
+    print(f"accepted:   {len(accepted)}: {listed(outcomes)}")
+    came = f"ready with {args.workers} workers and a new job succeeded {recovered_s:.1f} s after the last kill"
+    print(f"recovered:  {'yes' if recovered else 'NO'}: {came}; nst up exited with {stopped}")
     print(f"verdict:    {'OK: every accepted job ended, none lost or stuck' if ok else 'FAILED'}")
     return ok
 
@@ -181,19 +170,11 @@ def cuts(args: argparse.Namespace) -> bool:
     try:
         started = time.monotonic()
         bed.build()
-        bed.start(
-            engine=args.engine,
-            heartbeat_interval_s=1,
-            heartbeat_ttl_s=TTL_S,
-            reaper_interval_s=1,
-            retry_lost_jobs=args.retry_lost_jobs,
-        )
+        bed.start(engine=args.engine, **CUTS_SETTINGS)
         print(f"bed up in {time.monotonic() - started:.0f} s: {bed.root}", flush=True)
         form = {"max_size": str(args.size), "steps": str(args.steps), "preview_every": "5"}
-        submitters = [
-            Submitter(url, args.rate, i, form, functools.partial(bed.on, "client"))
-            for i, url in enumerate(bed.api_urls)
-        ]
+        on_client = functools.partial(bed.on, "client")
+        submitters = [Submitter(url, args.rate, i, form, on_client) for i, url in enumerate(bed.api_urls)]
         cut_offs = [
             (host, lambda h=host: bed.cut(h), lambda h=host: bed.restore(h), s)
             for host, s in (("w1", TTL_S + 4), ("redis", 12), ("storage", 6), ("w2", TTL_S + 4))
@@ -238,7 +219,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="cuts")
     parser.add_argument("--size", type=int, default=64, help="cuts: longest side of the pictures, px")
     parser.add_argument("--engine", default="nst_core.transfer:StyleTransfer", help="cuts")
-    parser.add_argument("--retry-lost-jobs", type=int, default=1, help="cuts")
     parser.add_argument("--pause", type=float, default=8, help="cuts: seconds between cut-offs")
     args = parser.parse_args()
     args.rate = args.rate or (3 if args.what == "kills" else 0.1)
