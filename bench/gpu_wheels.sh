@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
-# Packs what bench/gpu_check.sh needs on the GPU machine into .gpu-trip/ (git-ignored, carried by the run call in
-# bench/README.md): the Python 3.12 manylinux wheels of the packages that machine's image lacks, at the versions
-# this checkout's .venv runs, and the two shared pictures of the time-to-objective row. That machine has no
-# network; its image has torch 2.11, numpy, pillow, httpx, pytest, rich, prometheus-client and more
-# (bench/gpu_image_packages.txt), so only the service's own stack travels. Run from anywhere: bench/gpu_wheels.sh [--list: print the pins only]
+# Packs into .gpu-trip/ (git-ignored, carried by the run call in bench/README.md) the cp312 wheels, at .venv's
+# versions, of what the GPU machine's image (bench/gpu_image_packages.txt) lacks, and the objective row's two pictures.
+# bench/gpu_wheels.sh [--list: print the pins only]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 trip="$root/.gpu-trip"
