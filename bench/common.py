@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -84,14 +85,14 @@ def print_table(header: list[str], rows: list[list[str]], notes: list[str] = ())
     print("\n".join(notes), flush=True)
 
 
-def sheet(pictures: list, path: str, height: int = 256) -> None:
-    """The pictures side by side at one height, as one PNG to look at."""
+def sheet(rows: list, path, height: int = 256) -> None:
+    """Pictures at one height side by side, in rows (a list of pictures is one row), as one PNG to look at."""
     from PIL import Image
 
-    scaled = [p.resize((max(1, round(p.width * height / p.height)), height)) for p in pictures]
-    canvas = Image.new("RGB", (sum(p.width for p in scaled) + 8 * (len(scaled) + 1), height + 16), "white")
-    x = 8
-    for picture in scaled:
-        canvas.paste(picture, (x, 8))
-        x += picture.width + 8
+    rows = [[p.resize((max(1, round(p.width * height / p.height)), height)) for p in row] for row in rows]
+    width = max(sum(p.width + 8 for p in row) for row in rows) + 8
+    canvas = Image.new("RGB", (width, len(rows) * (height + 8) + 8), "white")
+    for y, row in enumerate(rows):
+        for x, picture in zip(itertools.accumulate((p.width + 8 for p in row), initial=8), row):
+            canvas.paste(picture, (x, 8 + y * (height + 8)))
     canvas.save(path)

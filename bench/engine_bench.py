@@ -156,7 +156,7 @@ def bench_objective(args) -> dict[str, Any]:
         ratio = f"{reached['s'] / plain_s:.3f}" if reached else "-"
         rows.append([f"ours {engine.precision} x{scales}", s, str(reached.get("step", "-")), f"{target:.4g}", ratio])
     if args.picture:
-        sheet(pictures, args.picture)
+        sheet([pictures], args.picture)
     print_table(["run", "time s", "steps", "objective", "time ratio"], rows, [f"{args.size} px, {args.device}"])
     return {"device": args.device, "size": args.size, "plain_s": plain_s, "plain_objective": target, "runs": found}
 

@@ -225,7 +225,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         finally:
             up.stop()
     if args.picture and pictures:
-        sheet(pictures, args.picture, height=192)
+        sheet([pictures], args.picture, height=192)
     cells = "{job} {ok} {size[0]}x{size[1]} {steps} {submit_to_png_s:.2f} {queue_pickup_s:.3f}"
     rows = [cells.format(**j).split() for j in jobs]
     print_table(["job", "ok", "size", "steps", "submit->PNG s", "pickup s"], rows, [f"nst up ready in {start_s:.1f} s"])
