@@ -16,8 +16,7 @@ TABLE = "--- table ---"  # bench/gpu_check.py copies what follows this line into
 
 
 def shared_image(kind: str, name: str) -> Path:
-    """A shared picture by kind (content, style) and stem: in shared/images beside the checkout or above it
-    (a worktree's), or the GPU trip's copy; never copied into the repository."""
+    """A shared picture by kind and stem, from shared/images beside or above the checkout, or the GPU trip's."""
     places = [parent / "shared" / "images" for parent in ROOT.parents] + [ROOT / ".gpu-trip" / "images"]
     for place in places:
         found = sorted((place / kind).glob(f"{name}.*"))
@@ -40,8 +39,7 @@ def write_json(path: str | None, result: dict) -> None:
 
 
 def child(script: str, argv: list[str], must: bool = True) -> dict | None:
-    """`script` run with `argv` in a process of its own (its peak memory its own) with the engine's malloc
-    settings: the JSON its last line prints, or None (its error printed) when it failed and need not succeed."""
+    """What `script` run in a process of its own (its own peak memory) prints as JSON last; None when it failed."""
     from nst_shared.allocator import with_engine_malloc
 
     env = with_engine_malloc(os.environ)

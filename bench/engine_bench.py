@@ -68,7 +68,7 @@ def iteration(size: int, precision: str, args) -> dict[str, Any]:
 def bench_iteration(args) -> dict[str, Any]:
     peaks = {p: matmul_peak(args.device, p, args.matmul_n) for p in ("fp32", "bf16")}
     rows, found = [], []
-    for precision, size in itertools.product(args.precisions, args.sizes):
+    for precision, size in itertools.product(args.precisions, args.sizes or [256, 512]):
         passed = [f"--device={args.device}", f"--iterations={args.iterations}", f"--precisions={precision}"]
         r = child(__file__, ["iteration", *passed, f"--child={size}"])
         rate = r["gflop_per_iter"] / r["s_per_iter"]
@@ -114,8 +114,7 @@ def bench_objective(args) -> dict[str, Any]:
     from nst_core.transfer import StyleTransfer
     from nst_shared.images import load_image
 
-    content = load_image(args.content or shared_image("content", "tiger"))
-    style = load_image(args.style or shared_image("style", "starry"))
+    content, style = load_image(shared_image("content", "tiger")), load_image(shared_image("style", "starry"))
     base = params(args.size, args.steps)
     photo, evaluate, score = engine_objective(content, style, base, args.device)
     image, evaluations = photo.clone().requires_grad_(True), 0
@@ -192,16 +191,12 @@ def main() -> None:
     options.add_argument("--size", type=int, default=512, help="objective: the picture's longest side")
     options.add_argument("--steps", type=int, default=300, help="objective: the plain way's evaluations")
     options.add_argument("--runs", nargs="+", default=["1:fp32", "1:auto", "3:auto"], help="objective: ours")
-    options.add_argument("--content", help="objective: default tiger")
-    options.add_argument("--style", help="objective: default starry")
     options.add_argument("--picture", help="objective: the pictures side by side (PNG)")
     options.add_argument("--child", help=argparse.SUPPRESS)
     args = options.parse_args()
     if args.child:
         print(json.dumps(iteration(int(args.child), args.precisions[0], args)))
         return
-    if args.what == "iteration":
-        args.sizes = args.sizes or [256, 512]
     commands = {"iteration": bench_iteration, "objective": bench_objective, "largest": bench_largest}
     write_json(args.json, commands[args.what](args))
 

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "--- table ---"
@@ -46,13 +45,6 @@ def needed_imports() -> set[str]:
     return {name for name in found if name not in sys.stdlib_module_names and name not in ours} - OPTIONAL_IMPORTS
 
 
-class Step(NamedTuple):
-    name: str
-    max_s: float
-    command: list[str]
-    env: dict[str, str]
-
-
 # After pytest, most important first: (most seconds, the script and its arguments on the card); the first five hold
 # the numbers issue 27 asks for (about 175 s with the card warm), the rest get what the budget leaves.
 BENCHES = {
@@ -75,31 +67,31 @@ TINY = {  # --tiny: the same scripts at sizes for the dry run on a CPU (tests/be
 }
 
 
-def plan(args: argparse.Namespace, out: Path) -> list[Step]:
-    """pytest, each bench with its --json (and --picture, the two that paint), then each --extra: a bash command
-    with DEVICE, OUT and PYTHON set (e.g. 'print=$PYTHON bench/print_bench.py rows --device $DEVICE --sizes 4096')."""
+def plan(args: argparse.Namespace, out: Path) -> list[tuple]:
+    """(name, most seconds, command, environment) of pytest, each bench with its --json (--picture: the two that
+    paint), then each --extra, run by bash with DEVICE, OUT and PYTHON set (bench/README.md has an example)."""
     py, device, slower = sys.executable, args.device, 3 if args.tiny else 1  # tiny sizes on a shared CPU are slower
     pytest = f"-m pytest -m gpu tests/gpu -q -x -rfEs -p no:cacheprovider --junitxml={out / 'pytest.xml'} -o addopts="
     tiny = ["-k", "not bf16"] if args.tiny else []
-    steps = [Step("pytest", 50 * slower, [py, *pytest.split(), *tiny], {"GPU_TEST_DEVICE": device})]
+    steps = [("pytest", 50 * slower, [py, *pytest.split(), *tiny], {"GPU_TEST_DEVICE": device})]
     for name, (max_s, real) in BENCHES.items():
         script, *more = (TINY[name] if args.tiny else real).split()
         more += ["--picture", str(out / f"{name}.png")] if name in ("objective", "service") else []
         command = [py, f"bench/{script}", *more, "--device", device, "--json", str(out / f"{name}.json")]
-        steps.append(Step(name, max_s * slower, command, {}))
+        steps.append((name, max_s * slower, command, {}))
     env = {"DEVICE": device, "OUT": str(out), "PYTHON": py}
     for name, _, command in (extra.partition("=") for extra in args.extra):
-        steps.append(Step(name, args.extra_max_s * slower, ["bash", "-c", command], env))
-    return [step for step in steps if not args.only or step.name in args.only]
+        steps.append((name, args.extra_max_s * slower, ["bash", "-c", command], env))
+    return [step for step in steps if not args.only or step[0] in args.only]
 
 
-def run_step(step: Step, timeout_s: float, log) -> dict:
+def run_step(name: str, command: list[str], env: dict, timeout_s: float, log) -> dict:
     """Run one step in its own process group (so a timeout ends its children too: nst up, workers, Redis)."""
-    log.write(f"\n===== {step.name}: {shlex.join(step.command)} (at most {timeout_s:.0f} s)\n")
+    log.write(f"\n===== {name}: {shlex.join(command)} (at most {timeout_s:.0f} s)\n")
     log.flush()
     started = time.monotonic()
     output = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    process = subprocess.Popen(step.command, cwd=ROOT, env={**os.environ, **step.env}, start_new_session=True, **output)
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, **output)
     try:
         output, _ = process.communicate(timeout=timeout_s)
         status = "ok" if process.returncode == 0 else f"failed (exit {process.returncode})"
@@ -109,7 +101,7 @@ def run_step(step: Step, timeout_s: float, log) -> dict:
         status = f"timed out after {timeout_s:.0f} s"
     elapsed = time.monotonic() - started
     log.write(output)
-    log.write(f"\n===== {step.name}: {status} in {elapsed:.1f} s\n")
+    log.write(f"\n===== {name}: {status} in {elapsed:.1f} s\n")
     log.flush()
     lines = output.splitlines()
     table = lines[lines.index(TABLE) + 1 :] if TABLE in lines else [line for line in lines[-12:] if line.strip()]
@@ -158,34 +150,28 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     missing = sorted(name for name in needed_imports() if importlib.util.find_spec(name) is None)
     if missing:  # every step would fail on its imports: refuse before spending the lease
-        refusal = (
-            f"gpu_check: REFUSED, nothing ran: {sys.executable} cannot import {', '.join(missing)}. Pack the wheels "
-            "here with bench/gpu_wheels.sh and carry .gpu-trip in the run call (bench/README.md)."
-        )
+        refusal = f"gpu_check: REFUSED, nothing ran: {sys.executable} cannot import {', '.join(missing)}. Pack "
+        refusal += "the wheels here with bench/gpu_wheels.sh and carry .gpu-trip in the run call (bench/README.md)."
         print("\n" + "!" * 100 + f"\n{refusal}\n" + "!" * 100, file=sys.stderr, flush=True)
         (out / "summary.txt").write_text(refusal + "\n")
         return 3
     results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s, "steps": {}}
     deadline = time.monotonic() + args.budget_s  # the steps' budget, from after the machine's probe
     with open(out / "steps.log", "w") as log:
-        for step in plan(args, out):
+        for name, max_s, command, env in plan(args, out):
             left = deadline - time.monotonic()
             if left < 10:
-                results["steps"][step.name] = {"status": "skipped: the time budget is spent", "seconds": 0, "table": []}
+                results["steps"][name] = {"status": "skipped: the time budget is spent", "seconds": 0, "table": []}
                 continue
-            results["steps"][step.name] = outcome = run_step(step, min(step.max_s, left), log)
-            if (found := out / f"{step.name}.json").is_file():  # folded into results.json: fewer files to bring back
+            results["steps"][name] = outcome = run_step(name, command, env, min(max_s, left), log)
+            if (found := out / f"{name}.json").is_file():  # folded into results.json: fewer files to bring back
                 outcome["result"] = json.loads(found.read_text())
                 found.unlink()
-            print(f"{step.name}: {outcome['status']} in {outcome['seconds']} s", flush=True)
+            print(f"{name}: {outcome['status']} in {outcome['seconds']} s", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     m = results["machine"]
-    summary = [
-        f"GPU check, {m['date']} on {m['host']}: {m.get('gpu') or args.device}, torch {m.get('torch')} "
-        f"(CUDA {m.get('cuda')}), Python {m['python']}",
-        f"nvidia-smi: {m.get('nvidia_smi')}",
-        "",
-    ]
+    summary = [f"GPU check, {m['date']} on {m['host']}: {m.get('gpu') or args.device}, torch {m.get('torch')}"]
+    summary += [f"(CUDA {m.get('cuda')}), Python {m['python']}, nvidia-smi: {m.get('nvidia_smi')}", ""]
     for name, outcome in results["steps"].items():
         summary.append(f"## {name}: {outcome['status']} ({outcome['seconds']} s)")
         summary += outcome["table"] + [""]

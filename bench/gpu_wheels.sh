@@ -36,24 +36,18 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
 import re, sys, zipfile
 from pathlib import Path
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name as canon
 wheels = sorted(Path(sys.argv[1]).glob("*.whl"))
-image = {canonicalize_name(l.strip()) for l in Path(sys.argv[2]).read_text().splitlines() if l.strip() and not l.startswith("#")}
-carried = {canonicalize_name(w.name.split("-")[0]) for w in wheels}
-env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux", "platform_system": "Linux",
-       "platform_machine": "x86_64", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-       "os_name": "posix", "extra": ""}
+image = {canon(l.strip()) for l in Path(sys.argv[2]).read_text().splitlines() if l.strip() and not l.startswith("#")}
+have = image | {canon(w.name.split("-")[0]) for w in wheels} | {"torch", "torchvision"}
+env = dict(python_version="3.12", python_full_version="3.12.3", sys_platform="linux", platform_system="Linux", os_name="posix",
+           platform_machine="x86_64", implementation_name="cpython", platform_python_implementation="CPython", extra="")
 missing = []
 for wheel in wheels:
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-    for line in re.findall(r"^Requires-Dist: (.+)$", meta, re.M):
-        req = Requirement(line)
-        if req.marker and not req.marker.evaluate(env):
-            continue
-        name = canonicalize_name(req.name)
-        if name not in carried and name not in image and name not in {"torch", "torchvision"}:
-            missing.append(f"{wheel.name}: {req}")
+    reqs = [Requirement(line) for line in re.findall(r"^Requires-Dist: (.+)$", meta, re.M)]
+    missing += [f"{wheel.name}: {r}" for r in reqs if (not r.marker or r.marker.evaluate(env)) and canon(r.name) not in have]
 if missing:
     sys.exit("gpu_wheels: needed but neither carried nor in the image:\n  " + "\n  ".join(missing))
 PY

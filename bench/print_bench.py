@@ -97,7 +97,7 @@ def pairs(args: argparse.Namespace) -> None:
     from nst_shared.images import load_image
     from nst_shared.params import TransferParams
 
-    engine, out, d = StyleTransfer(device=args.device), Path(args.out), args.detail_px
+    engine, out, d = StyleTransfer(device=args.device), Path(args.out), 512  # the detail's side
     for content_name, style_name in PAIRS:
         content, style = (
             load_image(shared_image("content", content_name)),
@@ -129,7 +129,6 @@ def main() -> None:
     options.add_argument("--precision", default="auto", help="rows")
     options.add_argument("--modes", nargs="+", default=["whole", "blocks"], choices=["whole", "blocks"])
     options.add_argument("--out", default="", help="folder for the pictures (never the project)")
-    options.add_argument("--detail-px", type=int, default=512, help="pairs")
     options.add_argument("--child", help=argparse.SUPPRESS)
     args = options.parse_args()
     args.sizes = args.sizes or {"rows": [1024, 2048], "schedule": [4096], "pairs": [512, 2048]}[args.what]

@@ -36,9 +36,8 @@ def photo_jpeg(width: int, height: int, seed: int, target_bytes: int = 2**20) ->
     smooth = np.stack([np.sin(x / (37 + 11 * c) + c) * np.cos(y / (23 + 7 * c)) for c in range(3)], axis=-1) * 90 + 128
     for grain in np.linspace(2, 80, 40):
         buffer = io.BytesIO()
-        Image.fromarray(np.clip(smooth + rng.normal(0, grain, smooth.shape), 0, 255).astype(np.uint8)).save(
-            buffer, "JPEG", quality=90
-        )
+        noisy = np.clip(smooth + rng.normal(0, grain, smooth.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(buffer, "JPEG", quality=90)
         if buffer.tell() >= target_bytes:
             break
     return buffer.getvalue()
@@ -62,11 +61,10 @@ class Pool:
     """Keep-alive connections to one port, handed out one request at a time; another opened when all are busy."""
 
     def __init__(self, port: int) -> None:
-        self.port, self.idle = port, []
+        self.at, self.idle = ("127.0.0.1", port), []
 
     async def send(self, raw: bytes, expect: int) -> bytes:
-        connect = asyncio.open_connection("127.0.0.1", self.port, limit=2**20)
-        reader, writer = self.idle.pop() if self.idle else await connect
+        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(*self.at, limit=2**20)
         try:
             writer.write(raw)
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
