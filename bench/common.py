@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,12 +19,9 @@ TABLE = "--- table ---"  # bench/gpu_check.py copies what follows this line into
 
 def shared_image(kind: str, name: str) -> Path:
     """A shared picture by kind and stem, from shared/images beside or above the checkout, or the GPU trip's."""
-    places = [parent / "shared" / "images" for parent in ROOT.parents] + [ROOT / ".gpu-trip" / "images"]
-    for place in places:
-        found = sorted((place / kind).glob(f"{name}.*"))
-        if found:
-            return found[0]
-    raise SystemExit(f"no {kind}/{name}.* in shared/images beside or above {ROOT}")
+    places = [*(parent / "shared" / "images" for parent in ROOT.parents), ROOT / ".gpu-trip" / "images"]
+    found = [path for place in places for path in sorted((place / kind).glob(f"{name}.*"))]
+    return found[0] if found else sys.exit(f"no {kind}/{name}.* in shared/images beside or above {ROOT}")
 
 
 def parser(doc: str, device: str = "cpu") -> argparse.ArgumentParser:
@@ -33,22 +32,33 @@ def parser(doc: str, device: str = "cpu") -> argparse.ArgumentParser:
     return made
 
 
+@contextlib.contextmanager
+def stack(**settings):
+    """`nst up` (tests/cli/stack.py) in a folder of its own, stopped at the end; its exit status in .stopped."""
+    from tests.cli.stack import NstUp
+
+    with tempfile.TemporaryDirectory() as folder:
+        up = NstUp(Path(folder), **settings)
+        try:
+            yield up
+        finally:
+            up.stopped = up.stop()
+
+
 def write_json(path: str | None, result: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(result, indent=1, default=str))
 
 
-def child(script: str, argv: list[str], must: bool = True) -> dict | None:
+def child(script: str, argv: list[str]) -> dict | None:
     """What `script` run in a process of its own (its own peak memory) prints as JSON last; None when it failed."""
     from nst_shared.allocator import with_engine_malloc
 
-    env = with_engine_malloc(os.environ)
-    done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, env=env)
-    if done.returncode and must:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
+    done = subprocess.run(
+        [sys.executable, script, *argv], capture_output=True, text=True, env=with_engine_malloc(os.environ)
+    )
     if done.returncode:
-        print(f"  {' '.join(argv)}: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
-        return None
+        return print(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}", flush=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

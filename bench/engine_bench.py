@@ -12,6 +12,7 @@ import itertools
 import json
 import resource
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -70,7 +71,7 @@ def bench_iteration(args) -> dict[str, Any]:
     rows, found = [], []
     for precision, size in itertools.product(args.precisions, args.sizes or [256, 512]):
         passed = [f"--device={args.device}", f"--iterations={args.iterations}", f"--precisions={precision}"]
-        r = child(__file__, ["iteration", *passed, f"--child={size}"])
+        r = child(__file__, ["iteration", *passed, f"--child={size}"]) or sys.exit(1)
         rate = r["gflop_per_iter"] / r["s_per_iter"]
         r["pct_of_peak"] = 100 * rate / peaks[r["precision"]]
         found.append(r)

@@ -1,6 +1,5 @@
-"""Does it survive faults: jobs submitted while parts of the stack fail; every accepted job must end (succeeded, or
-failed with a code), none lost or left queued or running, and the stack come back by itself. Prints the ledger,
-exits 1 when anything is wrong (bench/README.md: what each trial kills or cuts, and its results).
+"""Does it survive faults: every job accepted while parts of the stack are killed or cut must end (none lost or
+stuck) and the stack come back by itself; prints the ledger, exits 1 otherwise (bench/README.md has the trials).
 
     .venv/bin/python bench/fault_bench.py kills [--seconds 120] [--workers 3] [--kill-every 4] [--rate 3]
     sudo .venv/bin/python bench/fault_bench.py cuts [--rate 0.1] [--steps 8] [--size 64] [--engine ENGINE]
@@ -22,20 +21,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import common  # noqa: F401 (the project root on the path)
 import httpx
+from common import stack
 
-from tests.cli.stack import NstUp
 from tests.conftest import make_image, wait_until
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 KILL_ORDER = ("worker", "api", "worker", "redis")
 KILLS_SETTINGS = dict(engine="tests.engines:SlowEngine", heartbeat_interval_s=0.5, heartbeat_ttl_s=2, retry_lost_jobs=2)
 KILLS_SETTINGS |= dict(reaper_interval_s=1, queued_grace_s=5, log_level="WARNING", max_queued_jobs=100_000)
-PAUSE_S, TTL_S = (
-    8,
-    4,
-)  # cuts: seconds between cut-offs; cuts: a worker's heartbeat lives this long; each worker's cut lasts longer
+PAUSE_S, TTL_S = 8, 4  # cuts: seconds between cut-offs; a heartbeat's life (each worker's cut lasts longer)
 CUTS_SETTINGS = dict(heartbeat_interval_s=1, heartbeat_ttl_s=TTL_S, reaper_interval_s=1, retry_lost_jobs=1)
 
 
@@ -95,7 +90,7 @@ def outcome(states: dict[str, dict | None], job_id: str) -> str:
     return state["status"] if state["status"] in TERMINAL else f"STUCK ({state['status']})"
 
 
-def came_back(up: NstUp, workers: int) -> bool:
+def came_back(up, workers: int) -> bool:
     """Whether the stack is ready with all its workers by itself, and runs a new job."""
     try:
         with up.client() as client:
@@ -109,30 +104,27 @@ def came_back(up: NstUp, workers: int) -> bool:
 
 def kills(args: argparse.Namespace) -> bool:
     rng, kills, form = random.Random(1), Counter(), {"max_size": "64", "preview_every": "0"}
-    with tempfile.TemporaryDirectory() as folder:
-        up = NstUp(Path(folder), workers=args.workers, **KILLS_SETTINGS)
-        try:
-            submitter = Submitter(up.url, args.rate, 1, form)
-            submitter.start()
-            started = last_kill_at = time.monotonic()
-            for role in itertools.cycle(KILL_ORDER):
-                time.sleep(args.kill_every * rng.uniform(0.5, 1.5))
-                if time.monotonic() - started > args.seconds:
-                    break
-                try:
-                    up.kill(role)
-                    kills[role] += 1
-                    last_kill_at = time.monotonic()
-                except IndexError:  # that child is being restarted right now
-                    kills[f"{role} (down already)"] += 1
-            submitter.stop.set()
-            submitter.join()
-            states = final_states(up.url, submitter.accepted, timeout_s=120 + 2 * len(submitter.accepted))
-            recovered = came_back(up, args.workers)
-            recovered_s = time.monotonic() - last_kill_at
-            log = up.log()
-        finally:
-            stopped = up.stop()
+    with stack(workers=args.workers, **KILLS_SETTINGS) as up:
+        submitter = Submitter(up.url, args.rate, 1, form)
+        submitter.start()
+        started = last_kill_at = time.monotonic()
+        for role in itertools.cycle(KILL_ORDER):
+            time.sleep(args.kill_every * rng.uniform(0.5, 1.5))
+            if time.monotonic() - started > args.seconds:
+                break
+            try:
+                up.kill(role)
+                kills[role] += 1
+                last_kill_at = time.monotonic()
+            except IndexError:  # that child is being restarted right now
+                kills[f"{role} (down already)"] += 1
+        submitter.stop.set()
+        submitter.join()
+        states = final_states(up.url, submitter.accepted, timeout_s=120 + 2 * len(submitter.accepted))
+        recovered = came_back(up, args.workers)
+        recovered_s = time.monotonic() - last_kill_at
+        log = up.log()
+    stopped = up.stopped
     outcomes = Counter(outcome(states, job_id) for job_id in submitter.accepted)
     restarts = Counter(re.findall(r"nst up: (Redis|API|worker) (?:\d+ )?restarted", log))
     # A child that exited by itself (not killed here) is a fault of its own: a worker must ride out a Redis restart.

@@ -1,7 +1,5 @@
-"""The GPU check in one command (issues 13 and 27; bench/README.md lists the steps and what each measures): every
-step a bench script in a process of its own within one time budget, a failure or timeout recorded without stopping
-the others, everything in one folder (summary.txt, results.json, steps.log, pytest.xml, objective.png, service.png).
-It refuses, running nothing, when this Python cannot import what the steps import (bench/gpu_wheels.sh packs it).
+"""The GPU check in one command (issues 13 and 27; bench/README.md lists the steps): each step in a process of its own
+within one budget, a failure or timeout recorded, all in one folder; it refuses when this Python lacks their imports.
 
     bench/gpu_check.sh OUT [--device cuda] [--tiny] [--budget-s 190] [--only engine service] [--extra 'NAME=COMMAND']
 """
@@ -116,23 +114,20 @@ def _end_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+PROBE = "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu': \
+torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
+SMI = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+
+
 def machine() -> dict:
     """The card, driver and torch as this machine reports them."""
     found = {"host": platform.node(), "python": platform.python_version(), "date": time.strftime("%F %T %Z")}
-    probe = (
-        "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, "
-        "'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
-    )
-    try:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-        found.update(json.loads(out.stdout.strip().splitlines()[-1]))
-    except (subprocess.TimeoutExpired, ValueError, IndexError):
-        found["torch"] = "unknown"
-    smi = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
-    try:
-        found["nvidia_smi"] = subprocess.run(smi, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        found["nvidia_smi"] = None
+    for key, command in (("torch", [sys.executable, "-c", PROBE]), ("nvidia_smi", SMI)):
+        try:
+            answer = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout.strip()
+            found.update(json.loads(answer.splitlines()[-1]) if key == "torch" else {key: answer})
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            found[key] = None
     return found
 
 
@@ -146,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=COMMAND", help="one more step")
     parser.add_argument("--extra-max-s", type=float, default=90)
     args = parser.parse_args(argv)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    (out := args.out.resolve()).mkdir(parents=True, exist_ok=True)
     missing = sorted(name for name in needed_imports() if importlib.util.find_spec(name) is None)
     if missing:  # every step would fail on its imports: refuse before spending the lease
         refusal = f"gpu_check: REFUSED, nothing ran: {sys.executable} cannot import {', '.join(missing)}. Pack "

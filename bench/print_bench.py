@@ -40,8 +40,7 @@ def row(size: int, mode: str, args: argparse.Namespace) -> dict:
     from nst_core.transfer import StyleTransfer
     from nst_shared.params import TransferParams
 
-    whole = mode == "whole"  # with a budget it always fits
-    budget, block_px = (64 * 2**30, None) if whole else (None, args.block_px)
+    budget, block_px = (64 * 2**30, None) if mode == "whole" else (None, args.block_px)  # whole: a budget it fits
     engine = StyleTransfer(device=args.device, precision=args.precision, memory_budget_bytes=budget, block_px=block_px)
     stamps, blocks, height = [], [], size * 2 // 3
 
@@ -89,8 +88,7 @@ def schedule(size: int, args: argparse.Namespace) -> dict:
 
 
 def pairs(args: argparse.Namespace) -> None:
-    """The shared pairs at both sizes (defaults, one seed), and the centre of the print beside the same region
-    of the small result enlarged."""
+    """The shared pairs at both sizes (defaults, seed 0); the print's centre beside the small one's, enlarged."""
     from PIL import Image
 
     from nst_core.transfer import StyleTransfer
@@ -99,11 +97,8 @@ def pairs(args: argparse.Namespace) -> None:
 
     engine, out, d = StyleTransfer(device=args.device), Path(args.out), 512  # the detail's side
     for content_name, style_name in PAIRS:
-        content, style = (
-            load_image(shared_image("content", content_name)),
-            load_image(shared_image("style", style_name)),
-        )
-        found = []
+        content, style, found = load_image(shared_image("content", content_name)), shared_image("style", style_name), []
+        style = load_image(style)
         for size in args.sizes[:2]:
             started = time.perf_counter()
             result = engine.stylize(content, [style], TransferParams(max_size=size, seed=0))
@@ -132,8 +127,7 @@ def main() -> None:
     options.add_argument("--child", help=argparse.SUPPRESS)
     args = options.parse_args()
     args.sizes = args.sizes or {"rows": [1024, 2048], "schedule": [4096], "pairs": [512, 2048]}[args.what]
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(args.out or ".").mkdir(parents=True, exist_ok=True)
     passed = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in ("iterations", "block_px", "precision", "device")]
     if args.child:
         size, _, mode = args.child.partition(":")
@@ -142,7 +136,7 @@ def main() -> None:
         pairs(args)
     elif args.what == "rows":
         for size in args.sizes:
-            found = [child(__file__, ["rows", *passed, f"--child={size}:{m}"], must=False) for m in args.modes]
+            found = [child(__file__, ["rows", *passed, f"--child={size}:{m}"]) for m in args.modes]
             rows, first = [], next((r for r in found if r), {})
             for r in filter(None, found):
                 ratios = {"time": r["s_per_iter"] / first["s_per_iter"], "memory": r["peak_mb"] / first["peak_mb"]}
@@ -150,7 +144,7 @@ def main() -> None:
             print_table(["size", "mode", "prec", "blocks", "s/iter", "peak MB", "time", "memory"], rows)
     else:
         for size in args.sizes:
-            if r := child(__file__, ["schedule", *passed, f"--out={args.out}", f"--child={size}"], must=False):
+            if r := child(__file__, ["schedule", *passed, f"--out={args.out}", f"--child={size}"]):
                 note = f"{r['total_s']:.0f} s in all, peak {r['peak_mb']:.0f} MB (budget {r['budget_mb']:.0f} MB)"
                 print_table(["scale", "steps", "blocks", "s", "peak MB", "planned MB"], r["scales"], [note])
 

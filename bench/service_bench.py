@@ -1,6 +1,5 @@
-"""How fast is the service: the API process's own CPU per request and the request rates it holds with p99 under
-100 ms (GET /jobs/{id}; POST /jobs with 1 MB JPEGs), no worker, the load generator not counted; or with --jobs, a
-job end to end under `nst up` (bench/README.md says how each is measured):
+"""How fast is the service: the API's own CPU per request and the request rates it holds with p99 under 100 ms (no
+worker, the load generator not counted), or with --jobs a job end to end (bench/README.md says how each is measured):
 
     .venv/bin/python bench/service_bench.py [--baseline REF] [--api-workers N] [--step-s 4] [--rounds 3]
     .venv/bin/python bench/service_bench.py --jobs 3 [--device cuda] [--max-size 64] [--steps 3]
@@ -10,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, parser, print_table, sheet, write_json
+from common import ROOT, parser, print_table, sheet, stack, write_json
 from PIL import Image
-
-from tests.cli.stack import NstUp
 
 P99_LIMIT_S, GET_RATES, POST_RATES = 0.100, (250, 500, 750, 1000, 1500), (15, 30, 45, 60, 90)
 BOUNDARY = "nstbenchboundary7MA4YWxkTrZu0gW"
@@ -83,12 +81,9 @@ class Pool:
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of `pid` and its live descendants (uvicorn's workers)."""
     stats = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            stats[int(entry.parent.name)] = entry.read_text().rsplit(")", 1)[1].split()
     tree, todo = [], [pid]
     while todo:
         tree.append(todo.pop())
@@ -109,25 +104,25 @@ async def cpu_ms(api_pids: list[int], pool: Pool, raw: bytes, expect: int, count
     return (sum(cpu_s(p) for p in api_pids) - before) / count * 1000
 
 
-async def timed(pool: Pool, raw: bytes, expect: int, due: float, latencies: list[float]) -> None:
-    try:
-        await pool.send(raw, expect)
-        latencies.append(time.perf_counter() - due)
-    except (RuntimeError, OSError, asyncio.IncompleteReadError):
-        latencies.append(float("inf"))
-
-
 async def highest_rate(pool: Pool, raw: bytes, expect: int, rates: tuple, step_s: float, notes: list[str]) -> str:
     """Open loop: requests on a fixed schedule, each timed from when it was due (a late one counts its wait); the
     highest rate whose p99 stays under the limit."""
+
+    async def timed(due: float) -> float:
+        try:
+            await pool.send(raw, expect)
+            return time.perf_counter() - due
+        except (RuntimeError, OSError, asyncio.IncompleteReadError):
+            return float("inf")
+
     held = f"< {rates[0]}"
     for rate in rates:
-        latencies, tasks, start = [], [], time.perf_counter() + 0.05
+        tasks, start = [], time.perf_counter() + 0.05
         for i in range(int(rate * step_s)):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(timed(pool, raw, expect, start + i / rate, latencies)))
-        await asyncio.gather(*tasks)
-        p99 = sorted(latencies)[int(0.99 * (len(latencies) - 1))]
+            tasks.append(asyncio.create_task(timed(start + i / rate)))
+        latencies = sorted(await asyncio.gather(*tasks))
+        p99 = latencies[int(0.99 * (len(latencies) - 1))]
         sent = len(tasks) / (time.perf_counter() - start)
         notes.append(f"at {rate}/s: p99 {p99 * 1000:.0f} ms (sent at {sent:.0f}/s)")
         if p99 > P99_LIMIT_S:
@@ -136,7 +131,7 @@ async def highest_rate(pool: Pool, raw: bytes, expect: int, rates: tuple, step_s
     return held
 
 
-async def measure(apis: dict[str, NstUp], post: bytes, args: argparse.Namespace) -> dict[str, dict]:
+async def measure(apis: dict, post: bytes, args: argparse.Namespace) -> dict[str, dict]:
     """CPU per request, best of the rounds taken in turn from each API (so each sees the same spells of load),
     then the rates each holds."""
     pools = {name: Pool(up.port) for name, up in apis.items()}
@@ -162,24 +157,16 @@ async def measure(apis: dict[str, NstUp], post: bytes, args: argparse.Namespace)
 def api_cost(args: argparse.Namespace) -> None:
     content, style = photo_jpeg(1600, 1200, 1), photo_jpeg(1200, 1200, 2)
     post = request("POST", "/jobs", {"content": content, "style": style}, {"max_size": "256", "steps": "10"})
-    many = 10**9
-    limits = dict(max_queued_jobs=many, rate_limit_requests_per_min=many, rate_limit_submissions_per_min=many)
-    apis = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            if args.baseline:
-                old = Path(tmp) / "old"
-                old.mkdir()
-                archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, check=True, capture_output=True)
-                tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(old, filter="data")
-                apis[f"old ({args.baseline})"] = NstUp(old, workers=0, root=old, log_level="WARNING", **limits)
-            name = f"{'new' if args.baseline else 'this checkout'}, {args.api_workers} API processes"
-            Path(tmp, "new").mkdir()
-            apis[name] = NstUp(Path(tmp, "new"), workers=0, api_workers=args.api_workers, log_level="WARNING", **limits)
-            found = asyncio.run(measure(apis, post, args))
-        finally:
-            for up in apis.values():
-                up.stop()
+    limits = dict.fromkeys(["max_queued_jobs", "rate_limit_requests_per_min", "rate_limit_submissions_per_min"], 10**9)
+    apis, settings = {}, dict(workers=0, log_level="WARNING", **limits)
+    with tempfile.TemporaryDirectory() as old, contextlib.ExitStack() as stacks:
+        if args.baseline:  # the git ref's tree, run with the same virtual environment
+            archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, check=True, capture_output=True)
+            tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(old, filter="data")
+            apis[f"old ({args.baseline})"] = stacks.enter_context(stack(root=Path(old), **settings))
+        name = f"{'new' if args.baseline else 'this checkout'}, {args.api_workers} API processes"
+        apis[name] = stacks.enter_context(stack(api_workers=args.api_workers, **settings))
+        found = asyncio.run(measure(apis, post, args))
     rows = [
         ["API CPU per GET /jobs/{id} ms", *(f"{f['get_ms']:.2f}" for f in found.values()), "<= 1"],
         ["API CPU per POST /jobs ms (1 MB + 1 MB JPEG)", *(f"{f['post_ms']:.1f}" for f in found.values()), "<= 25"],
@@ -213,15 +200,10 @@ def one_job(client, i: int, form: dict) -> tuple[dict, Image.Image]:
 
 def end_to_end(args: argparse.Namespace) -> dict:
     form = {name: str(getattr(args, name)) for name in ("max_size", "steps") if getattr(args, name)}
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        up = NstUp(Path(tmp), workers=1, device=args.device, log_format="text")
+    started = time.perf_counter()
+    with stack(workers=1, device=args.device, log_format="text") as up, up.client() as client:
         start_s = time.perf_counter() - started
-        try:
-            with up.client() as client:
-                jobs, pictures = zip(*(one_job(client, i, form) for i in range(args.jobs)))
-        finally:
-            up.stop()
+        jobs, pictures = zip(*(one_job(client, i, form) for i in range(args.jobs)))
     if args.picture and pictures:
         sheet([pictures], args.picture, height=192)
     cells = "{job} {ok} {size[0]}x{size[1]} {steps} {submit_to_png_s:.2f} {queue_pickup_s:.3f}"

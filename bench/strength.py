@@ -1,7 +1,5 @@
-"""Does a look mean the same strength on every painting? Each look on two photos and eight styles, scored by
-bench/quality.py (content ratio, style ratio, paintedness): each look's spread across styles, the looks' order on
-each pair, each job's time, a contact sheet per photo (a row per style: the style, then the looks in order). Pictures
-already in --out/LABEL are kept: a run resumes, and --score-only scores an earlier engine's with a newer measure.
+"""Does a look mean the same strength on every painting: each look on two photos and eight styles, scored by
+quality.py; spreads, orders, times, a contact sheet per photo. Pictures in --out/LABEL are kept (resumed, rescored).
 
     .venv/bin/python bench/strength.py --out /tmp/strength [--label after] [--size 256] [--score-only]
 """
@@ -50,7 +48,7 @@ def style_image(name: str, px: int = 512) -> Image.Image:
     return Image.fromarray(cells.clip(0, 255).astype(np.uint8))
 
 
-def pictures(out: Path):
+def pictures():
     """(key, photo, style) of every picture, photo by photo, style by style, look by look."""
     for photo, path in PHOTOS.items():
         content = load_image(path)
@@ -68,33 +66,26 @@ def painted(path: Path) -> Image.Image:
     return Image.open(path).convert("RGB") if path.exists() else Image.new("RGB", (64, 64), "white")
 
 
-def paint(out: Path, size: int, steps: int) -> None:
-    """Each picture not yet in `out`, its job time kept in times.json."""
+def paint_and_score(out: Path, score_only: bool, size: int, steps: int) -> tuple[dict, dict]:
+    """Each picture not yet in `out` painted (unless score_only), each not yet scored scored; both kept as JSON."""
     from nst_core.transfer import StyleTransfer
     from nst_shared.params import TransferParams
 
-    times, engine = kept(out / "times.json"), StyleTransfer(device="cpu")
+    times, scores, engine = kept(out / "times.json"), kept(out / "scores.json"), StyleTransfer(device="cpu")
     engine.stylize(load_image(PHOTOS["tiger"]), [style_image("fine")], TransferParams(max_size=96, steps=2))  # warm
-    for key, look, content, style in pictures(out):
-        if not (out / f"{key}.png").exists():
+    for key, look, content, style in pictures():
+        if not (path := out / f"{key}.png").exists() and not score_only:
             started = time.perf_counter()
             params = TransferParams(look=look, max_size=size, steps=steps, seed=0, min_scale_size=min(192, size))
-            engine.stylize(content, [style], params).image.save(out / f"{key}.png")
+            engine.stylize(content, [style], params).image.save(path)
             times[key] = time.perf_counter() - started
             (out / "times.json").write_text(json.dumps(times, indent=1))
             print(f"{key}: {times[key]:.1f} s", flush=True)
-
-
-def score(out: Path) -> dict[str, list[float]]:
-    """[content ratio, style ratio, paintedness] of every picture in `out`, kept in scores.json."""
-    scores = kept(out / "scores.json")
-    for key, _, content, style in pictures(out):
-        if key not in scores and (out / f"{key}.png").exists():
-            output = Image.open(out / f"{key}.png").convert("RGB")
-            style_ratio, content_ratio = quality_ratios(output, content, style)
+        if key not in scores and path.exists():
+            style_ratio, content_ratio = quality_ratios(output := painted(path), content, style)
             scores[key] = [content_ratio, style_ratio, paintedness(output, content)]
     (out / "scores.json").write_text(json.dumps(scores, indent=1))
-    return scores
+    return scores, times
 
 
 def spread(values: list[float]) -> str:
@@ -131,15 +122,12 @@ def main() -> None:
     options.add_argument("--score-only", action="store_true")
     args = options.parse_args()
     (out := args.out / args.label).mkdir(parents=True, exist_ok=True)
-    if not args.score_only:
-        paint(out, args.size, args.steps)
+    scores, times = paint_and_score(out, args.score_only, args.size, args.steps)
     for photo in PHOTOS:
-        rows = [
-            [style_image(s), *(painted(out / f"{photo}-{s}-{look}.png") for look in LOOK_NAMES)] for s in STYLE_NAMES
-        ]
+        rows = [[style_image(s), *(painted(out / f"{photo}-{s}-{k}.png") for k in LOOK_NAMES)] for s in STYLE_NAMES]
         sheet(rows, out / f"sheet-{photo}.png", height=156)
         print(f"contact sheet: {out / f'sheet-{photo}.png'} (a row per style: the style, then {', '.join(LOOK_NAMES)})")
-    report(score(out), kept(out / "times.json"))
+    report(scores, times)
 
 
 if __name__ == "__main__":

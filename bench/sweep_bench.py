@@ -1,6 +1,5 @@
-"""How long a sweep takes to its contact sheet with 1, 2 and 4 workers under `nst up` (each cell a job on the queue):
-the fake engine (tests/engines.py's SlowEngine, no CPU) shows the queue's parallelism alone; --real adds rows with
-the real engine at 128 px, each of N workers with OMP_NUM_THREADS = cores / N (bench/README.md has the results).
+"""How long a sweep takes to its contact sheet with 1, 2 and 4 workers under `nst up`, on the fake engine (the queue's
+parallelism alone) and with --real the real engine at 128 px (bench/README.md has the results):
 
     .venv/bin/python bench/sweep_bench.py [--workers 1 2 4] [--rounds 2] [--real] [--real-workers 1 2]
 """
@@ -9,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
-from common import print_table
+from common import print_table, stack
 
-from tests.cli.stack import NstUp
 from tests.conftest import make_image
 
 ROWS = {  # engine: (NST_ENGINE, max_size, steps, axes); the fake one paints 8 cells of 2 s
@@ -24,7 +20,7 @@ ROWS = {  # engine: (NST_ENGINE, max_size, steps, axes); the fake one paints 8 c
 }
 
 
-def time_to_sheet(up: NstUp, size: str, steps: str, axes: list[str]) -> tuple[float, int]:
+def time_to_sheet(up, size: str, steps: str, axes: list[str]) -> tuple[float, int]:
     """Seconds from the POST to the sheet's last byte, and the number of cells."""
     files = {"content": make_image(160, 120, seed=1), "style": make_image(128, 128, seed=2)}
     with up.client() as client:
@@ -51,12 +47,8 @@ def main() -> None:
         (engine, *job), first = ROWS[label], None
         for count in counts:
             os.environ["OMP_NUM_THREADS"] = str(max(1, args.cores // count))  # read by the workers nst up starts
-            with tempfile.TemporaryDirectory() as folder:
-                up = NstUp(Path(folder), workers=count, engine=engine, precision=args.precision, log_level="WARNING")
-                try:
-                    times = [time_to_sheet(up, *job) for _ in range(args.rounds)]
-                finally:
-                    up.stop()
+            with stack(workers=count, engine=engine, precision=args.precision, log_level="WARNING") as up:
+                times = [time_to_sheet(up, *job) for _ in range(args.rounds)]
             best, cells = min(times)
             first = first or (count, best)
             speedup, rounds = first[1] / best, ", ".join(f"{t:.2f}" for t, _ in times)

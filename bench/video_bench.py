@@ -1,7 +1,5 @@
-"""A clip painted as a clip (nst_core/video.py) against each frame painted on its own, same parameters: three clips
-made from the shared pictures under The Starry Night; the warping error (Lai et al., ECCV 2018), the style ratio
-(bench/quality.py, mean over the frames) and seconds per frame, first and later (bench/README.md has the results).
-A strip per clip (input, clip, per frame; six consecutive frames) goes to --strips.
+"""A clip painted as a clip against each frame on its own: warping error (Lai et al.), style ratio (quality.py) and
+seconds per frame on three clips from the shared pictures; a strip per clip to --strips (bench/README.md):
 
     .venv/bin/python bench/video_bench.py [--size 256 --frames 12 --clips pan,zoom,object]
 """
