@@ -12,6 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TABLE = "--- table ---"  # bench/gpu_check.py copies what follows this line into its summary
@@ -64,9 +67,6 @@ def child(script: str, argv: list[str]) -> dict | None:
 
 def noise(width: int, height: int) -> tuple:
     """A content picture and a style list of random pixels (seeds 0 and 1): what engine timings run on."""
-    import numpy as np
-    from PIL import Image
-
     pixels = [np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8) for seed in (0, 1)]
     return Image.fromarray(pixels[0]), [Image.fromarray(pixels[1])]
 
@@ -95,8 +95,6 @@ def print_table(header: list[str], rows: list[list[str]], notes: list[str] = ())
 
 def sheet(rows: list, path, height: int = 256) -> None:
     """Pictures at one height side by side, in rows (a list of pictures is one row), as one PNG to look at."""
-    from PIL import Image
-
     rows = [[p.resize((max(1, round(p.width * height / p.height)), height)) for p in row] for row in rows]
     width = max(sum(p.width + 8 for p in row) for row in rows) + 8
     canvas = Image.new("RGB", (width, len(rows) * (height + 8) + 8), "white")

@@ -16,17 +16,25 @@ import sys
 import time
 from typing import Any
 
+import torch
 from common import child, noise, params, parser, print_table, shared_image, sheet, sync, write_json
+from torch.utils.flop_counter import FlopCounterMode
+
+from nst_core.losses import gram_matrix
+from nst_core.objective import evaluate_whole
+from nst_core.precision import DTYPES, apply_fp32_matmul_mode
+from nst_core.progress import StopTransfer
+from nst_core.tensors import image_to_tensor, tensor_to_image
+from nst_core.transfer import StyleTransfer
+from nst_shared.errors import DeviceOutOfMemory
+from nst_shared.images import load_image, resize
+from nst_shared.memory import plan_memory
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 
 def matmul_peak(device: str, precision: str, n: int) -> float:
     """GFLOP/s of an n x n matrix product in `precision`, median of ten after warm-up, IEEE float32 for fp32."""
-    import torch
-
-    from nst_core.precision import DTYPES, apply_fp32_matmul_mode
-
     if device.startswith("cuda"):
         apply_fp32_matmul_mode("ieee")
     a, b = (torch.rand(n, n, device=device, dtype=DTYPES[precision]) for _ in range(2))
@@ -42,13 +50,6 @@ def matmul_peak(device: str, precision: str, n: int) -> float:
 
 def iteration(size: int, precision: str, args) -> dict[str, Any]:
     """One warm row (run as a child): the median step after two warm-up steps, one step's FLOPs, the peak memory."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from nst_core.losses import gram_matrix
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.memory import plan_memory
-
     engine, device, stamps = StyleTransfer(device=args.device, precision=precision), args.device, []
     x = torch.rand(1, 3, size, size, device=device, requires_grad=True)
     with FlopCounterMode(display=False) as counter:
@@ -85,11 +86,6 @@ def bench_iteration(args) -> dict[str, Any]:
 
 def engine_objective(content, style, run_params, device: str):
     """The engine's own loss of a picture at the full size, on a float32 engine: what L-BFGS minimises."""
-    from nst_core.objective import evaluate_whole
-    from nst_core.tensors import image_to_tensor
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.images import resize
-
     judge = StyleTransfer(device=device, precision="fp32")
     run = judge._start(content, [style], [], run_params.model_copy(update={"scales": 1}), None)
     scale = run.plan[-1]
@@ -108,13 +104,6 @@ def engine_objective(content, style, run_params, device: str):
 def bench_objective(args) -> dict[str, Any]:
     """The plain way (torch's L-BFGS, float32, one scale) sets the target; each of ours is timed until it scores as
     well (the scoring not counted)."""
-    import torch
-
-    from nst_core.progress import StopTransfer
-    from nst_core.tensors import tensor_to_image
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.images import load_image
-
     content, style = load_image(shared_image("content", "tiger")), load_image(shared_image("style", "starry"))
     base = params(args.size, args.steps)
     photo, evaluate, score = engine_objective(content, style, base, args.device)
@@ -163,9 +152,6 @@ def bench_objective(args) -> dict[str, Any]:
 
 def bench_largest(args) -> dict[str, Any]:
     """Single-scale sizes in increasing order, two steps each, until one runs out of memory."""
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.errors import DeviceOutOfMemory
-
     engine, found = StyleTransfer(device=args.device), []
     for size in args.sizes or [4096, 6144, 8192]:
         started = time.perf_counter()

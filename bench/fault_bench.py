@@ -35,15 +35,12 @@ CUTS_SETTINGS = dict(heartbeat_interval_s=1, heartbeat_ttl_s=TTL_S, reaper_inter
 
 
 class Submitter(threading.Thread):
-    """Submits a small job every ~1/`rate` s until stopped (from `where`: a host of the bed); a refusal or no
-    answer is one the client sees (it waits Retry-After and goes on), not an accepted job."""
+    """A small job every ~1/`rate` s until stopped (from `where`, a host of the bed); refused ones are not accepted."""
 
     def __init__(self, url: str, rate: float, seed: int, form: dict, where=contextlib.nullcontext) -> None:
         super().__init__(daemon=True)
         self.url, self.rate, self.random, self.form, self.where = url, rate, random.Random(seed), form, where
-        self.accepted: list[str] = []
-        self.refused: Counter[str] = Counter()
-        self.stop = threading.Event()
+        self.accepted, self.refused, self.stop = [], Counter(), threading.Event()
 
     def run(self) -> None:
         size = int(self.form["max_size"])
@@ -59,15 +56,14 @@ class Submitter(threading.Thread):
                     continue
                 if response.status_code == 202:
                     self.accepted.append(response.json()["id"])
-                else:
-                    self.refused[f"{response.status_code} {response.json().get('error', {}).get('code')}"] += 1
-                    time.sleep(float(response.headers.get("retry-after", "0")))
+                    continue
+                self.refused[f"{response.status_code} {response.json().get('error', {}).get('code')}"] += 1
+                time.sleep(float(response.headers.get("retry-after", "0")))  # as a client would
 
 
 def final_states(url: str, job_ids: list[str], timeout_s: float) -> dict[str, dict | None]:
     """Each job's record once it is terminal (None: 404, lost); still queued or running at `timeout_s`: as is."""
-    states: dict[str, dict | None] = {}
-    pending, deadline = list(job_ids), time.monotonic() + timeout_s
+    states, pending, deadline = {}, list(job_ids), time.monotonic() + timeout_s
     with httpx.Client(base_url=url, timeout=10) as client:
         while pending and time.monotonic() < deadline:
             for job_id in list(pending):

@@ -12,7 +12,13 @@ import time
 import warnings
 from typing import Any
 
+import torch
 from common import noise, params, parser, print_table, sync, write_json
+
+from nst_core.lbfgs import LBFGS
+from nst_core.losses import gram_matrix
+from nst_core.tensors import image_to_tensor
+from nst_core.transfer import StyleTransfer
 
 
 def timed(engine: Any, size: int, steps: int, device: str) -> dict[str, float]:
@@ -27,8 +33,6 @@ def timed(engine: Any, size: int, steps: int, device: str) -> dict[str, float]:
 
 def counts(engine: Any, size: int, steps: int, device: str) -> dict[str, float]:
     """Host syncs (sync debug mode's warnings, and the profiler's) and kernel launches per step."""
-    import torch
-
     activities, on_cuda = [torch.profiler.ProfilerActivity.CPU], device.startswith("cuda")
     if on_cuda:
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -63,12 +67,6 @@ def cudnn_choice(engine: Any, size: int, steps: int, device: str) -> dict[str, A
 
 def graphs(engine: Any, size: int, steps: int, device: str) -> dict[str, Any]:
     """One L-BFGS step on a style loss, eager against a captured CUDA graph of it: ms per step, loss after."""
-    import torch
-
-    from nst_core.lbfgs import LBFGS
-    from nst_core.losses import gram_matrix
-    from nst_core.tensors import image_to_tensor
-
     layers, (content, (style,)) = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], noise(size, size)
     with torch.no_grad():
         targets = {n: gram_matrix(f) for n, f in engine.net(image_to_tensor(style, engine.device), layers).items()}
@@ -111,7 +109,6 @@ def main() -> None:
     options.add_argument("--size", type=int, default=512)
     options.add_argument("--steps", type=int, default=50, help="graphs' steps; the others run a fifth of them")
     args = options.parse_args()
-    from nst_core.transfer import StyleTransfer
 
     engine, few, size = StyleTransfer(device=args.device, precision=args.precision), max(3, args.steps // 5), args.size
     step, cudnn = counts(engine, size, few, args.device), cudnn_choice(engine, size, few, args.device)

