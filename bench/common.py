@@ -57,9 +57,8 @@ def child(script: str, argv: list[str]) -> dict | None:
     """What `script` run in a process of its own (its own peak memory) prints as JSON last; None when it failed."""
     from nst_shared.allocator import with_engine_malloc
 
-    done = subprocess.run(
-        [sys.executable, script, *argv], capture_output=True, text=True, env=with_engine_malloc(os.environ)
-    )
+    env = with_engine_malloc(os.environ)
+    done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, env=env)
     if done.returncode:
         return print(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}", flush=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -80,9 +79,7 @@ def params(size: int, steps: int, **more):
 
 def sync(device: str) -> None:
     if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
+        sys.modules["torch"].cuda.synchronize()  # imported by every caller that runs on a device
 
 
 def print_table(header: list[str], rows: list[list[str]], notes: list[str] = ()) -> None:

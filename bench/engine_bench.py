@@ -84,10 +84,12 @@ def bench_iteration(args) -> dict[str, Any]:
     return {"device": args.device, "peaks_gflops": peaks, "rows": found}
 
 
-def engine_objective(content, style, run_params, device: str):
-    """The engine's own loss of a picture at the full size, on a float32 engine: what L-BFGS minimises."""
-    judge = StyleTransfer(device=device, precision="fp32")
-    run = judge._start(content, [style], [], run_params.model_copy(update={"scales": 1}), None)
+def bench_objective(args) -> dict[str, Any]:
+    """The plain way (torch's L-BFGS, float32, one scale) sets the target; each of ours is timed until it scores as
+    well (the scoring not counted)."""
+    content, style = load_image(shared_image("content", "tiger")), load_image(shared_image("style", "starry"))
+    base, judge = params(args.size, args.steps), StyleTransfer(device=args.device, precision="fp32")
+    run = judge._start(content, [style], [], base, None)  # the engine's own loss at the full size, in float32
     scale = run.plan[-1]
     photo = image_to_tensor(resize(run.content_work, scale.size), judge.device)
     terms = judge._loss_terms(run, photo, scale, None)
@@ -98,15 +100,6 @@ def engine_objective(content, style, run_params, device: str):
     def score(picture) -> float:
         return float(evaluate(image_to_tensor(resize(picture, scale.size), judge.device).requires_grad_(True)))
 
-    return photo, evaluate, score
-
-
-def bench_objective(args) -> dict[str, Any]:
-    """The plain way (torch's L-BFGS, float32, one scale) sets the target; each of ours is timed until it scores as
-    well (the scoring not counted)."""
-    content, style = load_image(shared_image("content", "tiger")), load_image(shared_image("style", "starry"))
-    base = params(args.size, args.steps)
-    photo, evaluate, score = engine_objective(content, style, base, args.device)
     image, evaluations = photo.clone().requires_grad_(True), 0
     optimizer = torch.optim.LBFGS([image], max_iter=20, history_size=100)
 
@@ -182,8 +175,7 @@ def main() -> None:
     options.add_argument("--child", help=argparse.SUPPRESS)
     args = options.parse_args()
     if args.child:
-        print(json.dumps(iteration(int(args.child), args.precisions[0], args)))
-        return
+        return print(json.dumps(iteration(int(args.child), args.precisions[0], args)))
     commands = {"iteration": bench_iteration, "objective": bench_objective, "largest": bench_largest}
     write_json(args.json, commands[args.what](args))
 

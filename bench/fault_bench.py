@@ -31,6 +31,7 @@ KILL_ORDER = ("worker", "api", "worker", "redis")
 KILLS_SETTINGS = dict(engine="tests.engines:SlowEngine", heartbeat_interval_s=0.5, heartbeat_ttl_s=2, retry_lost_jobs=2)
 KILLS_SETTINGS |= dict(reaper_interval_s=1, queued_grace_s=5, log_level="WARNING", max_queued_jobs=100_000)
 PAUSE_S, TTL_S = 8, 4  # cuts: seconds between cut-offs; a heartbeat's life (each worker's cut lasts longer)
+HOST_CUTS = (("w1", TTL_S + 4), ("redis", 12), ("storage", 6), ("w2", TTL_S + 4))  # host, seconds cut
 CUTS_SETTINGS = dict(heartbeat_interval_s=1, heartbeat_ttl_s=TTL_S, reaper_interval_s=1, retry_lost_jobs=1)
 
 
@@ -162,10 +163,7 @@ def cuts(args: argparse.Namespace) -> bool:
         form = {"max_size": str(args.size), "steps": str(args.steps), "preview_every": "5"}
         on_client = functools.partial(bed.on, "client")
         submitters = [Submitter(url, args.rate, i, form, on_client) for i, url in enumerate(bed.api_urls)]
-        cut_offs = [
-            (host, lambda h=host: bed.cut(h), lambda h=host: bed.restore(h), s)
-            for host, s in (("w1", TTL_S + 4), ("redis", 12), ("storage", 6), ("w2", TTL_S + 4))
-        ]
+        cut_offs = [(h, functools.partial(bed.cut, h), functools.partial(bed.restore, h), s) for h, s in HOST_CUTS]
         kill = functools.partial(bed.stop, "redis", sig=signal.SIGKILL)
         cut_offs.append(("redis killed", kill, lambda: (bed.restart("redis"), bed.wait_for_redis()), 6))
         started = time.monotonic()

@@ -60,7 +60,6 @@ def cudnn_choice(engine: Any, size: int, steps: int, device: str) -> dict[str, A
     extra_s = found["all"]["first_s"] - found["off"]["first_s"]
     saved_s = found["off"]["s_per_iter"] - found["all"]["s_per_iter"]
     break_even = 0 if extra_s <= 0 else (extra_s / saved_s if saved_s > 0 else float("inf"))
-    # A whole-image scale runs ~100 steps at one shape; a print's block scales ~20, at up to four shapes.
     choice = "all" if break_even <= 5 else ("whole" if break_even <= 50 else "off")
     return {**found, "break_even_steps": break_even, "choice": choice}
 
@@ -109,7 +108,6 @@ def main() -> None:
     options.add_argument("--size", type=int, default=512)
     options.add_argument("--steps", type=int, default=50, help="graphs' steps; the others run a fifth of them")
     args = options.parse_args()
-
     engine, few, size = StyleTransfer(device=args.device, precision=args.precision), max(3, args.steps // 5), args.size
     step, cudnn = counts(engine, size, few, args.device), cudnn_choice(engine, size, few, args.device)
     found = {"size": size, "precision": engine.precision, "per_step": step, "cudnn": cudnn}

@@ -23,28 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "--- table ---"
 
-
 # What the steps import: the packages and bench modules they run. boto3 serves S3 storage only, when configured.
 RUN_SOURCES = "service worker nst_core nst_shared nst_cli bench tests/gpu tests/cli/stack.py tests/conftest.py"
 OPTIONAL_IMPORTS = {"boto3", "botocore"}
-
-
-def needed_imports() -> set[str]:
-    """The top-level modules outside the standard library and this repository that the steps import."""
-    ours = {p.name for p in ROOT.iterdir() if p.is_dir()} | {p.stem for p in ROOT.glob("bench/*.py")}
-    found: set[str] = set()
-    for source in RUN_SOURCES.split():
-        for path in [ROOT / source] if source.endswith(".py") else (ROOT / source).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    found.update(alias.name.split(".")[0] for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    found.add(node.module.split(".")[0])
-    return {name for name in found if name not in sys.stdlib_module_names and name not in ours} - OPTIONAL_IMPORTS
-
-
-# After pytest, most important first: (most seconds, the script and its arguments on the card); the first five hold
-# the numbers issue 27 asks for (about 175 s with the card warm), the rest get what the budget leaves.
+# After pytest, most important first (bench/README.md says why): (most seconds, the script and its arguments).
 BENCHES = {
     "engine": (40, "engine_bench.py iteration --sizes 512 1024 --precisions bf16 --iterations 15"),
     "objective": (35, "engine_bench.py objective --size 512 --steps 300 --runs 1:auto 3:auto"),
@@ -63,6 +45,23 @@ TINY = {  # --tiny: the same scripts at sizes for the dry run on a CPU (tests/be
     "engine_more": "engine_bench.py iteration --sizes 80 --precisions fp32 --iterations 2 --matmul-n 256",
     "largest_more": "engine_bench.py largest --sizes 80",
 }
+PROBE = "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu': \
+torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
+SMI = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+
+
+def needed_imports() -> set[str]:
+    """The top-level modules outside the standard library and this repository that the steps import."""
+    ours = {p.name for p in ROOT.iterdir() if p.is_dir()} | {p.stem for p in ROOT.glob("bench/*.py")}
+    found: set[str] = set()
+    for source in RUN_SOURCES.split():
+        for path in [ROOT / source] if source.endswith(".py") else (ROOT / source).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    return {name for name in found if name not in sys.stdlib_module_names and name not in ours} - OPTIONAL_IMPORTS
 
 
 def plan(args: argparse.Namespace, out: Path) -> list[tuple]:
@@ -105,11 +104,6 @@ def run_step(name: str, command: list[str], env: dict, timeout_s: float, log) ->
     lines = output.splitlines()
     table = lines[lines.index(TABLE) + 1 :] if TABLE in lines else [line for line in lines[-12:] if line.strip()]
     return {"status": status, "seconds": round(elapsed, 1), "table": table}
-
-
-PROBE = "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu': \
-torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
-SMI = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
 
 
 def machine() -> dict:

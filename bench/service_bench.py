@@ -14,6 +14,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -32,8 +33,7 @@ BOUNDARY = "nstbenchboundary7MA4YWxkTrZu0gW"
 
 def photo_jpeg(width: int, height: int, seed: int, target_bytes: int = 2**20) -> bytes:
     """A photo-like JPEG (smooth shapes and grain) of about `target_bytes`."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng, (y, x) = np.random.default_rng(seed), np.mgrid[0:height, 0:width].astype(np.float32)
     smooth = np.stack([np.sin(x / (37 + 11 * c) + c) * np.cos(y / (23 + 7 * c)) for c in range(3)], axis=-1) * 90 + 128
     for grain in np.linspace(2, 80, 40):
         buffer = io.BytesIO()
@@ -208,8 +208,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
     cells = "{job} {ok} {size[0]}x{size[1]} {steps} {submit_to_png_s:.2f} {queue_pickup_s:.3f}"
     rows = [cells.format(**j).split() for j in jobs]
     print_table(["job", "ok", "size", "steps", "submit->PNG s", "pickup s"], rows, [f"nst up ready in {start_s:.1f} s"])
-    if not all(j["ok"] for j in jobs):
-        raise SystemExit("a job did not end as a checked PNG")
+    all(j["ok"] for j in jobs) or sys.exit("a job did not end as a checked PNG")
     return {"device": args.device, "start_s": start_s, "jobs": jobs}
 
 

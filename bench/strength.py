@@ -52,12 +52,10 @@ def style_image(name: str, px: int = 512) -> Image.Image:
 
 def pictures():
     """(key, photo, style) of every picture, photo by photo, style by style, look by look."""
-    for photo, path in PHOTOS.items():
-        content = load_image(path)
-        for style_name in STYLE_NAMES:
-            style = style_image(style_name)
-            for look in LOOK_NAMES:
-                yield f"{photo}-{style_name}-{look}", look, content, style
+    for (photo, path), style_name in itertools.product(PHOTOS.items(), STYLE_NAMES):
+        content, style = load_image(path), style_image(style_name)
+        for look in LOOK_NAMES:
+            yield f"{photo}-{style_name}-{look}", look, content, style
 
 
 def kept(path: Path) -> dict:

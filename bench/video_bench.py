@@ -55,9 +55,6 @@ def moving_object(frames: int, size: int) -> list[Image.Image]:
     return out
 
 
-CLIPS = {"pan": pan, "zoom": zoom, "object": moving_object}
-
-
 def warping_error(frames: list[Image.Image], painted: list[Image.Image]) -> float:
     """Lai et al.'s warping error over the clip: the input's flow, its untrusted pixels left out."""
     errors = []
@@ -85,21 +82,20 @@ def main() -> None:
     options.add_argument("--size", type=int, default=256)
     options.add_argument("--frames", type=int, default=12)
     options.add_argument("--clips", default="pan,zoom,object")
-    options.add_argument("--temporal-weight", type=float)
-    options.add_argument("--frame-steps", type=int)
-    options.add_argument("--steps", type=int)
+    for knob, kind in (("--temporal-weight", float), ("--frame-steps", int), ("--steps", int)):
+        options.add_argument(knob, type=kind, default=argparse.SUPPRESS, help="the engine's default unless given")
     options.add_argument("--no-per-frame", action="store_true", help="paint only as a clip (to tune its parameters)")
     options.add_argument("--strips", type=Path, default=Path("/tmp/video_bench"))
     args = options.parse_args()
-    knobs = {"temporal_weight": args.temporal_weight, "frame_steps": args.frame_steps, "steps": args.steps}
-    params = TransferParams(max_size=args.size, seed=1, **{k: v for k, v in knobs.items() if v is not None})
+    knobs = {k: v for k, v in vars(args).items() if k in ("temporal_weight", "frame_steps", "steps")}
+    params = TransferParams(max_size=args.size, seed=1, **knobs)
     engine, style = StyleTransfer(), opened("style", "starry")
     args.strips.mkdir(parents=True, exist_ok=True)
     print(f"{args.size} px, {args.frames} frames, steps {params.steps}, frame_steps {params.frame_steps}, ", end="")
     print(f"temporal_weight {params.temporal_weight:g}, {engine.device} {engine.precision}")
     print("clip    method     warp error  style ratio  first s  later s/frame")
     for name in args.clips.split(","):
-        frames = CLIPS[name](args.frames, args.size)
+        frames = {"pan": pan, "zoom": zoom, "object": moving_object}[name](args.frames, args.size)
         rows = [[f.resize((args.size, round(args.size * f.height / f.width))) for f in frames]]
         for method in ("clip",) if args.no_per_frame else ("clip", "per-frame"):
             painted, seconds = paint(engine, frames, style, params, clip=method == "clip")
