@@ -1,15 +1,8 @@
-"""Does it survive faults: jobs submitted continuously while parts of the stack fail; afterwards every accepted job
-must have ended (succeeded, or failed with a code), none lost or left queued or running, and the stack must have
-come back by itself. Prints the ledger; exits 1 when anything is wrong.
+"""Does it survive faults: every job accepted while parts of the stack are killed or cut must end (none lost or
+stuck) and the stack come back by itself; prints the ledger, exits 1 otherwise (bench/README.md has the trials).
 
     .venv/bin/python bench/fault_bench.py kills [--seconds 120] [--workers 3] [--kill-every 4] [--rate 3]
     sudo .venv/bin/python bench/fault_bench.py cuts [--rate 0.1] [--steps 8] [--size 64] [--engine ENGINE]
-
-kills: `nst up` with N workers and a fake engine; a worker, the API, a worker and Redis SIGKILLed in turn
-(tests/cli/test_faults.py runs it small). cuts: the multi-host bed of tests/fleet/bed.py (six hosts in network
-namespaces, as root) with the real engine on tiny pictures; w1, Redis's host, the storage host and w2 cut
-silently in turn, then Redis SIGKILLed and restarted; a result written by a stale attempt is wrong too
-(tests/fleet/ runs it small, one cut-off a test).
 """
 
 from __future__ import annotations
@@ -29,30 +22,26 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from common import stack
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.cli.stack import NstUp
 from tests.conftest import make_image, wait_until
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 KILL_ORDER = ("worker", "api", "worker", "redis")
-KILLS_SETTINGS = {"engine": "tests.engines:SlowEngine", "heartbeat_interval_s": 0.5, "heartbeat_ttl_s": 2}
-KILLS_SETTINGS |= {"reaper_interval_s": 1, "queued_grace_s": 5, "retry_lost_jobs": 2, "log_level": "WARNING"}
-KILLS_SETTINGS["max_queued_jobs"] = 100_000
-TTL_S = 4  # cuts: a worker's heartbeat lives this long; each worker's cut lasts longer
+KILLS_SETTINGS = dict(engine="tests.engines:SlowEngine", heartbeat_interval_s=0.5, heartbeat_ttl_s=2, retry_lost_jobs=2)
+KILLS_SETTINGS |= dict(reaper_interval_s=1, queued_grace_s=5, log_level="WARNING", max_queued_jobs=100_000)
+PAUSE_S, TTL_S = 8, 4  # cuts: seconds between cut-offs; a heartbeat's life (each worker's cut lasts longer)
+HOST_CUTS = (("w1", TTL_S + 4), ("redis", 12), ("storage", 6), ("w2", TTL_S + 4))  # host, seconds cut
+CUTS_SETTINGS = dict(heartbeat_interval_s=1, heartbeat_ttl_s=TTL_S, reaper_interval_s=1, retry_lost_jobs=1)
 
 
 class Submitter(threading.Thread):
-    """Submits a small job every ~1/`rate` s until stopped (from `where`: a host of the bed); a refusal or no
-    answer is one the client sees (it waits Retry-After and goes on), not an accepted job."""
+    """A small job every ~1/`rate` s until stopped (from `where`, a host of the bed); refused ones are not accepted."""
 
     def __init__(self, url: str, rate: float, seed: int, form: dict, where=contextlib.nullcontext) -> None:
         super().__init__(daemon=True)
         self.url, self.rate, self.random, self.form, self.where = url, rate, random.Random(seed), form, where
-        self.accepted: list[str] = []
-        self.refused: Counter[str] = Counter()
-        self.stop = threading.Event()
+        self.accepted, self.refused, self.stop = [], Counter(), threading.Event()
 
     def run(self) -> None:
         size = int(self.form["max_size"])
@@ -68,15 +57,14 @@ class Submitter(threading.Thread):
                     continue
                 if response.status_code == 202:
                     self.accepted.append(response.json()["id"])
-                else:
-                    self.refused[f"{response.status_code} {response.json().get('error', {}).get('code')}"] += 1
-                    time.sleep(float(response.headers.get("retry-after", "0")))
+                    continue
+                self.refused[f"{response.status_code} {response.json().get('error', {}).get('code')}"] += 1
+                time.sleep(float(response.headers.get("retry-after", "0")))  # as a client would
 
 
 def final_states(url: str, job_ids: list[str], timeout_s: float) -> dict[str, dict | None]:
     """Each job's record once it is terminal (None: 404, lost); still queued or running at `timeout_s`: as is."""
-    states: dict[str, dict | None] = {}
-    pending, deadline = list(job_ids), time.monotonic() + timeout_s
+    states, pending, deadline = {}, list(job_ids), time.monotonic() + timeout_s
     with httpx.Client(base_url=url, timeout=10) as client:
         while pending and time.monotonic() < deadline:
             for job_id in list(pending):
@@ -91,9 +79,7 @@ def final_states(url: str, job_ids: list[str], timeout_s: float) -> dict[str, di
 
 
 def outcome(states: dict[str, dict | None], job_id: str) -> str:
-    if job_id not in states:
-        return "STUCK (no answer)"
-    state = states[job_id]
+    state = states.get(job_id, {"status": "no answer"})  # not terminal: stuck
     if state is None:
         return "LOST (404)"
     if state["status"] == "failed":
@@ -101,7 +87,7 @@ def outcome(states: dict[str, dict | None], job_id: str) -> str:
     return state["status"] if state["status"] in TERMINAL else f"STUCK ({state['status']})"
 
 
-def came_back(up: NstUp, workers: int) -> bool:
+def came_back(up, workers: int) -> bool:
     """Whether the stack is ready with all its workers by itself, and runs a new job."""
     try:
         with up.client() as client:
@@ -114,31 +100,28 @@ def came_back(up: NstUp, workers: int) -> bool:
 
 
 def kills(args: argparse.Namespace) -> bool:
-    rng, kills, form = random.Random(args.seed), Counter(), {"max_size": "64", "preview_every": "0"}
-    with tempfile.TemporaryDirectory() as folder:
-        up = NstUp(Path(folder), workers=args.workers, **KILLS_SETTINGS)
-        try:
-            submitter = Submitter(up.url, args.rate, args.seed, form)
-            submitter.start()
-            started = last_kill_at = time.monotonic()
-            for role in itertools.cycle(KILL_ORDER):
-                time.sleep(args.kill_every * rng.uniform(0.5, 1.5))
-                if time.monotonic() - started > args.seconds:
-                    break
-                try:
-                    up.kill(role)
-                    kills[role] += 1
-                    last_kill_at = time.monotonic()
-                except IndexError:  # that child is being restarted right now
-                    kills[f"{role} (down already)"] += 1
-            submitter.stop.set()
-            submitter.join()
-            states = final_states(up.url, submitter.accepted, timeout_s=120 + 2 * len(submitter.accepted))
-            recovered = came_back(up, args.workers)
-            recovered_s = time.monotonic() - last_kill_at
-            log = up.log()
-        finally:
-            stopped = up.stop()
+    rng, kills, form = random.Random(1), Counter(), {"max_size": "64", "preview_every": "0"}
+    with stack(workers=args.workers, **KILLS_SETTINGS) as up:
+        submitter = Submitter(up.url, args.rate, 1, form)
+        submitter.start()
+        started = last_kill_at = time.monotonic()
+        for role in itertools.cycle(KILL_ORDER):
+            time.sleep(args.kill_every * rng.uniform(0.5, 1.5))
+            if time.monotonic() - started > args.seconds:
+                break
+            try:
+                up.kill(role)
+                kills[role] += 1
+                last_kill_at = time.monotonic()
+            except IndexError:  # that child is being restarted right now
+                kills[f"{role} (down already)"] += 1
+        submitter.stop.set()
+        submitter.join()
+        states = final_states(up.url, submitter.accepted, timeout_s=120 + 2 * len(submitter.accepted))
+        recovered = came_back(up, args.workers)
+        recovered_s = time.monotonic() - last_kill_at
+        log = up.log()
+    stopped = up.stopped
     outcomes = Counter(outcome(states, job_id) for job_id in submitter.accepted)
     restarts = Counter(re.findall(r"nst up: (Redis|API|worker) (?:\d+ )?restarted", log))
     # A child that exited by itself (not killed here) is a fault of its own: a worker must ride out a Redis restart.
@@ -149,22 +132,16 @@ def kills(args: argparse.Namespace) -> bool:
     def listed(counter: Counter) -> str:
         return ", ".join(f"{k} {n}" for k, n in sorted(counter.items())) or "none"
 
-    print(
-        f"fault trial: {args.seconds:.0f} s of submissions at {args.rate}/s, a SIGKILL every ~{args.kill_every} s; "
-        f"nst up with {args.workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)"
-    )
+    ok = not bad and not own_exits and recovered and stopped == 0
+    accepted, refused = submitter.accepted, submitter.refused
+    print(f"fault trial: {args.seconds:.0f} s at {args.rate}/s, a SIGKILL every ~{args.kill_every} s, ", end="")
+    print(f"nst up with {args.workers} workers (SlowEngine, 0.1 s a step, 2-15 steps a job)")
     print(f"kills:      {listed(kills)}")
     print(f"restarts:   {listed(restarts)} (said in nst up's log); exits without a kill: {listed(own_exits)}")
-    print(
-        f"submitted:  {len(submitter.accepted) + sum(submitter.refused.values())}: accepted "
-        f"{len(submitter.accepted)}, refused {listed(submitter.refused)}"
-    )
-    print(f"accepted:   {len(submitter.accepted)}: {listed(outcomes)}")
-    print(
-        f"recovered:  {'yes' if recovered else 'NO'}: ready with {args.workers} workers and a new job succeeded "
-        f"{recovered_s:.1f} s after the last kill; nst up exited with {stopped}"
-    )
-    ok = not bad and not own_exits and recovered and stopped == 0
+    print(f"submitted:  {len(accepted) + sum(refused.values())}: accepted {len(accepted)}, refused {listed(refused)}")
+    print(f"accepted:   {len(accepted)}: {listed(outcomes)}")
+    came = f"ready with {args.workers} workers and a new job succeeded {recovered_s:.1f} s after the last kill"
+    print(f"recovered:  {'yes' if recovered else 'NO'}: {came}; nst up exited with {stopped}")
     print(f"verdict:    {'OK: every accepted job ended, none lost or stuck' if ok else 'FAILED'}")
     return ok
 
@@ -181,36 +158,25 @@ def cuts(args: argparse.Namespace) -> bool:
     try:
         started = time.monotonic()
         bed.build()
-        bed.start(
-            engine=args.engine,
-            heartbeat_interval_s=1,
-            heartbeat_ttl_s=TTL_S,
-            reaper_interval_s=1,
-            retry_lost_jobs=args.retry_lost_jobs,
-        )
+        bed.start(engine=args.engine, **CUTS_SETTINGS)
         print(f"bed up in {time.monotonic() - started:.0f} s: {bed.root}", flush=True)
         form = {"max_size": str(args.size), "steps": str(args.steps), "preview_every": "5"}
-        submitters = [
-            Submitter(url, args.rate, i, form, functools.partial(bed.on, "client"))
-            for i, url in enumerate(bed.api_urls)
-        ]
-        cut_offs = [
-            (host, lambda h=host: bed.cut(h), lambda h=host: bed.restore(h), s)
-            for host, s in (("w1", TTL_S + 4), ("redis", 12), ("storage", 6), ("w2", TTL_S + 4))
-        ]
+        on_client = functools.partial(bed.on, "client")
+        submitters = [Submitter(url, args.rate, i, form, on_client) for i, url in enumerate(bed.api_urls)]
+        cut_offs = [(h, functools.partial(bed.cut, h), functools.partial(bed.restore, h), s) for h, s in HOST_CUTS]
         kill = functools.partial(bed.stop, "redis", sig=signal.SIGKILL)
         cut_offs.append(("redis killed", kill, lambda: (bed.restart("redis"), bed.wait_for_redis()), 6))
         started = time.monotonic()
         for submitter in submitters:
             submitter.start()
         for what, cut, restore, seconds in cut_offs:
-            time.sleep(args.pause)
+            time.sleep(PAUSE_S)
             at = time.monotonic() - started
             cut()
             time.sleep(seconds)
             restore()
             print(f"{at:6.1f} s  {what} for {seconds} s", flush=True)
-        time.sleep(args.pause)
+        time.sleep(PAUSE_S)
         for submitter in submitters:
             submitter.stop.set()
             submitter.join()
@@ -234,12 +200,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="kills")
     parser.add_argument("--kill-every", type=float, default=4, help="kills: seconds between SIGKILLs, on average")
     parser.add_argument("--rate", type=float, help="submissions a second (per API process); 3 (kills), 0.1 (cuts)")
-    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=8, help="cuts")
     parser.add_argument("--size", type=int, default=64, help="cuts: longest side of the pictures, px")
     parser.add_argument("--engine", default="nst_core.transfer:StyleTransfer", help="cuts")
-    parser.add_argument("--retry-lost-jobs", type=int, default=1, help="cuts")
-    parser.add_argument("--pause", type=float, default=8, help="cuts: seconds between cut-offs")
     args = parser.parse_args()
     args.rate = args.rate or (3 if args.what == "kills" else 0.1)
     sys.exit(0 if (kills if args.what == "kills" else cuts)(args) else 1)

@@ -1,51 +1,46 @@
-"""What only a GPU shows (issue 27), beside engine_bench.py's rows: host syncs and kernel launches per L-BFGS step,
-cudnn.benchmark on against off at new shapes (and the NST_CUDNN_BENCHMARK that pays), and one L-BFGS step eager
-against a CUDA graph of it replayed. The CPU runs it at tiny sizes (the dry run of bench/gpu_check.py).
+"""What only a GPU shows (issue 27): host syncs and kernel launches per L-BFGS step, cudnn.benchmark on against off
+at new shapes, one L-BFGS step eager against a CUDA graph of it. The CPU runs it tiny (bench/gpu_check.py's dry run).
 
     python bench/gpu_bench.py --device cuda [--size 512] [--steps 50] [--json OUT/gpu.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
-import json
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
-from common import print_table
-from engine_bench import noise, params, sync
+import torch
+from common import noise, params, parser, print_table, sync, write_json
+
+from nst_core.lbfgs import LBFGS
+from nst_core.losses import gram_matrix
+from nst_core.tensors import image_to_tensor
+from nst_core.transfer import StyleTransfer
 
 
 def timed(engine: Any, size: int, steps: int, device: str) -> dict[str, float]:
     """The first step at this shape (set-up included) and the median of the later ones."""
     stamps: list[float] = []
-
-    def on_step(_: Any) -> None:
-        sync(device)
-        stamps.append(time.perf_counter())
-
     started = time.perf_counter()
-    engine.stylize(noise(size, 0), [noise(size, 1)], params(size, steps, preview_every=0), callback=on_step)
+    run = params(size, steps, preview_every=0)
+    engine.stylize(*noise(size, size), run, callback=lambda _: (sync(device), stamps.append(time.perf_counter())))
     later = sorted(b - a for a, b in itertools.pairwise(stamps))
     return {"first_s": stamps[0] - started, "s_per_iter": later[len(later) // 2]}
 
 
 def counts(engine: Any, size: int, steps: int, device: str) -> dict[str, float]:
     """Host syncs (sync debug mode's warnings, and the profiler's) and kernel launches per step."""
-    import torch
-
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.startswith("cuda"):
+    activities, on_cuda = [torch.profiler.ProfilerActivity.CPU], device.startswith("cuda")
+    if on_cuda:
         activities.append(torch.profiler.ProfilerActivity.CUDA)
         torch.cuda.set_sync_debug_mode("warn")
     with warnings.catch_warnings(record=True) as caught, torch.profiler.profile(activities=activities) as profile:
         warnings.simplefilter("always")
-        engine.stylize(noise(size, 0), [noise(size, 1)], params(size, steps, preview_every=0))
-    if device.startswith("cuda"):
+        engine.stylize(*noise(size, size), params(size, steps, preview_every=0))
+    if on_cuda:
         torch.cuda.set_sync_debug_mode("default")
     names = [event.name for event in profile.events()]
     return {
@@ -65,27 +60,18 @@ def cudnn_choice(engine: Any, size: int, steps: int, device: str) -> dict[str, A
     extra_s = found["all"]["first_s"] - found["off"]["first_s"]
     saved_s = found["off"]["s_per_iter"] - found["all"]["s_per_iter"]
     break_even = 0 if extra_s <= 0 else (extra_s / saved_s if saved_s > 0 else float("inf"))
-    # A whole-image scale runs ~100 steps at one shape; a print's block scales ~20, at up to four shapes.
     choice = "all" if break_even <= 5 else ("whole" if break_even <= 50 else "off")
     return {**found, "break_even_steps": break_even, "choice": choice}
 
 
 def graphs(engine: Any, size: int, steps: int, device: str) -> dict[str, Any]:
     """One L-BFGS step on a style loss, eager against a captured CUDA graph of it: ms per step, loss after."""
-    import torch
-
-    from nst_core.lbfgs import LBFGS
-    from nst_core.losses import gram_matrix
-    from nst_core.tensors import image_to_tensor
-
-    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    layers, (content, (style,)) = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"], noise(size, size)
     with torch.no_grad():
-        style = engine.net(image_to_tensor(noise(size, 1), engine.device), layers)
-        targets = {n: gram_matrix(style[n]) for n in layers}
-    start = image_to_tensor(noise(size, 0), engine.device)
+        targets = {n: gram_matrix(f) for n, f in engine.net(image_to_tensor(style, engine.device), layers).items()}
 
     def run(graphed: bool) -> dict[str, Any]:
-        image = start.clone().contiguous().requires_grad_(True)
+        image = image_to_tensor(content, engine.device).contiguous().requires_grad_(True)
         optimizer = LBFGS(image, history_size=20)
 
         def closure() -> torch.Tensor:
@@ -117,40 +103,29 @@ def graphs(engine: Any, size: int, steps: int, device: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=50, help="graphs' steps; the others run a fifth of them")
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    from nst_core.transfer import StyleTransfer
-
-    engine, few = StyleTransfer(device=args.device, precision=args.precision), max(3, args.steps // 5)
-    found = {"size": args.size, "precision": engine.precision}
-    found["per_step"] = counts(engine, args.size, few, args.device)
-    found["cudnn"] = cudnn_choice(engine, args.size, few, args.device)
-    found["graphs"] = graphs(engine, args.size, args.steps, args.device)
-    step, cudnn, eager, graph = found["per_step"], found["cudnn"], *found["graphs"].values()
-    off, tuned = cudnn["off"], cudnn["all"]
+    options = parser(__doc__, device="cuda")
+    options.add_argument("--precision", default="auto")
+    options.add_argument("--size", type=int, default=512)
+    options.add_argument("--steps", type=int, default=50, help="graphs' steps; the others run a fifth of them")
+    args = options.parse_args()
+    engine, few, size = StyleTransfer(device=args.device, precision=args.precision), max(3, args.steps // 5), args.size
+    step, cudnn = counts(engine, size, few, args.device), cudnn_choice(engine, size, few, args.device)
+    found = {"size": size, "precision": engine.precision, "per_step": step, "cudnn": cudnn}
+    found["graphs"] = graphs(engine, size, args.steps, args.device)
+    (off, tuned), (eager, graph) = (cudnn["off"], cudnn["all"]), found["graphs"].values()
+    syncs = f"{step['syncs_debug']:.1f} / {step['syncs_profiler']:.1f}"
+    graphed = graph.get("error") or f"{graph['ms_per_step']:.2f} ({graph['loss']:.4g})"
     rows = [
-        [
-            f"host syncs a step, debug / profiler ({args.size} px)",
-            f"{step['syncs_debug']:.1f} / {step['syncs_profiler']:.1f}",
-        ],
+        [f"host syncs a step, debug / profiler ({size} px)", syncs],
         ["kernel launches a step", f"{step['launches']:.0f}"],
         ["cudnn.benchmark off / all: first step s", f"{off['first_s']:.3f} / {tuned['first_s']:.3f}"],
         ["cudnn.benchmark off / all: ms a step", f"{off['s_per_iter'] * 1e3:.2f} / {tuned['s_per_iter'] * 1e3:.2f}"],
         ["NST_CUDNN_BENCHMARK that pays", f"{cudnn['choice']} (break-even {cudnn['break_even_steps']:.0f} steps)"],
         ["L-BFGS step eager: ms (loss after)", f"{eager['ms_per_step']:.2f} ({eager['loss']:.4g})"],
-        [
-            "L-BFGS step CUDA graph: ms (loss after)",
-            graph.get("error") or f"{graph['ms_per_step']:.2f} ({graph['loss']:.4g})",
-        ],
+        ["L-BFGS step CUDA graph: ms (loss after)", graphed],
     ]
     print_table(["measure", "value"], rows)
-    if args.json:
-        Path(args.json).write_text(json.dumps(found, indent=1, default=str))
+    write_json(args.json, found)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,7 @@
-"""The GPU check in one command (issue 13): every step in a process of its own, within one time budget, each
-step's failure or timeout recorded without stopping the others, everything written into one folder:
+"""The GPU check in one command (issues 13 and 27; bench/README.md lists the steps): each step in a process of its own
+within one budget, a failure or timeout recorded, all in one folder; it refuses when this Python lacks their imports.
 
-    bench/gpu_check.sh OUT [--device cuda] [--tiny] [--budget-s 190] [--only engine service]
-                           [--extra 'NAME=COMMAND' ...]
-
-It refuses, running nothing, when this Python cannot import what the steps import (the wheels bench/gpu_wheels.sh
-packs). Steps, most important first, each a bench script with a limit; the first five hold the numbers issue 27
-asks for and fit the budget with the card warm, the later ones get what is left or are skipped: pytest (tests/gpu,
-marked gpu), engine (engine_bench.py: 512 px warm and its 300-step time, 1024 px against the bf16 peak, peak
-memory against the memory plan), objective (engine_bench.py: time to the plain way's 300-step value of the
-engine's objective at 512 px), service (service_bench.py --jobs: `nst up` and three jobs), largest (4096 px),
-gpu (gpu_bench.py: syncs and launches a step, cudnn.benchmark on and off, CUDA graphs), engine_more (2048 px,
-bf16 and fp32), largest_more (5120 to 8192 px), then each --extra (a shell command run with DEVICE, OUT and
-PYTHON set). `--tiny` shrinks every size and count for the dry run on a CPU (tests/bench/test_gpu_check.py).
-
-OUT gets summary.txt (every step's status and table), results.json (all numbers), steps.log (all output),
-pytest.xml, objective.png and service.png: six files, within what a device run brings back.
+    bench/gpu_check.sh OUT [--device cuda] [--tiny] [--budget-s 190] [--only engine service] [--extra 'NAME=COMMAND']
 """
 
 from __future__ import annotations
@@ -32,16 +18,36 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "--- table ---"
 
-
 # What the steps import: the packages and bench modules they run. boto3 serves S3 storage only, when configured.
 RUN_SOURCES = "service worker nst_core nst_shared nst_cli bench tests/gpu tests/cli/stack.py tests/conftest.py"
 OPTIONAL_IMPORTS = {"boto3", "botocore"}
+# After pytest, most important first (bench/README.md says why): (most seconds, the script and its arguments).
+BENCHES = {
+    "engine": (40, "engine_bench.py iteration --sizes 512 1024 --precisions bf16 --iterations 15"),
+    "objective": (35, "engine_bench.py objective --size 512 --steps 300 --runs 1:auto 3:auto"),
+    "service": (40, "service_bench.py --jobs 3"),
+    "largest": (20, "engine_bench.py largest --sizes 4096"),
+    "gpu": (25, "gpu_bench.py --size 512 --steps 50"),
+    "engine_more": (45, "engine_bench.py iteration --sizes 2048 --precisions bf16 fp32 --iterations 5"),
+    "largest_more": (40, "engine_bench.py largest --sizes 5120 6144 8192"),
+}
+TINY = {  # --tiny: the same scripts at sizes for the dry run on a CPU (tests/bench/test_gpu_check.py)
+    "engine": "engine_bench.py iteration --sizes 64 --precisions fp32 --iterations 2 --matmul-n 256",
+    "objective": "engine_bench.py objective --size 64 --steps 4 --runs 1:fp32",
+    "service": "service_bench.py --jobs 2 --max-size 64 --steps 3",
+    "largest": "engine_bench.py largest --sizes 64",
+    "gpu": "gpu_bench.py --size 48 --steps 4 --precision fp32",
+    "engine_more": "engine_bench.py iteration --sizes 80 --precisions fp32 --iterations 2 --matmul-n 256",
+    "largest_more": "engine_bench.py largest --sizes 80",
+}
+PROBE = "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu': \
+torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
+SMI = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
 
 
 def needed_imports() -> set[str]:
@@ -58,146 +64,57 @@ def needed_imports() -> set[str]:
     return {name for name in found if name not in sys.stdlib_module_names and name not in ours} - OPTIONAL_IMPORTS
 
 
-def missing_imports() -> list[str]:
-    return sorted(name for name in needed_imports() if importlib.util.find_spec(name) is None)
-
-
-@dataclass
-class Step:
-    """One step: a command, the most seconds it may take, and where its numbers land (a JSON file)."""
-
-    name: str
-    max_s: float
-    command: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    json_name: str | None = None
-
-
-def plan(args: argparse.Namespace, out: Path) -> list[Step]:
-    """The steps in order of importance, each a bench script with its --json; --tiny for the CPU dry run."""
-    py, device, tiny = sys.executable, args.device, args.tiny
-
-    def bench(step: str, script: str, real: str, dry: str, max_s: float) -> Step:
-        more = (dry if tiny else real).split()
-        command = [py, f"bench/{script}", *more, "--device", device, "--json", str(out / f"{step}.json")]
-        return Step(step, max_s, command, json_name=f"{step}.json")
-
+def plan(args: argparse.Namespace, out: Path) -> list[tuple]:
+    """(name, most seconds, command, environment) of pytest, each bench with its --json (--picture: the two that
+    paint), then each --extra, run by bash with DEVICE, OUT and PYTHON set (bench/README.md has an example)."""
+    py, device, slower = sys.executable, args.device, 3 if args.tiny else 1  # tiny sizes on a shared CPU are slower
     pytest = f"-m pytest -m gpu tests/gpu -q -x -rfEs -p no:cacheprovider --junitxml={out / 'pytest.xml'} -o addopts="
-    picture = {name: f"--picture {out / name}.png" for name in ("objective", "service")}
-    # Seconds each: the first five hold the numbers that matter (about 175 s with the card warm); the rest get
-    # what the budget leaves, and are skipped when it is spent.
-    steps = [
-        Step("pytest", 50, [py, *pytest.split(), *(["-k", "not bf16"] if tiny else [])], {"GPU_TEST_DEVICE": device}),
-        bench(
-            "engine",
-            "engine_bench.py",
-            "iteration --sizes 512 1024 --precisions bf16 --iterations 15",
-            "iteration --sizes 64 --precisions fp32 --iterations 2 --matmul-n 256",
-            40,
-        ),
-        bench(
-            "objective",
-            "engine_bench.py",
-            f"objective --size 512 --steps 300 --runs 1:auto 3:auto {picture['objective']}",
-            f"objective --size 64 --steps 4 --runs 1:fp32 {picture['objective']}",
-            35,
-        ),
-        bench(
-            "service",
-            "service_bench.py",
-            f"--jobs 3 {picture['service']}",
-            f"--jobs 2 --max-size 64 --steps 3 {picture['service']}",
-            40,
-        ),
-        bench("largest", "engine_bench.py", "largest --sizes 4096", "largest --sizes 64", 20),
-        bench("gpu", "gpu_bench.py", "--size 512 --steps 50", "--size 48 --steps 4 --precision fp32", 25),
-        bench(
-            "engine_more",
-            "engine_bench.py",
-            "iteration --sizes 2048 --precisions bf16 fp32 --iterations 5",
-            "iteration --sizes 80 --precisions fp32 --iterations 2 --matmul-n 256",
-            45,
-        ),
-        bench("largest_more", "engine_bench.py", "largest --sizes 5120 6144 8192", "largest --sizes 80", 40),
-    ]
-    # More rows: --extra 'NAME=COMMAND', run by bash with DEVICE, OUT and PYTHON set, e.g. the engine's print-size
-    # bench: --extra 'print=$PYTHON bench/print_bench.py rows --device $DEVICE --sizes 4096 8192'.
-    for extra in args.extra:
-        name, _, command = extra.partition("=")
-        steps.append(
-            Step(name, args.extra_max_s, ["bash", "-c", command], env={"DEVICE": device, "OUT": str(out), "PYTHON": py})
-        )
-    if tiny:  # the dry run's tiny sizes on a shared CPU are slower than the real ones on the card
-        for step in steps:
-            step.max_s *= 3
-    return [step for step in steps if not args.only or step.name in args.only]
+    tiny = ["-k", "not bf16"] if args.tiny else []
+    steps = [("pytest", 50 * slower, [py, *pytest.split(), *tiny], {"GPU_TEST_DEVICE": device})]
+    for name, (max_s, real) in BENCHES.items():
+        script, *more = (TINY[name] if args.tiny else real).split()
+        more += ["--picture", str(out / f"{name}.png")] if name in ("objective", "service") else []
+        command = [py, f"bench/{script}", *more, "--device", device, "--json", str(out / f"{name}.json")]
+        steps.append((name, max_s * slower, command, {}))
+    env = {"DEVICE": device, "OUT": str(out), "PYTHON": py}
+    for name, _, command in (extra.partition("=") for extra in args.extra):
+        steps.append((name, args.extra_max_s * slower, ["bash", "-c", command], env))
+    return [step for step in steps if not args.only or step[0] in args.only]
 
 
-def run_step(step: Step, timeout_s: float, log) -> dict:
+def run_step(name: str, command: list[str], env: dict, timeout_s: float, log) -> dict:
     """Run one step in its own process group (so a timeout ends its children too: nst up, workers, Redis)."""
-    log.write(f"\n===== {step.name}: {shlex.join(step.command)} (at most {timeout_s:.0f} s)\n")
-    log.flush()
+    log.write(f"\n===== {name}: {shlex.join(command)} (at most {timeout_s:.0f} s)\n")
     started = time.monotonic()
-    process = subprocess.Popen(
-        step.command,
-        cwd=ROOT,
-        env={**os.environ, **step.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-        errors="replace",
-    )
+    output = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, **output)
     try:
         output, _ = process.communicate(timeout=timeout_s)
         status = "ok" if process.returncode == 0 else f"failed (exit {process.returncode})"
     except subprocess.TimeoutExpired:
-        _end_group(process)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         status = f"timed out after {timeout_s:.0f} s"
     elapsed = time.monotonic() - started
-    log.write(output)
-    log.write(f"\n===== {step.name}: {status} in {elapsed:.1f} s\n")
-    log.flush()
+    log.write(f"{output}\n===== {name}: {status} in {elapsed:.1f} s\n")
     lines = output.splitlines()
     table = lines[lines.index(TABLE) + 1 :] if TABLE in lines else [line for line in lines[-12:] if line.strip()]
     return {"status": status, "seconds": round(elapsed, 1), "table": table}
 
 
-def _end_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def machine() -> dict:
     """The card, driver and torch as this machine reports them."""
-    found = {
-        "host": platform.node(),
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    probe = (
-        "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, "
-        "'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"
-    )
-    try:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-        found.update(json.loads(out.stdout.strip().splitlines()[-1]))
-    except (subprocess.TimeoutExpired, ValueError, IndexError):
-        found["torch"] = "unknown"
-    try:
-        smi = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        found["nvidia_smi"] = smi.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        found["nvidia_smi"] = None
+    found = {"host": platform.node(), "python": platform.python_version(), "date": time.strftime("%F %T %Z")}
+    for key, command in (("torch", [sys.executable, "-c", PROBE]), ("nvidia_smi", SMI)):
+        try:
+            answer = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout.strip()
+            found.update(json.loads(answer.splitlines()[-1]) if key == "torch" else {key: answer})
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            found[key] = None
     return found
 
 
@@ -211,38 +128,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=COMMAND", help="one more step")
     parser.add_argument("--extra-max-s", type=float, default=90)
     args = parser.parse_args(argv)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    missing = missing_imports()
+    (out := args.out.resolve()).mkdir(parents=True, exist_ok=True)
+    missing = sorted(name for name in needed_imports() if importlib.util.find_spec(name) is None)
     if missing:  # every step would fail on its imports: refuse before spending the lease
-        refusal = (
-            f"gpu_check: REFUSED, nothing ran: {sys.executable} cannot import {', '.join(missing)}. Pack the wheels "
-            "here with bench/gpu_wheels.sh and carry .gpu-trip in the run call (bench/README.md)."
-        )
+        refusal = f"gpu_check: REFUSED, nothing ran: {sys.executable} cannot import {', '.join(missing)}. Pack "
+        refusal += "the wheels here with bench/gpu_wheels.sh and carry .gpu-trip in the run call (bench/README.md)."
         print("\n" + "!" * 100 + f"\n{refusal}\n" + "!" * 100, file=sys.stderr, flush=True)
         (out / "summary.txt").write_text(refusal + "\n")
         return 3
     results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s, "steps": {}}
     deadline = time.monotonic() + args.budget_s  # the steps' budget, from after the machine's probe
-    with open(out / "steps.log", "w") as log:
-        for step in plan(args, out):
+    with open(out / "steps.log", "w", buffering=1) as log:
+        for name, max_s, command, env in plan(args, out):
             left = deadline - time.monotonic()
             if left < 10:
-                results["steps"][step.name] = {"status": "skipped: the time budget is spent", "seconds": 0, "table": []}
+                results["steps"][name] = {"status": "skipped: the time budget is spent", "seconds": 0, "table": []}
                 continue
-            results["steps"][step.name] = outcome = run_step(step, min(step.max_s, left), log)
-            if step.json_name and (out / step.json_name).is_file():
-                outcome["result"] = json.loads((out / step.json_name).read_text())
-                (out / step.json_name).unlink()  # folded into results.json: fewer files to bring back
-            print(f"{step.name}: {outcome['status']} in {outcome['seconds']} s", flush=True)
+            results["steps"][name] = outcome = run_step(name, command, env, min(max_s, left), log)
+            if (found := out / f"{name}.json").is_file():  # folded into results.json: fewer files to bring back
+                outcome["result"] = json.loads(found.read_text())
+                found.unlink()
+            print(f"{name}: {outcome['status']} in {outcome['seconds']} s", flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    summary = [
-        f"GPU check, {results['machine']['date']} on {results['machine']['host']}: "
-        f"{results['machine'].get('gpu') or args.device}, torch {results['machine'].get('torch')} "
-        f"(CUDA {results['machine'].get('cuda')}), Python {results['machine']['python']}",
-        f"nvidia-smi: {results['machine'].get('nvidia_smi')}",
-        "",
-    ]
+    m = results["machine"]
+    summary = [f"GPU check, {m['date']} on {m['host']}: {m.get('gpu') or args.device}, torch {m.get('torch')}"]
+    summary += [f"(CUDA {m.get('cuda')}), Python {m['python']}, nvidia-smi: {m.get('nvidia_smi')}", ""]
     for name, outcome in results["steps"].items():
         summary.append(f"## {name}: {outcome['status']} ({outcome['seconds']} s)")
         summary += outcome["table"] + [""]

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check in one command (bench/README.md has the device run that calls it): installs the wheels that
-# bench/gpu_wheels.sh packed into .gpu-trip/ (when there), then runs bench/gpu_check.py from this source tree on
-# the machine's own torch, writing every file into the folder given first. PYTHON picks the interpreter
-# (default python3, the one that holds torch on the GPU machine).
+# The GPU check (bench/README.md): installs the wheels bench/gpu_wheels.sh packed into .gpu-trip/ (when there), then
+# runs bench/gpu_check.py from this source tree on the machine's torch; PYTHON picks the interpreter (default python3).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:?usage: bench/gpu_check.sh OUT_DIR [bench/gpu_check.py options]}"

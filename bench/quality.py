@@ -1,14 +1,10 @@
-"""How painted and how faithful a picture is, measured on the bundled Caffe VGG19 (see shared FACTS.md).
-
-style ratio: mean over relu1_1..relu5_1 of Gram-MSE(output, style) / Gram-MSE(content, style), each layer
-counting equally; content ratio: relu4_2 MSE(output, content) / MSE(style stretched over the frame, content).
-Lower is more of each. Paintedness: how far the picture's fine features moved from the photo's; higher is more
-painted.
-"""
+"""How painted and how faithful a picture is: the style ratio, the content ratio and paintedness (bench/README.md,
+strength.py's section, defines them)."""
 
 from __future__ import annotations
 
 import functools
+import statistics
 
 import torch
 from PIL import Image
@@ -23,6 +19,10 @@ CONTENT_LAYER = "relu4_2"
 PAINTED_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
 
+def mse(a: torch.Tensor, b: torch.Tensor | float) -> float:
+    return float(torch.mean((a - b) ** 2))
+
+
 @functools.cache
 def judge_model(device: str = "cpu") -> VGG19Features:
     """The float32 network that scores pictures, whatever precision the engine under test ran in."""
@@ -32,43 +32,24 @@ def judge_model(device: str = "cpu") -> VGG19Features:
 @torch.no_grad()
 def quality_ratios(output: Image.Image, content: Image.Image, style: Image.Image) -> tuple[float, float]:
     """(style ratio, content ratio) of `output`, at the output's size."""
-    model = judge_model()
-    size = output.size
-    layers = (*STYLE_LAYERS, CONTENT_LAYER)
-    feats = {
-        name: model(image_to_tensor(img), layers)
-        for name, img in (
-            ("out", output),
-            ("content", resize(content, size)),
-            ("style", resize(style, fit_size(*style.size, max(size)))),
-            ("stretched", resize(style, size)),
-        )
-    }
+    model, size, layers = judge_model(), output.size, (*STYLE_LAYERS, CONTENT_LAYER)
+    pictures = {"out": output, "content": resize(content, size), "stretched": resize(style, size)}
+    pictures["style"] = resize(style, fit_size(*style.size, max(size)))
+    feats = {name: model(image_to_tensor(picture), layers) for name, picture in pictures.items()}
     grams = {k: {n: gram_matrix(v[n]) for n in STYLE_LAYERS} for k, v in feats.items()}
 
-    def mse(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float(torch.mean((a - b) ** 2))
-
-    style_ratio = sum(
-        mse(grams["out"][n], grams["style"][n]) / mse(grams["content"][n], grams["style"][n]) for n in STYLE_LAYERS
-    ) / len(STYLE_LAYERS)
-    content_ratio = mse(feats["out"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]) / mse(
-        feats["stretched"][CONTENT_LAYER], feats["content"][CONTENT_LAYER]
-    )
+    out, photo, style_grams, c = grams["out"], grams["content"], grams["style"], CONTENT_LAYER
+    style_ratio = statistics.fmean(mse(out[n], style_grams[n]) / mse(photo[n], style_grams[n]) for n in STYLE_LAYERS)
+    content_ratio = mse(feats["out"][c], feats["content"][c]) / mse(feats["stretched"][c], feats["content"][c])
     return style_ratio, content_ratio
 
 
 @torch.no_grad()
 def paintedness(output: Image.Image, content: Image.Image) -> float:
-    """How painted `output` looks, 0 (the photo) .. 1: d / (1 + d), where d is the mean over relu1_1..relu3_1
-    (colours, edges, strokes) of how far its features moved from the photo's, relative to the photo's own
-    (MSE(output, photo) / mean square of the photo's). Unlike the content ratio, nothing in it depends on the
-    style, so a muted style that leaves the photo alike scores low however close the picture came to that style
-    (bench/README.md, "How painted a picture looks": it ranks a grid of pictures as the eye does)."""
+    """0 (the photo) .. 1: d / (1 + d), d the mean over relu1_1..relu3_1 of MSE(output, photo) / the photo's mean
+    square; nothing in it depends on the style (bench/README.md, "How painted a picture looks")."""
     model = judge_model()
     photo = model(image_to_tensor(resize(content, output.size)), PAINTED_LAYERS)
     painted = model(image_to_tensor(output), PAINTED_LAYERS)
-    moved = sum(
-        float(torch.mean((painted[n] - photo[n]) ** 2) / torch.mean(photo[n] ** 2)) for n in PAINTED_LAYERS
-    ) / len(PAINTED_LAYERS)
+    moved = statistics.fmean(mse(painted[n], photo[n]) / mse(photo[n], 0) for n in PAINTED_LAYERS)
     return moved / (1 + moved)

@@ -1,12 +1,7 @@
-"""Does a look mean the same strength on every painting? Each look at one size on two photos and eight styles of
-different character, scored by bench/quality.py (content ratio, style ratio, paintedness), with the spread of
-each look across styles, the order of the looks on each pair, the time of each job, and a contact sheet per
-photo to look at. Writes into --out (never into the project: the shared pictures are not ours).
+"""Does a look mean the same strength on every painting: each look on two photos and eight styles, scored by
+quality.py; spreads, orders, times, a contact sheet per photo. Pictures in --out/LABEL are kept (resumed, rescored).
 
     .venv/bin/python bench/strength.py --out /tmp/strength [--label after] [--size 256] [--score-only]
-
-Pictures already in --out/LABEL are kept (a run can be resumed; --score-only paints nothing), so a table of an
-earlier engine can be scored again with a newer measure.
 """
 
 from __future__ import annotations
@@ -14,184 +9,122 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from common import ROOT, shared_image, sheet
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.quality import paintedness, quality_ratios
+from nst_core.transfer import StyleTransfer
+from nst_shared.images import load_image
+from nst_shared.looks import LOOK_NAMES
+from nst_shared.params import TransferParams
 
-from bench.quality import paintedness, quality_ratios  # noqa: E402
-from nst_shared.images import load_image  # noqa: E402
-from nst_shared.looks import LOOK_NAMES  # noqa: E402
-
-SHARED = Path("/work/shared/images")
-PHOTOS = {"tiger": SHARED / "content" / "tiger.jpg", "chelsea": ROOT / "examples" / "chelsea.jpg"}
-FILES = {
-    "starry": SHARED / "style" / "starry.jpg",
-    "shipwreck": SHARED / "style" / "shipwreck.jpg",
-    "composition": SHARED / "style" / "compositionvii.jpg",
-    "swirls": ROOT / "examples" / "swirls.jpg",
-    "mosaic": ROOT / "examples" / "mosaic.jpg",
-}
-MADE = ("poster", "fine", "stripes")
+PHOTOS = {"tiger": shared_image("content", "tiger"), "chelsea": ROOT / "examples" / "chelsea.jpg"}
+STYLES = {name: shared_image("style", name) for name in ("starry", "shipwreck")}
+STYLES |= {"composition": shared_image("style", "compositionvii")}
+STYLES |= {name: ROOT / "examples" / f"{name}.jpg" for name in ("swirls", "mosaic")}
 STYLE_NAMES = ("starry", "shipwreck", "swirls", "stripes", "mosaic", "composition", "poster", "fine")
+PALETTE = [[230, 57, 70], [241, 250, 238], [69, 123, 157], [29, 53, 87], [255, 183, 3], [42, 157, 143]]
+MEASURES = ("content", "style", "painted")
 
 
-def made_style(name: str, px: int = 512) -> Image.Image:
-    """Styles the bench draws itself, seeded: a flat-colour poster, a fine texture, a high-contrast stripe pattern."""
-    rng = np.random.default_rng(7)
-    y, x = np.mgrid[0:px, 0:px].astype(np.float32)
-    if name == "poster":
-        # Voronoi cells in six flat colours with dark borders: large shapes, no texture.
-        palette = np.array(
-            [[230, 57, 70], [241, 250, 238], [69, 123, 157], [29, 53, 87], [255, 183, 3], [42, 157, 143]]
-        )
-        seeds = rng.uniform(0, px, (24, 2))
+def style_image(name: str, px: int = 512) -> Image.Image:
+    """A painting, or one the bench draws (seeded): a flat-colour poster, a fine texture, a high-contrast stripe."""
+    if name in STYLES:
+        return load_image(STYLES[name])
+    rng, (y, x) = np.random.default_rng(7), np.mgrid[0:px, 0:px].astype(np.float32)
+    if name == "poster":  # Voronoi cells in six flat colours with dark borders: large shapes, no texture
+        palette, seeds = np.array(PALETTE), rng.uniform(0, px, (24, 2))
         dist = np.sqrt((x[..., None] - seeds[:, 0]) ** 2 + (y[..., None] - seeds[:, 1]) ** 2)
-        order = np.sort(dist, axis=-1)
-        cells = palette[np.argmin(dist, axis=-1) % len(palette)]
+        order, cells = np.sort(dist, axis=-1), palette[np.argmin(dist, axis=-1) % len(palette)]
         cells[(order[..., 1] - order[..., 0]) < 4] = (20, 20, 20)
-        return Image.fromarray(cells.astype(np.uint8))
-    if name == "fine":
-        # Short random strokes a few pixels long in earthy tones: texture without shapes.
-        base = rng.normal(0, 1, (px, px, 3))
-        kernel = np.ones(5) / 5
-        base = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, base)
-        tones = np.array([150, 120, 80]) + 60 * base * np.array([1.0, 0.8, 0.6])
-        return Image.fromarray(tones.clip(0, 255).astype(np.uint8))
-    if name == "stripes":
-        stripes = (np.sin((x + 0.6 * y) / 5.0) > 0)[..., None] * np.array([240, 240, 230]) + 10
-        return Image.fromarray(stripes.clip(0, 255).astype(np.uint8))
-    raise ValueError(name)
+    elif name == "fine":  # short random strokes a few pixels long in earthy tones: texture without shapes
+        blur = np.ones(5) / 5
+        strokes = np.apply_along_axis(lambda r: np.convolve(r, blur, mode="same"), 1, rng.normal(0, 1, (px, px, 3)))
+        cells = np.array([150, 120, 80]) + 60 * strokes * np.array([1.0, 0.8, 0.6])
+    else:  # stripes
+        cells = (np.sin((x + 0.6 * y) / 5.0) > 0)[..., None] * np.array([240, 240, 230]) + 10
+    return Image.fromarray(cells.clip(0, 255).astype(np.uint8))
 
 
-def style_image(name: str) -> Image.Image:
-    return load_image(FILES[name]) if name in FILES else made_style(name)
+def pictures():
+    """(key, photo, style) of every picture, photo by photo, style by style, look by look."""
+    for (photo, path), style_name in itertools.product(PHOTOS.items(), STYLE_NAMES):
+        content, style = load_image(path), style_image(style_name)
+        for look in LOOK_NAMES:
+            yield f"{photo}-{style_name}-{look}", look, content, style
 
 
-def paint(out: Path, size: int, steps: int) -> dict[str, float]:
-    """Each (photo, style, look) not yet in `out`, with its job time; returns the times (also kept in out)."""
-    from nst_core.transfer import StyleTransfer
-    from nst_shared.params import TransferParams
-
-    times_file = out / "times.json"
-    times: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
-    engine = StyleTransfer(device="cpu")
-    engine.stylize(load_image(PHOTOS["tiger"]), [made_style("fine")], TransferParams(max_size=96, steps=2))  # warm
-    for photo, path in PHOTOS.items():
-        content = load_image(path)
-        for style_name in STYLE_NAMES:
-            style = style_image(style_name)
-            for look in LOOK_NAMES:
-                key = f"{photo}-{style_name}-{look}"
-                if (out / f"{key}.png").exists():
-                    continue
-                started = time.perf_counter()
-                params = TransferParams(look=look, max_size=size, steps=steps, seed=0, min_scale_size=min(192, size))
-                image = engine.stylize(content, [style], params).image
-                times[key] = time.perf_counter() - started
-                image.save(out / f"{key}.png")
-                times_file.write_text(json.dumps(times, indent=1))
-                print(f"{key}: {times[key]:.1f} s", flush=True)
-    return times
+def kept(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def score(out: Path) -> dict[str, tuple[float, float, float]]:
-    """(content ratio, style ratio, paintedness) of every picture in `out`."""
-    scores_file = out / "scores.json"
-    scores: dict[str, list[float]] = json.loads(scores_file.read_text()) if scores_file.exists() else {}
-    for photo, path in PHOTOS.items():
-        content = load_image(path)
-        for style_name in STYLE_NAMES:
-            style = style_image(style_name)
-            for look in LOOK_NAMES:
-                key = f"{photo}-{style_name}-{look}"
-                picture = out / f"{key}.png"
-                if key in scores or not picture.exists():
-                    continue
-                output = Image.open(picture).convert("RGB")
-                style_ratio, content_ratio = quality_ratios(output, content, style)
-                scores[key] = [content_ratio, style_ratio, paintedness(output, content)]
-    scores_file.write_text(json.dumps(scores, indent=1))
-    return {k: (v[0], v[1], v[2]) for k, v in scores.items()}
+def painted(path: Path) -> Image.Image:
+    return Image.open(path).convert("RGB") if path.exists() else Image.new("RGB", (64, 64), "white")
 
 
-def sheet(out: Path, photo: str, cell_px: int = 160) -> Path:
-    """A contact sheet: a row per style (the style first), a column per look."""
-    columns = ("style", *LOOK_NAMES)
-    label_px = 14
-    board = Image.new("RGB", (cell_px * len(columns), label_px + cell_px * len(STYLE_NAMES)), "white")
-    draw = ImageDraw.Draw(board)
-    for col, name in enumerate(columns):
-        draw.text((col * cell_px + 4, 1), name, fill="black")
-    for row, style_name in enumerate(STYLE_NAMES):
-        for col, name in enumerate(columns):
-            path = out / f"{photo}-{style_name}-{name}.png"
-            if name == "style":
-                cell = style_image(style_name)
-            elif path.exists():
-                cell = Image.open(path).convert("RGB")
-            else:
-                continue
-            cell.thumbnail((cell_px - 4, cell_px - 4))
-            board.paste(cell, (col * cell_px + 2, label_px + row * cell_px + 2))
-    target = out / f"sheet-{photo}.png"
-    board.save(target)
-    return target
+def paint_and_score(out: Path, score_only: bool, size: int, steps: int) -> tuple[dict, dict]:
+    """Each picture not yet in `out` painted (unless score_only), each not yet scored scored; both kept as JSON."""
+    times, scores, engine = kept(out / "times.json"), kept(out / "scores.json"), StyleTransfer(device="cpu")
+    engine.stylize(load_image(PHOTOS["tiger"]), [style_image("fine")], TransferParams(max_size=96, steps=2))  # warm
+    for key, look, content, style in pictures():
+        if not (path := out / f"{key}.png").exists() and not score_only:
+            started = time.perf_counter()
+            params = TransferParams(look=look, max_size=size, steps=steps, seed=0, min_scale_size=min(192, size))
+            engine.stylize(content, [style], params).image.save(path)
+            times[key] = time.perf_counter() - started
+            (out / "times.json").write_text(json.dumps(times, indent=1))
+            print(f"{key}: {times[key]:.1f} s", flush=True)
+        if key not in scores and path.exists():
+            style_ratio, content_ratio = quality_ratios(output := painted(path), content, style)
+            scores[key] = [content_ratio, style_ratio, paintedness(output, content)]
+    (out / "scores.json").write_text(json.dumps(scores, indent=1))
+    return scores, times
 
 
-def report(scores: dict[str, tuple[float, float, float]], times: dict[str, float]) -> None:
-    """The table: per photo and look, each style's ratios, then the spread across styles and the looks' order."""
-    measures = ("content", "style", "painted")
+def spread(values: list[float]) -> str:
+    return f"{max(values) / min(values):.2f}x" if values else "-"
+
+
+def report(scores: dict[str, list[float]], times: dict[str, float]) -> None:
+    """Per photo and look, each style's ratios, then the spread across styles and the looks' order."""
     for photo in PHOTOS:
         print(f"\n{photo}: content ratio / style ratio / paintedness per look (lower ratios: more of each)")
         print(f"{'style':<12}" + "".join(f"{look:>22}" for look in LOOK_NAMES) + "  order")
         for style_name in STYLE_NAMES:
-            cells, contents = [], []
-            for look in LOOK_NAMES:
-                found = scores.get(f"{photo}-{style_name}-{look}")
-                cells.append("-" if found is None else "{:.3f}/{:.3f}/{:.2f}".format(*found))
-                contents.append(found[0] if found else float("nan"))
-            ordered = all(a < b for a, b in itertools.pairwise(contents))
+            found = [scores.get(f"{photo}-{style_name}-{look}") for look in LOOK_NAMES]
+            cells = ["-" if f is None else "{:.3f}/{:.3f}/{:.2f}".format(*f) for f in found]
+            ordered = all(a < b for a, b in itertools.pairwise(f[0] if f else float("nan") for f in found))
             print(f"{style_name:<12}" + "".join(f"{c:>22}" for c in cells) + ("  ok" if ordered else "  NOT"))
-        for index, measure in enumerate(measures):
-            spreads = []
-            for look in LOOK_NAMES:
-                values = [scores[f"{photo}-{s}-{look}"][index] for s in STYLE_NAMES if f"{photo}-{s}-{look}" in scores]
-                spreads.append(f"{max(values) / min(values):.2f}x" if values else "-")
-            print(f"{'spread ' + measure:<12}" + "".join(f"{c:>22}" for c in spreads))
-    for index, measure in enumerate(measures):
-        line = []
-        for look in LOOK_NAMES:
-            values = [v[index] for k, v in scores.items() if k.endswith(f"-{look}")]
-            line.append(f"{look} {max(values) / min(values):.2f}x" if values else f"{look} -")
-        print(f"spread of {measure} over both photos and all styles: " + ", ".join(line))
-    if times:
-        by_look = {look: [t for k, t in times.items() if k.endswith(f"-{look}")] for look in LOOK_NAMES}
-        print("mean job time: " + ", ".join(f"{k} {sum(v) / len(v):.1f} s" for k, v in by_look.items() if v))
+        for index, measure in enumerate(MEASURES):
+            keys = [[f"{photo}-{s}-{look}" for s in STYLE_NAMES] for look in LOOK_NAMES]
+            cells = [spread([scores[k][index] for k in look_keys if k in scores]) for look_keys in keys]
+            print(f"{'spread ' + measure:<12}" + "".join(f"{c:>22}" for c in cells))
+    for index, measure in enumerate(MEASURES):
+        cells = [f"{look} {spread([v[index] for k, v in scores.items() if k.endswith(look)])}" for look in LOOK_NAMES]
+        print(f"spread of {measure} over both photos and all styles: " + ", ".join(cells))
+    by_look = {look: [t for k, t in times.items() if k.endswith(f"-{look}")] for look in LOOK_NAMES}
+    print("mean job time: " + ", ".join(f"{k} {sum(v) / len(v):.1f} s" for k, v in by_look.items() if v))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--label", default="after", help="subfolder of --out: one per engine version")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=120)
-    parser.add_argument("--score-only", action="store_true")
-    args = parser.parse_args()
-    out = args.out / args.label
-    out.mkdir(parents=True, exist_ok=True)
-    times_file = out / "times.json"
-    times = json.loads(times_file.read_text()) if times_file.exists() else {}
-    if not args.score_only:
-        times = paint(out, args.size, args.steps)
+    options = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_argument("--out", type=Path, required=True)
+    options.add_argument("--label", default="after", help="subfolder of --out: one per engine version")
+    options.add_argument("--size", type=int, default=256)
+    options.add_argument("--steps", type=int, default=120)
+    options.add_argument("--score-only", action="store_true")
+    args = options.parse_args()
+    (out := args.out / args.label).mkdir(parents=True, exist_ok=True)
+    scores, times = paint_and_score(out, args.score_only, args.size, args.steps)
     for photo in PHOTOS:
-        print(f"contact sheet: {sheet(out, photo)}")
-    report(score(out), times)
+        rows = [[style_image(s), *(painted(out / f"{photo}-{s}-{k}.png") for k in LOOK_NAMES)] for s in STYLE_NAMES]
+        sheet(rows, out / f"sheet-{photo}.png", height=156)
+        print(f"contact sheet: {out / f'sheet-{photo}.png'} (a row per style: the style, then {', '.join(LOOK_NAMES)})")
+    report(scores, times)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,5 @@
-"""How long a sweep takes to its contact sheet with 1, 2 and 4 workers: each cell is a job on the queue, so N
-workers paint N cells at once.
-
-Each row runs `nst up --workers N` (tests/cli/stack.py: its own embedded Redis, the API, N warm workers), submits
-one sweep, polls it until every cell has ended and downloads the sheet; the time is from the POST to the sheet's
-last byte, the best of `--rounds`. The fake engine (tests/engines.py's SlowEngine, 0.1 s a step, no CPU) shows
-the queue's parallelism alone; `--real` adds rows with the real engine at 128 px, each of N workers with
-OMP_NUM_THREADS = cores / N.
+"""How long a sweep takes to its contact sheet with 1, 2 and 4 workers under `nst up`, on the fake engine (the queue's
+parallelism alone) and with --real the real engine at 128 px (bench/README.md has the results):
 
     .venv/bin/python bench/sweep_bench.py [--workers 1 2 4] [--rounds 2] [--real] [--real-workers 1 2]
 """
@@ -14,31 +8,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
-from common import print_table
+from common import print_table, stack
 
-from tests.cli.stack import NstUp
 from tests.conftest import make_image
 
-ROWS = {  # engine: (NST_ENGINE, form, axes); the fake one paints 8 cells of 2 s
-    "fake": (
-        "tests.engines:SlowEngine",
-        {"max_size": "64", "steps": "20"},
-        ["style_weight=5,10,20,40", "look=subtle,painterly"],
-    ),
-    "real": ("nst_core.transfer:StyleTransfer", {"max_size": "128", "steps": "30"}, ["style_weight=5,15,45,135"]),
+ROWS = {  # engine: (NST_ENGINE, max_size, steps, axes); the fake one paints 8 cells of 2 s
+    "fake": ("tests.engines:SlowEngine", "64", "20", ["style_weight=5,10,20,40", "look=subtle,painterly"]),
+    "real": ("nst_core.transfer:StyleTransfer", "128", "30", ["style_weight=5,15,45,135"]),
 }
 
 
-def time_to_sheet(up: NstUp, form: dict[str, str], axes: list[str]) -> tuple[float, int]:
+def time_to_sheet(up, size: str, steps: str, axes: list[str]) -> tuple[float, int]:
     """Seconds from the POST to the sheet's last byte, and the number of cells."""
     files = {"content": make_image(160, 120, seed=1), "style": make_image(128, 128, seed=2)}
     with up.client() as client:
         started = time.perf_counter()
-        sweep = client.post("/sweeps", files=files, data={**form, "sweep": axes}).raise_for_status().json()
+        form = {"max_size": size, "steps": steps, "sweep": axes}
+        sweep = client.post("/sweeps", files=files, data=form).raise_for_status().json()
         while client.get(f"/sweeps/{sweep['id']}").json()["status"] != "completed":
             time.sleep(0.05)
         client.get(f"/sweeps/{sweep['id']}/sheet").raise_for_status()
@@ -56,22 +44,16 @@ def main() -> None:
     args = parser.parse_args()
     table = []
     for label, counts in (("fake", args.workers), ("real", args.real_workers if args.real else [])):
-        engine, form, axes = ROWS[label]
-        first = None
+        (engine, *job), first = ROWS[label], None
         for count in counts:
             os.environ["OMP_NUM_THREADS"] = str(max(1, args.cores // count))  # read by the workers nst up starts
-            with tempfile.TemporaryDirectory() as folder:
-                up = NstUp(Path(folder), workers=count, engine=engine, precision=args.precision, log_level="WARNING")
-                try:
-                    times = [time_to_sheet(up, form, axes) for _ in range(args.rounds)]
-                finally:
-                    up.stop()
+            with stack(workers=count, engine=engine, precision=args.precision, log_level="WARNING") as up:
+                times = [time_to_sheet(up, *job) for _ in range(args.rounds)]
             best, cells = min(times)
             first = first or (count, best)
-            speedup = first[1] / best
-            efficiency = speedup / (count / first[0])
-            rounds = ", ".join(f"{t:.2f}" for t, _ in times)
-            table.append([label, str(count), str(cells), f"{best:.2f}", f"{speedup:.2f}x", f"{efficiency:.0%}", rounds])
+            speedup, rounds = first[1] / best, ", ".join(f"{t:.2f}" for t, _ in times)
+            cells = f"{label} {count} {cells} {best:.2f} {speedup:.2f}x {speedup * first[0] / count:.0%}".split()
+            table.append([*cells, rounds])
     print_table(["engine", "workers", "cells", "to sheet s", "speed-up", "efficiency", "rounds"], table)
 
 
