@@ -284,7 +284,8 @@ class StyleTransfer:
         if params.init != "content" or not params.style_weight or not params.content_weight:
             return run
         # The pair's strength, whatever the look: the probe weighs its terms as the defaults do.
-        reference = params.replace(**{name: TransferParams.model_fields[name].default for name in STRENGTH_FIELDS})
+        defaults = {name: TransferParams.model_fields[name].default for name in STRENGTH_FIELDS}
+        reference = params.model_copy(update=defaults)  # valid values over valid ones: nothing to check again
         probe = replace(
             run,
             params=reference,
