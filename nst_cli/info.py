@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from nst_shared import provenance
-    from nst_shared.video_io import clip_kind, read_record
+    from nst_shared.clip_info import clip_kind
+    from nst_shared.video_io import read_record
 
     try:
         data = args.picture.read_bytes()

@@ -20,7 +20,7 @@ CLIP_SUFFIXES = {".mp4": "mp4", ".webm": "webm"}
 
 
 def is_clip(path: Path) -> bool:
-    from nst_shared.video_io import clip_kind
+    from nst_shared.clip_info import clip_kind
 
     try:
         with path.open("rb") as file:

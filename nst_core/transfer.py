@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from PIL import Image
@@ -32,7 +32,6 @@ from nst_core import colors, masks
 from nst_core.blocks import Block, block_grid, grid_of
 from nst_core.calibration import PROBE_PX, PROBE_STEPS, STRENGTH_FIELDS, content_share, style_factor
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
-from nst_core.flow import TemporalTarget
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
 from nst_core.objective import (
@@ -56,6 +55,9 @@ from nst_shared.masks import check_mask_count, check_mask_covers
 from nst_shared.memory import MemoryPlan, default_budget_bytes, format_bytes, plan_memory
 from nst_shared.params import Precision, TransferParams
 from nst_shared.schedule import Scale, plan_scales, step_cost, style_longest_px
+
+if TYPE_CHECKING:
+    from nst_core.flow import TemporalTarget  # OpenCV loads only when a clip is painted
 
 ProgressCallback = Callable[[Progress], None]
 # Where cuDNN times its algorithms at each new shape (a slow first step, faster steps after): every shape, whole

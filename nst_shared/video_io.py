@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,52 +18,13 @@ import av
 import numpy as np
 from PIL import Image, ImageSequence
 
+from nst_shared.clip_info import ClipInfo, clip_kind
 from nst_shared.errors import UnreadableVideo, UnsupportedImageFormat, VideoHeadersLied
 
-VIDEO_FORMATS: tuple[str, ...] = ("mp4", "webm")
-MEDIA_TYPES: dict[str, str] = {"mp4": "video/mp4", "webm": "video/webm"}
 _CODECS = {"mp4": ("libx264", "aac"), "webm": ("libvpx-vp9", "libopus")}
 _AUDIO_RATE = 48_000  # Opus takes 48 kHz (and a few lower rates); AAC takes it too
 _COMMENT = "comment"  # the metadata tag the provenance goes in: MP4's ©cmt, Matroska's COMMENT
 _PILLOW_KINDS = ("gif", "webp")
-
-
-@dataclass(frozen=True)
-class ClipInfo:
-    """What a clip's headers say (as stored: a quarter-turn rotation swaps the sides, never the area)."""
-
-    kind: str  # mp4 (MP4 and MOV), webm (WebM and Matroska), gif, webp
-    frames: int
-    rate: str  # frames per second as a fraction, "30000/1001"
-    duration_s: float
-    width: int
-    height: int
-    audio: bool
-
-    @property
-    def fps(self) -> Fraction:
-        return Fraction(self.rate)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClipInfo:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
-
-
-def clip_kind(data: bytes) -> str | None:
-    """The kind of clip `data` may be, from its first bytes (None: not a clip). Any GIF counts, and a WebP
-    marked animated: the probe tells a still one from a clip."""
-    if data[4:8] == b"ftyp":
-        return "mp4"
-    if data[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if data[:4] == b"GIF8":
-        return "gif"
-    if data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8X" and len(data) > 20 and data[20] & 0x02:
-        return "webp"
-    return None
 
 
 def probe_file(path: str | Path) -> ClipInfo:

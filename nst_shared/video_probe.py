@@ -10,8 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nst_shared.clip_info import ClipInfo
 from nst_shared.errors import UnreadableVideo, UnsupportedImageFormat
-from nst_shared.video_io import ClipInfo
 
 _PROBE_FAILED = 3  # the child's exit status when the file is not a readable clip (why, as JSON on stdout)
 

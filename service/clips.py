@@ -7,6 +7,7 @@ import threading
 
 from fastapi import Response
 
+from nst_shared.clip_info import MEDIA_TYPES, ClipInfo, clip_kind
 from nst_shared.errors import ImageError
 from nst_shared.images import fit_size
 from nst_shared.jobs import Files, JobRecord
@@ -14,7 +15,6 @@ from nst_shared.params import TransferParams
 from nst_shared.schedule import clip_cost
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage
-from nst_shared.video_io import MEDIA_TYPES, ClipInfo, clip_kind
 from nst_shared.video_probe import probe
 from service.downloads import file_response
 from service.errors import ApiError, from_image_error

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from nst_shared.clip_info import MEDIA_TYPES as CLIP_MEDIA_TYPES
 from nst_shared.device_defaults import param_caps
 from nst_shared.job_options import MEDIA_TYPES
 from nst_shared.settings import Settings
 from nst_shared.sweeps import MAX_AXES
-from nst_shared.video_io import MEDIA_TYPES as CLIP_MEDIA_TYPES
 from service.auth import parse_api_keys
 from service.forms import CLIP_TYPES, FILES, IMAGE_TYPES, job_form_schema
 from service.schemas import ErrorBody

@@ -18,6 +18,7 @@ from rq import Queue
 from starlette.datastructures import UploadFile
 
 from nst_shared import capacity, deadlines, webhook_urls
+from nst_shared.clip_info import ClipInfo
 from nst_shared.errors import ImageError
 from nst_shared.images import check_min_side, decode_image, fit_size
 from nst_shared.job_options import deadline_of
@@ -30,7 +31,6 @@ from nst_shared.queueing import clip_frames, enqueue_job
 from nst_shared.schedule import style_longest_px
 from nst_shared.settings import Settings
 from nst_shared.storage import Storage, StorageRefused
-from nst_shared.video_io import ClipInfo
 from service import clips
 from service.caps import check_budget, check_caps, check_memory, check_options
 from service.decoding import check_upload, pixel_budget

@@ -21,12 +21,12 @@ from PIL import Image
 
 from nst_core.progress import StopTransfer
 from nst_shared import painting, provenance
+from nst_shared.clip_info import ClipInfo
 from nst_shared.images import encode_image
 from nst_shared.job_options import DEADLINE_EXCEEDED
 from nst_shared.job_status import JobStatus
 from nst_shared.jobs import Files, JobRecord, StopRequest
 from nst_shared.params import TransferParams
-from nst_shared.video_io import ClipInfo, encode_clip, iter_frames
 from nst_shared.webhook_progress import ProgressDeliveries
 from worker.progress_writer import BackgroundWriter, ProgressWriter, Written
 
@@ -39,6 +39,7 @@ log = logging.getLogger("nst.worker")
 def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
     """Paint the job's clip from its first unfinished frame; returns the run's outcome as run_job does."""
     from nst_core.video import ClipPainter  # the engine's side (torch): only a clip's job loads it
+    from nst_shared.video_io import encode_clip, iter_frames  # FFmpeg: likewise
     from worker import tasks
 
     job_id, storage, settings = run.job_id, run.storage, run.settings

@@ -140,3 +140,10 @@ def test_refuses_loudly_and_runs_nothing_when_the_wheels_are_missing(tmp_path):
     assert "REFUSED" in run.stderr and "fastapi" in run.stderr and "gpu_wheels.sh" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["summary.txt"]
     assert "REFUSED" in (out / "summary.txt").read_text()
+
+
+def test_the_api_worker_and_engine_start_without_the_clip_libraries():
+    """The GPU trip carries no PyAV or OpenCV (gpu_check.OPTIONAL_IMPORTS): they load only when a clip is painted."""
+    code = "import sys, service.app, worker.tasks, nst_core.transfer; print(sorted({'av', 'cv2'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nst_shared.clip_info import clip_kind
 from nst_shared.errors import UnreadableVideo, UnsupportedImageFormat, VideoHeadersLied
-from nst_shared.video_io import clip_kind, encode_clip, iter_frames, probe_file, read_record
+from nst_shared.video_io import encode_clip, iter_frames, probe_file, read_record
 from nst_shared.video_probe import ProbeRefused, probe
 from tests.clips import make_clip, make_gif, read_frames, sound_seconds, tone_strength
 
