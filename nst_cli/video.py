@@ -47,7 +47,7 @@ def paint_clip(args: argparse.Namespace, params: TransferParams, engine: Any, fi
 
     from nst_core.progress import StopTransfer
     from nst_core.video import ClipPainter
-    from nst_shared import painting, provenance
+    from nst_shared import painting
     from nst_shared.errors import NstError
     from nst_shared.images import encode_image
     from nst_shared.video_io import encode_clip, iter_frames, probe_file
@@ -97,16 +97,7 @@ def paint_clip(args: argparse.Namespace, params: TransferParams, engine: Any, fi
     except KeyboardInterrupt:
         print("nst run: interrupted", file=sys.stderr)
         return 130
-    record = provenance.build(
-        params,
-        steps_done=steps_done,
-        device=engine.device_name,
-        precision=engine.precision,
-        content=files.content,
-        styles=files.styles,
-        masks=files.masks,
-        frames=len(painted),
-    )
+    record = painting.record(engine, params, files, steps_done=steps_done, frames=len(painted))
     output.parent.mkdir(parents=True, exist_ok=True)
     clip_format = CLIP_SUFFIXES[output.suffix.lower()]
     encode_clip(painted, output, rate=info.fps, format=clip_format, sound_from=args.content, record=record)

@@ -104,18 +104,33 @@ def paint(
     if on_params is not None:
         on_params(params)
     result = engine.stylize(inputs.content, inputs.styles, params, style_masks=inputs.masks, callback=callback)
-    record = provenance.build(
+    made = record(engine, params, inputs.files, steps_done=result.steps_done, job_id=job_id, attempt=attempt)
+    return Painting(result.image, params, result.steps_done, result.stopped, result.elapsed_s, made)
+
+
+def record(
+    engine: Engine,
+    params: TransferParams,
+    files: Inputs,
+    *,
+    steps_done: int,
+    job_id: str | None = None,
+    attempt: int | None = None,
+    frames: int | None = None,
+) -> dict[str, Any]:
+    """The provenance of a picture or a clip (`frames` painted) that `engine` made from `files` with `params`."""
+    return provenance.build(
         params,
-        steps_done=result.steps_done,
+        steps_done=steps_done,
         device=engine.device_name,
         precision=engine.precision,
-        content=inputs.files.content,
-        styles=inputs.files.styles,
-        masks=inputs.files.masks,
+        content=files.content,
+        styles=files.styles,
+        masks=files.masks,
         job_id=job_id,
         attempt=attempt,
+        frames=frames,
     )
-    return Painting(result.image, params, result.steps_done, result.stopped, result.elapsed_s, record)
 
 
 def applied_params(

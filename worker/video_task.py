@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from nst_core.progress import StopTransfer
-from nst_shared import painting, provenance
+from nst_shared import painting
 from nst_shared.clip_info import ClipInfo
 from nst_shared.images import encode_image
 from nst_shared.job_options import DEADLINE_EXCEEDED
@@ -151,17 +151,8 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
             return run.fail("no_frames", "the clip has no frame to paint")
         finished = (_load_frame(storage, job_id, runs, i) for i in range(done))  # one at a time, from storage
         frames = itertools.chain(finished, [partial] if partial is not None else [])
-        prov = provenance.build(
-            params,
-            steps_done=steps_done,
-            device=engine.device_name,
-            precision=engine.precision,
-            content=files.content,
-            styles=files.styles,
-            masks=files.masks,
-            job_id=job_id,
-            attempt=attempt,
-            frames=painted,
+        prov = painting.record(
+            engine, params, files, steps_done=steps_done, job_id=job_id, attempt=attempt, frames=painted
         )
         out = Path(folder) / f"out.{clip_format}"
         encode_clip(frames, out, rate=info.fps, format=clip_format, sound_from=clip_path, record=prov)
