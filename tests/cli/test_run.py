@@ -66,7 +66,8 @@ def test_nst_run_writes_picture(tmp_path):
 def test_nst_run_records_a_drawn_seed_and_from_repaints_the_picture(tmp_path):
     (tmp_path / "c.png").write_bytes(make_image(90, 60, seed=1))
     (tmp_path / "s.png").write_bytes(make_image(64, 64, seed=2))
-    inputs = ["--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png")]
+    # The precision pinned: a CPU's measured choice can differ between two runs on a loaded machine.
+    inputs = ["--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s.png"), "--precision", "fp32"]
     first = subprocess.run(
         [
             *NST,
@@ -90,7 +91,7 @@ def test_nst_run_records_a_drawn_seed_and_from_repaints_the_picture(tmp_path):
     assert info.returncode == 0, info.stderr
     record = json.loads(info.stdout)
     assert record["params"]["init"] == "noise" and 0 <= record["seed"] <= 2**31 - 1
-    assert record["steps_done"] == 3 and record["device"] == "cpu" and record["precision"] in ("fp32", "bf16")
+    assert record["steps_done"] == 3 and record["device"] == "cpu" and record["precision"] == "fp32"
 
     # The same seed from the picture: the noise it started from, so the same picture on this CPU.
     again = subprocess.run(
