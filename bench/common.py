@@ -21,8 +21,9 @@ TABLE = "--- table ---"  # bench/gpu_check.py copies what follows this line into
 
 
 def shared_image(kind: str, name: str) -> Path:
-    """A shared picture by kind and stem, from shared/images beside or above the checkout, or the GPU trip's."""
-    places = [*(parent / "shared" / "images" for parent in ROOT.parents), ROOT / ".gpu-trip" / "images"]
+    """A shared picture by kind and stem: from $BENCH_IMAGES, shared/images beside or above the checkout, the trip."""
+    given = [Path(os.environ["BENCH_IMAGES"])] if os.environ.get("BENCH_IMAGES") else []  # a test's own pictures
+    places = [*given, *(parent / "shared" / "images" for parent in ROOT.parents), ROOT / ".gpu-trip" / "images"]
     found = [path for place in places for path in sorted((place / kind).glob(f"{name}.*"))]
     return found[0] if found else sys.exit(f"no {kind}/{name}.* in shared/images beside or above {ROOT}")
 

@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "--- table ---"
 
-# What the steps import: the packages and bench modules they run. boto3 serves S3 storage only, when configured;
-# av and cv2 load only when a clip is painted (their 100 MB of wheels would not fit the trip's 64 MiB).
+# What the steps import. Optional: boto3 (S3 storage), av and cv2 (clips only; 100 MB of wheels, past the trip).
 RUN_SOURCES = "service worker nst_core nst_shared nst_cli bench tests/gpu tests/cli/stack.py tests/conftest.py"
 OPTIONAL_IMPORTS = {"boto3", "botocore", "av", "cv2"}
 # After pytest, most important first (bench/README.md says why): (most seconds, the script and its arguments).

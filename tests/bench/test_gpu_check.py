@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ElementTree
 
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_image
 
 # engine_more and largest_more run the scripts of engine and largest at other sizes: left out of the dry run.
 STEPS = ["pytest", "engine", "objective", "service", "largest", "gpu"]
@@ -20,10 +20,14 @@ STEPS = ["pytest", "engine", "objective", "service", "largest", "gpu"]
 
 def test_dry_run_on_the_cpu_fills_the_folder(tmp_path):
     out = tmp_path / "out"
+    for kind, name, seed in (("content", "tiger", 1), ("style", "starry", 2)):  # a clean clone has no shared/
+        (tmp_path / "images" / kind).mkdir(parents=True)
+        (tmp_path / "images" / kind / f"{name}.png").write_bytes(make_image(96, 80, seed=seed))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("NST_", "GPU_TEST_"))},
         "PYTHON": sys.executable,
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "BENCH_IMAGES": str(tmp_path / "images"),
     }
     run = subprocess.run(
         ["bash", "bench/gpu_check.sh", str(out), "--device", "cpu", "--tiny", "--budget-s", "800", "--only", *STEPS],
