@@ -651,6 +651,7 @@ async function main() {
   $("finish").addEventListener("click", finishNow);
   renderRecent();
   refreshRecent();
+  document.body.dataset.ready = "true";  // the form is wired: what the page's tests wait for
 }
 
 main();

@@ -93,6 +93,12 @@ def set_range(page, selector: str, value: int) -> None:
     page.eval_on_selector(selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", value)
 
 
+def open_page(page, url: str) -> None:
+    """The page with its form wired (main() awaits /api/config first: slow on a loaded machine)."""
+    page.goto(url)
+    page.wait_for_selector("body[data-ready]")
+
+
 def one_style_job(page, tmp_path: Path, *, max_size: int, steps: int) -> None:
     """Fill the form: a photo, one style, the size and the steps."""
     content, style1, _ = images(tmp_path)
@@ -105,7 +111,7 @@ def one_style_job(page, tmp_path: Path, *, max_size: int, steps: int) -> None:
 def test_page_paints_and_downloads(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     refused = csp_violations(page)
-    page.goto(stack_url)
+    open_page(page, stack_url)
     page.screenshot(path=ARTIFACTS / "1-empty.png", full_page=True)
     content, style1, style2 = images(tmp_path)
     page.set_input_files("#content-input", str(content))
@@ -137,7 +143,7 @@ def test_page_paints_and_downloads(stack_url, browser, tmp_path):
 
 def test_page_cancels_running_job(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(stack_url)
+    open_page(page, stack_url)
     one_style_job(page, tmp_path, max_size=128, steps=1000)
     page.click("#submit")
     page.wait_for_function("() => document.getElementById('status-line').textContent.includes('step')", timeout=60_000)
@@ -151,7 +157,7 @@ def test_page_cancels_running_job(stack_url, browser, tmp_path):
 
 def test_page_finishes_running_job_with_its_picture(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(stack_url)
+    open_page(page, stack_url)
     one_style_job(page, tmp_path, max_size=128, steps=1000)
     assert page.locator("#finish").is_hidden()
     page.click("#submit")
@@ -175,7 +181,7 @@ def test_page_paints_a_clip_and_plays_it(stack_url, browser, tmp_path):
     _, style1, _ = images(tmp_path)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     refused = csp_violations(page)
-    page.goto(stack_url)
+    open_page(page, stack_url)
     page.set_input_files("#content-input", str(tmp_path / "clip.mp4"))
     page.set_input_files("#style-input", str(style1))
     assert page.locator("#content-thumbs video").count() == 1
@@ -197,7 +203,7 @@ def test_page_paints_a_clip_and_plays_it(stack_url, browser, tmp_path):
 
 def test_page_shows_api_error(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
-    page.goto(stack_url)
+    open_page(page, stack_url)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"this is not a picture")
     _, style1, _ = images(tmp_path)
@@ -219,7 +225,7 @@ def test_page_with_api_key_paints(browser, tmp_path, redis_server):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     refused = csp_violations(page)
     try:
-        page.goto(stack.url)
+        open_page(page, stack.url)
         page.wait_for_selector("#key-box", state="visible", timeout=30_000)  # once /api/config has answered
         one_style_job(page, tmp_path, max_size=64, steps=30)
         page.click("#submit")
@@ -264,7 +270,7 @@ def test_page_offers_print_sizes_and_zooms_into_the_result(browser, tmp_path, re
     stack = start_stack(tmp_path / "print", redis_server.url, engine="tests.engines:InstantEngine", max_size_px=4096)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        page.goto(stack.url)
+        open_page(page, stack.url)
         options = page.eval_on_selector_all("#print_size option", "els => els.map(e => e.value)")
         assert options == ["", "2048", "4096"]  # up to this service's cap; 8192 is over it
         one_style_job(page, tmp_path, max_size=64, steps=3)
@@ -292,7 +298,7 @@ def test_page_offers_print_sizes_and_zooms_into_the_result(browser, tmp_path, re
 def test_page_sends_a_mask_per_style_and_the_colour_mode(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
     refused = csp_violations(page)
-    page.goto(stack_url)
+    open_page(page, stack_url)
     content, style1, style2 = images(tmp_path)
     masks = []
     for i, columns in enumerate(((0, 32), (32, 64))):  # the right third of the 96 px photo: no style
@@ -333,7 +339,7 @@ def test_page_sends_a_mask_per_style_and_the_colour_mode(stack_url, browser, tmp
 def test_page_looks_row_sends_the_chosen_look(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     refused = csp_violations(page)
-    page.goto(stack_url)
+    open_page(page, stack_url)
     page.wait_for_selector("#looks button.look[aria-checked=true]")
     looks = page.eval_on_selector_all("#looks button.look", "els => els.map(e => e.dataset.look)")
     assert looks == ["subtle", "balanced", "painterly", "texture"]
@@ -363,7 +369,7 @@ def test_page_passes_axe_after_a_painting(stack_url, browser, tmp_path):
     from axe_playwright_python.sync_playwright import Axe
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(stack_url)
+    open_page(page, stack_url)
     one_style_job(page, tmp_path, max_size=64, steps=2)
     page.click("#submit")
     page.wait_for_selector("#download:not([hidden])", timeout=120_000)
@@ -376,7 +382,7 @@ def test_page_passes_axe_after_a_painting(stack_url, browser, tmp_path):
 def test_page_tries_strengths_then_paints_the_chosen_one(stack_url, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     refused = csp_violations(page)
-    page.goto(stack_url)
+    open_page(page, stack_url)
     one_style_job(page, tmp_path, max_size=288, steps=2)
     with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/sweeps")) as answer:
         page.click("#try-strengths")
