@@ -305,18 +305,22 @@ class JobRun:
         own once Redis takes writes again (until then it would stay running with no worker)."""
         log.error("Redis refused the job's writes past its time limit: %s", exc)
         message = "the job store refused writes (out of disk or memory) for longer than the job's time limit"
-        ended = until_redis_answers(
-            lambda: self.store.transition(
-                self.job_id,
-                JobStatus.FAILED,
-                allowed={JobStatus.RUNNING},
-                attempt=self.attempt or None,
-                error={"code": "store_refused_writes", "message": message},
-            ),
-            what="marking the job failed",
-            stop=shutdown_requested.is_set,
-        )
-        return "failed" if ended else self.not_ours("failed")
+        while True:
+            try:
+                ended = until_redis_answers(
+                    lambda: self.store.transition(
+                        self.job_id,
+                        JobStatus.FAILED,
+                        allowed={JobStatus.RUNNING},
+                        attempt=self.attempt or None,
+                        error={"code": "store_refused_writes", "message": message},
+                    ),
+                    what="marking the job failed",
+                    stop=shutdown_requested.is_set,
+                )
+                return "failed" if ended else self.not_ours("failed")
+            except JobTimeoutException:  # RQ's time limit fell during the wait (it fires once): wait on
+                log.warning("the job's time limit passed while Redis refused its writes")
 
     def not_ours(self, what: str) -> str:
         """The record moved on without this attempt (deleted; failed or requeued by a sweeper, and maybe run
