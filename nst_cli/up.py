@@ -82,7 +82,8 @@ def redis_server_binary() -> str:
 
 
 def redis_command(data_dir: Path, port: int) -> list[str]:
-    """An embedded Redis on loopback `port`, persisting (append-only) under `data_dir`."""
+    """An embedded Redis on loopback `port`, persisting (append-only, each write on disk before Redis answers it)
+    under `data_dir`: with the default fsync every second, a job accepted just before Redis was killed was lost."""
     return [
         redis_server_binary(),
         "--port",
@@ -93,6 +94,8 @@ def redis_command(data_dir: Path, port: int) -> list[str]:
         str(data_dir),
         "--appendonly",
         "yes",
+        "--appendfsync",
+        "always",
         "--save",
         "",
         "--protected-mode",
