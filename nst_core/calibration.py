@@ -1,48 +1,69 @@
-"""How hard to pull towards the style on this pair, found per job by a short probe (issue 33).
+"""How hard to pull towards the style: the weights name a balance between photo and style, and each run steers
+its own style weight towards it (issue 33).
 
-The same relative style weight paints a high-contrast pattern far harder than a muted painting: with the photo's
-own losses as units (objective.relative_to_photo) the stripes still took the tiger 3x further towards them than
-The Starry Night did (bench/README.md, `strength.py`). How far a pair goes is visible early: a probe of a few
-steps from the photo at a small size moves the subject about as far, relative to the other pairs, as the whole
-run will. So a run first paints such a probe, measures how far the subject went (`content_share`), and divides the style
-weight by the pair's strength relative to the reference pair (the tiger with The Starry Night): a style weight
-then lands every pair where it lands the reference, and the looks' weights name the same balance on every pair.
+The same weight paints a high-contrast pattern far harder than a muted painting, even with each term in units of
+the photo's own loss (objective.relative_to_photo): the stripes took the tiger three times further than The
+Starry Night did. So the weights name a balance instead: the content ratio (the picture's content term over the
+content term of the style stretched over the frame; 0 the photo, 1 the subject replaced) that the reference pair
+(the tiger with The Starry Night) reaches with them. A run measures its own balance at the end of each scale but
+the last and rescales the style weight for the next: the balance follows a new weight within a few steps of the
+next scale (bench/README.md, `strength.py`).
 """
 
 from __future__ import annotations
 
-import torch
+import math
 
-PROBE_PX = 128
-PROBE_STEPS = 10
-# What a probe takes at the model's defaults: a look or a caller's weights change the picture, not the pair's strength.
-STRENGTH_FIELDS = (
-    "look",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "content_layers",
-    "style_layers",
-    "style_layer_weights",
+from nst_shared.params import TransferParams
+
+# The reference pair's balance at the default weights, and how it grows with the ratio of style to content weight.
+REFERENCE_BALANCE = 0.262
+REFERENCE_RATIO = (
+    TransferParams.model_fields["style_weight"].default / TransferParams.model_fields["content_weight"].default
 )
-# The reference pair's probe share at the default weight, and how a pair's finished content ratio follows its
-# probe's: factor = (REFERENCE_SHARE / share)^(1 / RESPONSE_EXPONENT). 0.45 from the tiger at 256 px: 0.3 took the
-# stripes (probe share 1.9x the reference's) from a content ratio of 0.778 to 0.160 against 0.263 for The Starry
-# Night, a response of weight^0.73 there (bench/README.md, `strength.py`).
-REFERENCE_SHARE = 0.416
+BALANCE_EXPONENT = 0.45
+MAX_BALANCE = 0.9  # 1 is the subject replaced: no weight lands a pair there
+# How a pair's balance answers its style weight (balance ~ weight^exponent): at least as steeply as the paintings
+# do, since a scale that started from a far heavier weight has not settled when it is measured.
 RESPONSE_EXPONENT = 0.45
-FACTOR_BOUNDS = (1 / 50, 50.0)  # how much weaker or stronger than the reference a pair may be taken to be
+RESPONSE_BOUNDS = (RESPONSE_EXPONENT, 1.0)
+# The first scale's factor is low and a move up is small, since a pattern that has replaced the subject does not
+# give it back when its weight falls (the stripes stay at 0.57 where a run from the photo lands at 0.23), while a
+# weight raised later is followed: a move up at most MAX_RISE, a move down at most MAX_FALL.
+INITIAL_FACTOR = 0.25
+MAX_RISE, MAX_FALL = 3.0, 8.0
+# What a run needs to be steered, else it keeps the factor 1: two measured scales (one move from the first scale's
+# low factor can overshoot), a first scale of MIN_MEASURED_STEPS (its first steps overshoot towards the style
+# before the content term holds them: The Starry Night 0.40 after 10 steps, 0.28 after 40) and MIN_MEASURED_PX
+# (under it, conv4_2 has too few cells to measure: at 64 px the looks fell out of order).
+MIN_MEASURED_SCALES, MIN_MEASURED_STEPS, MIN_MEASURED_PX = 2, 20, 128
+FACTOR_BOUNDS = (1 / 50, 50.0)  # how much weaker or stronger than its weights say a pair may be painted
 
 
-def content_share(picture: torch.Tensor, photo: torch.Tensor, styles: torch.Tensor) -> float:
-    """How far the picture's content features went from the photo's, as a share of the way to the style's own
-    (the style stretched over the frame): 0 for the photo, about 1 where the subject is replaced."""
-    moved = torch.mean((picture.float() - photo.float()) ** 2)
-    return float(moved / torch.mean((styles.float() - photo.float()) ** 2).clamp_min(1e-12))
+def target_balance(style_weight: float, content_weight: float) -> float:
+    """The balance a style and a content weight name: the reference pair's with them."""
+    ratio = style_weight / content_weight / REFERENCE_RATIO
+    return float(min(REFERENCE_BALANCE * ratio**BALANCE_EXPONENT, MAX_BALANCE))
 
 
-def style_factor(probe_share: float) -> float:
-    """What to multiply the style weight by so that this pair lands where the reference pair does."""
-    low, high = FACTOR_BOUNDS
-    factor = (REFERENCE_SHARE / max(probe_share, 1e-9)) ** (1 / RESPONSE_EXPONENT)
-    return float(min(max(factor, low), high))
+class Steering:
+    """A run's style factor (what its style weight is multiplied by), moved after each measured balance so that
+    the next scale lands at the target: by the pair's own response once two factors were measured."""
+
+    def __init__(self, target: float) -> None:
+        self.target = target
+        self.factor = INITIAL_FACTOR
+        self._measured: list[tuple[float, float]] = []  # (log factor, log balance)
+
+    def measured(self, balance: float) -> float:
+        """The factor for the next scale, given the balance the current factor reached."""
+        point = (math.log(self.factor), math.log(max(balance, 1e-6)))
+        response = RESPONSE_EXPONENT
+        if self._measured and abs(point[0] - self._measured[-1][0]) > 0.05:
+            (f0, b0), (f1, b1) = self._measured[-1], point
+            response = min(max((b1 - b0) / (f1 - f0), RESPONSE_BOUNDS[0]), RESPONSE_BOUNDS[1])
+        self._measured.append(point)
+        low, high = FACTOR_BOUNDS
+        move = min(max((math.log(self.target) - point[1]) / response, -math.log(MAX_FALL)), math.log(MAX_RISE))
+        self.factor = min(max(math.exp(point[0] + move), low), high)
+        return self.factor

@@ -125,6 +125,14 @@ def evaluate_whole(net: Network, image: torch.Tensor, terms: LossTerms) -> torch
     return torch.stack([content.detach(), style.detach(), tv.detach(), total.detach()])
 
 
+def content_term(net: Network, image: torch.Tensor, terms: LossTerms, grid: Sequence[Block] | None) -> float:
+    """The content term `evaluate_whole` would give `image`, without gradients."""
+    layers = list(terms.content)
+    with torch.no_grad():
+        feats = net(image, layers) if grid is None else features_by_blocks(net, image, layers, grid)
+        return float(sum(w * F.mse_loss(widen(feats[n]), t) for n, (w, t) in terms.content.items()))
+
+
 def evaluate_blocks(
     net: Network, image: torch.Tensor, terms: LossTerms, grid: Sequence[Block], *, on_block: BlockCallback | None = None
 ) -> torch.Tensor:

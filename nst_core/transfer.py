@@ -4,8 +4,9 @@ the image optimised with L-BFGS starting from the content image.
 
 Deviations from the paper, each for speed or looks: the image is optimised coarse to fine over several
 scales (each scale starts from the previous result, so the fine scales only refine: nst_shared/schedule.py);
-each term's weight is relative to the photo's own loss (objective.relative_to_photo), and the style weight is
-calibrated per job by a short probe (calibration.py), so a style weight paints every style about as strongly;
+each term's weight is relative to the photo's own loss (objective.relative_to_photo), and each run steers its style
+weight at the end of each scale towards the balance its weights name (calibration.py), so a weight paints every
+style about as strongly;
 a picture too large for the memory budget is evaluated block by block with the exact global loss (objective.py);
 the style image keeps its aspect ratio and is sized relative to the output, never past its own resolution; colour
 control and masks follow Gatys et al., "Controlling Perceptual Factors in Neural Style Transfer" (2017): colours.py,
@@ -30,7 +31,7 @@ from torch.nn import functional as F
 
 from nst_core import colors, masks
 from nst_core.blocks import Block, block_grid, grid_of
-from nst_core.calibration import PROBE_PX, PROBE_STEPS, STRENGTH_FIELDS, content_share, style_factor
+from nst_core.calibration import MIN_MEASURED_PX, MIN_MEASURED_SCALES, MIN_MEASURED_STEPS, Steering, target_balance
 from nst_core.features import VGG19Features, WeightsName, build_vgg19
 from nst_core.lbfgs import LBFGS
 from nst_core.losses import gram_matrix, widen
@@ -39,6 +40,7 @@ from nst_core.objective import (
     Network,
     StyleTarget,
     TemporalTerm,
+    content_term,
     evaluate_blocks,
     evaluate_whole,
     features_by_blocks,
@@ -177,19 +179,21 @@ class StyleTransfer:
         `init_image` instead of `params.init` and is held near `temporal`'s target (both at the output's size).
         `style_factor`, when given, is the calibration to use (a clip's later frames reuse the first one's)."""
         run = self._start(content, styles, style_masks or [], params, callback, init_image, temporal)
+        steering = _steering(params, run.plan) if style_factor is None else None
+        if style_factor is None:
+            style_factor = steering.factor if steering is not None else 1.0
+        run = replace(run, style_weight=params.style_weight * style_factor)
         image: torch.Tensor | None = None
         outcome = _ScaleOutcome(image=None, step=0, total_loss=math.nan, stopped=False)
         try:
-            run = (
-                self._calibrated(run)
-                if style_factor is None
-                else replace(run, style_weight=params.style_weight * style_factor)
-            )
             for index, scale in enumerate(run.plan, start=1):
-                outcome = self._optimise_scale(run, index, scale, image, outcome.step)
+                measure = steering is not None and index < len(run.plan)
+                outcome = self._optimise_scale(run, index, scale, image, outcome.step, measure_balance=measure)
                 image = outcome.image
                 if outcome.stopped:
                     break
+                if steering is not None and outcome.balance is not None:
+                    run = replace(run, style_weight=params.style_weight * steering.measured(outcome.balance))
             assert image is not None
             width, height = fit_size(*content.size, params.max_size)
             if image.shape[-2:] != (height, width):  # stopped before the last scale, or it had no steps
@@ -212,19 +216,6 @@ class StyleTransfer:
             total_loss=outcome.total_loss,
             style_factor=run.style_factor(),
         )
-
-    def style_factor(
-        self,
-        content: Image.Image,
-        styles: Sequence[Image.Image],
-        params: TransferParams,
-        *,
-        style_masks: Sequence[Image.Image] | None = None,
-    ) -> float:
-        """The calibration `stylize` would measure for these inputs (a resumed clip's later frames need the first
-        frame's)."""
-        run = self._start(content, styles, style_masks or [], params, None)
-        return self._calibrated(run).style_factor()
 
     def _start(
         self,
@@ -277,47 +268,18 @@ class StyleTransfer:
             temporal=temporal,
         )
 
-    def _calibrated(self, run: _Run) -> _Run:
-        """`run` with its style weight scaled by the pair's strength relative to the reference pair's
-        (calibration.py), measured by a probe of PROBE_STEPS from the photo at PROBE_PX (at most the output's
-        size) with the default balance: every look of a pair gets the same factor, so the looks keep their
-        order. Not when the run starts elsewhere than the photo or a term is off: nothing to balance."""
-        params = run.params
-        if params.init != "content" or not params.style_weight or not params.content_weight:
-            return run
-        # The pair's strength, whatever the look: the probe weighs its terms as the defaults do.
-        defaults = {name: TransferParams.model_fields[name].default for name in STRENGTH_FIELDS}
-        reference = params.model_copy(update=defaults)  # valid values over valid ones: nothing to check again
-        probe = replace(
-            run,
-            params=reference,
-            style_weight=reference.style_weight,
-            layer_weights=reference.layer_weights(),
-            content_layers=[activation_name(n) for n in reference.content_layers],
-            style_layers=[activation_name(n) for n in reference.style_layers],
-        )
-        size = fit_size(*run.content.size, min(PROBE_PX, params.max_size))
-        photo = image_to_tensor(resize(run.content_work, size), self.device)
-        terms = self._loss_terms(probe, photo, Scale(*size, PROBE_STEPS), None)
-        image = photo.clone().requires_grad_(True)
-        optimizer = LBFGS(image, history_size=PROBE_STEPS)
-        for _ in range(PROBE_STEPS):
-            optimizer.step(lambda: evaluate_whole(self.net, image, terms))
-        layer = probe.content_layers[0]
-        with torch.no_grad():
-            picture, original = (self.net(x, [layer])[layer] for x in (image.detach(), photo))
-            styles = sum(
-                weight * self.net(image_to_tensor(resize(style, size), self.device), [layer])[layer].float()
-                for style, weight in zip(run.styles_work, run.blend)
-            )
-        assert isinstance(styles, torch.Tensor)
-        factor = style_factor(content_share(picture, original, styles))
-        return replace(run, style_weight=params.style_weight * factor)
-
     def _optimise_scale(
-        self, run: _Run, index: int, scale: Scale, previous: torch.Tensor | None, step: int
+        self,
+        run: _Run,
+        index: int,
+        scale: Scale,
+        previous: torch.Tensor | None,
+        step: int,
+        *,
+        measure_balance: bool = False,
     ) -> _ScaleOutcome:
-        """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image)."""
+        """One scale's L-BFGS iterations, from the previous scale's picture (or the run's initial image); with
+        `measure_balance`, the outcome says where the finished scale landed between photo and style."""
         params, step_before = run.params, step
         memory, grid = self._plan_memory(scale)
         if self.device.type == "cuda":
@@ -398,7 +360,19 @@ class StyleTransfer:
                 return _ScaleOutcome(image, step, accepted["total"], stopped=True)
             if plateau:
                 break
-        return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=False)
+        balance = self._balance(run, scale, terms, grid, accepted["content"]) if measure_balance and accepted else None
+        return _ScaleOutcome(image, step, accepted.get("total", math.nan), stopped=False, balance=balance)
+
+    def _balance(
+        self, run: _Run, scale: Scale, terms: LossTerms, grid: list[Block] | None, content_loss: float
+    ) -> float:
+        """The picture's content term over the styles' own, each style stretched over the frame: 0 the photo, 1
+        the subject replaced (calibration.py)."""
+        stretched = sum(
+            share * content_term(self.net, image_to_tensor(resize(style, scale.size), self.device), terms, grid)
+            for style, share in zip(run.styles_work, run.blend)
+        )
+        return content_loss / max(stretched, 1e-12)
 
     def _plan_memory(self, scale: Scale) -> tuple[MemoryPlan, list[Block] | None]:
         """How this engine's budget fits the scale: the L-BFGS history, and the blocks (None: the whole image)."""
@@ -582,6 +556,17 @@ class _ScaleOutcome:
     step: int  # steps done over the whole run
     total_loss: float
     stopped: bool
+    balance: float | None = None  # measured when the run steers its style weight (calibration.py)
+
+
+def _steering(params: TransferParams, plan: Sequence[Scale]) -> Steering | None:
+    """How this run's style weight is steered; None when it starts elsewhere than the photo or a term is off (the
+    balance is measured from the photo), or when its scales are too few, short or small to measure."""
+    if params.init != "content" or not params.style_weight or not params.content_weight:
+        return None
+    if len(plan) - 1 < MIN_MEASURED_SCALES or plan[0].steps < MIN_MEASURED_STEPS or max(plan[0].size) < MIN_MEASURED_PX:
+        return None
+    return Steering(target_balance(params.style_weight, params.content_weight))
 
 
 def _temporal_term(target: TemporalTarget, size: tuple[int, int], device: torch.device) -> TemporalTerm:

@@ -8,15 +8,15 @@ The contract, for the worker and for fake engines:
   `params`; each later call runs `params.frame_steps` iterations from the previous painted frame warped by the
   optical flow, with the temporal loss (`params.temporal_weight`) towards it. A result with `stopped` set is
   not final: paint that frame again, or stop.
-- `resume(first_frame=..., previous_frame=..., previous_painted=...)` before the first `paint` goes on after
-  frames an earlier attempt finished: the next `paint` gives the frame an uninterrupted run would (same seed),
-  given the input frames and the stored painting (lossless) of the last finished frame.
+- `resume(first_frame=..., previous_frame=..., previous_painted=..., style_factor=...)` before the first `paint`
+  goes on after frames an earlier attempt finished: the next `paint` gives the frame an uninterrupted run would
+  (same seed), given the input frames, the stored painting (lossless) of the last finished frame and the style
+  factor the first frame's result reported.
 - The engine sees only `engine.stylize(content, styles, params, *, style_masks, callback, init_image,
   temporal, style_factor)`: `init_image` (a PIL image at the output's size) is where the optimisation starts,
   `temporal` a `nst_core.flow.TemporalTarget` (or None for frame 1), `style_factor` the calibration the
-  previous frame's result reported (None for the first frame: the engine measures it); `resume` asks
-  `engine.style_factor(first_frame, styles, params, style_masks=...)` for the first frame's. A fake engine
-  accepts the three keywords, reports a `style_factor` and answers `style_factor`.
+  previous frame's result reported (None for the first frame: the engine steers its own). A fake engine
+  accepts the three keywords and reports a `style_factor`.
 - Colours: color_mode `match` matches the styles to the FIRST frame's colours once, so colours do not drift
   and the engine's style Gram cache serves every later frame.
 """
@@ -63,7 +63,7 @@ class ClipPainter:
         self._size: tuple[int, int] | None = None  # the clip's frames', as they come
         self._previous: Image.Image | None = None  # the previous input frame, at the output's size
         self._previous_painted: Image.Image | None = None
-        self._style_factor: float | None = None  # the calibration (calibration.py), the same for every frame
+        self._style_factor: float | None = None  # the first frame's (calibration.py), the same for every later frame
 
     def paint(self, frame: Image.Image, *, callback: ProgressCallback | None = None) -> TransferResult:
         """The painting of the clip's next frame (the first call: frame 1, painted as a picture)."""
@@ -90,13 +90,18 @@ class ClipPainter:
         self._style_factor = result.style_factor
         return result  # type: ignore[no-any-return]
 
-    def resume(self, *, first_frame: Image.Image, previous_frame: Image.Image, previous_painted: Image.Image) -> None:
+    def resume(
+        self,
+        *,
+        first_frame: Image.Image,
+        previous_frame: Image.Image,
+        previous_painted: Image.Image,
+        style_factor: float,
+    ) -> None:
         """Go on after frames an earlier attempt finished: the next `paint` is the frame after `previous_frame`,
-        whose painting was `previous_painted`."""
-        first = self._start(first_frame)
-        self._style_factor = self._engine.style_factor(
-            first, self._styles_work, self._first_params, style_masks=self._style_masks
-        )
+        whose painting was `previous_painted`, with the first frame's `style_factor`."""
+        self._start(first_frame)
+        self._style_factor = style_factor
         self._previous = self._fit(previous_frame)
         if previous_painted.size != self._previous.size:
             raise InvalidParameter(

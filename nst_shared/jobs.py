@@ -190,6 +190,7 @@ class JobRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     # A clip's painted frames, in order, as [attempt, count] runs: which attempt's files hold them (fenced writes).
     clip_frames: list[list[int]] = field(default_factory=list)
+    clip_style_factor: float | None = None  # the first frame's (nst_core/calibration.py): every later frame's too
 
     @property
     def kind(self) -> str:
@@ -227,6 +228,7 @@ class JobRecord:
             owner=data.get("owner") or None,
             extra=js("extra") or {},
             clip_frames=js("clip_frames") or [],
+            clip_style_factor=num("clip_style_factor"),
         )
 
 

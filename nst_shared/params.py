@@ -128,8 +128,8 @@ class TransferParams(BaseModel):
             ge=0,
             le=1e12,
             description="Strength of the style: the weight of the style loss (MSE of Gram matrices, each layer "
-            "relative to the photo's own distance from the style, scaled per job by a short probe so that a weight "
-            "gives every style the balance it gives The Starry Night on the tiger). 5 subtle .. 15 the default .. "
+            "relative to the photo's own distance from the style), steered during the run so that a weight gives "
+            "every style the balance it gives The Starry Night on the tiger. 5 subtle .. 15 the default .. "
             "60 texture.",
         ),
     ] = 15.0

@@ -35,6 +35,9 @@ class FakeResult:
     style_factor: float = 1.0
 
 
+STEERED_FACTOR = 0.5  # what a fake run reports as its steered style factor (nst_core/calibration.py)
+
+
 class InstantEngine:
     """Returns the content image resized, reporting every step at once: a job costs milliseconds."""
 
@@ -52,9 +55,6 @@ class InstantEngine:
         self.device_name = "cpu"
         self.precision = "fp32"
         self.memory_budget_bytes = memory_budget_bytes or default_budget_bytes("cpu")
-
-    def style_factor(self, content: Image.Image, styles: Sequence[Image.Image], params: Any, **_: Any) -> float:
-        return 1.0
 
     def stylize(
         self,
@@ -98,7 +98,8 @@ class InstantEngine:
             except StopTransfer:
                 stopped = True
                 break
-        return FakeResult(image, done, stopped, time.monotonic() - started, 2.0)
+        factor = STEERED_FACTOR if style_factor is None else style_factor  # a clip's later frames reuse the first's
+        return FakeResult(image, done, stopped, time.monotonic() - started, 2.0, factor)
 
 
 class SharedGpuEngine(InstantEngine):

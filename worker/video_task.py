@@ -102,7 +102,13 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
                 if index < done:
                     if index == done - 1:  # the last finished frame: the painting goes on from it
                         last_painted = _load_frame(storage, job_id, runs, index)
-                        painter.resume(first_frame=first, previous_frame=frame, previous_painted=last_painted)
+                        painter.resume(
+                            first_frame=first,
+                            previous_frame=frame,
+                            previous_painted=last_painted,
+                            # 1: a clip started before the first frame's factor was recorded
+                            style_factor=record.clip_style_factor or 1.0,
+                        )
                     continue
                 started = time.monotonic()
                 result = painter.paint(frame, callback=functools.partial(on_progress, index))
@@ -121,6 +127,7 @@ def paint_clip(run: JobRun, engine: Any, record: JobRecord) -> str:
                     {"frame": index + 1, "frames": info.frames},
                     attempt=attempt,
                     clip_frames=runs,
+                    clip_style_factor=result.style_factor,
                 )
                 if not run.retried(record_frame, "the finished frame"):
                     reason["stop"] = "gone"

@@ -9,7 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_core.calibration import FACTOR_BOUNDS, PROBE_PX, REFERENCE_SHARE, style_factor
+from nst_core.calibration import (
+    INITIAL_FACTOR,
+    MAX_BALANCE,
+    MAX_RISE,
+    REFERENCE_BALANCE,
+    Steering,
+    target_balance,
+)
 from nst_core.features import VGG19Features, build_vgg19
 from nst_core.losses import gram_matrix
 from nst_core.tensors import image_to_tensor
@@ -18,7 +25,8 @@ from nst_shared.looks import LOOK_NAMES
 from nst_shared.params import TransferParams
 from tests.conftest import ROOT
 
-SIZE_PX, STEPS = 80, 24
+# Three scales of 20 steps from 128 px: the least the steering measures (calibration.MIN_MEASURED_*).
+SIZE_PX, STEPS, SCALES, COARSE_PX = 192, 60, 3, 128
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
@@ -63,7 +71,9 @@ def painted(engine) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
         style = load_image(ROOT / "examples" / f"{painting}.jpg")
         scores[photo, painting] = {}
         for look in LOOK_NAMES:
-            params = TransferParams(look=look, max_size=SIZE_PX, steps=STEPS, scales=2, min_scale_size=64, seed=0)
+            params = TransferParams(
+                look=look, max_size=SIZE_PX, steps=STEPS, scales=SCALES, min_scale_size=COARSE_PX, seed=0
+            )
             image = engine.stylize(content, [style], params).image
             assert image.size[0] == SIZE_PX
             scores[photo, painting][look] = distances(image, content, style)
@@ -87,18 +97,40 @@ def stripes(px: int = 160) -> Image.Image:
     return Image.fromarray(np.repeat(((np.sin((x + 0.6 * y) / 3.0) > 0) * 230 + 10)[..., None], 3, 2).astype(np.uint8))
 
 
-def test_calibration_weakens_the_style_that_pulls_harder(engine):
+@torch.no_grad()
+def content_ratio(output: Image.Image, content: Image.Image, style: Image.Image) -> float:
+    """relu4_2's distance from the photo as a share of the style's own, stretched over the frame (0 the photo, 1
+    the subject replaced): the balance the steering aims at, as bench/quality.py scores it."""
+    out, photo, stretched = (
+        judge()(image_to_tensor(resize(img, output.size)), ("relu4_2",))["relu4_2"] for img in (output, content, style)
+    )
+    return float(torch.mean((out - photo) ** 2) / torch.mean((stretched - photo) ** 2))
+
+
+def test_steering_lands_styles_that_pull_unequally_at_the_balance_the_weights_name(engine):
     content = load_image(ROOT / "examples" / "chelsea.jpg")
-    params = TransferParams(max_size=PROBE_PX, steps=1, scales=1, seed=0)  # the probe's own size
-    factors = {
-        name: engine.stylize(content, [style], params).style_factor
-        for name, style in (("stripes", stripes()), ("swirls", load_image(ROOT / "examples" / "swirls.jpg")))
-    }
-    assert factors["stripes"] < 0.5 * factors["swirls"], factors
+    styles = {"stripes": stripes(), "swirls": load_image(ROOT / "examples" / "swirls.jpg")}
+    params = TransferParams(max_size=SIZE_PX, steps=STEPS, scales=SCALES, min_scale_size=COARSE_PX, seed=0)
+    fixed, steered = {}, {}
+    for name, style in styles.items():
+        fixed[name] = content_ratio(engine.stylize(content, [style], params, style_factor=1.0).image, content, style)
+        result = engine.stylize(content, [style], params)
+        steered[name] = (content_ratio(result.image, content, style), result.style_factor)
+    target = target_balance(params.style_weight, params.content_weight)
+    # Unsteered, the stripes took the cat 1.5x further than the swirls (0.58 and 0.38); steered, both land near it.
+    assert all(target / 1.3 < ratio < target * 1.3 for ratio, _ in steered.values()), (target, fixed, steered)
+
+    def gap(ratios: list[float]) -> float:
+        return max(ratios) / min(ratios)
+
+    assert gap([ratio for ratio, _ in steered.values()]) < gap(list(fixed.values())), (fixed, steered)
 
 
-def test_calibration_leaves_the_reference_strength_alone_and_is_bounded():
-    low, high = FACTOR_BOUNDS
-    assert style_factor(REFERENCE_SHARE) == pytest.approx(1.0)
-    assert style_factor(2 * REFERENCE_SHARE) < 1.0 < style_factor(REFERENCE_SHARE / 2)
-    assert (style_factor(1e3), style_factor(0.0)) == (low, high)
+def test_steering_moves_the_factor_towards_the_target_within_bounds():
+    assert target_balance(15.0, 1.0) == pytest.approx(REFERENCE_BALANCE)  # the defaults name the reference's
+    assert target_balance(5.0, 1.0) < REFERENCE_BALANCE < target_balance(25.0, 1.0) < target_balance(1e6, 1.0)
+    assert target_balance(1e6, 1.0) == MAX_BALANCE
+    on_target, too_painted, too_faint = (Steering(0.3) for _ in range(3))
+    assert on_target.measured(0.3) == pytest.approx(INITIAL_FACTOR)
+    assert too_painted.measured(0.6) < INITIAL_FACTOR < too_faint.measured(0.15)
+    assert Steering(0.3).measured(1e-6) == pytest.approx(INITIAL_FACTOR * MAX_RISE)  # one move up at most MAX_RISE

@@ -74,10 +74,15 @@ def test_resume_paints_the_frame_an_uninterrupted_run_does(engine):
     style = picture(64, 64, 1)
     frames = clip(3)
     whole = ClipPainter(engine, [style], CLIP)
-    painted = [whole.paint(f).image for f in frames]
+    results = [whole.paint(f) for f in frames]
     resumed = ClipPainter(engine, [style], CLIP)
-    resumed.resume(first_frame=frames[0], previous_frame=frames[1], previous_painted=painted[1])
-    assert np.array_equal(np.asarray(resumed.paint(frames[2]).image), np.asarray(painted[2]))
+    resumed.resume(
+        first_frame=frames[0],
+        previous_frame=frames[1],
+        previous_painted=results[1].image,
+        style_factor=results[0].style_factor,
+    )
+    assert np.array_equal(np.asarray(resumed.paint(frames[2]).image), np.asarray(results[2].image))
 
 
 def test_later_frames_run_frame_steps_from_the_warped_painting(engine):

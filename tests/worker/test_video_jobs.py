@@ -18,6 +18,7 @@ from nst_shared.jobs import Keys
 from nst_shared.video_io import read_record
 from tests.clips import make_clip, read_frames, sound_seconds, tone_strength
 from tests.conftest import start_stack, wait_until
+from tests.engines import STEERED_FACTOR
 from tests.service.test_errors import error_of
 from tests.service.test_jobs import wait_status
 
@@ -145,9 +146,11 @@ def test_lost_worker_mid_clip_goes_on_from_the_last_finished_frame(stack, clip):
         assert done["status"] == "succeeded" and done["attempts"] == 2, done["error"]
         # Which attempt's files hold which frames, as the record says (a frame stored by the killed worker just
         # before its record was written is never read).
-        runs = json.loads(redis.Redis.from_url(stack.redis_url).hget(Keys.job(job["id"]), "clip_frames"))
+        record = redis.Redis.from_url(stack.redis_url).hgetall(Keys.job(job["id"]))
+        runs = json.loads(record[b"clip_frames"])
         assert [attempt for attempt, _ in runs] == [1, 2] and sum(count for _, count in runs) == FRAMES
         assert runs[0][1] >= done_before
+        assert float(record[b"clip_style_factor"]) == STEERED_FACTOR  # the first frame's, kept for the resumed frames
 
 
 def test_cancel_mid_clip_keeps_nothing(stack, clip):
