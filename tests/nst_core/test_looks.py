@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from nst_core.calibration import (
-    INITIAL_FACTOR,
-    MAX_BALANCE,
-    MAX_RISE,
-    REFERENCE_BALANCE,
-    Steering,
-    target_balance,
-)
 from nst_core.features import VGG19Features, build_vgg19
 from nst_core.losses import gram_matrix
 from nst_core.tensors import image_to_tensor
@@ -26,7 +17,7 @@ from nst_shared.params import TransferParams
 from tests.conftest import ROOT
 
 # Three scales of 20 steps from 128 px: the least the steering measures (calibration.MIN_MEASURED_*).
-SIZE_PX, STEPS, SCALES, COARSE_PX = 192, 60, 3, 128
+SIZE_PX, STEPS, SCALES, COARSE_PX = 160, 60, 3, 128
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
@@ -89,48 +80,3 @@ def test_looks_move_away_from_the_photo_in_order(painted, pair):
 @pytest.mark.parametrize("pair", PAIRS, ids="+".join)
 def test_painterly_matches_the_style_closer_than_subtle(painted, pair):
     assert painted[pair]["painterly"][1] < painted[pair]["subtle"][1]
-
-
-def stripes(px: int = 160) -> Image.Image:
-    """Black-and-white stripes: a style that takes a photo much further than a painting at the same weight."""
-    y, x = np.mgrid[0:px, 0:px]
-    return Image.fromarray(np.repeat(((np.sin((x + 0.6 * y) / 3.0) > 0) * 230 + 10)[..., None], 3, 2).astype(np.uint8))
-
-
-@torch.no_grad()
-def content_ratio(output: Image.Image, content: Image.Image, style: Image.Image) -> float:
-    """relu4_2's distance from the photo as a share of the style's own, stretched over the frame (0 the photo, 1
-    the subject replaced): the balance the steering aims at, as bench/quality.py scores it."""
-    out, photo, stretched = (
-        judge()(image_to_tensor(resize(img, output.size)), ("relu4_2",))["relu4_2"] for img in (output, content, style)
-    )
-    return float(torch.mean((out - photo) ** 2) / torch.mean((stretched - photo) ** 2))
-
-
-def test_steering_lands_styles_that_pull_unequally_at_the_balance_the_weights_name(engine):
-    content = load_image(ROOT / "examples" / "chelsea.jpg")
-    styles = {"stripes": stripes(), "swirls": load_image(ROOT / "examples" / "swirls.jpg")}
-    params = TransferParams(max_size=SIZE_PX, steps=STEPS, scales=SCALES, min_scale_size=COARSE_PX, seed=0)
-    fixed, steered = {}, {}
-    for name, style in styles.items():
-        fixed[name] = content_ratio(engine.stylize(content, [style], params, style_factor=1.0).image, content, style)
-        result = engine.stylize(content, [style], params)
-        steered[name] = (content_ratio(result.image, content, style), result.style_factor)
-    target = target_balance(params.style_weight, params.content_weight)
-    # Unsteered, the stripes took the cat 1.5x further than the swirls (0.58 and 0.38); steered, both land near it.
-    assert all(target / 1.3 < ratio < target * 1.3 for ratio, _ in steered.values()), (target, fixed, steered)
-
-    def gap(ratios: list[float]) -> float:
-        return max(ratios) / min(ratios)
-
-    assert gap([ratio for ratio, _ in steered.values()]) < gap(list(fixed.values())), (fixed, steered)
-
-
-def test_steering_moves_the_factor_towards_the_target_within_bounds():
-    assert target_balance(15.0, 1.0) == pytest.approx(REFERENCE_BALANCE)  # the defaults name the reference's
-    assert target_balance(5.0, 1.0) < REFERENCE_BALANCE < target_balance(25.0, 1.0) < target_balance(1e6, 1.0)
-    assert target_balance(1e6, 1.0) == MAX_BALANCE
-    on_target, too_painted, too_faint = (Steering(0.3) for _ in range(3))
-    assert on_target.measured(0.3) == pytest.approx(INITIAL_FACTOR)
-    assert too_painted.measured(0.6) < INITIAL_FACTOR < too_faint.measured(0.15)
-    assert Steering(0.3).measured(1e-6) == pytest.approx(INITIAL_FACTOR * MAX_RISE)  # one move up at most MAX_RISE
