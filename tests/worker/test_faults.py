@@ -55,6 +55,11 @@ def test_lost_job_retry_completes(tmp_path, redis_server):
         stack.stop()
 
 
+def stored(stack, job_id: str) -> list[str]:
+    """The job's files, without a write still in flight (storage writes to a .tmp- file, then renames it)."""
+    return sorted(p.name for p in (stack.storage_dir / job_id).iterdir() if not p.name.startswith(".tmp-"))
+
+
 def test_a_cut_off_worker_writes_nothing_once_its_job_moved_on(tmp_path, redis_server):
     stack = start_stack(
         tmp_path, redis_server.url, engine="tests.engines:SlowEngine", retry_lost_jobs=1, workers=2, **FAST_DEATH
@@ -72,14 +77,14 @@ def test_a_cut_off_worker_writes_nothing_once_its_job_moved_on(tmp_path, redis_s
                 assert final["status"] == "succeeded" and final["attempts"] == 2
                 events = connection.xlen(Keys.events(job["id"]))
                 fields = connection.hgetall(Keys.job(job["id"]))
-                files = sorted(p.name for p in (stack.storage_dir / job["id"]).iterdir())
+                files = stored(stack, job["id"])
             finally:
                 first.send_signal(signal.SIGCONT)
             # Its engine takes its next step, learns that its attempt is stale, and stops without writing.
             wait_until(lambda: "attempt 1 is no longer the job's" in log.read_text(), timeout_s=30, what="stale stop")
             assert connection.xlen(Keys.events(job["id"])) == events
             assert connection.hgetall(Keys.job(job["id"])) == fields
-            assert sorted(p.name for p in (stack.storage_dir / job["id"]).iterdir()) == files
+            assert stored(stack, job["id"]) == files
             assert "result-1.png" not in files and fields[b"result_file"] == b"result-2.png"
             result = client.get(f"/jobs/{job['id']}/result")
             assert provenance.read(result.content)["job"] == {"id": job["id"], "attempt": 2}
