@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from bench.quality import quality_ratios
 from nst_core.calibration import INITIAL_FACTOR, MAX_BALANCE, MAX_RISE, REFERENCE_BALANCE, Steering, target_balance
-from nst_core.tensors import image_to_tensor
-from nst_shared.images import load_image, resize
+from nst_shared.images import load_image
 from nst_shared.params import TransferParams
 from tests.conftest import ROOT
-from tests.nst_core.test_looks import COARSE_PX, SCALES, SIZE_PX, STEPS, judge
+from tests.nst_core.test_looks import COARSE_PX, SCALES, SIZE_PX, STEPS
 
 
 def stripes(px: int = 160) -> Image.Image:
@@ -22,14 +21,9 @@ def stripes(px: int = 160) -> Image.Image:
     return Image.fromarray(np.repeat(((np.sin((x + 0.6 * y) / 3.0) > 0) * 230 + 10)[..., None], 3, 2).astype(np.uint8))
 
 
-@torch.no_grad()
 def content_ratio(output: Image.Image, content: Image.Image, style: Image.Image) -> float:
-    """relu4_2's distance from the photo as a share of the style's own, stretched over the frame (0 the photo, 1
-    the subject replaced): the balance the steering aims at, as bench/quality.py scores it."""
-    out, photo, stretched = (
-        judge()(image_to_tensor(resize(img, output.size)), ("relu4_2",))["relu4_2"] for img in (output, content, style)
-    )
-    return float(torch.mean((out - photo) ** 2) / torch.mean((stretched - photo) ** 2))
+    """The balance the steering aims at, as the bench scores it (0 the photo, 1 the subject replaced)."""
+    return quality_ratios(output, content, style)[1]
 
 
 def test_steering_lands_styles_that_pull_unequally_at_the_balance_the_weights_name(engine):
