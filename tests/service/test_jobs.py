@@ -99,7 +99,9 @@ def test_resume_events_with_last_event_id(service):
             rest = list(read_events(stream))
         assert rest[0][1] == "snapshot"
         steps = [d["step"] for _, k, d in seen[1:] + rest[1:] if k == "progress"]
-        assert steps == list(range(1, 31)), steps
+        # A progress event not yet written when the next step comes is replaced by it (worker/progress_writer.py):
+        # under load a step may be skipped, but none is sent twice or out of order across the reconnect.
+        assert steps == sorted(set(steps)) and 3 in steps and steps[-1] == 30, steps
         assert rest[-1][1] == "completed"
 
 
