@@ -93,12 +93,13 @@ def report(scores: dict[str, list[float]], times: dict[str, float]) -> None:
     """Per photo and look, each style's ratios, then the spread across styles and the looks' order."""
     for photo in PHOTOS:
         print(f"\n{photo}: content ratio / style ratio / paintedness per look (lower ratios: more of each)")
-        print(f"{'style':<12}" + "".join(f"{look:>22}" for look in LOOK_NAMES) + "  order")
+        print(f"{'style':<12}" + "".join(f"{look:>22}" for look in LOOK_NAMES) + "  order, paintedness over the looks")
         for style_name in STYLE_NAMES:
             found = [scores.get(f"{photo}-{style_name}-{look}") for look in LOOK_NAMES]
             cells = ["-" if f is None else "{:.3f}/{:.3f}/{:.2f}".format(*f) for f in found]
             ordered = all(a < b for a, b in itertools.pairwise(f[0] if f else float("nan") for f in found))
-            print(f"{style_name:<12}" + "".join(f"{c:>22}" for c in cells) + ("  ok" if ordered else "  NOT"))
+            reach = spread([f[2] for f in found if f])  # how far the weight alone moves paintedness (bench/README.md)
+            print(f"{style_name:<12}" + "".join(f"{c:>22}" for c in cells) + f"  {'ok' if ordered else 'NOT'} {reach}")
         for index, measure in enumerate(MEASURES):
             keys = [[f"{photo}-{s}-{look}" for s in STYLE_NAMES] for look in LOOK_NAMES]
             cells = [spread([scores[k][index] for k in look_keys if k in scores]) for look_keys in keys]
